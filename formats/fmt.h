@@ -1,0 +1,78 @@
+/* The format driver interface: one struct fmt_ops per format (formats/list.c). */
+#ifndef IMG_FMT_H
+#define IMG_FMT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "img.h"
+
+/* block_status flags, as QEMU's BDRV_BLOCK_* */
+enum {
+	ST_DATA		= 1 << 0,	/* reads come from this layer's data */
+	ST_ZERO		= 1 << 1,	/* reads as zeroes */
+	ST_OFFSET	= 1 << 2,	/* host offset valid (st->offset in st->file) */
+	ST_ALLOC	= 1 << 3,	/* allocated in this layer (implied by DATA/ZERO) */
+};
+
+struct fmt_status {
+	uint64_t	 len;		/* extent length, > 0 and <= the length asked */
+	unsigned	 flags;		/* ST_* ; none: unallocated here, ask the backing file */
+	uint64_t	 offset;	/* host offset when ST_OFFSET */
+	const char	*file;		/* file holding the data; NULL means img->filename */
+};
+
+struct fmt_ops {
+	const char	*name;
+	size_t		 priv_size;	/* bytes the generic layer allocates as img->priv */
+
+	/* Score 0-100 for the first len bytes of a file; NULL: never probed. */
+	int	(*probe)(const uint8_t *buf, size_t len, const char *filename);
+	/*
+	 * Read the headers of img->fd; set img->size and, when the image has
+	 * one, img->backing_file/backing_fmt (malloc'd).  0, or -1 with
+	 * err_set (the caller adds "Could not open 'x': ").
+	 */
+	int	(*open)(struct img *img);
+	/* Free what open allocated (not img->priv itself). May be NULL. */
+	void	(*close)(struct img *img);
+	/*
+	 * Create filename holding a size-byte disk; o holds the -o options
+	 * (validated against create_opts) and backing_file/backing_fmt.
+	 * Prints nothing.  0 or -1 with err_set.
+	 */
+	int	(*create)(const char *filename, uint64_t size,
+		    const struct opt_list *o);
+	const struct opt_desc *create_opts;	/* ends with { NULL }; order = qemu's */
+
+	/* Read this layer's data in a range block_status called ST_DATA. */
+	int	(*read)(struct img *img, uint64_t off, size_t len, void *buf);
+	/* Write (allocating as needed, copying from the backing file for COW). */
+	int	(*write)(struct img *img, uint64_t off, size_t len, const void *buf);
+	/* Make a range read as zeroes; NULL: the generic layer writes zero buffers. */
+	int	(*write_zeroes)(struct img *img, uint64_t off, uint64_t len, int flags);
+	/* Write whole clusters compressed; NULL: the format cannot. */
+	int	(*write_compressed)(struct img *img, uint64_t off, size_t len,
+		    const void *buf);
+	/* Drop a range (it may then read from the backing file). May be NULL. */
+	int	(*discard)(struct img *img, uint64_t off, uint64_t len);
+	/* Make writes durable: metadata caches, then fsync. May be NULL. */
+	int	(*flush)(struct img *img);
+	/* Describe this layer from off (at most len bytes) in st. NULL: all data. */
+	int	(*block_status)(struct img *img, uint64_t off, uint64_t len,
+		    struct fmt_status *st);
+	/* Fill what img-info shows beyond the generic fields. May be NULL. */
+	int	(*info)(struct img *img, struct img_info *info);
+};
+
+const struct fmt_ops	*fmt_find(const char *name);
+/* The best-scoring format for these first bytes (raw if nothing scores). */
+const struct fmt_ops	*fmt_probe(const uint8_t *buf, size_t len, const char *filename);
+
+extern const struct fmt_ops *const fmt_list[];
+
+/* Helpers for drivers. */
+int	fmt_file_size(struct img *img, uint64_t *size);
+
+#endif

@@ -1,0 +1,475 @@
+/* The generic layer: open by name with probing, backing chains, I/O through them. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../lib/err.h"
+#include "../lib/int.h"
+#include "../lib/io.h"
+#include "fmt.h"
+
+#define PROBE_BYTES	512	/* BLOCK_PROBE_BUF_SIZE */
+
+struct chain {
+	dev_t	dev[IMG_MAX_CHAIN];
+	ino_t	ino[IMG_MAX_CHAIN];
+	int	n;
+};
+
+const struct fmt_ops *
+fmt_probe(const uint8_t *buf, size_t len, const char *filename)
+{
+	const struct fmt_ops *best = fmt_find("raw");
+	int i, score, top = 0;
+
+	for (i = 0; fmt_list[i] != NULL; i++) {
+		if (fmt_list[i]->probe == NULL)
+			continue;
+		score = fmt_list[i]->probe(buf, len, filename);
+		if (score > top) {
+			top = score;
+			best = fmt_list[i];
+		}
+	}
+	return best;
+}
+
+int
+fmt_file_size(struct img *img, uint64_t *size)
+{
+	struct stat st;
+
+	if (fstat(img->fd, &st) < 0)
+		return err_set(errno, "%s", img->filename);
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+char *
+img_backing_path(const char *image, const char *backing)
+{
+	const char *slash;
+
+	/* path_combine(): absolute names and protocol URIs stand as they are */
+	if (backing[0] == '/' || strstr(backing, "://") != NULL ||
+	    strncmp(backing, "json:", 5) == 0 ||
+	    (slash = strrchr(image, '/')) == NULL)
+		return xstrdup(backing);
+	return xasprintf("%.*s%s", (int)(slash - image + 1), image, backing);
+}
+
+static int
+open_file(struct img *img, const char *filename, int flags)
+{
+	int oflags = (flags & IMG_RDWR) ? O_RDWR : O_RDONLY;
+
+	if (flags & IMG_DIRECT)
+		oflags |= O_DIRECT;
+	img->fd = open(filename, oflags | O_CLOEXEC);
+	if (img->fd < 0)
+		return err_set(errno, "Could not open '%s'", filename);
+	return 0;
+}
+
+static int
+choose_format(struct img *img, const char *fmt)
+{
+	uint8_t buf[PROBE_BYTES];
+	ssize_t n;
+
+	if (fmt != NULL) {
+		if ((img->ops = fmt_find(fmt)) == NULL)
+			return err_set(0, "Unknown driver '%s'", fmt);
+		return 0;
+	}
+	if ((n = io_pread(img->fd, buf, sizeof(buf), 0)) < 0)
+		return err_set(errno, "Could not read image for determining its format");
+	img->ops = fmt_probe(buf, (size_t)n, img->filename);
+	img->probed = true;
+	return 0;
+}
+
+static int
+in_chain(struct chain *c, int fd, const char *name)
+{
+	struct stat st;
+	int i;
+
+	if (fstat(fd, &st) < 0)
+		return err_set(errno, "%s", name);
+	for (i = 0; i < c->n; i++)
+		if (c->dev[i] == st.st_dev && c->ino[i] == st.st_ino)
+			return err_set(0, "Backing file '%s' creates an infinite loop.",
+			    name);
+	if (c->n == IMG_MAX_CHAIN)
+		return err_set(0, "Backing chain of '%s' is deeper than %d images",
+		    name, IMG_MAX_CHAIN);
+	c->dev[c->n] = st.st_dev;
+	c->ino[c->n] = st.st_ino;
+	c->n++;
+	return 0;
+}
+
+static struct img *open_chain(const char *filename, const char *fmt, int flags,
+    struct chain *c);
+
+static int
+open_backing(struct img *img, int flags, struct chain *c)
+{
+	if (img->backing_file == NULL || img->backing_file[0] == '\0')
+		return 0;
+	img->backing_path = img_backing_path(img->filename, img->backing_file);
+	if (flags & IMG_NO_BACKING)
+		return 0;
+	flags = (flags & ~IMG_RDWR) | IMG_NO_PROBE_WARN;
+	img->backing = open_chain(img->backing_path, img->backing_fmt, flags, c);
+	return img->backing ? 0 : -1;
+}
+
+static struct img *
+open_chain(const char *filename, const char *fmt, int flags, struct chain *c)
+{
+	struct img *img = xcalloc(1, sizeof(*img));
+
+	img->filename = xstrdup(filename);
+	img->flags = flags;
+	img->fd = -1;
+	if (open_file(img, filename, flags) < 0 ||
+	    in_chain(c, img->fd, filename) < 0 || choose_format(img, fmt) < 0)
+		goto fail;
+	img->priv = xcalloc(1, img->ops->priv_size ? img->ops->priv_size : 1);
+	if (img->ops->open(img) < 0) {
+		if (img->ops->close)
+			img->ops->close(img);
+		free(img->priv);
+		img->priv = NULL;
+		goto fail;
+	}
+	if (open_backing(img, flags, c) < 0)
+		goto fail_open;
+	return img;
+fail_open:
+	img_close(img);
+	return NULL;
+fail:
+	if (img->fd >= 0)
+		close(img->fd);
+	free(img->filename);
+	free(img);
+	return NULL;
+}
+
+struct img *
+img_open(const char *filename, const char *fmt, int flags)
+{
+	struct chain c = { .n = 0 };
+	struct img *img;
+
+	if ((img = open_chain(filename, fmt, flags, &c)) == NULL) {
+		err_prefix("Could not open '%s'", filename);
+		return NULL;
+	}
+	if (img->probed && (flags & IMG_RDWR) && !(flags & IMG_NO_PROBE_WARN) &&
+	    strcmp(img->ops->name, "raw") == 0)
+		fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+		    "         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"
+		    "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+		    filename);
+	return img;
+}
+
+void
+img_close(struct img *img)
+{
+	if (img == NULL)
+		return;
+	img_close(img->backing);
+	if (img->priv != NULL && img->ops->close)
+		img->ops->close(img);
+	free(img->priv);
+	if (img->fd >= 0)
+		close(img->fd);
+	free(img->filename);
+	free(img->backing_file);
+	free(img->backing_fmt);
+	free(img->backing_path);
+	free(img);
+}
+
+const char *
+img_format(const struct img *img)
+{
+	return img->ops->name;
+}
+
+static int
+check_range(struct img *img, uint64_t off, uint64_t len)
+{
+	if (off > img->size || len > img->size - off)
+		return err_set(0, "%s: request at %#llx+%#llx is past the end of the image",
+		    img->filename, (unsigned long long)off,
+		    (unsigned long long)len);
+	return 0;
+}
+
+static int
+layer_status(struct img *img, uint64_t off, uint64_t len, struct fmt_status *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (img->ops->block_status == NULL) {
+		st->len = len;
+		st->flags = ST_DATA | ST_ALLOC;
+		return 0;
+	}
+	if (img->ops->block_status(img, off, len, st) < 0)
+		return -1;
+	if (st->len == 0 || st->len > len)
+		return err_set(0, "%s: bad block status at %#llx", img->filename,
+		    (unsigned long long)off);
+	if (st->flags & (ST_DATA | ST_ZERO))
+		st->flags |= ST_ALLOC;
+	return 0;
+}
+
+int
+img_read(struct img *img, uint64_t off, size_t len, void *buf)
+{
+	struct fmt_status st;
+	uint8_t *p = buf;
+	uint64_t n, bn;
+
+	if (check_range(img, off, len) < 0)
+		return -1;
+	while (len > 0) {
+		if (layer_status(img, off, len, &st) < 0)
+			return -1;
+		n = st.len;
+		if (st.flags & ST_ZERO) {
+			memset(p, 0, n);
+		} else if (st.flags & ST_DATA) {
+			if (img->ops->read(img, off, n, p) < 0)
+				return -1;
+		} else if (img->backing != NULL && off < img->backing->size) {
+			bn = MIN(n, img->backing->size - off);
+			if (img_read(img->backing, off, bn, p) < 0)
+				return -1;
+			memset(p + bn, 0, n - bn);
+		} else {
+			memset(p, 0, n);
+		}
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int
+img_write(struct img *img, uint64_t off, size_t len, const void *buf)
+{
+	if (check_range(img, off, len) < 0)
+		return -1;
+	if (img->ops->write == NULL)
+		return err_set(0, "%s: the %s format cannot be written",
+		    img->filename, img->ops->name);
+	return len ? img->ops->write(img, off, len, buf) : 0;
+}
+
+int
+img_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
+{
+	static const uint8_t zeroes[65536];
+	uint64_t n;
+
+	if (check_range(img, off, len) < 0)
+		return -1;
+	if (len == 0)
+		return 0;
+	if (img->ops->write_zeroes != NULL)
+		return img->ops->write_zeroes(img, off, len, flags);
+	for (; len > 0; off += n, len -= n) {
+		n = MIN(len, sizeof(zeroes));
+		if (img_write(img, off, n, zeroes) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+bool
+img_can_compress(const struct img *img)
+{
+	return img->ops->write_compressed != NULL;
+}
+
+int
+img_write_compressed(struct img *img, uint64_t off, size_t len, const void *buf)
+{
+	if (check_range(img, off, len) < 0)
+		return -1;
+	if (img->ops->write_compressed == NULL)
+		return err_set(0, "Compression not supported for this file format");
+	return img->ops->write_compressed(img, off, len, buf);
+}
+
+int
+img_discard(struct img *img, uint64_t off, uint64_t len)
+{
+	if (check_range(img, off, len) < 0)
+		return -1;
+	if (img->ops->discard == NULL || len == 0)
+		return 0;
+	return img->ops->discard(img, off, len);
+}
+
+int
+img_flush(struct img *img)
+{
+	if (img->ops->flush != NULL)
+		return img->ops->flush(img);
+	if (fsync(img->fd) < 0 && errno != EINVAL)
+		return err_set(errno, "%s: fsync", img->filename);
+	return 0;
+}
+
+static void
+fill_ext(struct img *layer, uint64_t off, const struct fmt_status *st,
+    unsigned flags, int64_t depth, struct map_ext *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->start = off;
+	e->length = st->len;
+	e->depth = depth;
+	e->present = (flags & ST_ALLOC) != 0;
+	e->zero = (flags & ST_ZERO) != 0;
+	e->data = (flags & ST_DATA) != 0;
+	e->has_offset = (flags & ST_OFFSET) != 0;
+	if (e->has_offset) {
+		e->offset = st->offset;
+		e->filename = st->file ? st->file : layer->filename;
+	}
+}
+
+int
+img_status_layer(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
+{
+	struct fmt_status st;
+
+	if (check_range(img, off, len) < 0 || layer_status(img, off, len, &st) < 0)
+		return -1;
+	fill_ext(img, off, &st, st.flags, 0, e);
+	return 0;
+}
+
+int
+img_status(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
+{
+	struct fmt_status st;
+	struct img *cur = img;
+	unsigned flags;
+	int64_t depth = 0;
+
+	if (check_range(img, off, len) < 0)
+		return -1;
+	for (;;) {
+		if (layer_status(cur, off, len, &st) < 0)
+			return -1;
+		len = st.len;
+		flags = st.flags;
+		if (flags & (ST_DATA | ST_ZERO))
+			break;
+		/* unallocated with nothing (or nothing this far) below reads as zeroes */
+		if (cur->backing == NULL || off >= cur->backing->size) {
+			flags |= ST_ZERO;
+			break;
+		}
+		cur = cur->backing;
+		len = MIN(len, cur->size - off);
+		depth++;
+	}
+	fill_ext(cur, off, &st, flags, depth, e);
+	return 0;
+}
+
+int
+img_get_info(struct img *img, struct img_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	if (img->ops->info != NULL)
+		return img->ops->info(img, info);
+	return 0;
+}
+
+int64_t
+img_actual_size(struct img *img)
+{
+	struct stat st;
+
+	if (fstat(img->fd, &st) < 0)
+		return -1;
+	return (int64_t)st.st_blocks * 512;
+}
+
+const struct opt_desc *
+img_create_opts(const char *fmt)
+{
+	const struct fmt_ops *ops = fmt_find(fmt);
+
+	return ops ? ops->create_opts : NULL;
+}
+
+bool
+img_format_known(const char *fmt)
+{
+	return fmt_find(fmt) != NULL;
+}
+
+const char *const *
+img_format_names(void)
+{
+	static const char *names[64];
+	size_t i;
+
+	for (i = 0; fmt_list[i] != NULL && i < ARRAY_SIZE(names) - 1; i++)
+		names[i] = fmt_list[i]->name;
+	names[i] = NULL;
+	return names;
+}
+
+static int
+known_opt(const struct opt_desc *d, const char *key)
+{
+	for (; d && d->name; d++)
+		if (strcmp(d->name, key) == 0)
+			return 1;
+	return 0;
+}
+
+int
+img_create(const char *filename, const char *fmt, uint64_t size,
+    const struct opt_list *o)
+{
+	const struct fmt_ops *ops = fmt_find(fmt);
+	struct stat st;
+	bool existed;
+	size_t i;
+
+	if (ops == NULL)
+		return err_set(0, "%s: Unknown file format '%s'", filename, fmt);
+	if (ops->create == NULL)
+		return err_set(0, "%s: Format driver '%s' does not support image creation",
+		    filename, fmt);
+	for (i = 0; i < o->n; i++)
+		if (!known_opt(ops->create_opts, o->v[i].key))
+			return err_set(0, "%s: Invalid parameter '%s'", filename,
+			    o->v[i].key);
+	existed = stat(filename, &st) == 0;
+	if (ops->create(filename, size, o) < 0) {
+		if (!existed)
+			unlink(filename);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,98 @@
+/*
+ * What programs see of an image: open by name (with probing), read, write,
+ * zero and block status through the backing chain.  Programs call img_*,
+ * never a driver's ops.
+ */
+#ifndef IMG_IMG_H
+#define IMG_IMG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../lib/json.h"
+#include "../lib/map.h"
+#include "../lib/opt.h"
+
+enum {
+	IMG_RDWR	= 1 << 0,	/* open for writing */
+	IMG_SHARE	= 1 << 1,	/* -U: share with other users of the image */
+	IMG_NO_BACKING	= 1 << 2,	/* don't open the backing chain */
+	IMG_DIRECT	= 1 << 3,	/* cache=none: O_DIRECT */
+	IMG_NO_PROBE_WARN = 1 << 4,	/* don't warn about a probed raw image */
+};
+
+/* write_zeroes flags */
+enum {
+	IMG_ZERO_UNMAP	= 1 << 0,	/* may deallocate: reads still return zeroes */
+};
+
+#define IMG_MAX_CHAIN	256		/* backing chain depth cap */
+
+struct fmt_ops;
+
+struct img {
+	const struct fmt_ops	*ops;
+	void			*priv;		/* ops->priv_size bytes, the driver's */
+	char			*filename;	/* as given */
+	int			 fd;		/* the image file */
+	int			 flags;
+	bool			 probed;	/* format was guessed */
+	uint64_t		 size;		/* virtual size in bytes */
+	char			*backing_file;	/* as recorded in the image, or NULL */
+	char			*backing_fmt;	/* as recorded, or NULL */
+	char			*backing_path;	/* backing_file resolved against our folder */
+	struct img		*backing;	/* the open backing image, or NULL */
+};
+
+/* Everything img-info shows that only the driver knows. */
+struct img_info {
+	uint64_t	 cluster_size;	/* 0: the format has none */
+	bool		 dirty;
+	bool		 encrypted;
+	struct jnode	*specific;	/* "format-specific" data object, or NULL */
+};
+
+/*
+ * Open filename as format fmt (NULL: probe).  Errors read as qemu-img's:
+ * "Could not open 'x': ...".  The backing chain opens read-only unless
+ * IMG_NO_BACKING.  Returns NULL with err_set.
+ */
+struct img	*img_open(const char *filename, const char *fmt, int flags);
+void		 img_close(struct img *img);	/* accepts NULL */
+
+/* Read through the chain; ranges past a backing file's end read as zeroes. */
+int		 img_read(struct img *img, uint64_t off, size_t len, void *buf);
+int		 img_write(struct img *img, uint64_t off, size_t len, const void *buf);
+int		 img_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags);
+int		 img_write_compressed(struct img *img, uint64_t off, size_t len, const void *buf);
+int		 img_discard(struct img *img, uint64_t off, uint64_t len);
+int		 img_flush(struct img *img);
+bool		 img_can_compress(const struct img *img);
+
+/*
+ * Block status of [off, off+len) through the chain, as qemu-img map's
+ * get_block_status: e describes the first extent (e->length <= len).
+ */
+int		 img_status(struct img *img, uint64_t off, uint64_t len, struct map_ext *e);
+/* Block status of this layer only (no chain): same fields, depth 0. */
+int		 img_status_layer(struct img *img, uint64_t off, uint64_t len, struct map_ext *e);
+
+int		 img_get_info(struct img *img, struct img_info *info);
+/* Bytes the image's files take on disk (st_blocks), or -1. */
+int64_t		 img_actual_size(struct img *img);
+const char	*img_format(const struct img *img);
+
+/* Create a new image; o holds -o options plus backing_file/backing_fmt. */
+int		 img_create(const char *filename, const char *fmt, uint64_t size,
+		    const struct opt_list *o);
+/* The create options of a format (for -o help and the "Formatting" line), or NULL. */
+const struct opt_desc *img_create_opts(const char *fmt);
+bool		 img_format_known(const char *fmt);
+/* Names of all formats, NULL-terminated. */
+const char	*const *img_format_names(void);
+
+/* Resolve a backing name against the folder of the image that names it (caller frees). */
+char		*img_backing_path(const char *image, const char *backing);
+
+#endif

@@ -1,0 +1,24 @@
+/* Every format driver img knows, in probing order. */
+#include <stddef.h>
+#include <string.h>
+
+#include "fmt.h"
+
+extern const struct fmt_ops raw_ops, qcow2_ops;
+
+const struct fmt_ops *const fmt_list[] = {
+	&qcow2_ops,
+	&raw_ops,
+	NULL,
+};
+
+const struct fmt_ops *
+fmt_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; fmt_list[i] != NULL; i++)
+		if (strcmp(fmt_list[i]->name, name) == 0)
+			return fmt_list[i];
+	return NULL;
+}

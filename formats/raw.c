@@ -1,0 +1,198 @@
+/* raw: the disk's bytes as they are, sparse through SEEK_DATA/SEEK_HOLE. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../lib/err.h"
+#include "../lib/int.h"
+#include "../lib/io.h"
+#include "fmt.h"
+
+#define RAW_SECTOR	512	/* qemu reports a file's length in whole sectors */
+
+static int
+raw_open(struct img *img)
+{
+	uint64_t size;
+
+	if (fmt_file_size(img, &size) < 0)
+		return -1;
+	img->size = ROUND_UP(size, RAW_SECTOR);
+	return 0;
+}
+
+static int
+raw_read(struct img *img, uint64_t off, size_t len, void *buf)
+{
+	if (io_pread_zero(img->fd, buf, len, off) < 0)
+		return err_set(errno, "%s: read at %#llx", img->filename,
+		    (unsigned long long)off);
+	return 0;
+}
+
+static int
+raw_write(struct img *img, uint64_t off, size_t len, const void *buf)
+{
+	if (io_pwrite(img->fd, buf, len, off) < 0)
+		return err_set(errno, "%s: write at %#llx", img->filename,
+		    (unsigned long long)off);
+	return 0;
+}
+
+static int
+raw_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
+{
+	static const uint8_t zeroes[65536];
+	uint64_t fsize, n;
+
+	if (fmt_file_size(img, &fsize) < 0)
+		return -1;
+	if (off >= fsize)
+		return 0;	/* past the end of the file reads as zeroes already */
+	len = MIN(len, fsize - off);
+	if ((flags & IMG_ZERO_UNMAP) &&
+	    fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	    (off_t)off, (off_t)len) == 0)
+		return 0;
+	if (fallocate(img->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+	    (off_t)off, (off_t)len) == 0)
+		return 0;
+	for (; len > 0; off += n, len -= n) {
+		n = MIN(len, sizeof(zeroes));
+		if (raw_write(img, off, n, zeroes) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+raw_discard(struct img *img, uint64_t off, uint64_t len)
+{
+	(void)fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	    (off_t)off, (off_t)len);
+	return 0;
+}
+
+static int
+raw_flush(struct img *img)
+{
+	if (fdatasync(img->fd) < 0 && errno != EINVAL)
+		return err_set(errno, "%s: fsync", img->filename);
+	return 0;
+}
+
+static int
+raw_block_status(struct img *img, uint64_t off, uint64_t len,
+    struct fmt_status *st)
+{
+	off_t data, hole;
+	uint64_t fsize;
+
+	st->offset = off;
+	st->len = len;
+	if (fmt_file_size(img, &fsize) < 0)
+		return -1;
+	if (off >= fsize) {
+		st->flags = ST_ZERO | ST_OFFSET;
+		return 0;
+	}
+	data = lseek(img->fd, (off_t)off, SEEK_DATA);
+	if (data < 0 && errno == ENXIO) {
+		st->flags = ST_ZERO | ST_OFFSET;	/* a hole up to the end */
+		return 0;
+	}
+	if (data < 0) {
+		st->flags = ST_DATA | ST_OFFSET;	/* no SEEK_DATA: all data */
+		return 0;
+	}
+	if ((uint64_t)data > off) {
+		st->flags = ST_ZERO | ST_OFFSET;
+		st->len = MIN(len, (uint64_t)data - off);
+		return 0;
+	}
+	hole = lseek(img->fd, (off_t)off, SEEK_HOLE);
+	if (hole < 0)
+		hole = (off_t)fsize;
+	/* the sector-rounded tail past EOF counts with the data before it */
+	if ((uint64_t)hole >= fsize)
+		hole = (off_t)ROUND_UP(fsize, RAW_SECTOR);
+	st->flags = ST_DATA | ST_OFFSET;
+	st->len = MIN(len, (uint64_t)hole - off);
+	return 0;
+}
+
+static int
+raw_prealloc(int fd, const char *filename, const char *mode, uint64_t size)
+{
+	static const uint8_t zeroes[65536];
+	uint64_t off, n;
+	int r;
+
+	if (mode == NULL || strcmp(mode, "off") == 0)
+		return 0;
+	if (strcmp(mode, "falloc") == 0) {
+		if ((r = posix_fallocate(fd, 0, (off_t)size)) != 0)
+			return err_set(r, "%s: Could not preallocate data for the new file",
+			    filename);
+		return 0;
+	}
+	if (strcmp(mode, "full") != 0)
+		return err_set(0, "%s: Invalid parameter '%s'", filename, mode);
+	for (off = 0; off < size; off += n) {
+		n = MIN(size - off, sizeof(zeroes));
+		if (io_pwrite(fd, zeroes, n, off) < 0)
+			return err_set(errno, "%s: Could not write zeros for preallocation",
+			    filename);
+	}
+	return 0;
+}
+
+static int
+raw_create(const char *filename, uint64_t size, const struct opt_list *o)
+{
+	int fd;
+
+	fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return err_set(errno, "%s: Could not create '%s'", filename, filename);
+	if (ftruncate(fd, (off_t)size) < 0) {
+		err_set(errno, "%s: Could not resize file", filename);
+		close(fd);
+		return -1;
+	}
+	if (raw_prealloc(fd, filename, opt_list_get(o, "preallocation"), size) < 0) {
+		close(fd);
+		return -1;
+	}
+	if (close(fd) < 0)
+		return err_set(errno, "%s", filename);
+	return 0;
+}
+
+static const struct opt_desc raw_create_opts[] = {
+	{ "size", OPT_SIZE, "Virtual disk size", NULL },
+	{ "preallocation", OPT_STRING,
+	    "Preallocation mode (allowed values: off, falloc, full)", NULL },
+	{ "nocow", OPT_BOOL, "Turn off copy-on-write (valid only on btrfs)", NULL },
+	{ "extent_size_hint", OPT_SIZE,
+	    "Extent size hint for the image file, 0 to disable", NULL },
+	{ NULL, 0, NULL, NULL },
+};
+
+const struct fmt_ops raw_ops = {
+	.name		= "raw",
+	.priv_size	= 0,
+	.probe		= NULL,
+	.open		= raw_open,
+	.create		= raw_create,
+	.create_opts	= raw_create_opts,
+	.read		= raw_read,
+	.write		= raw_write,
+	.write_zeroes	= raw_write_zeroes,
+	.discard	= raw_discard,
+	.flush		= raw_flush,
+	.block_status	= raw_block_status,
+};

@@ -1,0 +1,34 @@
+/* Errors: lib/ and formats/ record one message and return -1; tools/ print and exit. */
+#ifndef IMG_ERR_H
+#define IMG_ERR_H
+
+#include <stddef.h>
+
+#define PRINTF(f, a)	__attribute__((format(printf, f, a)))
+
+void		 prog_init(const char *argv0);
+const char	*prog_name(void);
+
+/* Record a message (with ": strerror(errnum)" appended when errnum != 0); returns -1. */
+int		 err_set(int errnum, const char *fmt, ...) PRINTF(2, 3);
+/* Prefix the recorded message with "fmt: " (context added by a caller); returns -1. */
+int		 err_prefix(const char *fmt, ...) PRINTF(1, 2);
+const char	*err_msg(void);
+int		 err_errno(void);	/* errnum of the last err_set, or 0 */
+
+_Noreturn void	 die(const char *fmt, ...) PRINTF(1, 2);
+_Noreturn void	 die_errno(const char *fmt, ...) PRINTF(1, 2);
+/* "PROG: msg" then "Try 'PROG --help' for more information", exit 1 (qemu-img's error_exit) */
+_Noreturn void	 die_usage(const char *fmt, ...) PRINTF(1, 2);
+void		 warn_msg(const char *fmt, ...) PRINTF(1, 2);
+
+/* Flush and close stdout; on error print "PROG: stdout: ..." and return 1, else 0. */
+int		 close_stdout(void);
+
+void		*xmalloc(size_t n);
+void		*xcalloc(size_t n, size_t size);
+void		*xrealloc(void *p, size_t n);
+char		*xstrdup(const char *s);
+char		*xasprintf(const char *fmt, ...) PRINTF(1, 2);
+
+#endif

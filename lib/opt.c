@@ -1,0 +1,200 @@
+/* Option values: qemu's size suffixes, -o lists with ",," escapes. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "opt.h"
+
+static int
+suffix_shift(int c)
+{
+	switch (tolower(c)) {
+	case 'b': return 0;
+	case 'k': return 10;
+	case 'm': return 20;
+	case 'g': return 30;
+	case 't': return 40;
+	case 'p': return 50;
+	case 'e': return 60;
+	}
+	return -1;
+}
+
+int
+opt_size_unit(const char *s, uint64_t unit, uint64_t *out)
+{
+	const char *p = s;
+	char *end;
+	uint64_t ival, mul = unit;
+	double frac = 0;
+	int shift;
+
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p == '-' || !isdigit((unsigned char)*p))
+		return -1;
+	errno = 0;
+	ival = strtoull(p, &end, 10);
+	if (errno == ERANGE)
+		return -2;
+	if (*end == '.') {
+		char *fend;
+
+		frac = strtod(end, &fend);
+		if (fend == end + 1 && !isdigit((unsigned char)end[1]))
+			return -1;
+		end = fend;
+	}
+	if (*end != '\0') {
+		if ((shift = suffix_shift(*end)) < 0 || end[1] != '\0')
+			return -1;
+		mul = (uint64_t)1 << shift;
+	} else if (frac != 0 && unit == 1) {
+		return -1;	/* a fraction needs a suffix */
+	}
+	if (ival > INT64_MAX / mul)
+		return -2;
+	ival *= mul;
+	if (frac != 0) {
+		double f = floor(frac * (double)mul);
+
+		if ((double)ival + f >= 9223372036854775807.0)
+			return -2;
+		ival += (uint64_t)f;
+	}
+	if (ival > INT64_MAX)
+		return -2;
+	*out = ival;
+	return 0;
+}
+
+int
+opt_size(const char *s, uint64_t *out)
+{
+	return opt_size_unit(s, 1, out);
+}
+
+int
+opt_output(const char *s)
+{
+	if (strcmp(s, "human") == 0)
+		return OUT_HUMAN;
+	if (strcmp(s, "json") == 0)
+		return OUT_JSON;
+	return -1;
+}
+
+int
+opt_bool(const char *s)
+{
+	if (!strcmp(s, "on") || !strcmp(s, "yes") || !strcmp(s, "true") ||
+	    !strcmp(s, "y"))
+		return 1;
+	if (!strcmp(s, "off") || !strcmp(s, "no") || !strcmp(s, "false") ||
+	    !strcmp(s, "n"))
+		return 0;
+	return -1;
+}
+
+void
+opt_list_set(struct opt_list *l, const char *key, const char *val)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		if (strcmp(l->v[i].key, key) == 0) {
+			free(l->v[i].val);
+			l->v[i].val = xstrdup(val);
+			return;
+		}
+	}
+	l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+	l->v[l->n].key = xstrdup(key);
+	l->v[l->n].val = xstrdup(val);
+	l->n++;
+}
+
+/* Copy one ",,"-escaped token up to an unescaped ',' (or '=' if stop_eq). */
+static const char *
+token(const char *p, char *buf, int stop_eq)
+{
+	while (*p) {
+		if (*p == ',') {
+			if (p[1] != ',')
+				break;
+			p++;
+		} else if (stop_eq && *p == '=') {
+			break;
+		}
+		*buf++ = *p++;
+	}
+	*buf = '\0';
+	return p;
+}
+
+int
+opt_list_parse(struct opt_list *l, const char *s)
+{
+	size_t len = strlen(s) + 1;
+	char *key = xmalloc(len), *val = xmalloc(len);
+	const char *p = s;
+
+	while (*p) {
+		p = token(p, key, 1);
+		if (*p == '=') {
+			p = token(p + 1, val, 0);
+		} else {
+			strcpy(val, "on");
+		}
+		if (*key == '\0') {
+			free(key);
+			free(val);
+			return err_set(0, "Invalid parameter ''");
+		}
+		opt_list_set(l, key, val);
+		if (*p == ',')
+			p++;
+	}
+	free(key);
+	free(val);
+	return 0;
+}
+
+const char *
+opt_list_get(const struct opt_list *l, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (strcmp(l->v[i].key, key) == 0)
+			return l->v[i].val;
+	return NULL;
+}
+
+bool
+opt_list_has_help(const struct opt_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (!strcmp(l->v[i].key, "help") || !strcmp(l->v[i].key, "?"))
+			return true;
+	return false;
+}
+
+void
+opt_list_free(struct opt_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		free(l->v[i].key);
+		free(l->v[i].val);
+	}
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}

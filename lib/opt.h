@@ -1,0 +1,55 @@
+/* Option values: sizes with qemu's suffixes, -o key=value lists, --output. */
+#ifndef IMG_OPT_H
+#define IMG_OPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { OUT_HUMAN, OUT_JSON };
+
+/*
+ * qemu_strtosz: a number with an optional suffix B K M G T P E (any case,
+ * powers of 1024; a fraction only with a suffix).  Returns 0, -1 for
+ * garbage (-EINVAL), -2 when out of range (-ERANGE, above INT64_MAX).
+ */
+int	opt_size(const char *s, uint64_t *out);
+/* Same, but a bare number is in units of `unit` (qemu_strtosz_MiB etc.). */
+int	opt_size_unit(const char *s, uint64_t unit, uint64_t *out);
+/* "human" or "json"; -1 otherwise */
+int	opt_output(const char *s);
+/* qemu's on/off/yes/no/true/false; -1 otherwise */
+int	opt_bool(const char *s);
+
+/* A parsed -o list, in the order given; later keys override earlier. */
+struct opt_kv {
+	char	*key;
+	char	*val;
+};
+
+struct opt_list {
+	size_t		 n;
+	struct opt_kv	*v;
+};
+
+/*
+ * Append "k=v,k2=v2" (",," is a literal comma; a bare "k" means k=on).
+ * Returns 0, or -1 with err_set (qemu's "Invalid parameter ..." wording).
+ */
+int		 opt_list_parse(struct opt_list *l, const char *s);
+void		 opt_list_set(struct opt_list *l, const char *key, const char *val);
+const char	*opt_list_get(const struct opt_list *l, const char *key);
+bool		 opt_list_has_help(const struct opt_list *l);
+void		 opt_list_free(struct opt_list *l);
+
+/* A create/amend option a driver accepts, as QemuOptDesc. */
+enum opt_type { OPT_STRING, OPT_BOOL, OPT_NUMBER, OPT_SIZE };
+
+struct opt_desc {
+	const char	*name;
+	enum opt_type	 type;
+	const char	*help;
+	const char	*def;		/* default shown in "Formatting" lines, or NULL */
+};
+
+#endif

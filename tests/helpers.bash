@@ -1,0 +1,40 @@
+# Shared by every suite: the programs under test come from $IMG_BIN (bin/ or bin-asan/).
+IMG_BIN=${IMG_BIN:-$(cd "$BATS_TEST_DIRNAME/../bin" && pwd)}
+PATH=$IMG_BIN:$PATH
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+setup() {
+	cd "$BATS_TEST_TMPDIR" || return 1
+}
+
+# The real qemu-img / qemu-io, the oracle; missing: skip, but fail under CI=true.
+need_qemu() {
+	if ! command -v qemu-img >/dev/null 2>&1 || ! command -v qemu-io >/dev/null 2>&1; then
+		[ "${CI:-}" = true ] && { echo "qemu-utils missing under CI" >&2; return 1; }
+		skip "qemu-img/qemu-io not installed"
+	fi
+}
+qimg() { need_qemu && command qemu-img "$@"; }
+qio() { need_qemu && command qemu-io "$@"; }
+
+# Same stdout and exit status as qemu-img for the same arguments (img NAME ARGS).
+same_as_qemu() {
+	need_qemu || return 1
+	local want wstat got gstat
+	want=$(command qemu-img "$@" 2>/dev/null); wstat=$?
+	got=$(img "$@" 2>/dev/null); gstat=$?
+	if [ "$want" != "$got" ] || [ "$wstat" != "$gstat" ]; then
+		echo "qemu-img $* (exit $wstat):"; echo "$want"
+		echo "img $* (exit $gstat):"; echo "$got"
+		diff <(echo "$want") <(echo "$got")
+		return 1
+	fi
+}
+
+# poke FILE OFFSET BYTES: overwrite bytes (printf escapes) at a decimal offset.
+poke() {
+	printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+sum() { md5sum < "$1" | cut -d' ' -f1; }
