@@ -41,8 +41,11 @@ $(BIN)/%: $(OBJ)/tools/%.o $(OBJ)/libformats.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $< $(OBJ)/libformats.a $(LDLIBS)
 
+ABIN	?= bin-asan
+AOBJ	?= obj-asan
+
 asan:
-	$(MAKE) BIN=bin-asan OBJ=obj-asan CFLAGS="-O1 -g" \
+	$(MAKE) BIN=$(ABIN) OBJ=$(AOBJ) CFLAGS="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
 deps:
@@ -51,7 +54,7 @@ deps:
 check: deps all asan
 	groff -mdoc -ww -z $(MANS)
 	tests/run
-	IMG_BIN=bin-asan tests/run --label asan
+	IMG_BIN=$(ABIN) tests/run --label asan
 
 check-fast: all
 	tests/run
