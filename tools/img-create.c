@@ -1,0 +1,558 @@
+/* img-create: make a new image, as qemu-img create (qemu-img.c img_create, block.c bdrv_img_create). */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../formats/img.h"
+#include "../lib/err.h"
+#include "../lib/opt.h"
+
+static const char usage_text[] =
+    "usage: img-create [--object objectdef] [-q] [-f fmt] [-b backing_file]\n"
+    "                  [-F backing_fmt] [-u] [-o options] filename [size]\n";
+
+enum { OPT_OBJECT = 256, OPT_LONG, OPT_SHORT };
+
+static const struct option longopts[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ "object", required_argument, NULL, OPT_OBJECT },
+	{ "long-options", no_argument, NULL, OPT_LONG },
+	{ "short-options", no_argument, NULL, OPT_SHORT },
+	{ NULL, 0, NULL, 0 },
+};
+
+/*
+ * The file protocol's create options (block/file-posix.c): qemu appends
+ * them after the format's, so they show in "-o help" with a file name and
+ * in the "Formatting" line.  The raw driver carries them itself.
+ */
+static const struct opt_desc file_opts[] = {
+	{ "size", OPT_SIZE, "Virtual disk size", NULL },
+	{ "nocow", OPT_BOOL, "Turn off copy-on-write (valid only on btrfs)", NULL },
+	{ "preallocation", OPT_STRING,
+	    "Preallocation mode (allowed values: off, falloc, full)", NULL },
+	{ "extent_size_hint", OPT_SIZE,
+	    "Extent size hint for the image file, 0 to disable", NULL },
+	{ NULL, 0, NULL, NULL },
+};
+
+#define MAX_OPTS	64
+
+struct create_args {
+	const char	*fmt;
+	const char	*base;		/* -b */
+	const char	*base_fmt;	/* -F */
+	char		*options;	/* every -o, joined by commas */
+	bool		 quiet;
+	bool		 no_backing;	/* -u */
+};
+
+/* What qemu-img sees of the format: its options, then the protocol's. */
+struct desc_list {
+	const struct opt_desc	*d[MAX_OPTS];
+	size_t			 n;
+};
+
+static _Noreturn void
+usage(void)
+{
+	printf("%s\nCreate a disk image of SIZE bytes (suffixes k, M, G, T, P, E),"
+	    " or as large as\nits backing file.\n\n"
+	    "Options:\n"
+	    "  -f FMT             the image format (default: raw)\n"
+	    "  -b BACKING_FILE    the backing file, relative to the new image\n"
+	    "  -F BACKING_FMT     the backing file's format\n"
+	    "  -u                 don't open the backing file\n"
+	    "  -o OPTIONS         format options (-o help lists them)\n"
+	    "  -q                 quiet: no \"Formatting\" line\n"
+	    "      --object OBJ   accepted for qemu-img compatibility\n"
+	    "  -h, --help         show this help\n"
+	    "\nSee img-create(1).\n", usage_text);
+	exit(close_stdout());
+}
+
+static _Noreturn void
+list_options(int which)
+{
+	if (which == OPT_LONG)
+		puts("--help\n--object");
+	else
+		puts("-F\n-b\n-f\n-h\n-o\n-q\n-u");
+	exit(close_stdout());
+}
+
+/* qemu's is_valid_option_list: not empty, no leading ',', no odd trailing commas */
+static void
+accumulate(struct create_args *a, const char *s)
+{
+	size_t len = strlen(s), i;
+	char *p;
+
+	for (i = len; i > 0 && s[i - 1] == ','; i--)
+		;
+	if (s[0] == '\0' || s[0] == ',' || (len - i) % 2 != 0)
+		die("Invalid option list: %s", s);
+	if (a->options == NULL) {
+		a->options = xstrdup(s);
+		return;
+	}
+	p = xasprintf("%s,%s", a->options, s);
+	free(a->options);
+	a->options = p;
+}
+
+/* has_help_option: some element of the list is exactly "help" or "?" */
+static bool
+has_help(const char *s)
+{
+	const char *p = s, *start;
+
+	while (*p) {
+		for (start = p; *p && (*p != ',' || p[1] == ','); p++)
+			if (*p == ',')
+				p++;
+		if ((p - start == 4 && strncmp(start, "help", 4) == 0) ||
+		    (p - start == 1 && *start == '?'))
+			return true;
+		if (*p == ',')
+			p++;
+	}
+	return false;
+}
+
+static const struct opt_desc *
+find_desc(const struct opt_desc *d, const char *name)
+{
+	for (; d != NULL && d->name != NULL; d++)
+		if (strcmp(d->name, name) == 0)
+			return d;
+	return NULL;
+}
+
+/* A driver entry the file protocol owns (raw carries those): not the format's. */
+static bool
+protocol_only(const struct opt_desc *d)
+{
+	const struct opt_desc *f = find_desc(file_opts, d->name);
+
+	return f != NULL && strcmp(d->name, "size") != 0 && d->help != NULL &&
+	    strcmp(f->help, d->help) == 0;
+}
+
+static void
+desc_add(struct desc_list *l, const struct opt_desc *d)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (strcmp(l->d[i]->name, d->name) == 0)
+			return;
+	if (l->n < MAX_OPTS)
+		l->d[l->n++] = d;
+}
+
+/* qemu_opts_append(format's, protocol's); with_proto false: the format's only */
+static void
+build_descs(struct desc_list *l, const char *fmt, bool with_proto)
+{
+	const struct opt_desc *d;
+
+	l->n = 0;
+	for (d = img_create_opts(fmt); d != NULL && d->name != NULL; d++)
+		if (!protocol_only(d))
+			desc_add(l, d);
+	if (with_proto)
+		for (d = file_opts; d->name != NULL; d++)
+			desc_add(l, d);
+}
+
+static const struct opt_desc *
+desc_find(const struct desc_list *l, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (strcmp(l->d[i]->name, name) == 0)
+			return l->d[i];
+	return NULL;
+}
+
+static const char *
+type_name(enum opt_type t)
+{
+	switch (t) {
+	case OPT_BOOL:
+		return "bool (on/off)";
+	case OPT_NUMBER:
+		return "num";
+	case OPT_SIZE:
+		return "size";
+	default:
+		return "str";
+	}
+}
+
+static int
+line_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* qemu_opts_print_help: "  name=<type>" padded to 24, " - help", sorted */
+static void
+print_help_lines(const struct desc_list *l)
+{
+	char *lines[MAX_OPTS], *s;
+	size_t i;
+	int n;
+
+	for (i = 0; i < l->n; i++) {
+		s = xasprintf("  %s=<%s>", l->d[i]->name, type_name(l->d[i]->type));
+		n = (int)strlen(s);
+		if (l->d[i]->help != NULL) {
+			lines[i] = xasprintf("%s%*s - %s", s, n < 24 ? 24 - n : 0,
+			    "", l->d[i]->help);
+			free(s);
+		} else {
+			lines[i] = s;
+		}
+	}
+	qsort(lines, l->n, sizeof(lines[0]), line_cmp);
+	for (i = 0; i < l->n; i++) {
+		printf("%s\n", lines[i]);
+		free(lines[i]);
+	}
+}
+
+/* print_block_option_help */
+static int
+option_help(const char *filename, const char *fmt)
+{
+	const struct opt_desc *d = img_create_opts(fmt);
+	struct desc_list l;
+
+	if (!img_format_known(fmt))
+		die("Unknown file format '%s'", fmt);
+	if (d == NULL)
+		die("Format driver '%s' does not support image creation", fmt);
+	build_descs(&l, fmt, filename != NULL);
+	if (filename != NULL)
+		printf("Supported options:\n");
+	else
+		printf("Supported %s options:\n", fmt);
+	print_help_lines(&l);
+	if (filename == NULL)
+		printf("\nThe protocol level may support further options.\n"
+		    "Specify the target filename to include those options.\n");
+	return close_stdout();
+}
+
+/* qemu-img's cvtnum("image size", s) */
+static uint64_t
+parse_image_size(const char *s)
+{
+	uint64_t v;
+	int r = opt_size(s, &v);
+
+	if (r == -1) {
+		warn_msg("Invalid image size specified. You may use k, M, G, T, "
+		    "P or E suffixes for");
+		die("kilobytes, megabytes, gigabytes, terabytes, petabytes and "
+		    "exabytes.");
+	}
+	if (r < 0)
+		die("Invalid image size specified. Must be between 0 and %lld.",
+		    (long long)INT64_MAX);
+	return v;
+}
+
+/* qemu_opt_parse: check a value against its type, as qemu words it */
+static int
+check_value(const char *file, const struct opt_desc *d, const char *v)
+{
+	uint64_t u;
+	char *end;
+
+	switch (d->type) {
+	case OPT_BOOL:
+		if (opt_bool(v) < 0)
+			die("%s: Parameter '%s' expects 'on' or 'off'", file, d->name);
+		break;
+	case OPT_NUMBER:
+		errno = 0;
+		if (strtoull(v, &end, 0) == ULLONG_MAX && errno == ERANGE)
+			die("%s: Value '%s' is too large for parameter '%s'", file,
+			    v, d->name);
+		if (end == v || *end != '\0')
+			die("%s: Parameter '%s' expects a number", file, d->name);
+		break;
+	case OPT_SIZE:
+		switch (opt_size(v, &u)) {
+		case -1:
+			die("%s: Parameter '%s' expects a non-negative number "
+			    "below 2^64\nOptional suffix k, M, G, T, P or E means "
+			    "kilo-, mega-, giga-, tera-, peta-\nand exabytes, "
+			    "respectively.", file, d->name);
+		case -2:
+			die("%s: Value '%s' is out of range for parameter '%s'",
+			    file, v, d->name);
+		}
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static void
+parse_options(const char *file, const struct create_args *a,
+    const struct desc_list *l, struct opt_list *o)
+{
+	const struct opt_desc *d;
+	size_t i;
+
+	if (a->options != NULL && opt_list_parse(o, a->options) < 0)
+		die("%s: %s", file, err_msg());
+	for (i = 0; i < o->n; i++) {
+		if ((d = desc_find(l, o->v[i].key)) == NULL)
+			die("%s: Invalid parameter '%s'", file, o->v[i].key);
+		check_value(file, d, o->v[i].val);
+	}
+}
+
+/* The message of a failed img_open without its "Could not open 'x': " */
+static const char *
+open_error(const char *name)
+{
+	const char *m = err_msg();
+	size_t n = strlen("Could not open '") + strlen(name) + strlen("': ");
+
+	if (strncmp(m, "Could not open '", 16) == 0 &&
+	    strncmp(m + 16, name, strlen(name)) == 0 &&
+	    strncmp(m + 16 + strlen(name), "': ", 3) == 0)
+		return m + n;
+	return m;
+}
+
+/*
+ * Open the backing file as qemu does before creating: it must exist, and
+ * gives the format's name to a missing -F and its size to a missing size.
+ */
+static void
+check_backing(const char *file, const char *base, struct opt_list *o,
+    int64_t *size)
+{
+	const char *bfmt = opt_list_get(o, "backing_fmt");
+	char *path = img_backing_path(file, base), buf[32];
+	struct img *b;
+
+	if ((b = img_open(path, bfmt, IMG_SHARE | IMG_NO_PROBE_WARN)) == NULL) {
+		fflush(stdout);
+		fprintf(stderr, "%s: %s: %s\nCould not open backing image.\n",
+		    prog_name(), file, open_error(path));
+		exit(1);
+	}
+	if (bfmt == NULL) {
+		/* qemu's hint ends without a newline */
+		fflush(stdout);
+		fprintf(stderr, "%s: %s: Backing file specified without backing "
+		    "format\nDetected format of %s.", prog_name(), file,
+		    img_format(b));
+		exit(1);
+	}
+	if (*size < 0) {
+		*size = (int64_t)b->size;
+		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)b->size);
+		opt_list_set(o, "size", buf);
+	}
+	img_close(b);
+	free(path);
+}
+
+static void
+set_backing(const char *file, const struct create_args *a, struct opt_list *o)
+{
+	const char *base;
+
+	if (a->base != NULL) {
+		if (find_desc(img_create_opts(a->fmt), "backing_file") == NULL)
+			die("%s: Backing file not supported for file format '%s'",
+			    file, a->fmt);
+		opt_list_set(o, "backing_file", a->base);
+	}
+	if (a->base_fmt != NULL) {
+		if (find_desc(img_create_opts(a->fmt), "backing_fmt") == NULL)
+			die("%s: Backing file format not supported for file "
+			    "format '%s'", file, a->fmt);
+		opt_list_set(o, "backing_fmt", a->base_fmt);
+	}
+	if ((base = opt_list_get(o, "backing_file")) == NULL)
+		return;
+	if (strcmp(base, file) == 0)
+		die("%s: Error: Trying to create an image with the same filename "
+		    "as the backing file", file);
+	if (base[0] == '\0')
+		die("%s: Expected backing file name, got empty string", file);
+}
+
+static void
+print_escaped(const char *v)
+{
+	for (; *v; v++) {
+		if (*v == ',')
+			putchar(',');
+		putchar(*v);
+	}
+}
+
+/* qemu_opts_print: every option given or with a default, in table order */
+static void
+print_formatting(const char *file, const char *fmt, const struct desc_list *l,
+    const struct opt_list *o)
+{
+	const struct opt_desc *d;
+	const char *v, *sep = "";
+	uint64_t u;
+	size_t i;
+
+	printf("Formatting '%s', fmt=%s ", file, fmt);
+	for (i = 0; i < l->n; i++) {
+		d = l->d[i];
+		v = opt_list_get(o, d->name);
+		if (v == NULL && (v = d->def) == NULL)
+			continue;
+		printf("%s%s=", sep, d->name);
+		if (d->type == OPT_STRING)
+			print_escaped(v);
+		else if (d->type == OPT_SIZE && opt_list_get(o, d->name) &&
+		    opt_size(v, &u) == 0)
+			printf("%lld", (long long)u);
+		else if (d->type == OPT_NUMBER && opt_list_get(o, d->name))
+			printf("%lld", (long long)strtoull(v, NULL, 0));
+		else
+			printf("%s", v);
+		sep = " ";
+	}
+	printf("\n");
+	fflush(stdout);
+}
+
+/* What the driver takes: its own options, not the file protocol's extras. */
+static void
+driver_options(const char *fmt, const struct opt_list *o, struct opt_list *out)
+{
+	size_t i;
+
+	for (i = 0; i < o->n; i++)
+		if (find_desc(img_create_opts(fmt), o->v[i].key) != NULL)
+			opt_list_set(out, o->v[i].key, o->v[i].val);
+}
+
+/* bdrv_img_create */
+static void
+create(const char *file, const struct create_args *a, int64_t size)
+{
+	struct opt_list o = { 0, NULL }, drv = { 0, NULL };
+	struct desc_list l;
+	const char *v;
+	char buf[32];
+	uint64_t u;
+
+	if (!img_format_known(a->fmt))
+		die("%s: Unknown file format '%s'", file, a->fmt);
+	if (img_create_opts(a->fmt) == NULL)
+		die("%s: Format driver '%s' does not support image creation",
+		    file, a->fmt);
+	build_descs(&l, a->fmt, true);
+	parse_options(file, a, &l, &o);
+	if ((v = opt_list_get(&o, "size")) != NULL) {
+		if (size >= 0)
+			die("%s: The image size must be specified only once", file);
+		opt_size(v, &u);
+		size = (int64_t)u;
+	} else if (size >= 0) {
+		snprintf(buf, sizeof(buf), "%lld", (long long)size);
+		opt_list_set(&o, "size", buf);
+	}
+	set_backing(file, a, &o);
+	if ((v = opt_list_get(&o, "backing_file")) != NULL) {
+		if (!a->no_backing)
+			check_backing(file, v, &o, &size);
+		else if (opt_list_get(&o, "backing_fmt") == NULL)
+			die("%s: Backing file specified without backing format",
+			    file);
+	}
+	if (size < 0)
+		die("%s: Image creation needs a size parameter", file);
+	if (!a->quiet)
+		print_formatting(file, a->fmt, &l, &o);
+	driver_options(a->fmt, &o, &drv);
+	if (img_create(file, a->fmt, (uint64_t)size, &drv) < 0) {
+		if (err_errno() == EFBIG)
+			die("%s: The image size is too large for file format "
+			    "'%s'%s", file, a->fmt, desc_find(&l, "cluster_size") ?
+			    " (try using a larger cluster size)" : "");
+		die("%s", err_msg());
+	}
+	opt_list_free(&drv);
+	opt_list_free(&o);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct create_args a = { .fmt = "raw" };
+	int64_t size = -1;
+	const char *file;
+	int c;
+
+	prog_init(argv[0]);
+	while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage();
+		case 'F':
+			a.base_fmt = optarg;
+			break;
+		case 'b':
+			a.base = optarg;
+			break;
+		case 'f':
+			a.fmt = optarg;
+			break;
+		case 'o':
+			accumulate(&a, optarg);
+			break;
+		case 'q':
+			a.quiet = true;
+			break;
+		case 'u':
+			a.no_backing = true;
+			break;
+		case OPT_OBJECT:
+			break;
+		case OPT_LONG:
+		case OPT_SHORT:
+			list_options(c);
+		case ':':
+			die_usage("missing argument for option '%s'", argv[optind - 1]);
+		default:
+			die_usage("unrecognized option '%s'", argv[optind - 1]);
+		}
+	}
+	file = optind < argc ? argv[optind] : NULL;
+	if (a.options != NULL && has_help(a.options))
+		return option_help(file, a.fmt);
+	if (optind >= argc)
+		die_usage("Expecting image file name");
+	if (++optind < argc)
+		size = (int64_t)parse_image_size(argv[optind++]);
+	if (optind != argc)
+		die_usage("Unexpected argument: %s", argv[optind]);
+	create(file, &a, size);
+	free(a.options);
+	return close_stdout();
+}
