@@ -1,0 +1,685 @@
+/*
+ * img-convert: copy an image into a new one of any format, as qemu-img
+ * convert does, composed as img-map SRC, then img-cat --map | img-write --map.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "../lib/err.h"
+#include "../lib/io.h"
+#include "../lib/map.h"
+#include "../lib/opt.h"
+#include "../lib/proc.h"
+#include "../formats/img.h"
+
+#define SECTOR		512
+#define SPARSE_DEFAULT	4096		/* qemu-img's min_sparse: 8 sectors */
+#define SPARSE_MAX	(32768 * SECTOR)	/* MAX_BUF_SECTORS */
+#define CHUNK		(2u << 20)	/* qemu-img's IO_BUF_SIZE: one progress step */
+#define COROUTINES_MAX	16
+
+static const char usage_text[] =
+    "usage: img-convert [--object objectdef] [--image-opts] [--target-image-opts]\n"
+    "           [--target-is-zero] [--bitmaps] [-U] [-C] [-c] [-p] [-q] [-n]\n"
+    "           [-f fmt] [-t cache] [-T src_cache] [-O output_fmt]\n"
+    "           [-B backing_file [-F backing_fmt]] [-o options] [-l snapshot_param]\n"
+    "           [-S sparse_size] [-r rate_limit] [-m num_coroutines] [-W] [--salvage]\n"
+    "           filename [filename2 [...]] output_filename\n";
+
+struct conv {
+	const char	*fmt;		/* -f, or NULL: probe */
+	const char	*out_fmt;	/* -O, default raw */
+	const char	*cache;		/* -t */
+	const char	*src_cache;	/* -T */
+	const char	*unsupported;	/* the first option this version lacks */
+	char		*options;	/* -o, accumulated as qemu-img does */
+	struct opt_list	 o;		/* the same, parsed */
+	uint64_t	 sparse;	/* -S in bytes; 0: fully allocate */
+	bool		 sparse_set;
+	bool		 progress;
+	bool		 quiet;
+	bool		 no_create;	/* -n */
+	bool		 target_is_zero;
+	bool		 share;		/* -U */
+	const char	*src;
+	const char	*dst;
+	int		 nsrc;
+
+	int		 map_fd;	/* memfd holding img-map's output */
+	struct map_ext	*ext;		/* the map, for size and progress */
+	size_t		 next;
+	uint64_t	 size;
+};
+
+/* qemu's progress: "    (12.34/100%)\r" on stdout, at least 1% apart. */
+struct progress {
+	bool		 on;
+	float		 current;
+	float		 last;
+	const struct conv *c;
+	size_t		 i;		/* extent being accounted */
+	uint64_t	 off;		/* bytes of it accounted */
+	uint64_t	 streamed;	/* stream bytes those extents took */
+	uint64_t	 done;
+	uint64_t	 total;
+};
+
+static struct progress prog;
+static volatile sig_atomic_t stop_pids[2];
+static const char *volatile stop_unlink;	/* the target while we may remove it */
+
+enum {
+	OPT_OBJECT = 256, OPT_IMAGE_OPTS, OPT_TARGET_IMAGE_OPTS, OPT_SALVAGE,
+	OPT_TARGET_IS_ZERO, OPT_BITMAPS, OPT_SKIP_BROKEN, OPT_LONG, OPT_SHORT,
+};
+
+static const struct option longopts[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ "object", required_argument, NULL, OPT_OBJECT },
+	{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+	{ "force-share", no_argument, NULL, 'U' },
+	{ "target-image-opts", no_argument, NULL, OPT_TARGET_IMAGE_OPTS },
+	{ "salvage", no_argument, NULL, OPT_SALVAGE },
+	{ "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
+	{ "bitmaps", no_argument, NULL, OPT_BITMAPS },
+	{ "skip-broken-bitmaps", no_argument, NULL, OPT_SKIP_BROKEN },
+	{ "long-options", no_argument, NULL, OPT_LONG },
+	{ "short-options", no_argument, NULL, OPT_SHORT },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const char shortopts[] = ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:";
+
+static _Noreturn void
+usage(void)
+{
+	printf("%s\nConvert an image into a new image of any format.\n\n"
+	    "  -f fmt             source format (default: probe)\n"
+	    "  -O output_fmt      target format (default: raw)\n"
+	    "  -o options         target creation options (see img-create(1))\n"
+	    "  -n                 write into an existing target, don't create it\n"
+	    "  --target-is-zero   with -n: the target reads as zeroes already\n"
+	    "  -S sparse_size     zero runs this long stay holes (default 4k; 0:\n"
+	    "                     allocate everything)\n"
+	    "  -p                 show progress\n"
+	    "  -q                 quiet\n"
+	    "  -U, --force-share  open the source shared with other users\n"
+	    "  -t cache, -T src_cache, -m num_coroutines, -W, -r rate_limit\n"
+	    "                     accepted; they change only speed\n"
+	    "  -c, -C, -B, -F, -l, --object, --image-opts, --target-image-opts,\n"
+	    "  --bitmaps, --skip-broken-bitmaps, --salvage\n"
+	    "                     not supported yet: refused\n"
+	    "\nSee img-convert(1).\n", usage_text);
+	exit(0);
+}
+
+static void
+list_options(int which)
+{
+	const struct option *o;
+	const char *s;
+
+	if (which == OPT_LONG) {
+		for (o = longopts; o->name; o++)
+			printf("--%s\n", o->name);
+	} else {
+		for (s = shortopts + 1; *s; s++)
+			if (*s != ':')
+				printf("-%c\n", *s);
+	}
+	exit(close_stdout());
+}
+
+/* -o lists join with ',' (qemu-img's accumulate_options). */
+static void
+add_options(struct conv *c, const char *arg)
+{
+	size_t len = strlen(arg), i;
+	char *s;
+
+	for (i = len; i > 0 && arg[i - 1] == ','; i--)
+		;
+	if (arg[0] == '\0' || arg[0] == ',' || (len - i) % 2)
+		die("Invalid option list: %s", arg);
+	s = c->options ? xasprintf("%s,%s", c->options, arg) : xstrdup(arg);
+	free(c->options);
+	c->options = s;
+}
+
+/* cvtnum() with its two-line message for garbage. */
+static uint64_t
+size_arg(const char *what, const char *arg)
+{
+	uint64_t v;
+	int r = opt_size(arg, &v);
+
+	if (r == -1) {
+		warn_msg("Invalid %s specified. You may use k, M, G, T, P or E "
+		    "suffixes for", what);
+		die("kilobytes, megabytes, gigabytes, terabytes, petabytes and "
+		    "exabytes.");
+	}
+	if (r < 0)
+		die("Invalid %s specified. Must be between 0 and %lld.", what,
+		    (long long)INT64_MAX);
+	return v;
+}
+
+static void
+sparse_arg(struct conv *c, const char *arg)
+{
+	c->sparse = size_arg("buffer size for sparse output", arg);
+	if (c->sparse % SECTOR != 0 || c->sparse > SPARSE_MAX)
+		die("Invalid buffer size for sparse output specified. Valid sizes "
+		    "are multiples of %d up to %d. Select 0 to disable sparse "
+		    "detection (fully allocates output).", SECTOR, SPARSE_MAX);
+	c->sparse_set = true;
+}
+
+static void
+coroutines_arg(const char *arg)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(arg, &end, 0);
+	if (errno != 0 || end == arg || *end != '\0' || n < 1 ||
+	    n > COROUTINES_MAX)
+		die("Invalid number of coroutines. Allowed number of coroutines "
+		    "is between 1 and %d", COROUTINES_MAX);
+}
+
+static const char *
+unsupported_name(int ch, const struct option *lo)
+{
+	static char s[64];
+
+	if (ch < 256)
+		snprintf(s, sizeof(s), "-%c", ch);
+	for (; ch >= 256 && lo->name; lo++)
+		if (lo->val == ch)
+			snprintf(s, sizeof(s), "--%s", lo->name);
+	return s;
+}
+
+/* Options that change what is written but that this version lacks. */
+static bool
+refused(struct conv *c, int ch)
+{
+	switch (ch) {
+	case 'B': case 'C': case 'c': case 'F': case 'l':
+	case OPT_OBJECT: case OPT_IMAGE_OPTS: case OPT_TARGET_IMAGE_OPTS:
+	case OPT_SALVAGE: case OPT_BITMAPS: case OPT_SKIP_BROKEN:
+		if (c->unsupported == NULL)
+			c->unsupported = unsupported_name(ch, longopts);
+		return true;
+	}
+	return false;
+}
+
+static void
+parse_opt(struct conv *c, int ch, char **argv)
+{
+	if (refused(c, ch))
+		return;
+	switch (ch) {
+	case 'h':
+		usage();
+	case 'f':
+		c->fmt = optarg;
+		break;
+	case 'O':
+		c->out_fmt = optarg;
+		break;
+	case 'o':
+		add_options(c, optarg);
+		break;
+	case 'S':
+		sparse_arg(c, optarg);
+		break;
+	case 'p':
+		c->progress = true;
+		break;
+	case 't':
+		c->cache = optarg;
+		break;
+	case 'T':
+		c->src_cache = optarg;
+		break;
+	case 'q':
+		c->quiet = true;
+		break;
+	case 'n':
+		c->no_create = true;
+		break;
+	case 'm':
+		coroutines_arg(optarg);
+		break;
+	case 'W':
+		break;
+	case 'U':
+		c->share = true;
+		break;
+	case 'r':
+		(void)size_arg("rate limit", optarg);
+		break;
+	case OPT_TARGET_IS_ZERO:
+		c->target_is_zero = true;
+		break;
+	case OPT_LONG:
+	case OPT_SHORT:
+		list_options(ch);
+		break;
+	case ':':
+		die_usage("missing argument for option '%s'", argv[optind - 1]);
+	default:
+		die_usage("unrecognized option '%s'", argv[optind - 1]);
+	}
+}
+
+/* bdrv_parse_cache_mode()'s names */
+static bool
+cache_ok(const char *mode)
+{
+	static const char *const modes[] = { "none", "off", "directsync",
+	    "writeback", "unsafe", "writethrough", NULL };
+	size_t i;
+
+	for (i = 0; modes[i]; i++)
+		if (strcmp(mode, modes[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The order of qemu-img's checks, so the same mistake gets the same message. */
+static void
+check_args(struct conv *c, int argc, char **argv)
+{
+	if (c->unsupported != NULL)
+		die("convert: option '%s' is not supported yet",
+		    c->unsupported);
+	if (c->no_create && c->options)
+		die("-o has no effect when skipping image creation");
+	if (c->target_is_zero && !c->no_create)
+		die("--target-is-zero requires use of -n flag");
+	c->nsrc = argc - optind - 1;
+	if (c->options && opt_list_parse(&c->o, c->options) < 0)
+		die("%s", err_msg());
+	if (opt_list_has_help(&c->o))
+		die("convert: option '-o help' is not supported yet");
+	if (c->nsrc < 1)
+		die("Must specify image file name");
+	if (c->src_cache && !cache_ok(c->src_cache))
+		die("Invalid source cache option: %s", c->src_cache);
+	if (c->cache && !cache_ok(c->cache))
+		die("Invalid cache option: %s", c->cache);
+	c->src = argv[optind];
+	c->dst = argv[argc - 1];
+}
+
+static void
+progress_show(float v)
+{
+	if (v > 100)
+		v = 100;
+	prog.current = v;
+	if (v > prog.last + 1.0f || v < prog.last - 1.0f || v == 100 || v == 0) {
+		prog.last = v;
+		if (prog.on) {
+			printf("    (%3.2f/100%%)\r", (double)v);
+			fflush(stdout);
+		}
+	}
+}
+
+static void
+progress_end(void)
+{
+	if (prog.on) {
+		putchar('\n');
+		fflush(stdout);
+	}
+	prog.on = false;
+}
+
+/*
+ * qemu-img counts progress in the chunks it copies: each data extent (and
+ * with -S 0 each zero extent too) in steps of at most 2 MiB.
+ */
+static bool
+counted(const struct conv *c, const struct map_ext *e)
+{
+	return (e->data && !e->zero) || c->sparse == 0;
+}
+
+static bool
+streamed(const struct map_ext *e)
+{
+	return e->data && !e->zero;
+}
+
+/* Account the chunks the first `bytes` bytes of the stream finished. */
+static void
+progress_stream(uint64_t bytes, void *arg)
+{
+	const struct conv *c = prog.c;
+	const struct map_ext *e;
+	uint64_t n;
+
+	(void)arg;
+	for (; prog.i < c->next; prog.i++, prog.off = 0) {
+		e = &c->ext[prog.i];
+		for (; prog.off < e->length; prog.off += n) {
+			n = e->length - prog.off < CHUNK ? e->length - prog.off : CHUNK;
+			if (streamed(e)) {
+				if (prog.streamed + n > bytes)
+					return;
+				prog.streamed += n;
+			}
+			if (!counted(c, e))
+				continue;
+			prog.done += n;
+			progress_show((float)(100.0 * (double)prog.done /
+			    (double)prog.total));
+		}
+	}
+}
+
+static void
+progress_start(const struct conv *c)
+{
+	size_t i;
+
+	prog.c = c;
+	for (i = 0; i < c->next; i++)
+		if (counted(c, &c->ext[i]))
+			prog.total += c->ext[i].length;
+}
+
+/* On SIGINT/SIGTERM/SIGHUP: stop the stages, remove what we created, die of it. */
+static void
+on_signal(int sig)
+{
+	size_t i;
+
+	for (i = 0; i < 2; i++)
+		if (stop_pids[i] > 0)
+			kill((pid_t)stop_pids[i], SIGTERM);
+	if (stop_unlink != NULL)
+		unlink(stop_unlink);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void
+catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigfillset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+/*
+ * Every exit once progress started: a failure removes the target we
+ * created; qemu-img ends its progress line either way.
+ */
+static void
+at_exit(void)
+{
+	if (stop_unlink != NULL)
+		unlink(stop_unlink);
+	progress_end();
+}
+
+/* Pass on what the stages said when they succeeded (warnings). */
+static void
+pass_stderr(const struct proc *p, size_t n)
+{
+	char *s;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		s = proc_stderr(&p[i]);
+		fputs(s, stderr);
+		free(s);
+	}
+}
+
+/* Run the stages p[0..n-1], already wired; fail with one message if any does. */
+static void
+run_stages(struct conv *c, struct proc *p, size_t n, int relay_from,
+    int relay_to)
+{
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < n; i++) {
+		if (proc_start(&p[i]) < 0) {
+			proc_wait(p, i);
+			die("%s", err_msg());
+		}
+		if (i < 2)
+			stop_pids[i] = p[i].pid;
+	}
+	for (i = 0; i < n; i++) {
+		if (p[i].in >= 0 && p[i].in != relay_from)
+			close(p[i].in);
+		if (p[i].out >= 0 && p[i].out != relay_to && p[i].out != c->map_fd)
+			close(p[i].out);
+	}
+	if (relay_from >= 0) {
+		r = proc_relay(relay_from, relay_to, progress_stream, NULL);
+		close(relay_from);
+		close(relay_to);
+	}
+	proc_wait(p, n);
+	stop_pids[0] = stop_pids[1] = 0;
+	if (proc_check(p, n) < 0 || r < 0)
+		die("%s", err_msg());
+	pass_stderr(p, n);
+	for (i = 0; i < n; i++)
+		proc_free(&p[i]);
+}
+
+static void
+common_args(const struct conv *c, struct proc *p, const char *prog_)
+{
+	proc_arg(p, prog_);
+	if (c->fmt) {
+		proc_arg(p, "-f");
+		proc_arg(p, c->fmt);
+	}
+	if (c->share)
+		proc_arg(p, "-U");
+}
+
+/* The map, read back from img-map's output, for the size and for progress. */
+static void
+load_map(struct conv *c)
+{
+	FILE *f;
+	struct map_reader *r;
+	struct map_ext e;
+	size_t cap = 0;
+	int ret;
+
+	if (lseek(c->map_fd, 0, SEEK_SET) < 0 ||
+	    (f = fdopen(dup(c->map_fd), "r")) == NULL)
+		die_errno("map");
+	r = map_reader_new(f, "map");
+	while ((ret = map_read(r, &e)) > 0) {
+		if (e.start != c->size)
+			die("map: extent at %llu leaves a gap",
+			    (unsigned long long)e.start);
+		if (c->next == cap) {
+			cap = cap ? 2 * cap : 256;
+			c->ext = xrealloc(c->ext, cap * sizeof(*c->ext));
+		}
+		e.filename = NULL;
+		c->ext[c->next++] = e;
+		c->size = e.start + e.length;
+	}
+	if (ret < 0)
+		die("%s", err_msg());
+	map_reader_free(r);
+	fclose(f);
+}
+
+static void
+map_source(struct conv *c)
+{
+	struct proc p = PROC_INIT;
+
+	c->map_fd = memfd_create("img-convert map", 0);
+	if (c->map_fd < 0)
+		die_errno("memfd_create");
+	common_args(c, &p, "img-map");
+	proc_arg(&p, "--output=json");
+	proc_arg(&p, c->src);
+	p.out = c->map_fd;
+	run_stages(c, &p, 1, -1, -1);
+	load_map(c);
+}
+
+/* qemu_opts_do_parse() on the create options: names and value types. */
+static void
+check_create_opts(const struct conv *c, const struct opt_list *o)
+{
+	const struct opt_desc *d, *all = img_create_opts(c->out_fmt);
+	uint64_t v;
+	size_t i;
+
+	for (i = 0; i < o->n; i++) {
+		for (d = all; d && d->name && strcmp(d->name, o->v[i].key); d++)
+			;
+		if (d == NULL || d->name == NULL)
+			die("Invalid parameter '%s'", o->v[i].key);
+		if ((d->type == OPT_SIZE || d->type == OPT_NUMBER) &&
+		    opt_size(o->v[i].val, &v) < 0)
+			die("Parameter '%s' expects a non-negative number below 2^64\n"
+			    "Optional suffix k, M, G, T, P or E means kilo-, mega-, "
+			    "giga-, tera-, peta-\nand exabytes, respectively.",
+			    d->name);
+		if (d->type == OPT_BOOL && opt_bool(o->v[i].val) < 0)
+			die("Parameter '%s' expects 'on' or 'off'", d->name);
+	}
+}
+
+static void
+create_target(struct conv *c)
+{
+	struct opt_list *o = &c->o;
+	char *size;
+	const char *msg;
+	size_t len = strlen(c->dst);
+
+	if (!img_format_known(c->out_fmt))
+		die("Unknown file format '%s'", c->out_fmt);
+	if (img_create_opts(c->out_fmt) == NULL)
+		die("Format driver '%s' does not support image creation",
+		    c->out_fmt);
+	check_create_opts(c, o);
+	if (opt_list_get(o, "backing_file") != NULL)
+		die("convert: a target backing file is not supported yet");
+	size = xasprintf("%llu", (unsigned long long)c->size);
+	opt_list_set(o, "size", size);
+	free(size);
+	if (img_create(c->dst, c->out_fmt, c->size, o) < 0) {
+		/* the driver names the file first; qemu-img says it once */
+		msg = err_msg();
+		if (strncmp(msg, c->dst, len) == 0 && strncmp(msg + len, ": ", 2) == 0)
+			msg += len + 2;
+		die("%s: error while converting %s: %s", c->dst, c->out_fmt, msg);
+	}
+	stop_unlink = c->dst;
+}
+
+/* -n: the target must exist and hold the whole source. */
+static void
+check_target(struct conv *c)
+{
+	struct img *img = img_open(c->dst, c->out_fmt, IMG_RDWR);
+
+	if (img == NULL)
+		die("%s", err_msg());
+	if (img->size < c->size)
+		die("output file is smaller than input file");
+	img_close(img);
+}
+
+static void
+copy(struct conv *c)
+{
+	struct proc p[2] = { PROC_INIT, PROC_INIT };
+	int a[2], b[2] = { -1, -1 };
+
+	if (proc_pipe(a) < 0 || (c->progress && proc_pipe(b) < 0))
+		die("%s", err_msg());
+	common_args(c, &p[0], "img-cat");
+	proc_argf(&p[0], "--map=/dev/fd/%d", c->map_fd);
+	proc_arg(&p[0], c->src);
+	p[0].out = a[1];
+	proc_arg(&p[1], "img-write");
+	proc_argf(&p[1], "-f%s", c->out_fmt);
+	proc_argf(&p[1], "--map=/dev/fd/%d", c->map_fd);
+	proc_argf(&p[1], "-S%llu", (unsigned long long)c->sparse);
+	/* a new target reads as zeroes, unless -S 0 asks for it allocated */
+	if (c->target_is_zero || (!c->no_create && c->sparse != 0))
+		proc_arg(&p[1], "--target-is-zero");
+	proc_arg(&p[1], c->dst);
+	p[1].in = c->progress ? b[0] : a[0];
+	if (c->progress) {
+		signal(SIGPIPE, SIG_IGN);
+		run_stages(c, p, 2, a[0], b[1]);
+	} else {
+		run_stages(c, p, 2, -1, -1);
+	}
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct conv c = { .out_fmt = "raw", .sparse = SPARSE_DEFAULT,
+	    .map_fd = -1 };
+	int ch;
+
+	prog_init(argv[0]);
+	while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1)
+		parse_opt(&c, ch, argv);
+	check_args(&c, argc, argv);
+	prog.on = c.progress && !c.quiet;
+	progress_show(0);
+	atexit(at_exit);
+	if (c.nsrc > 1)
+		die("convert: more than one source image is not supported yet");
+	catch_signals();
+	map_source(&c);
+	if (c.no_create)
+		check_target(&c);
+	else
+		create_target(&c);
+	progress_start(&c);
+	copy(&c);
+	if (prog.on)
+		progress_stream(UINT64_MAX, NULL);
+	progress_show(100);
+	progress_end();
+	stop_unlink = NULL;
+	free(c.ext);
+	free(c.options);
+	opt_list_free(&c.o);
+	close(c.map_fd);
+	return close_stdout();
+}
