@@ -77,8 +77,11 @@ usage(void)
 static _Noreturn void
 list_options(int which)
 {
+	const struct option *o;
+
 	if (which == OPT_LONG)
-		puts("--help\n--object");
+		for (o = longopts; o->name; o++)
+			printf("--%s\n", o->name);
 	else
 		puts("-F\n-b\n-f\n-h\n-o\n-q\n-u");
 	exit(close_stdout());
@@ -437,7 +440,6 @@ print_formatting(const char *file, const char *fmt, const struct desc_list *l,
 		sep = " ";
 	}
 	printf("\n");
-	fflush(stdout);
 }
 
 /* What the driver takes: its own options, not the file protocol's extras. */

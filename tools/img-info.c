@@ -65,10 +65,8 @@ list_options(int which)
 	const struct option *o;
 
 	if (which == OPT_LONG)
-		for (o = longopts; o->name; o++) {
-			if (o->val != OPT_LONG && o->val != OPT_SHORT)
-				printf("--%s\n", o->name);
-		}
+		for (o = longopts; o->name; o++)
+			printf("--%s\n", o->name);
 	else
 		puts("-f\n-h\n-U");
 	exit(close_stdout());
