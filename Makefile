@@ -36,6 +36,8 @@ $(OBJ)/cmdlist.h: $(MANS) Makefile
 	done > $@.tmp && mv $@.tmp $@
 
 $(OBJ)/tools/img.o: $(OBJ)/cmdlist.h
+# keep the objects: make would delete them as intermediates, printing "rm" after check's last line
+.SECONDARY: $(TOOLSRC:tools/%.c=$(OBJ)/tools/%.o)
 
 $(BIN)/%: $(OBJ)/tools/%.o $(OBJ)/libformats.a
 	@mkdir -p $(@D)
@@ -51,10 +53,9 @@ asan:
 deps:
 	@tests/deps.sh
 
+# tests/house.bats lints the pages; tests/run ends with one "check: N passed, M failed" line
 check: deps all asan
-	groff -mdoc -ww -z $(MANS)
-	tests/run
-	IMG_BIN=$(ABIN) tests/run --label asan
+	tests/run --build $(BIN) --build $(ABIN):asan
 
 check-fast: all
 	tests/run
@@ -68,11 +69,14 @@ bench: deps all
 install: all
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions
-	cp $(PROGS) $(DESTDIR)$(PREFIX)/bin/
-	cp $(MANS) $(DESTDIR)$(PREFIX)/share/man/man1/
-	cp completions/img $(DESTDIR)$(PREFIX)/share/bash-completion/completions/img
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	for m in $(MANS); do \
+	    install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man1/ || exit 1; done
+	install -m 644 completions/img \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/img
 	for p in $(notdir $(PROGS)); do [ $$p = img ] || \
-	    ln -sf img $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$p; done
+	    ln -sf img $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$p || \
+	    exit 1; done
 
 clean:
 	rm -rf bin obj bin-asan obj-asan

@@ -83,6 +83,7 @@ run(const char *name, int argc, char **argv)
 		path = xasprintf("%s/%s", dir, prog);
 		execv(path, argv);
 		free(path);
+		free(dir);
 	}
 	execvp(prog, argv);
 	if (errno == ENOENT) {
@@ -130,6 +131,8 @@ main(int argc, char *argv[])
 	int c;
 
 	prog_init(argv[0]);
+	if (argc < 2)
+		die_usage("Not enough arguments");
 	/* "+": stop at the command name; its options are its own */
 	while ((c = getopt_long(argc, argv, "+:hVT:", longopts, NULL)) != -1) {
 		switch (c) {
@@ -159,7 +162,7 @@ main(int argc, char *argv[])
 		}
 	}
 	if (optind >= argc)
-		die_usage("Not enough arguments");
+		return 0;	/* as qemu-img: options (-T) but no command */
 	if (strcmp(argv[optind], "help") == 0) {
 		char *args[] = { NULL, "--help", NULL };
 
