@@ -1,0 +1,314 @@
+#!/usr/bin/env bats
+# img-convert: qemu-img convert as img-map, then img-cat | img-write.
+load helpers
+bats_require_minimum_version 1.5.0
+
+# a raw disk with data, written zeroes and holes: 0-1M pattern, 4M-5M zeroes, 9M-12M pattern
+mkraw() {
+	qimg create -q -f raw "$1" 32M
+	qio -f raw -c 'write -P 1 0 1M' -c 'write -z 4M 1M' -c 'write -P 0 6M 64k' \
+	    -c 'write -P 7 9M 3M' -c 'write -P 9 31M 4k' "$1" >/dev/null
+}
+
+# a qcow2 backing chain: base has data, top overwrites part and zeroes part
+mkchain() {
+	qimg create -q -f qcow2 base.qcow2 32M
+	qio -f qcow2 -c 'write -P 1 0 4M' -c 'write -P 2 8M 2M' base.qcow2 >/dev/null
+	qimg create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2
+	qio -f qcow2 -c 'write -P 3 1M 1M' -c 'write -z 8M 1M' -c 'write -P 4 20M 64k' \
+	    top.qcow2 >/dev/null
+}
+
+# same content as SRC and same allocation as qemu-img's convert of it (FILE QFILE SRC)
+same_result() {
+	run qimg compare "$3" "$1"
+	[ "$status" -eq 0 ] || { echo "compare $3 $1: $output"; return 1; }
+	diff <(qimg map --output=json "$2") <(qimg map --output=json "$1")
+}
+
+# the same stderr as qemu-img's, but for the program name (ARGS...)
+same_error() {
+	local want got
+	want=$(qemu-img convert "$@" 2>&1 >/dev/null | sed 's/^qemu-img: /img: /')
+	got=$(img convert "$@" 2>&1 >/dev/null) || true
+	[ "$want" = "$got" ] || { echo "want: $want"; echo "got:  $got"; return 1; }
+}
+
+# a folder holding a copy of img-convert beside our real stages, so a test can swap one
+fake_dir() {
+	mkdir -p fake
+	cp "$IMG_BIN/img-convert" fake/
+	for p in img-map img-cat img-write; do ln -sf "$IMG_BIN/$p" fake/$p; done
+}
+
+fake_stage() {
+	rm -f "fake/$1"
+	printf '#!/bin/sh\n%s\n' "$2" >"fake/$1"
+	chmod +x "fake/$1"
+}
+
+@test "img-convert: raw to raw equals qemu-img's, allocation too" {
+	mkraw a.raw
+	qimg convert a.raw q.raw
+	run --separate-stderr img-convert a.raw o.raw
+	[ "$status" -eq 0 ] && [ -z "$output" ] && [ -z "$stderr" ]
+	same_result o.raw q.raw a.raw
+}
+
+@test "img-convert: raw to qcow2 and back, with -o options" {
+	mkraw a.raw
+	qimg convert -O qcow2 -o cluster_size=4k a.raw q.qcow2
+	run img-convert -O qcow2 -o cluster_size=4k a.raw o.qcow2
+	[ "$status" -eq 0 ] && [ -z "$output" ]
+	run qimg check o.qcow2
+	[ "$status" -eq 0 ]
+	same_result o.qcow2 q.qcow2 a.raw
+	qimg convert -f qcow2 -O raw q.qcow2 q.raw
+	run img-convert -f qcow2 -O raw o.qcow2 o.raw
+	[ "$status" -eq 0 ]
+	same_result o.raw q.raw a.raw
+}
+
+@test "img-convert: a backing chain is flattened, into raw and into qcow2" {
+	mkchain
+	for f in raw qcow2; do
+		qimg convert -O $f top.qcow2 q.$f
+		run img-convert -O $f top.qcow2 o.$f
+		[ "$status" -eq 0 ]
+		same_result o.$f q.$f top.qcow2
+		run qimg info o.$f
+		[[ $output != *backing* ]]
+	done
+	run qimg check o.qcow2
+	[ "$status" -eq 0 ]
+}
+
+@test "img-convert: -p prints qemu-img's progress lines, byte for byte" {
+	mkraw a.raw
+	for args in "a.raw" "-S 0 a.raw" "-O raw -S 64k a.raw"; do
+		# shellcheck disable=SC2086
+		qemu-img convert -p $args q.out >want
+		# shellcheck disable=SC2086
+		img-convert -p $args o.out >got
+		cmp want got || { od -c want; od -c got; return 1; }
+	done
+	grep -q $'\r' got
+}
+
+@test "img-convert: an empty image converts, -p as qemu-img" {
+	qimg create -q -f raw empty.raw 0
+	qemu-img convert -p empty.raw q.raw >want
+	run img-convert -p empty.raw o.raw
+	[ "$status" -eq 0 ]
+	[ "$output" = "$(cat want)" ]
+	[ -f o.raw ] && [ ! -s o.raw ]
+}
+
+@test "img-convert: -q silences -p; without -p stdout stays empty" {
+	mkraw a.raw
+	run img-convert -p -q a.raw o.raw
+	[ "$status" -eq 0 ] && [ -z "$output" ]
+}
+
+@test "img-convert: -S 0 allocates everything, as qemu-img does" {
+	mkraw a.raw
+	qimg convert -S 0 a.raw q.raw
+	run img-convert -S 0 a.raw o.raw
+	[ "$status" -eq 0 ]
+	same_result o.raw q.raw a.raw
+}
+
+@test "img-convert: -S 64k keeps short zero runs in the data, as qemu-img does" {
+	mkraw a.raw
+	qimg convert -S 64k a.raw q.raw
+	run img-convert -S 64k a.raw o.raw
+	[ "$status" -eq 0 ]
+	same_result o.raw q.raw a.raw
+}
+
+@test "img-convert: -n writes into an existing target of the same size or larger" {
+	mkraw a.raw
+	qimg create -q -f raw o.raw 40M
+	qio -f raw -c 'write -P 5 0 40M' o.raw >/dev/null
+	qimg create -q -f raw q.raw 40M
+	qio -f raw -c 'write -P 5 0 40M' q.raw >/dev/null
+	qimg convert -n a.raw q.raw
+	run img-convert -n a.raw o.raw
+	[ "$status" -eq 0 ]
+	cmp o.raw q.raw
+	qimg create -q -f raw z.raw 32M
+	run img-convert -n --target-is-zero a.raw z.raw
+	[ "$status" -eq 0 ]
+	run qimg compare a.raw z.raw
+	[ "$status" -eq 0 ]
+}
+
+@test "img-convert: -n refuses a smaller target, -o and a missing target, as qemu-img" {
+	mkraw a.raw
+	qimg create -q -f raw small.raw 1M
+	same_error -n a.raw small.raw
+	run -1 --separate-stderr img-convert -n a.raw small.raw
+	[ "$stderr" = "img-convert: output file is smaller than input file" ]
+	same_error -n -o size=1M a.raw small.raw
+	same_error -n a.raw nothere.raw
+	[ ! -e nothere.raw ]
+	same_error --target-is-zero a.raw x.raw
+	[ ! -e x.raw ]
+}
+
+@test "img-convert: errors read as qemu-img's and leave no target" {
+	local args
+	mkraw a.raw
+	while IFS= read -r args; do
+		# shellcheck disable=SC2086
+		same_error $args || { echo "args: $args"; return 1; }
+		rm -f x.raw	# qemu-img leaves some targets behind; we must not
+		# shellcheck disable=SC2086
+		run -1 --separate-stderr img-convert $args
+		[ -z "$output" ] && [ ! -e x.raw ] || { echo "args: $args"; return 1; }
+	done <<-EOF
+	nothere.raw x.raw
+	-O nosuch a.raw x.raw
+	-O raw -o nosuch=1 a.raw x.raw
+	-O raw -o extent_size_hint=abc a.raw x.raw
+	-O raw -o nocow=maybe a.raw x.raw
+	-o , a.raw x.raw
+	-S 3 a.raw x.raw
+	-S x a.raw x.raw
+	-m 17 a.raw x.raw
+	-t bogus a.raw x.raw
+	-T bogus a.raw x.raw
+	a.raw
+	a.raw /nonexistent/x.raw
+	EOF
+}
+
+@test "img-convert: options not supported yet are refused in one line, nothing created" {
+	local o
+	mkraw a.raw
+	for o in -c -C "-B a.raw" "-F raw" "-l snap" --salvage --bitmaps --image-opts \
+	    --target-image-opts "--object secret,id=s,data=x" "-o help"; do
+		# shellcheck disable=SC2086
+		run -1 --separate-stderr img-convert $o a.raw x.raw
+		[ -z "$output" ] && [ "${#stderr_lines[@]}" -eq 1 ] ||
+		    { echo "$o: $stderr"; return 1; }
+		[[ $stderr == "img-convert: "*"not supported yet" ]]
+		[ ! -e x.raw ]
+	done
+	run -1 --separate-stderr img-convert a.raw a.raw x.raw
+	[[ $stderr == *"not supported yet" ]] && [ ! -e x.raw ]
+	run -1 --separate-stderr img-convert -O qcow2 -o backing_file=a.raw,backing_fmt=raw \
+	    a.raw x.qcow2
+	[[ $stderr == *"not supported yet" ]] && [ ! -e x.qcow2 ]
+}
+
+@test "img-convert: performance-only options are accepted" {
+	mkraw a.raw
+	run img-convert -t none -T writeback -m 16 -W -r 1G -U a.raw o.raw
+	[ "$status" -eq 0 ]
+	run qimg compare a.raw o.raw
+	[ "$status" -eq 0 ]
+}
+
+@test "img convert: the dispatcher's name is in the stages' messages" {
+	run -1 --separate-stderr img convert nothere.raw x.raw
+	[ "$stderr" = "img: Could not open 'nothere.raw': Could not open 'nothere.raw': No such file or directory" ]
+}
+
+@test "img-convert: the hand-written pipeline gives the same image" {
+	mkraw a.raw
+	mkchain
+	img convert -O qcow2 a.raw o.qcow2
+	img-map --output=json a.raw >map.json
+	img-create -q -f qcow2 h.qcow2 32M
+	img-cat --map map.json a.raw | img-write -f qcow2 --map map.json --target-is-zero h.qcow2
+	run qimg compare -s o.qcow2 h.qcow2
+	[ "$status" -eq 0 ]
+	diff <(qimg map --output=json o.qcow2) <(qimg map --output=json h.qcow2)
+	img convert top.qcow2 o.raw
+	img-map --output=json top.qcow2 >map.json
+	img-create -q -f raw h.raw 32M
+	img-cat --map map.json top.qcow2 | img-write -f raw --map map.json --target-is-zero h.raw
+	cmp o.raw h.raw
+}
+
+@test "img-convert: a failing img-cat is one error, exit 1, target removed" {
+	mkraw a.raw
+	fake_dir
+	fake_stage img-cat 'echo "$IMG_PROG: a.raw: read at 0x100000: Input/output error" >&2; exit 1'
+	run -1 --separate-stderr fake/img-convert a.raw x.raw
+	[ -z "$output" ]
+	[ "$stderr" = "img-convert: a.raw: read at 0x100000: Input/output error" ]
+	[ ! -e x.raw ]
+}
+
+@test "img-convert: an img-cat that dies mid-stream or by a signal is one error" {
+	mkraw a.raw
+	fake_dir
+	fake_stage img-cat 'head -c 100000 /dev/zero; kill -KILL $$'
+	run -1 --separate-stderr fake/img-convert -p a.raw x.raw
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ $stderr == "img-convert: img-cat was killed by signal 9"* ]]
+	[ ! -e x.raw ]
+	fake_stage img-cat 'head -c 100000 /dev/zero; exit 3'
+	run -1 --separate-stderr fake/img-convert a.raw x.raw
+	[ "$stderr" = "img-convert: img-cat exited with status 3" ]
+	[ ! -e x.raw ]
+}
+
+@test "img-convert: a failing img-write is one error (img-cat's broken pipe is not)" {
+	mkraw a.raw
+	fake_dir
+	fake_stage img-write 'head -c 1 >/dev/null; echo "$IMG_PROG: x.raw: write at 0: No space left on device" >&2; exit 1'
+	for p in "" -p; do
+		run -1 --separate-stderr fake/img-convert $p a.raw x.raw
+		[ "$stderr" = "img-convert: x.raw: write at 0: No space left on device" ]
+		[ ! -e x.raw ]
+	done
+}
+
+@test "img-convert: a corrupted map is one error, exit 1" {
+	mkraw a.raw
+	fake_dir
+	fake_stage img-map 'echo "[{ \"start\": 0, \"length\": }]"'
+	run -1 --separate-stderr fake/img-convert a.raw x.raw
+	[ "${#stderr_lines[@]}" -eq 1 ] && [[ $stderr == "img-convert: map: line 1: "* ]]
+	[ ! -e x.raw ]
+	# a map claiming more data than the image has: the stages disagree with the stream
+	fake_stage img-map "printf '[{ \"start\": 0, \"length\": 33554432, \"depth\": 0, \"present\": true, \"zero\": false, \"data\": true}]\n'"
+	fake_stage img-cat 'head -c 1048576 /dev/zero'
+	run -1 --separate-stderr fake/img-convert a.raw x.raw
+	[ "${#stderr_lines[@]}" -eq 1 ] && [[ $stderr == "img-convert: "* ]]
+	[ ! -e x.raw ]
+}
+
+@test "img-convert: a truncated qcow2 source is one error, exit 1, no target" {
+	mkraw a.raw
+	qimg convert -O qcow2 a.raw t.qcow2
+	truncate -s 50 t.qcow2
+	same_error t.qcow2 x.raw
+	run -1 --separate-stderr img-convert t.qcow2 x.raw
+	[ -z "$output" ] && [ "${#stderr_lines[@]}" -eq 1 ]
+	[ ! -e x.raw ]
+}
+
+@test "img-convert: a missing stage is named" {
+	mkraw a.raw
+	mkdir -p lone
+	cp "$IMG_BIN/img-convert" lone/
+	ln -s "$IMG_BIN/img-map" lone/img-map
+	PATH=/usr/bin:/bin run -1 --separate-stderr lone/img-convert a.raw x.raw
+	[ "$stderr" = "img-convert: img-cat: not installed next to img-convert or on PATH" ]
+	[ ! -e x.raw ]
+}
+
+@test "img-convert: --help, bad options, missing arguments" {
+	run --separate-stderr img-convert --help
+	[ "$status" -eq 0 ] && [ -z "$stderr" ]
+	[[ $output == "usage: img-convert "* ]] && [[ $output == *"See img-convert(1)."* ]]
+	run -1 --separate-stderr img-convert --bogus a b
+	[ "$stderr" = $'img-convert: unrecognized option \'--bogus\'\nTry \'img-convert --help\' for more information' ]
+	run -1 --separate-stderr img-convert a b -O
+	[ "$stderr" = $'img-convert: missing argument for option \'-O\'\nTry \'img-convert --help\' for more information' ]
+	same_error
+}
