@@ -310,20 +310,49 @@ check_value(const char *file, const struct opt_desc *d, const char *v)
 	return 0;
 }
 
+/*
+ * qemu_opts_do_parse: "key=value" (",," is a comma in the value) or a flag,
+ * "key" for on and "nokey" for off; "id" is skipped.  Each is checked as
+ * it comes, so the first bad one is the one qemu names.
+ */
 static void
-parse_options(const char *file, const struct create_args *a,
-    const struct desc_list *l, struct opt_list *o)
+parse_options(const char *file, const char *s, const struct desc_list *l,
+    struct opt_list *o)
 {
+	size_t len = strlen(s) + 1, n;
+	char *key = xmalloc(len), *val = xmalloc(len), *q;
 	const struct opt_desc *d;
-	size_t i;
+	const char *p = s;
 
-	if (a->options != NULL && opt_list_parse(o, a->options) < 0)
-		die("%s: %s", file, err_msg());
-	for (i = 0; i < o->n; i++) {
-		if ((d = desc_find(l, o->v[i].key)) == NULL)
-			die("%s: Invalid parameter '%s'", file, o->v[i].key);
-		check_value(file, d, o->v[i].val);
+	while (*p) {
+		n = strcspn(p, "=,");
+		memcpy(key, p, n);
+		key[n] = '\0';
+		p += n;
+		if (*p == '=') {
+			for (p++, q = val; *p && (*p != ',' || p[1] == ','); p++) {
+				if (*p == ',')
+					p++;
+				*q++ = *p;
+			}
+			*q = '\0';
+		} else if (strncmp(key, "no", 2) == 0) {
+			memmove(key, key + 2, n - 1);
+			strcpy(val, "off");
+		} else {
+			strcpy(val, "on");
+		}
+		if (*p == ',')
+			p++;
+		if (strcmp(key, "id") == 0)
+			continue;
+		if ((d = desc_find(l, key)) == NULL)
+			die("%s: Invalid parameter '%s'", file, key);
+		check_value(file, d, val);
+		opt_list_set(o, key, val);
 	}
+	free(key);
+	free(val);
 }
 
 /* The message of a failed img_open without its "Could not open 'x': " */
@@ -469,7 +498,8 @@ create(const char *file, const struct create_args *a, int64_t size)
 		die("%s: Format driver '%s' does not support image creation",
 		    file, a->fmt);
 	build_descs(&l, a->fmt, true);
-	parse_options(file, a, &l, &o);
+	if (a->options != NULL)
+		parse_options(file, a->options, &l, &o);
 	if ((v = opt_list_get(&o, "size")) != NULL) {
 		if (size >= 0)
 			die("%s: The image size must be specified only once", file);
@@ -546,8 +576,10 @@ main(int argc, char *argv[])
 		}
 	}
 	file = optind < argc ? argv[optind] : NULL;
-	if (a.options != NULL && has_help(a.options))
+	if (a.options != NULL && has_help(a.options)) {
+		free(a.options);
 		return option_help(file, a.fmt);
+	}
 	if (optind >= argc)
 		die_usage("Expecting image file name");
 	if (++optind < argc)
