@@ -175,6 +175,7 @@ settle() {
 		c=${p#img-}
 		for o in $("$IMG_BIN/$p" --long-options 2>/dev/null); do
 			o=${o%%=*}
+			hidden_opt "$o" && continue
 			if [ "$p" = img ]; then
 				run complete_words img "${o:0:3}"
 				[[ $'\n'$output$'\n' == *$'\n'$o$'\n'* ]] || owe "img ${o:0:3}<TAB> lacks $o"
