@@ -52,9 +52,14 @@ struct conv {
 	int		 nsrc;
 
 	int		 map_fd;	/* memfd holding img-map's output */
-	struct map_ext	*ext;		/* the map, for size and progress */
-	size_t		 next;
-	uint64_t	 size;
+	uint64_t	 size;		/* the source's, from the map */
+};
+
+/* What progress needs of one map extent. */
+struct step {
+	uint64_t	 length;
+	bool		 streamed;	/* its bytes travel in the stream */
+	bool		 counted;	/* qemu-img counts it in its progress */
 };
 
 /* qemu's progress: "    (12.34/100%)\r" on stdout, at least 1% apart. */
@@ -62,7 +67,8 @@ struct progress {
 	bool		 on;
 	float		 current;
 	float		 last;
-	const struct conv *c;
+	struct step	*step;		/* the map, when on */
+	size_t		 n;
 	size_t		 i;		/* extent being accounted */
 	uint64_t	 off;		/* bytes of it accounted */
 	uint64_t	 streamed;	/* stream bytes those extents took */
@@ -349,41 +355,24 @@ progress_end(void)
 	prog.on = false;
 }
 
-/*
- * qemu-img counts progress in the chunks it copies: each data extent (and
- * with -S 0 each zero extent too) in steps of at most 2 MiB.
- */
-static bool
-counted(const struct conv *c, const struct map_ext *e)
-{
-	return (e->data && !e->zero) || c->sparse == 0;
-}
-
-static bool
-streamed(const struct map_ext *e)
-{
-	return e->data && !e->zero;
-}
-
 /* Account the chunks the first `bytes` bytes of the stream finished. */
 static void
 progress_stream(uint64_t bytes, void *arg)
 {
-	const struct conv *c = prog.c;
-	const struct map_ext *e;
+	const struct step *e;
 	uint64_t n;
 
 	(void)arg;
-	for (; prog.i < c->next; prog.i++, prog.off = 0) {
-		e = &c->ext[prog.i];
+	for (; prog.i < prog.n; prog.i++, prog.off = 0) {
+		e = &prog.step[prog.i];
 		for (; prog.off < e->length; prog.off += n) {
 			n = e->length - prog.off < CHUNK ? e->length - prog.off : CHUNK;
-			if (streamed(e)) {
+			if (e->streamed) {
 				if (prog.streamed + n > bytes)
 					return;
 				prog.streamed += n;
 			}
-			if (!counted(c, e))
+			if (!e->counted)
 				continue;
 			prog.done += n;
 			progress_show((float)(100.0 * (double)prog.done /
@@ -392,15 +381,26 @@ progress_stream(uint64_t bytes, void *arg)
 	}
 }
 
+/*
+ * qemu-img counts progress in the chunks it copies: each data extent (and
+ * with -S 0 each zero extent too) in steps of at most 2 MiB.
+ */
 static void
-progress_start(const struct conv *c)
+progress_add(const struct conv *c, const struct map_ext *e)
 {
-	size_t i;
+	struct step *s;
 
-	prog.c = c;
-	for (i = 0; i < c->next; i++)
-		if (counted(c, &c->ext[i]))
-			prog.total += c->ext[i].length;
+	if (!prog.on)
+		return;
+	if ((prog.n & (prog.n - 1)) == 0)
+		prog.step = xrealloc(prog.step,
+		    (prog.n ? 2 * prog.n : 1) * sizeof(*prog.step));
+	s = &prog.step[prog.n++];
+	s->length = e->length;
+	s->streamed = e->data && !e->zero;
+	s->counted = s->streamed || c->sparse == 0;
+	if (s->counted)
+		prog.total += e->length;
 }
 
 /* On SIGINT/SIGTERM/SIGHUP: stop the stages, remove what we created, die of it. */
@@ -512,7 +512,6 @@ load_map(struct conv *c)
 	FILE *f;
 	struct map_reader *r;
 	struct map_ext e;
-	size_t cap = 0;
 	int ret;
 
 	if (lseek(c->map_fd, 0, SEEK_SET) < 0 ||
@@ -523,12 +522,7 @@ load_map(struct conv *c)
 		if (e.start != c->size)
 			die("map: extent at %llu leaves a gap",
 			    (unsigned long long)e.start);
-		if (c->next == cap) {
-			cap = cap ? 2 * cap : 256;
-			c->ext = xrealloc(c->ext, cap * sizeof(*c->ext));
-		}
-		e.filename = NULL;
-		c->ext[c->next++] = e;
+		progress_add(c, &e);
 		c->size = e.start + e.length;
 	}
 	if (ret < 0)
@@ -670,14 +664,13 @@ main(int argc, char *argv[])
 		check_target(&c);
 	else
 		create_target(&c);
-	progress_start(&c);
 	copy(&c);
 	if (prog.on)
 		progress_stream(UINT64_MAX, NULL);
 	progress_show(100);
 	progress_end();
 	stop_unlink = NULL;
-	free(c.ext);
+	free(prog.step);
 	free(c.options);
 	opt_list_free(&c.o);
 	close(c.map_fd);
