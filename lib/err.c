@@ -71,6 +71,21 @@ err_prefix(const char *fmt, ...)
 	return -1;
 }
 
+void
+err_unprefix(const char *fmt, ...)
+{
+	char pre[sizeof(errbuf)];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof(pre), fmt, ap);
+	va_end(ap);
+	n = strlen(pre);
+	if (strncmp(errbuf, pre, n) == 0 && errbuf[n] == ':' && errbuf[n + 1] == ' ')
+		memmove(errbuf, errbuf + n + 2, strlen(errbuf + n + 2) + 1);
+}
+
 const char *
 err_msg(void)
 {

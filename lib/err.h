@@ -13,6 +13,8 @@ const char	*prog_name(void);
 int		 err_set(int errnum, const char *fmt, ...) PRINTF(2, 3);
 /* Prefix the recorded message with "fmt: " (context added by a caller); returns -1. */
 int		 err_prefix(const char *fmt, ...) PRINTF(1, 2);
+/* Drop a leading "fmt: " from the recorded message when it is there (undoes err_prefix). */
+void		 err_unprefix(const char *fmt, ...) PRINTF(1, 2);
 const char	*err_msg(void);
 int		 err_errno(void);	/* errnum of the last err_set, or 0 */
 

@@ -355,20 +355,6 @@ parse_options(const char *file, const char *s, const struct desc_list *l,
 	free(val);
 }
 
-/* The message of a failed img_open without its "Could not open 'x': " */
-static const char *
-open_error(const char *name)
-{
-	const char *m = err_msg();
-	size_t n = strlen("Could not open '") + strlen(name) + strlen("': ");
-
-	if (strncmp(m, "Could not open '", 16) == 0 &&
-	    strncmp(m + 16, name, strlen(name)) == 0 &&
-	    strncmp(m + 16 + strlen(name), "': ", 3) == 0)
-		return m + n;
-	return m;
-}
-
 /*
  * Open the backing file as qemu does before creating: it must exist, and
  * gives the format's name to a missing -F and its size to a missing size.
@@ -382,14 +368,11 @@ check_backing(const char *file, const char *base, struct opt_list *o,
 	struct img *b;
 
 	if ((b = img_open(path, bfmt, IMG_SHARE | IMG_NO_PROBE_WARN)) == NULL) {
-		fflush(stdout);
-		fprintf(stderr, "%s: %s: %s\nCould not open backing image.\n",
-		    prog_name(), file, open_error(path));
-		exit(1);
+		err_unprefix("Could not open '%s'", path);
+		die("%s: %s\nCould not open backing image.", file, err_msg());
 	}
 	if (bfmt == NULL) {
 		/* qemu's hint ends without a newline */
-		fflush(stdout);
 		fprintf(stderr, "%s: %s: Backing file specified without backing "
 		    "format\nDetected format of %s.", prog_name(), file,
 		    img_format(b));

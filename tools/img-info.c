@@ -85,6 +85,9 @@ parse_image_opts(const char *spec, char **fmt)
 	size_t i;
 
 	*fmt = NULL;
+	if (strchr(spec, '=') == NULL)
+		die("Could not open '%s': Cannot find device='%s' nor "
+		    "node-name='%s'", spec, spec, spec);
 	if (opt_list_parse(&l, spec) < 0)
 		die("%s", err_msg());
 	for (i = 0; i < l.n; i++) {
@@ -189,8 +192,14 @@ collect(const char *filename, const struct info_args *a)
 			die("Backing chain of '%s' is deeper than %d images",
 			    filename, IMG_MAX_CHAIN);
 		names[n++] = name;
-		if ((img = img_open(name, fmt, IMG_NO_BACKING | a->flags)) == NULL)
+		if ((img = img_open(name, fmt, IMG_NO_BACKING | a->flags)) == NULL) {
+			/* --image-opts: qemu names the option string */
+			if (n == 1 && a->image_opts) {
+				err_unprefix("Could not open '%s'", name);
+				die("Could not open '%s': %s", filename, err_msg());
+			}
 			die("%s", err_msg());
+		}
 		if ((j = layer_info(img)) == NULL)
 			die("%s", err_msg());
 		jn_add(list, NULL, j);
