@@ -117,6 +117,22 @@ settle() {
 	settle
 }
 
+@test "house: every listed option is one the program accepts" {
+	local p o
+	for p in $(progs); do
+		[ -x "$IMG_BIN/$p" ] || { owe "$p: not built"; continue; }
+		for o in $("$IMG_BIN/$p" --long-options 2>/dev/null) \
+		    $("$IMG_BIN/$p" --short-options 2>/dev/null); do
+			o=${o%%=*}
+			# alone, without a file: a usage error at most, never an unknown option
+			run --separate-stderr timeout 10 "$IMG_BIN/$p" "$o" </dev/null
+			[[ $stderr != *"unrecognized option"* ]] || owe "$p $o: $stderr"
+			[ "$status" -lt 124 ] || owe "$p $o: exit $status"
+		done
+	done
+	settle
+}
+
 @test "house: man pages lint clean (groff -mdoc -ww -z)" {
 	local f out n=0
 	for f in "$ROOT"/man/*.1; do
