@@ -123,6 +123,13 @@ same_both() {
 	done
 }
 
+@test "img-info: huge qcow2 virtual sizes read in PiB" {
+	qimg create -q -f qcow2 -o cluster_size=2M p.qcow2 1.26P
+	same_both p.qcow2
+	qimg create -q -f qcow2 -o cluster_size=2M t.qcow2 64T
+	same_both t.qcow2
+}
+
 @test "img-info: a qcow2 image with data, of odd size" {
 	qimg create -q -f qcow2 a.qcow2 1000000
 	qio -c 'write -P 7 0 300k' -c 'write -z 512k 64k' a.qcow2 >/dev/null

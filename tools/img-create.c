@@ -273,7 +273,7 @@ parse_image_size(const char *s)
 }
 
 /* qemu_opt_parse: check a value against its type, as qemu words it */
-static int
+static void
 check_value(const char *file, const struct opt_desc *d, const char *v)
 {
 	uint64_t u;
@@ -307,7 +307,6 @@ check_value(const char *file, const struct opt_desc *d, const char *v)
 	default:
 		break;
 	}
-	return 0;
 }
 
 /*
