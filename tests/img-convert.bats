@@ -267,6 +267,23 @@ fake_stage() {
 	done
 }
 
+@test "img-convert: SIGTERM stops the stages and removes the new target" {
+	mkraw a.raw
+	fake_dir
+	fake_stage img-cat 'echo $$ >cat.pid; exec sleep 30'
+	fake/img-convert a.raw x.raw &
+	local pid=$! i
+	for i in $(seq 50); do [ -s cat.pid ] && break; sleep 0.1; done
+	[ -e x.raw ] && [ -s cat.pid ]
+	kill -TERM $pid
+	run -143 wait $pid
+	[ ! -e x.raw ]
+	sleep 0.2
+	# the stage is gone too (or a zombie waiting for its new parent)
+	run ps -o stat= -p "$(cat cat.pid)"
+	[ "$status" -ne 0 ] || [[ $output == Z* ]]
+}
+
 @test "img-convert: a corrupted map is one error, exit 1" {
 	mkraw a.raw
 	fake_dir
