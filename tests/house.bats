@@ -184,27 +184,28 @@ settle() {
 	settle
 }
 
-@test "house: completion offers every program's long options" {
-	local p c o
+@test "house: completion offers every program's options" {
+	local p c o direct via
 	for p in $(progs); do
 		[ -x "$IMG_BIN/$p" ] || { owe "$p: not built"; continue; }
 		c=${p#img-}
-		for o in $("$IMG_BIN/$p" --long-options 2>/dev/null); do
+		if [ "$p" = img ]; then
+			via=$(complete_words img -)
+			direct=$via
+		else
+			via=$(complete_words img "$c" -)
+			direct=$(complete_words "$p" -)
+			[[ $'\n'$(complete_words img "${c:0:1}")$'\n' == *$'\n'$c$'\n'* ]] ||
+			    owe "img ${c:0:1}<TAB> lacks $c"
+		fi
+		for o in $("$IMG_BIN/$p" --long-options 2>/dev/null) \
+		    $("$IMG_BIN/$p" --short-options 2>/dev/null); do
 			o=${o%%=*}
 			hidden_opt "$o" && continue
-			if [ "$p" = img ]; then
-				run complete_words img "${o:0:3}"
-				[[ $'\n'$output$'\n' == *$'\n'$o$'\n'* ]] || owe "img ${o:0:3}<TAB> lacks $o"
-				continue
-			fi
-			run complete_words img "$c" "${o:0:3}"
-			[[ $'\n'$output$'\n' == *$'\n'$o$'\n'* ]] || owe "img $c ${o:0:3}<TAB> lacks $o"
-			run complete_words "$p" "${o:0:3}"
-			[[ $'\n'$output$'\n' == *$'\n'$o$'\n'* ]] || owe "$p ${o:0:3}<TAB> lacks $o"
+			[[ $'\n'$via$'\n' == *$'\n'$o$'\n'* ]] ||
+			    owe "${p/-/ } -<TAB> lacks $o"
+			[[ $'\n'$direct$'\n' == *$'\n'$o$'\n'* ]] || owe "$p -<TAB> lacks $o"
 		done
-		[ "$p" = img ] && continue
-		run complete_words img "${c:0:1}"
-		[[ $'\n'$output$'\n' == *$'\n'$c$'\n'* ]] || owe "img ${c:0:1}<TAB> lacks $c"
 	done
 	settle
 }
