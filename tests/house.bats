@@ -173,6 +173,14 @@ settle() {
 	settle
 }
 
+@test "house: completions/img names every program" {
+	local p
+	for p in $(progs); do
+		grep -qw -- "$p" "$ROOT/completions/img" || owe "completions/img does not name $p"
+	done
+	settle
+}
+
 @test "house: the completion file sources cleanly and registers img and every img-NAME" {
 	local p
 	run bash -c 'source "$1/completions/img" && complete -p' _ "$ROOT"
