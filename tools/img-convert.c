@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -547,12 +548,36 @@ map_source(struct conv *c)
 	load_map(c);
 }
 
-/* qemu_opts_do_parse() on the create options: names and value types. */
+/* qemu_opt_parse() on one value, as qemu words it */
+static void
+check_value(const struct opt_desc *d, const char *v)
+{
+	uint64_t u;
+	char *end;
+
+	if (d->type == OPT_BOOL && opt_bool(v) < 0)
+		die("Parameter '%s' expects 'on' or 'off'", d->name);
+	if (d->type == OPT_NUMBER) {
+		errno = 0;
+		if (strtoull(v, &end, 0) == ULLONG_MAX && errno == ERANGE)
+			die("Value '%s' is too large for parameter '%s'", v,
+			    d->name);
+		if (end == v || *end != '\0')
+			die("Parameter '%s' expects a number", d->name);
+	}
+	if (d->type == OPT_SIZE && opt_size(v, &u) == -1)
+		die("Parameter '%s' expects a non-negative number below 2^64\n"
+		    "Optional suffix k, M, G, T, P or E means kilo-, mega-, "
+		    "giga-, tera-, peta-\nand exabytes, respectively.", d->name);
+	if (d->type == OPT_SIZE && opt_size(v, &u) < 0)
+		die("Value '%s' is out of range for parameter '%s'", v, d->name);
+}
+
+/* qemu_opts_do_parse() on the create options: names, then value types. */
 static void
 check_create_opts(const struct conv *c, const struct opt_list *o)
 {
 	const struct opt_desc *d, *all = img_create_opts(c->out_fmt);
-	uint64_t v;
 	size_t i;
 
 	for (i = 0; i < o->n; i++) {
@@ -560,14 +585,7 @@ check_create_opts(const struct conv *c, const struct opt_list *o)
 			;
 		if (d == NULL || d->name == NULL)
 			die("Invalid parameter '%s'", o->v[i].key);
-		if ((d->type == OPT_SIZE || d->type == OPT_NUMBER) &&
-		    opt_size(o->v[i].val, &v) < 0)
-			die("Parameter '%s' expects a non-negative number below 2^64\n"
-			    "Optional suffix k, M, G, T, P or E means kilo-, mega-, "
-			    "giga-, tera-, peta-\nand exabytes, respectively.",
-			    d->name);
-		if (d->type == OPT_BOOL && opt_bool(o->v[i].val) < 0)
-			die("Parameter '%s' expects 'on' or 'off'", d->name);
+		check_value(d, o->v[i].val);
 	}
 }
 
