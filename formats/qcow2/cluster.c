@@ -1,0 +1,823 @@
+/*
+ * qcow2 cluster mapping: L1/L2 lookup, block status, reads, allocating
+ * writes, zero clusters, discard and compressed clusters.
+ * docs/interop/qcow2.txt, "Cluster mapping" and "Extended L2 Entries".
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "../../lib/err.h"
+#include "../../lib/int.h"
+#include "../../lib/io.h"
+#include "qcow2.h"
+
+#define QCOW2_INVALID	(-1)
+#define ZERO_CHUNK	(1u << 20)
+
+/* A stretch of guest space of one type, as qemu's qcow2_get_host_offset. */
+struct run {
+	int		 type;		/* enum qcow2_type or QCOW2_INVALID */
+	uint64_t	 len;
+	uint64_t	 host;		/* host offset of the first byte, if any */
+	uint64_t	 entry;		/* L2 entry of the first cluster */
+};
+
+static bool
+has_host(int type)
+{
+	return type == QCOW2_NORMAL || type == QCOW2_ZERO_ALLOC ||
+	    type == QCOW2_UNALLOC_ALLOC;
+}
+
+static bool
+has_backing(const struct img *img)
+{
+	return img->backing_file != NULL && img->backing_file[0] != '\0';
+}
+
+enum qcow2_type
+qcow2_entry_type(const struct qcow2 *s, uint64_t entry, uint64_t bitmap,
+    unsigned sc)
+{
+	bool host = (entry & QCOW2_L2E_OFFSET) != 0;
+
+	if (entry & QCOW2_OFLAG_COMPRESSED)
+		return QCOW2_COMPRESSED;
+	if (!s->extl2) {
+		if (entry & QCOW2_OFLAG_ZERO)
+			return host ? QCOW2_ZERO_ALLOC : QCOW2_ZERO;
+		return host ? QCOW2_NORMAL : QCOW2_UNALLOC;
+	}
+	if (bitmap & (1ull << (sc + 32)))
+		return host ? QCOW2_ZERO_ALLOC : QCOW2_ZERO;
+	if (host)
+		return bitmap & (1ull << sc) ? QCOW2_NORMAL : QCOW2_UNALLOC_ALLOC;
+	return QCOW2_UNALLOC;
+}
+
+/* The entry's type, or QCOW2_INVALID with err_set for what qemu calls corrupt. */
+static int
+classify(struct img *img, uint64_t l2off, uint64_t idx, uint64_t entry,
+    uint64_t bitmap, unsigned sc)
+{
+	struct qcow2 *s = img->priv;
+	int t;
+
+	if (s->extl2 && !(entry & QCOW2_OFLAG_COMPRESSED) &&
+	    (((bitmap >> 32) & bitmap) ||
+	    (!(entry & QCOW2_L2E_OFFSET) && (bitmap & 0xffffffffu))))
+		goto invalid;
+	t = (int)qcow2_entry_type(s, entry, bitmap, sc);
+	if (s->version < 3 && (t == QCOW2_ZERO || t == QCOW2_ZERO_ALLOC)) {
+		err_set(EIO, "%s: Zero cluster entry found in pre-v3 image "
+		    "(L2 offset: %#llx, L2 index: %#llx)", img->filename,
+		    (unsigned long long)l2off, (unsigned long long)idx);
+		return QCOW2_INVALID;
+	}
+	if (has_host(t) && (entry & QCOW2_L2E_OFFSET & (s->cluster_size - 1))) {
+		err_set(EIO, "%s: Cluster allocation offset %#llx unaligned "
+		    "(L2 offset: %#llx, L2 index: %#llx)", img->filename,
+		    (unsigned long long)(entry & QCOW2_L2E_OFFSET),
+		    (unsigned long long)l2off, (unsigned long long)idx);
+		return QCOW2_INVALID;
+	}
+	return t;
+invalid:
+	err_set(EIO, "%s: Invalid cluster entry found (L2 offset: %#llx, "
+	    "L2 index: %#llx)", img->filename, (unsigned long long)l2off,
+	    (unsigned long long)idx);
+	return QCOW2_INVALID;
+}
+
+/* The L2 table for L1 index l1i: *l2off 0 when there is none. */
+static int
+l2_lookup(struct img *img, uint64_t l1i, uint64_t *l2off, uint8_t **l2)
+{
+	struct qcow2 *s = img->priv;
+
+	*l2 = NULL;
+	*l2off = l1i < s->l1_size ? s->l1[l1i] & QCOW2_L1E_OFFSET : 0;
+	if (*l2off == 0)
+		return 0;
+	if (*l2off & (s->cluster_size - 1))
+		return err_set(EIO, "%s: L2 table offset %#llx unaligned "
+		    "(L1 index: %#llx)", img->filename,
+		    (unsigned long long)*l2off, (unsigned long long)l1i);
+	*l2 = qcow2_cache_get(&s->l2_cache, *l2off);
+	return *l2 ? 0 : -1;
+}
+
+/* End of the same-typed subclusters from pos inside its cluster. */
+static uint64_t
+piece_end(const struct qcow2 *s, uint64_t pos, uint64_t entry,
+    uint64_t bitmap, int type)
+{
+	uint64_t cstart = pos & ~(s->cluster_size - 1);
+	unsigned k;
+
+	if (!s->extl2 || type == QCOW2_COMPRESSED)
+		return cstart + s->cluster_size;
+	k = (unsigned)((pos >> s->sc_bits) & 31) + 1;
+	while (k < 32 && (int)qcow2_entry_type(s, entry, bitmap, k) == type)
+		k++;
+	return cstart + ((uint64_t)k << s->sc_bits);
+}
+
+/* Extend r over the pieces of one L2 table; false when the run ends. */
+static int
+scan_table(struct img *img, uint64_t l2off, const uint8_t *l2, uint64_t *pos,
+    uint64_t start, uint64_t end, struct run *r)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t tend = (*pos | (qcow2_l2_span(s) - 1)) + 1, idx, e, bm, host;
+	unsigned sc;
+	int t;
+
+	while (*pos < end && *pos < tend) {
+		idx = (*pos >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
+		e = qcow2_l2_entry(s, l2, idx);
+		bm = qcow2_l2_bitmap(s, l2, idx);
+		sc = s->extl2 ? (unsigned)((*pos >> s->sc_bits) & 31) : 0;
+		if ((t = classify(img, l2off, idx, e, bm, sc)) == QCOW2_INVALID)
+			return -1;
+		host = has_host(t) ? (e & QCOW2_L2E_OFFSET) +
+		    (*pos & (s->cluster_size - 1)) : 0;
+		if (*pos == start) {
+			r->type = t;
+			r->host = host;
+			r->entry = e;
+		} else if (t != r->type || t == QCOW2_COMPRESSED ||
+		    (has_host(t) && host != r->host + (*pos - start))) {
+			return 0;
+		}
+		*pos = piece_end(s, *pos, e, bm, t);
+		if (t == QCOW2_COMPRESSED)	/* one at a time, as qemu */
+			return 0;
+	}
+	return 1;
+}
+
+/* The longest run of one type from off, at most len bytes. */
+static int
+get_run(struct img *img, uint64_t off, uint64_t len, struct run *r)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t pos = off, end = off + len, span = qcow2_l2_span(s), l2off;
+	uint8_t *l2;
+	int more = 1;
+
+	memset(r, 0, sizeof(*r));
+	while (more && pos < end) {
+		if (l2_lookup(img, pos / span, &l2off, &l2) < 0)
+			return -1;
+		if (l2 == NULL) {
+			if (pos != off && r->type != QCOW2_UNALLOC)
+				break;
+			r->type = QCOW2_UNALLOC;
+			pos = (pos | (span - 1)) + 1;
+			continue;
+		}
+		if ((more = scan_table(img, l2off, l2, &pos, off, end, r)) < 0)
+			return -1;
+	}
+	r->len = MIN(pos, end) - off;
+	return 0;
+}
+
+/*
+ * qemu asks the file about metadata-preallocated data clusters
+ * (BDRV_BLOCK_RECURSE): holes in the file read as zeroes.
+ */
+static void
+file_zero(struct img *img, struct fmt_status *st)
+{
+	struct qcow2 *s = img->priv;
+	off_t d, h;
+	uint64_t fsize;
+
+	if (fmt_file_size(img, &fsize) < 0)
+		return;
+	if (st->offset >= fsize) {
+		st->flags |= ST_ZERO;
+		return;
+	}
+	d = lseek(img->fd, (off_t)st->offset, SEEK_DATA);
+	if (d < 0) {
+		if (errno == ENXIO)
+			st->flags |= ST_ZERO;
+		return;
+	}
+	if ((uint64_t)d > st->offset) {
+		st->flags |= ST_ZERO;
+		st->len = MIN(st->len, (uint64_t)d - st->offset);
+		return;
+	}
+	h = lseek(img->fd, (off_t)st->offset, SEEK_HOLE);
+	if (h > d)
+		st->len = MIN(st->len, (uint64_t)h - st->offset);
+	(void)s;
+}
+
+int
+qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
+    struct fmt_status *st)
+{
+	struct qcow2 *s = img->priv;
+	struct run r;
+
+	if (get_run(img, off, len, &r) < 0)
+		return -1;
+	st->len = r.len;
+	st->offset = r.host;
+	switch (r.type) {
+	case QCOW2_NORMAL:
+		st->flags = ST_DATA | ST_OFFSET;
+		if (s->prealloc < 0 && qcow2_detect_prealloc(img) < 0)
+			return -1;
+		if (s->prealloc)
+			file_zero(img, st);
+		break;
+	case QCOW2_ZERO_ALLOC:
+		st->flags = ST_ZERO | ST_OFFSET;
+		break;
+	case QCOW2_UNALLOC_ALLOC:
+		st->flags = ST_OFFSET;
+		break;
+	case QCOW2_ZERO:
+		st->flags = ST_ZERO;
+		break;
+	case QCOW2_COMPRESSED:
+		st->flags = ST_DATA;
+		break;
+	default:
+		st->flags = 0;
+	}
+	return 0;
+}
+
+static int
+decompress(const struct qcow2 *s, uint8_t *dst, const uint8_t *src, size_t n)
+{
+	ZSTD_inBuffer in = { src, n, 0 };
+	ZSTD_outBuffer out = { dst, s->cluster_size, 0 };
+	ZSTD_DCtx *dc;
+	z_stream z;
+	size_t r = 0, ipos, opos;
+	int zr;
+
+	if (s->compression == QCOW2_COMPRESS_ZLIB) {
+		memset(&z, 0, sizeof(z));
+		z.next_in = (uint8_t *)src;
+		z.avail_in = (unsigned)n;
+		z.next_out = dst;
+		z.avail_out = (unsigned)s->cluster_size;
+		if (inflateInit2(&z, -12) != Z_OK)
+			return -1;
+		/* the sector-rounded input may hold more than the stream */
+		zr = inflate(&z, Z_FINISH);
+		inflateEnd(&z);
+		return (zr == Z_STREAM_END || zr == Z_BUF_ERROR) &&
+		    z.avail_out == 0 ? 0 : -1;
+	}
+	if ((dc = ZSTD_createDCtx()) == NULL)
+		return -1;
+	while (out.pos < out.size) {
+		ipos = in.pos;
+		opos = out.pos;
+		r = ZSTD_decompressStream(dc, &out, &in);
+		if (ZSTD_isError(r) || (in.pos <= ipos && out.pos <= opos))
+			break;
+	}
+	ZSTD_freeDCtx(dc);
+	return out.pos == out.size && !ZSTD_isError(r) && r == 0 ? 0 : -1;
+}
+
+/* Decompress the cluster an L2 entry describes into s->zc_buf. */
+static int
+load_compressed(struct img *img, uint64_t entry)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t off, len;
+	uint8_t *buf;
+	int r;
+
+	if (s->zc_valid && s->zc_off == entry)
+		return 0;
+	qcow2_entry_range(s, entry, &off, &len);
+	if (s->zc_buf == NULL)
+		s->zc_buf = xmalloc(s->cluster_size);
+	buf = xmalloc(len);	/* at most two clusters: csize_mask bounds it */
+	if (io_pread_zero(img->fd, buf, len, off) < 0) {
+		free(buf);
+		return err_set(errno, "%s: Could not read compressed cluster "
+		    "at %#llx", img->filename, (unsigned long long)off);
+	}
+	s->zc_valid = false;
+	r = decompress(s, s->zc_buf, buf, len);
+	free(buf);
+	if (r < 0)
+		return err_set(EIO, "%s: compressed cluster at %#llx does not "
+		    "decompress", img->filename, (unsigned long long)off);
+	s->zc_valid = true;
+	s->zc_off = entry;
+	return 0;
+}
+
+static int
+read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p)
+{
+	struct img *b = img->backing;
+	uint64_t bn = 0;
+
+	if (b != NULL && off < b->size) {
+		bn = MIN(n, b->size - off);
+		if (img_read(b, off, bn, p) < 0)
+			return -1;
+	}
+	memset(p + bn, 0, n - bn);
+	return 0;
+}
+
+int
+qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
+{
+	struct qcow2 *s = img->priv;
+	uint8_t *p = buf;
+	struct run r;
+
+	while (len > 0) {
+		if (get_run(img, off, len, &r) < 0)
+			return -1;
+		switch (r.type) {
+		case QCOW2_NORMAL:
+			if (io_pread_zero(img->fd, p, r.len, r.host) < 0)
+				return err_set(errno, "%s: Could not read data "
+				    "at %#llx", img->filename,
+				    (unsigned long long)r.host);
+			break;
+		case QCOW2_COMPRESSED:
+			if (load_compressed(img, r.entry) < 0)
+				return -1;
+			memcpy(p, s->zc_buf + (off & (s->cluster_size - 1)), r.len);
+			break;
+		case QCOW2_ZERO:
+		case QCOW2_ZERO_ALLOC:
+			memset(p, 0, r.len);
+			break;
+		default:
+			if (read_backing(img, off, r.len, p) < 0)
+				return -1;
+		}
+		p += r.len;
+		off += r.len;
+		len -= r.len;
+	}
+	return 0;
+}
+
+/*
+ * The L2 table that writes under L1 index l1i go to: allocated when
+ * missing, copied when a snapshot shares it (no COPIED flag).
+ */
+int
+qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t e = s->l1[l1i], old = e & QCOW2_L1E_OFFSET, nw;
+	uint8_t *t, *copy = NULL;
+
+	if (old & (s->cluster_size - 1))
+		return err_set(EIO, "%s: L2 table offset %#llx unaligned "
+		    "(L1 index: %#llx)", img->filename,
+		    (unsigned long long)old, (unsigned long long)l1i);
+	if (old != 0 && (e & QCOW2_OFLAG_COPIED)) {
+		*l2off = old;
+		return 0;
+	}
+	if (old != 0) {
+		if ((t = qcow2_cache_get(&s->l2_cache, old)) == NULL)
+			return -1;
+		copy = xmalloc(s->cluster_size);
+		memcpy(copy, t, s->cluster_size);
+	}
+	if ((nw = qcow2_alloc_clusters(img, 1)) == 0 ||
+	    (t = qcow2_cache_get_empty(&s->l2_cache, nw)) == NULL) {
+		free(copy);
+		return -1;
+	}
+	if (copy != NULL) {
+		memcpy(t, copy, s->cluster_size);
+		free(copy);
+		qcow2_defer_free(img, old, s->cluster_size);
+	}
+	s->l1[l1i] = nw | QCOW2_OFLAG_COPIED;
+	s->l1_dirty[l1i] = 1;
+	s->any_l1_dirty = true;
+	*l2off = nw;
+	return 0;
+}
+
+/* Written in place: a data cluster only this L2 entry references. */
+static bool
+in_place(const struct qcow2 *s, uint64_t e)
+{
+	return qcow2_entry_type(s, e, 0, 0) == QCOW2_NORMAL &&
+	    (e & QCOW2_OFLAG_COPIED);
+}
+
+static int
+write_vec(struct img *img, struct iovec *iov, int cnt, uint64_t off)
+{
+	struct qcow2 *s = img->priv;
+	ssize_t r;
+
+	while (cnt > 0) {
+		r = pwritev(img->fd, iov, cnt, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return err_set(r < 0 ? errno : EIO, "%s: Could not write "
+			    "data at %#llx", img->filename,
+			    (unsigned long long)off);
+		off += (uint64_t)r;
+		while (cnt > 0 && (size_t)r >= iov->iov_len) {
+			r -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + r;
+			iov->iov_len -= (size_t)r;
+		}
+	}
+	if (off > s->file_size)
+		s->file_size = off;
+	return 0;
+}
+
+/* The current content of [off, off+n) (COW source), zeroes past the disk. */
+static int
+cow_read(struct img *img, uint64_t off, uint64_t n, uint8_t *buf)
+{
+	uint64_t m = off < img->size ? MIN(n, img->size - off) : 0;
+
+	memset(buf + m, 0, n - m);
+	return m ? qcow2_read(img, off, m, buf) : 0;
+}
+
+/*
+ * New clusters for [off, off+bytes) covering k L2 entries from idx: the
+ * partial head and tail clusters keep their old content (copy-on-write),
+ * and everything lands in one pwritev.
+ */
+static int
+write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
+    uint64_t off, uint64_t bytes, const uint8_t *p)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, head = off & (cs - 1);
+	uint64_t tail = ROUND_UP(off + bytes, cs) - (off + bytes), host, i, old;
+	uint8_t *hbuf = NULL, *tbuf = NULL, *l2;
+	struct iovec iov[3];
+	int cnt = 0, r = -1;
+
+	if ((head && cow_read(img, off - head, head, hbuf = xmalloc(head)) < 0) ||
+	    (tail && cow_read(img, off + bytes, tail, tbuf = xmalloc(tail)) < 0) ||
+	    (host = qcow2_alloc_clusters(img, k)) == 0)
+		goto out;
+	if (head)
+		iov[cnt++] = (struct iovec){ hbuf, head };
+	iov[cnt++] = (struct iovec){ (void *)p, bytes };
+	if (tail)
+		iov[cnt++] = (struct iovec){ tbuf, tail };
+	if (write_vec(img, iov, cnt, host) < 0 ||
+	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+		goto out;
+	/* the L2 table reaches the disk after the data (qcow2_flush) */
+	for (i = 0; i < k; i++) {
+		old = qcow2_l2_entry(s, l2, idx + i);
+		qcow2_l2_set(s, l2, idx + i, (host + i * cs) | QCOW2_OFLAG_COPIED);
+		if (qcow2_free_entry(img, old) < 0)
+			goto out;
+	}
+	qcow2_cache_dirty(&s->l2_cache, l2off);
+	s->zc_valid = false;
+	r = 0;
+out:
+	free(hbuf);
+	free(tbuf);
+	return r;
+}
+
+/* Write [off, off+n) inside one L2 table; *done: bytes handled. */
+static int
+write_run(struct img *img, uint64_t l2off, uint64_t off, uint64_t n,
+    const uint8_t *p, uint64_t *done)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, idx, e0, e, k, nclusters, bytes;
+	uint8_t *l2;
+	bool inplace;
+
+	if ((l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+		return -1;
+	idx = (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
+	e0 = qcow2_l2_entry(s, l2, idx);
+	if (classify(img, l2off, idx, e0, 0, 0) == QCOW2_INVALID)
+		return -1;
+	inplace = in_place(s, e0);
+	nclusters = ((off + n - 1) >> s->cluster_bits) - (off >> s->cluster_bits) + 1;
+	for (k = 1; k < nclusters; k++) {
+		e = qcow2_l2_entry(s, l2, idx + k);
+		if (classify(img, l2off, idx + k, e, 0, 0) == QCOW2_INVALID)
+			return -1;
+		if (in_place(s, e) != inplace || (inplace &&
+		    (e & QCOW2_L2E_OFFSET) != (e0 & QCOW2_L2E_OFFSET) + k * cs))
+			break;
+	}
+	bytes = MIN(off + n, ((off >> s->cluster_bits) + k) << s->cluster_bits) - off;
+	*done = bytes;
+	if (!inplace)
+		return write_new(img, l2off, idx, k, off, bytes, p);
+	if (io_pwrite(img->fd, p, bytes, (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1))) < 0)
+		return err_set(errno, "%s: Could not write data", img->filename);
+	return 0;
+}
+
+int
+qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
+{
+	struct qcow2 *s = img->priv;
+	const uint8_t *p = buf;
+	uint64_t span = qcow2_l2_span(s), l2off, n, done;
+
+	if (qcow2_prepare_write(img) < 0)
+		return -1;
+	while (len > 0) {
+		if (qcow2_l2_for_write(img, off / span, &l2off) < 0)
+			return -1;
+		n = MIN(len, span - (off & (span - 1)));
+		for (; n > 0; n -= done, off += done, p += done, len -= done)
+			if (write_run(img, l2off, off, n, p, &done) < 0)
+				return -1;
+	}
+	return 0;
+}
+
+/*
+ * Set new entries for whole clusters [off, off+len): mode 'z' makes zero
+ * clusters (qemu's zero_in_l2_slice), 'd' discards (discard_in_l2_slice).
+ */
+static int
+update_clusters(struct img *img, uint64_t off, uint64_t len, int mode,
+    int flags)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t span = qcow2_l2_span(s), l2off, idx, n, i, old, nw;
+	uint8_t *l2;
+	int t;
+	bool unmap;
+
+	while (len > 0) {
+		n = MIN(len, span - (off & (span - 1)));
+		if (qcow2_l2_for_write(img, off / span, &l2off) < 0 ||
+		    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+			return -1;
+		idx = (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
+		for (i = 0; i < DIV_ROUND_UP(n, s->cluster_size); i++) {
+			old = qcow2_l2_entry(s, l2, idx + i);
+			t = (int)qcow2_entry_type(s, old, 0, 0);
+			if (mode == 'z') {
+				unmap = t == QCOW2_COMPRESSED ||
+				    ((flags & IMG_ZERO_UNMAP) && t != QCOW2_UNALLOC &&
+				    t != QCOW2_ZERO);
+				nw = (unmap ? 0 : old) | QCOW2_OFLAG_ZERO;
+			} else {
+				unmap = t != QCOW2_UNALLOC && t != QCOW2_ZERO;
+				nw = old;
+				if (has_backing(img) || unmap)
+					nw = s->version >= 3 ? QCOW2_OFLAG_ZERO : 0;
+			}
+			if (nw == old)
+				continue;
+			qcow2_l2_set(s, l2, idx + i, nw);
+			if (unmap && qcow2_free_entry(img, old) < 0)
+				return -1;
+		}
+		qcow2_cache_dirty(&s->l2_cache, l2off);
+		off += n;
+		len -= n;
+	}
+	s->zc_valid = false;
+	return 0;
+}
+
+static int
+write_zero_bytes(struct img *img, uint64_t off, uint64_t len)
+{
+	uint8_t *z = xcalloc(1, MIN(len, ZERO_CHUNK));
+	uint64_t n;
+	int r = 0;
+
+	for (; len > 0 && r == 0; off += n, len -= n) {
+		n = MIN(len, ZERO_CHUNK);
+		r = qcow2_write(img, off, n, z);
+	}
+	free(z);
+	return r;
+}
+
+/* The chain reads zeroes over [off, off+len) (qemu's is_zero). */
+static int
+reads_zero(struct img *img, uint64_t off, uint64_t len, bool *zero)
+{
+	struct map_ext e;
+
+	*zero = true;
+	if (off >= img->size)
+		return 0;
+	len = MIN(len, img->size - off);
+	while (len > 0) {
+		if (img_status(img, off, len, &e) < 0)
+			return -1;
+		if (!e.zero) {
+			*zero = false;
+			return 0;
+		}
+		off += e.length;
+		len -= e.length;
+	}
+	return 0;
+}
+
+/*
+ * A piece of one cluster: when the rest of the cluster already reads as
+ * zeroes and it holds no data, the whole cluster becomes a zero cluster;
+ * else zero bytes are written (qemu's -ENOTSUP fallback).
+ */
+static int
+zero_partial(struct img *img, uint64_t off, uint64_t len, int flags)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cstart = off & ~(s->cluster_size - 1);
+	uint64_t cend = cstart + s->cluster_size;
+	struct run r;
+	bool z1, z2;
+
+	if (off + len >= img->size)
+		cend = off + len;	/* the disk's last cluster: no tail */
+	if (reads_zero(img, cstart, off - cstart, &z1) < 0 ||
+	    reads_zero(img, off + len, cend - (off + len), &z2) < 0 ||
+	    get_run(img, cstart, s->cluster_size, &r) < 0)
+		return -1;
+	if (z1 && z2 && (r.type == QCOW2_UNALLOC || r.type == QCOW2_ZERO ||
+	    r.type == QCOW2_ZERO_ALLOC))
+		return update_clusters(img, cstart, s->cluster_size, 'z', flags);
+	return write_zero_bytes(img, off, len);
+}
+
+int
+qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, end = off + len, a, b;
+
+	if (qcow2_prepare_write(img) < 0)
+		return -1;
+	if (s->version < 3) {
+		if (!has_backing(img) && !(off & (cs - 1)) &&
+		    (!(end & (cs - 1)) || end == img->size))
+			return update_clusters(img, off, len, 'd', 0);
+		return write_zero_bytes(img, off, len);
+	}
+	a = ROUND_UP(off, cs);
+	b = end == img->size ? end : ROUND_DOWN(end, cs);
+	if (a >= b || a > end) {	/* inside one cluster */
+		return zero_partial(img, off, len, flags);
+	}
+	if (off < a && zero_partial(img, off, a - off, flags) < 0)
+		return -1;
+	if (update_clusters(img, a, b - a, 'z', flags) < 0)
+		return -1;
+	return b < end ? zero_partial(img, b, end - b, flags) : 0;
+}
+
+int
+qcow2_discard(struct img *img, uint64_t off, uint64_t len)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, a, b, end = off + len;
+
+	if (s->version < 3 && has_backing(img))
+		return 0;	/* stale backing data would show through */
+	if (qcow2_prepare_write(img) < 0)
+		return -1;
+	/* partial clusters are ignored, but for the disk's last one */
+	a = ROUND_UP(off, cs);
+	b = end == img->size ? end : ROUND_DOWN(end, cs);
+	return a < b ? update_clusters(img, a, b - a, 'd', 0) : 0;
+}
+
+long
+qcow2_compress(const struct qcow2 *s, uint8_t *dst, size_t dstlen,
+    const uint8_t *src, size_t srclen)
+{
+	ZSTD_inBuffer in = { src, srclen, 0 };
+	ZSTD_outBuffer out = { dst, dstlen, 0 };
+	ZSTD_CCtx *cc;
+	z_stream z;
+	size_t r;
+	int zr;
+
+	if (s->compression == QCOW2_COMPRESS_ZLIB) {
+		memset(&z, 0, sizeof(z));
+		/* raw deflate, 4 KiB window: what qemu writes and reads */
+		if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
+		    Z_DEFAULT_STRATEGY) != Z_OK)
+			return -1;
+		z.next_in = (uint8_t *)src;
+		z.avail_in = (unsigned)srclen;
+		z.next_out = dst;
+		z.avail_out = (unsigned)dstlen;
+		zr = deflate(&z, Z_FINISH);
+		deflateEnd(&z);
+		if (zr == Z_STREAM_END)
+			return (long)(dstlen - z.avail_out);
+		return zr == Z_OK || zr == Z_BUF_ERROR ? 0 : -1;
+	}
+	if ((cc = ZSTD_createCCtx()) == NULL)
+		return -1;
+	r = ZSTD_compressStream2(cc, &out, &in, ZSTD_e_end);
+	ZSTD_freeCCtx(cc);
+	if (ZSTD_isError(r))
+		return ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall ? 0 : -1;
+	return r == 0 ? (long)out.pos : 0;
+}
+
+/* One cluster (the last may be short), compressed unless it does not shrink. */
+static int
+write_one_compressed(struct img *img, uint64_t off, size_t len,
+    const uint8_t *src, uint8_t *cbuf, uint8_t *pad)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, span = qcow2_l2_span(s), l2off, idx;
+	uint64_t coff, nsec, old;
+	uint8_t *l2;
+	long clen;
+
+	if (len < cs) {
+		memcpy(pad, src, len);
+		memset(pad + len, 0, cs - len);
+		src = pad;
+	}
+	/* qemu stores a cluster uncompressed when it does not shrink */
+	if ((clen = qcow2_compress(s, cbuf, cs - 1, src, cs)) < 0)
+		return err_set(EIO, "%s: compression failed", img->filename);
+	if (clen == 0)
+		return qcow2_write(img, off, len, src);
+	if (qcow2_l2_for_write(img, off / span, &l2off) < 0 ||
+	    (coff = qcow2_alloc_bytes(img, (uint64_t)clen)) == 0 ||
+	    qcow2_pwrite(img, cbuf, (size_t)clen, coff, "compressed cluster") < 0 ||
+	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+		return -1;
+	nsec = (coff + (uint64_t)clen - 1) / QCOW2_SECTOR - coff / QCOW2_SECTOR;
+	idx = (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
+	old = qcow2_l2_entry(s, l2, idx);
+	qcow2_l2_set(s, l2, idx, coff | QCOW2_OFLAG_COMPRESSED |
+	    (nsec << s->csize_shift));
+	qcow2_cache_dirty(&s->l2_cache, l2off);
+	s->zc_valid = false;
+	return qcow2_free_entry(img, old);
+}
+
+int
+qcow2_write_compressed(struct img *img, uint64_t off, size_t len,
+    const void *buf)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, n;
+	const uint8_t *p = buf;
+	uint8_t *cbuf, *pad;
+	int r = 0;
+
+	if (qcow2_prepare_write(img) < 0)
+		return -1;
+	if ((off & (cs - 1)) || ((len & (cs - 1)) && off + len != img->size))
+		return err_set(EINVAL, "%s: compressed writes must cover whole "
+		    "clusters", img->filename);
+	cbuf = xmalloc(cs);
+	pad = xmalloc(cs);
+	for (; len > 0 && r == 0; off += n, p += n, len -= n) {
+		n = MIN(len, cs);
+		r = write_one_compressed(img, off, n, p, cbuf, pad);
+	}
+	free(cbuf);
+	free(pad);
+	return r;
+}

@@ -1,0 +1,236 @@
+/*
+ * qcow2 driver internals, private to formats/qcow2/: on-disk constants from
+ * docs/interop/qcow2.txt, the open image's state, and the helpers the
+ * folder's files share.
+ */
+#ifndef IMG_QCOW2_H
+#define IMG_QCOW2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../lib/int.h"
+#include "../fmt.h"
+
+#define QCOW2_MAGIC		0x514649fbu	/* "QFI\xfb" */
+#define QCOW2_V2_HEADER		72
+#define QCOW2_V3_HEADER		104
+#define QCOW2_OUR_HEADER	112	/* v3 with compression_type, padded to 8 */
+
+/* qemu's implementation limits (block/qcow2.h); we refuse what it refuses */
+#define QCOW2_MIN_CLUSTER_BITS	9
+#define QCOW2_MAX_CLUSTER_BITS	21
+#define QCOW2_MAX_L1_BYTES	(32u << 20)
+#define QCOW2_MAX_RT_BYTES	(8u << 20)
+#define QCOW2_MAX_SNAPSHOTS	65536
+#define QCOW2_SNAPSHOT_ENTRY	40	/* fixed part of a snapshot table entry */
+#define QCOW2_MAX_BACKING_NAME	1023
+#define QCOW2_MAX_FMT_NAME	15	/* bs->backing_format holds 16 bytes */
+#define QCOW2_MAX_BITMAPS	65535
+#define QCOW2_MAX_BITMAP_DIR	(1024u * QCOW2_MAX_BITMAPS)
+#define QCOW2_SECTOR		512u	/* compressed sizes count these */
+
+#define QCOW2_INCOMPAT_DIRTY	(1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT	(1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2	(1ull << 4)
+#define QCOW2_INCOMPAT_KNOWN	0x1full
+#define QCOW2_COMPAT_LAZY	(1ull << 0)
+#define QCOW2_AUTOCLEAR_BITMAPS	(1ull << 0)
+#define QCOW2_AUTOCLEAR_DATA_RAW (1ull << 1)
+
+#define QCOW2_EXT_END		0x00000000u
+#define QCOW2_EXT_BACKING_FMT	0xe2792acau
+#define QCOW2_EXT_FEATURES	0x6803f857u
+#define QCOW2_EXT_BITMAPS	0x23852875u
+#define QCOW2_EXT_CRYPTO	0x0537be77u
+#define QCOW2_EXT_DATA_FILE	0x44415441u
+
+#define QCOW2_COMPRESS_ZLIB	0
+#define QCOW2_COMPRESS_ZSTD	1
+
+#define QCOW2_OFLAG_COPIED	(1ull << 63)
+#define QCOW2_OFLAG_COMPRESSED	(1ull << 62)
+#define QCOW2_OFLAG_ZERO	(1ull << 0)
+#define QCOW2_L1E_OFFSET	0x00fffffffffffe00ull
+#define QCOW2_L2E_OFFSET	0x00fffffffffffe00ull
+#define QCOW2_RTE_OFFSET	0xfffffffffffffe00ull
+#define QCOW2_MAX_HOST		(1ull << 56)	/* host offsets fit in 56 bits */
+
+/* What one guest cluster (or subcluster) is, as qemu's QCow2SubclusterType. */
+enum qcow2_type {
+	QCOW2_UNALLOC,		/* read from the backing file */
+	QCOW2_UNALLOC_ALLOC,	/* extended L2: host cluster, unallocated subcluster */
+	QCOW2_ZERO,		/* zero flag, no host cluster */
+	QCOW2_ZERO_ALLOC,	/* zero flag on a preallocated host cluster */
+	QCOW2_NORMAL,
+	QCOW2_COMPRESSED,
+};
+
+/* A bounded LRU of whole cluster-sized tables (L2 tables, refcount blocks). */
+struct qcow2_centry {
+	uint64_t		 off;		/* host offset; 0: slot free */
+	uint8_t			*data;		/* one cluster, on-disk byte order */
+	bool			 dirty;
+	struct qcow2_centry	*prev, *next;	/* LRU list, most recent first */
+	struct qcow2_centry	*hnext;		/* hash chain */
+};
+
+struct qcow2_cache {
+	struct img		*img;
+	const char		*what;		/* "L2 table", for messages */
+	size_t			 max;
+	size_t			 n;
+	struct qcow2_centry	*ents;
+	struct qcow2_centry	**hash;
+	size_t			 nhash;		/* power of two */
+	struct qcow2_centry	*head, *tail;
+	struct qcow2_cache	*depends;	/* flush this one first */
+};
+
+struct qcow2 {
+	int		 version;
+	unsigned	 cluster_bits;
+	uint64_t	 cluster_size;
+	unsigned	 l2_bits;		/* log2 of entries per L2 table */
+	bool		 extl2;
+	unsigned	 sc_bits;		/* log2 of the subcluster size */
+	unsigned	 refcount_order;
+	unsigned	 rb_bits;		/* log2 of entries per refcount block */
+	uint64_t	 incompat, compat, autoclear;
+	uint32_t	 header_length;
+	unsigned	 compression;
+	unsigned	 csize_shift;
+	uint64_t	 csize_mask, coff_mask;
+	uint32_t	 crypt_method;
+
+	uint64_t	 l1_offset;
+	uint32_t	 l1_size;
+	uint64_t	*l1;			/* host byte order */
+	uint8_t		*l1_dirty;		/* one flag per L1 entry */
+	bool		 any_l1_dirty;
+
+	uint64_t	 rt_offset;
+	uint32_t	 rt_clusters;
+	uint64_t	 rt_size;		/* entries */
+	uint64_t	*rt;			/* host byte order */
+	bool		 rt_dirty;		/* table moved or changed */
+	bool		 header_dirty;		/* refcount table fields */
+
+	uint64_t	 snapshots_offset;
+	uint32_t	 nb_snapshots;
+	uint32_t	 nb_bitmaps;
+	uint64_t	 bm_dir_offset, bm_dir_size;
+	char		*data_file;
+
+	struct qcow2_cache l2_cache, rb_cache;
+	uint64_t	 file_size;		/* at open, plus what we appended */
+	uint64_t	 alloc_end;		/* next cluster we allocate */
+	uint64_t	 free_byte;		/* compressed packing: next free byte, or 0 */
+	int		 prealloc;		/* metadata preallocation: -1 unknown */
+	bool		 write_ready;
+	bool		 opened;		/* open done: messages name the file */		/* first-write header updates done */
+
+	struct qcow2_free {
+		uint64_t off, len;
+	}		*frees;			/* references to drop after L2 write-back */
+	size_t		 nfree, free_cap;
+
+	uint64_t	 zc_off;		/* last decompressed cluster (L2 entry) */
+	uint8_t		*zc_buf;
+	bool		 zc_valid;
+};
+
+/* cache.c */
+void	 qcow2_cache_init(struct qcow2_cache *c, struct img *img,
+	    const char *what, size_t max, struct qcow2_cache *depends);
+void	 qcow2_cache_free(struct qcow2_cache *c);
+/* A table's bytes (on-disk order), read on a miss; NULL with err_set. */
+uint8_t	*qcow2_cache_get(struct qcow2_cache *c, uint64_t off);
+/* A table at off that starts zeroed (freshly allocated); marked dirty. */
+uint8_t	*qcow2_cache_get_empty(struct qcow2_cache *c, uint64_t off);
+void	 qcow2_cache_dirty(struct qcow2_cache *c, uint64_t off);
+void	 qcow2_cache_drop(struct qcow2_cache *c, uint64_t off);
+/* Write every dirty table (dependencies first); no fsync of its own. */
+int	 qcow2_cache_write(struct qcow2_cache *c);
+
+/* refcount.c */
+int	 qcow2_refcount_get(struct img *img, uint64_t cluster, uint64_t *rc);
+/* Add delta (+1/-1) to the refcounts of the clusters in [off, off+len). */
+int	 qcow2_refcount_update(struct img *img, uint64_t off, uint64_t len,
+	    int delta);
+/* n contiguous new clusters at the end of the file, refcount 1; 0 on error. */
+uint64_t qcow2_alloc_clusters(struct img *img, uint64_t n);
+/* len bytes for compressed data, packed as qemu packs them; 0 on error. */
+uint64_t qcow2_alloc_bytes(struct img *img, uint64_t len);
+/* Drop one reference to whatever an L2 entry points at (deferred). */
+int	 qcow2_free_entry(struct img *img, uint64_t entry);
+int	 qcow2_defer_free(struct img *img, uint64_t off, uint64_t len);
+int	 qcow2_apply_frees(struct img *img);
+/* The host bytes an L2 entry holds (len 0: none). */
+void	 qcow2_entry_range(const struct qcow2 *s, uint64_t entry,
+	    uint64_t *off, uint64_t *len);
+int	 qcow2_refcount_flush(struct img *img);
+int	 qcow2_detect_prealloc(struct img *img);
+
+/* cluster.c */
+/* The L2 table writes under L1 index l1i go to (allocated or copied). */
+int	 qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off);
+enum qcow2_type qcow2_entry_type(const struct qcow2 *s, uint64_t entry,
+	    uint64_t bitmap, unsigned sc);
+int	 qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
+	    struct fmt_status *st);
+int	 qcow2_read(struct img *img, uint64_t off, size_t len, void *buf);
+int	 qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf);
+int	 qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len,
+	    int flags);
+int	 qcow2_discard(struct img *img, uint64_t off, uint64_t len);
+int	 qcow2_write_compressed(struct img *img, uint64_t off, size_t len,
+	    const void *buf);
+/* Compress a cluster; returns the size, 0 if it does not shrink, -1 on error. */
+long	 qcow2_compress(const struct qcow2 *s, uint8_t *dst, size_t dstlen,
+	    const uint8_t *src, size_t srclen);
+
+/* qcow2.c */
+int	 qcow2_flush(struct img *img);
+/* The first write's header work: refuse corrupt images, clear autoclear bits. */
+int	 qcow2_prepare_write(struct img *img);
+int	 qcow2_pwrite(struct img *img, const void *buf, size_t len,
+	    uint64_t off, const char *what);
+int	 qcow2_pread_meta(struct img *img, void *buf, size_t len, uint64_t off,
+	    const char *what);
+
+static inline uint64_t
+qcow2_l2_entries(const struct qcow2 *s)
+{
+	return (uint64_t)1 << s->l2_bits;
+}
+
+/* Bytes of guest disk one L2 table maps. */
+static inline uint64_t
+qcow2_l2_span(const struct qcow2 *s)
+{
+	return (uint64_t)1 << (s->cluster_bits + s->l2_bits);
+}
+
+static inline uint64_t
+qcow2_l2_entry(const struct qcow2 *s, const uint8_t *l2, uint64_t i)
+{
+	return get_be64(l2 + (i << (s->extl2 ? 4 : 3)));
+}
+
+static inline uint64_t
+qcow2_l2_bitmap(const struct qcow2 *s, const uint8_t *l2, uint64_t i)
+{
+	return s->extl2 ? get_be64(l2 + (i << 4) + 8) : 0;
+}
+
+static inline void
+qcow2_l2_set(const struct qcow2 *s, uint8_t *l2, uint64_t i, uint64_t entry)
+{
+	put_be64(l2 + (i << (s->extl2 ? 4 : 3)), entry);
+}
+
+#endif
