@@ -317,6 +317,10 @@ fake_stage() {
 	PATH=/usr/bin:/bin run -1 --separate-stderr lone/img-convert a.raw x.raw
 	[ "$stderr" = "img-convert: img-cat: not installed next to img-convert or on PATH" ]
 	[ ! -e x.raw ]
+	ln -s "$IMG_BIN/img-cat" lone/img-cat	# img-cat starts, img-write cannot
+	PATH=/usr/bin:/bin run -1 --separate-stderr timeout 20 lone/img-convert -p a.raw x.raw
+	[ "$stderr" = "img-convert: img-write: not installed next to img-convert or on PATH" ]
+	[ ! -e x.raw ]
 }
 
 @test "img-convert: --help, bad options, missing arguments" {

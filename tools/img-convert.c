@@ -458,36 +458,49 @@ pass_stderr(const struct proc *p, size_t n)
 	}
 }
 
-/* Run the stages p[0..n-1], already wired; fail with one message if any does. */
+static void
+close_ends(const struct conv *c, struct proc *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i].in >= 0)
+			close(p[i].in);
+		if (p[i].out >= 0 && p[i].out != c->map_fd)
+			close(p[i].out);
+		p[i].in = p[i].out = -1;
+	}
+}
+
+/*
+ * Run the stages p[0..n-1], already wired (relaying the stream from
+ * relay_from to relay_to when >= 0); fail with one message if any does.
+ */
 static void
 run_stages(struct conv *c, struct proc *p, size_t n, int relay_from,
     int relay_to)
 {
+	int start = 0, relay = 0;
 	size_t i;
-	int r = 0;
 
-	for (i = 0; i < n; i++) {
-		if (proc_start(&p[i]) < 0) {
-			proc_wait(p, i);
-			die("%s", err_msg());
-		}
+	for (i = 0; i < n && start == 0; i++) {
+		start = proc_start(&p[i]);
 		if (i < 2)
 			stop_pids[i] = p[i].pid;
 	}
-	for (i = 0; i < n; i++) {
-		if (p[i].in >= 0 && p[i].in != relay_from)
-			close(p[i].in);
-		if (p[i].out >= 0 && p[i].out != relay_to && p[i].out != c->map_fd)
-			close(p[i].out);
-	}
+	/* our copies of the pipe ends go: a stage sees EOF or EPIPE when its peer ends */
+	close_ends(c, p, n);
 	if (relay_from >= 0) {
-		r = proc_relay(relay_from, relay_to, progress_stream, NULL);
+		if (start == 0)
+			relay = proc_relay(relay_from, relay_to, progress_stream,
+			    NULL);
 		close(relay_from);
 		close(relay_to);
 	}
 	proc_wait(p, n);
 	stop_pids[0] = stop_pids[1] = 0;
-	if (proc_check(p, n) < 0 || r < 0)
+	/* a stage that could not start says so, before what followed from it */
+	if (start < 0 || proc_check(p, n) < 0 || relay < 0)
 		die("%s", err_msg());
 	pass_stderr(p, n);
 	for (i = 0; i < n; i++)
