@@ -35,6 +35,18 @@ has_host(int type)
 	    type == QCOW2_UNALLOC_ALLOC;
 }
 
+/* Guest writes: the header work, and no subcluster allocation (yet). */
+static int
+prepare(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+
+	if (s->extl2)
+		return err_set(ENOTSUP, "%s: writing images with extended L2 "
+		    "entries is not supported", img->filename);
+	return qcow2_prepare_write(img);
+}
+
 static bool
 has_backing(const struct img *img)
 {
@@ -557,7 +569,7 @@ qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	const uint8_t *p = buf;
 	uint64_t span = qcow2_l2_span(s), l2off, n, done;
 
-	if (qcow2_prepare_write(img) < 0)
+	if (prepare(img) < 0)
 		return -1;
 	while (len > 0) {
 		if (qcow2_l2_for_write(img, off / span, &l2off) < 0)
@@ -688,7 +700,7 @@ qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
 	struct qcow2 *s = img->priv;
 	uint64_t cs = s->cluster_size, end = off + len, a, b;
 
-	if (qcow2_prepare_write(img) < 0)
+	if (prepare(img) < 0)
 		return -1;
 	if (s->version < 3) {
 		if (!has_backing(img) && !(off & (cs - 1)) &&
@@ -716,7 +728,7 @@ qcow2_discard(struct img *img, uint64_t off, uint64_t len)
 
 	if (s->version < 3 && has_backing(img))
 		return 0;	/* stale backing data would show through */
-	if (qcow2_prepare_write(img) < 0)
+	if (prepare(img) < 0)
 		return -1;
 	/* partial clusters are ignored, but for the disk's last one */
 	a = ROUND_UP(off, cs);
@@ -806,7 +818,7 @@ qcow2_write_compressed(struct img *img, uint64_t off, size_t len,
 	uint8_t *cbuf, *pad;
 	int r = 0;
 
-	if (qcow2_prepare_write(img) < 0)
+	if (prepare(img) < 0)
 		return -1;
 	if ((off & (cs - 1)) || ((len & (cs - 1)) && off + len != img->size))
 		return err_set(EINVAL, "%s: compressed writes must cover whole "

@@ -515,9 +515,6 @@ qcow2_prepare_write(struct img *img)
 	if (!(img->flags & IMG_RDWR))
 		return err_set(EBADF, "%s: image is open read-only",
 		    img->filename);
-	if (s->extl2)
-		return err_set(ENOTSUP, "%s: writing images with extended L2 "
-		    "entries is not supported", img->filename);
 	if (s->version >= 3 && s->autoclear != 0) {
 		s->autoclear = 0;
 		s->nb_bitmaps = 0;
@@ -939,13 +936,12 @@ build_header(uint8_t *h, const struct copts *c)
 		put_be32(h + 100, QCOW2_OUR_HEADER);
 		h[104] = (uint8_t)c->compression;
 		off = QCOW2_OUR_HEADER;
-	} else {
-		put_be32(h + 96, 4);
 	}
 	if (c->backing_fmt != NULL)
 		off += put_ext(h + off, QCOW2_EXT_BACKING_FMT, c->backing_fmt,
 		    (uint32_t)strlen(c->backing_fmt));
-	if (c->version >= 3) {
+	/* qemu leaves the table out where it would crowd the backing name */
+	if (c->version >= 3 && cs > 4096) {
 		memset(ft, 0, sizeof(ft));
 		for (i = 0; i < ARRAY_SIZE(feature_names); i++) {
 			memcpy(ft + i * FEATURE_ENTRY, feature_names[i][0], 2);
@@ -1124,6 +1120,10 @@ qcow2_create(const char *filename, uint64_t size, const struct opt_list *o)
 }
 
 
+int	qcow2_measure(const struct opt_list *o, struct img *in, uint64_t size,
+	    struct img_measure *m);
+bool	qcow2_bitmaps_size(struct img *img, uint64_t cs, uint64_t *size);
+
 const struct fmt_ops qcow2_ops = {
 	.name			= "qcow2",
 	.priv_size		= sizeof(struct qcow2),
@@ -1140,4 +1140,6 @@ const struct fmt_ops qcow2_ops = {
 	.flush			= qcow2_flush,
 	.block_status		= qcow2_block_status,
 	.info			= qcow2_info,
+	.measure		= qcow2_measure,
+	.bitmaps_size		= qcow2_bitmaps_size,
 };
