@@ -64,6 +64,19 @@ struct fmt_ops {
 		    struct fmt_status *st);
 	/* Fill what img-info shows beyond the generic fields. May be NULL. */
 	int	(*info)(struct img *img, struct img_info *info);
+	/*
+	 * Size of a new image of this format with create options o, holding
+	 * in's content (in != NULL) or an empty size-byte disk.  Options were
+	 * type-checked by the caller.  NULL: "does not support size measurement".
+	 */
+	int	(*measure)(const struct opt_list *o, struct img *in, uint64_t size,
+		    struct img_measure *m);
+	/*
+	 * Whether img can carry persistent dirty bitmaps, and the bytes its
+	 * bitmaps would take in a new image of cluster_size.  NULL: cannot.
+	 */
+	bool	(*bitmaps_size)(struct img *img, uint64_t cluster_size,
+		    uint64_t *size);
 };
 
 const struct fmt_ops	*fmt_find(const char *name);

@@ -473,3 +473,62 @@ img_create(const char *filename, const char *fmt, uint64_t size,
 	}
 	return 0;
 }
+
+static const struct opt_desc *
+find_desc(const struct opt_desc *d, const char *key)
+{
+	for (; d && d->name; d++)
+		if (strcmp(d->name, key) == 0)
+			return d;
+	return NULL;
+}
+
+int
+img_opts_check(const char *fmt, const struct opt_list *o)
+{
+	const struct fmt_ops *ops = fmt_find(fmt);
+	const struct opt_desc *d;
+	uint64_t v;
+	size_t i;
+
+	if (ops == NULL)
+		return err_set(0, "Unknown file format '%s'", fmt);
+	for (i = 0; i < o->n; i++) {
+		if ((d = find_desc(ops->create_opts, o->v[i].key)) == NULL)
+			return err_set(0, "Invalid parameter '%s'", o->v[i].key);
+		if (d->type == OPT_BOOL && opt_bool(o->v[i].val) < 0)
+			return err_set(0, "Parameter '%s' expects 'on' or 'off'",
+			    d->name);
+		if ((d->type == OPT_SIZE || d->type == OPT_NUMBER) &&
+		    (d->type == OPT_SIZE ? opt_size(o->v[i].val, &v) :
+		    opt_size_unit(o->v[i].val, 1, &v)) < 0)
+			return err_set(0, "Parameter '%s' expects a non-negative number below 2^64\n"
+			    "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
+			    "and exabytes, respectively.", d->name);
+	}
+	return 0;
+}
+
+int
+img_measure(const char *fmt, const struct opt_list *o, struct img *in,
+    uint64_t size, struct img_measure *m)
+{
+	const struct fmt_ops *ops = fmt_find(fmt);
+
+	memset(m, 0, sizeof(*m));
+	if (ops == NULL)
+		return err_set(0, "Unknown file format '%s'", fmt);
+	if (ops->measure == NULL)
+		return err_set(0, "Block driver '%s' does not support size measurement",
+		    fmt);
+	return ops->measure(o, in, size, m);
+}
+
+bool
+img_bitmaps_size(struct img *img, uint64_t cluster_size, uint64_t *size)
+{
+	*size = 0;
+	if (img->ops->bitmaps_size == NULL)
+		return false;
+	return img->ops->bitmaps_size(img, cluster_size, size);
+}

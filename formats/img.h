@@ -83,6 +83,28 @@ int		 img_get_info(struct img *img, struct img_info *info);
 int64_t		 img_actual_size(struct img *img);
 const char	*img_format(const struct img *img);
 
+/* What img-measure reports. */
+struct img_measure {
+	uint64_t	 required;
+	uint64_t	 fully_allocated;
+	bool		 has_bitmaps;
+	uint64_t	 bitmaps;
+};
+
+/*
+ * Size a new fmt image would take with options o, for in's content or an
+ * empty size-byte disk (in NULL).  Type-checks o first (qemu's messages).
+ */
+int		 img_measure(const char *fmt, const struct opt_list *o,
+		    struct img *in, uint64_t size, struct img_measure *m);
+/*
+ * Check o's keys and typed values against fmt's create options, with
+ * qemu's messages ("Invalid parameter 'x'", "Parameter 'x' expects ...").
+ */
+int		 img_opts_check(const char *fmt, const struct opt_list *o);
+/* Whether img can carry persistent bitmaps, and their size in a new image. */
+bool		 img_bitmaps_size(struct img *img, uint64_t cluster_size, uint64_t *size);
+
 /* Create a new image; o holds -o options plus backing_file/backing_fmt. */
 int		 img_create(const char *filename, const char *fmt, uint64_t size,
 		    const struct opt_list *o);

@@ -172,6 +172,17 @@ raw_create(const char *filename, uint64_t size, const struct opt_list *o)
 	return 0;
 }
 
+static int
+raw_measure(const struct opt_list *o, struct img *in, uint64_t size,
+    struct img_measure *m)
+{
+	(void)o;
+	/* unallocated sectors count towards a raw file's size */
+	m->required = in ? in->size : ROUND_UP(size, RAW_SECTOR);
+	m->fully_allocated = m->required;
+	return 0;
+}
+
 static const struct opt_desc raw_create_opts[] = {
 	{ "size", OPT_SIZE, "Virtual disk size", NULL },
 	{ "preallocation", OPT_STRING,
@@ -195,4 +206,5 @@ const struct fmt_ops raw_ops = {
 	.discard	= raw_discard,
 	.flush		= raw_flush,
 	.block_status	= raw_block_status,
+	.measure	= raw_measure,
 };

@@ -78,6 +78,22 @@ opt_size(const char *s, uint64_t *out)
 }
 
 int
+opt_cvtnum(const char *name, const char *s, uint64_t min, uint64_t max,
+    uint64_t *out)
+{
+	int r = opt_size(s, out);
+
+	if (r == -1)
+		return err_set(0, "Invalid %s specified. You may use k, M, G, T, P or E suffixes for\n"
+		    "%s: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.",
+		    name, prog_name());
+	if (r < 0 || *out < min || *out > max)
+		return err_set(0, "Invalid %s specified. Must be between %llu and %llu.",
+		    name, (unsigned long long)min, (unsigned long long)max);
+	return 0;
+}
+
+int
 opt_output(const char *s)
 {
 	if (strcmp(s, "human") == 0)

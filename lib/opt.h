@@ -16,6 +16,13 @@ enum { OUT_HUMAN, OUT_JSON };
 int	opt_size(const char *s, uint64_t *out);
 /* Same, but a bare number is in units of `unit` (qemu_strtosz_MiB etc.). */
 int	opt_size_unit(const char *s, uint64_t unit, uint64_t *out);
+/*
+ * qemu-img's cvtnum_full: a size named `name` ("image size") within
+ * [min, max]; on error err_set()s qemu-img's one or two lines (the second
+ * already carries the "PROG: " prefix).  0 or -1.
+ */
+int	opt_cvtnum(const char *name, const char *s, uint64_t min, uint64_t max,
+	    uint64_t *out);
 /* "human" or "json"; -1 otherwise */
 int	opt_output(const char *s);
 /* qemu's on/off/yes/no/true/false; -1 otherwise */
