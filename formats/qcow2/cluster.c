@@ -4,6 +4,7 @@
  * docs/interop/qcow2.txt, "Cluster mapping" and "Extended L2 Entries".
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -473,6 +474,20 @@ write_vec(struct img *img, struct iovec *iov, int cnt, uint64_t off)
 	return 0;
 }
 
+/* The file covers [0, end): skipped zero regions read as holes. */
+static int
+extend_file(struct img *img, uint64_t end)
+{
+	struct qcow2 *s = img->priv;
+
+	if (end <= s->file_size)
+		return 0;
+	if (ftruncate(img->fd, (off_t)end) < 0)
+		return err_set(errno, "%s: Could not resize file", img->filename);
+	s->file_size = end;
+	return 0;
+}
+
 /* The current content of [off, off+n) (COW source), zeroes past the disk. */
 static int
 cow_read(struct img *img, uint64_t off, uint64_t n, uint8_t *buf)
@@ -481,6 +496,29 @@ cow_read(struct img *img, uint64_t off, uint64_t n, uint8_t *buf)
 
 	memset(buf + m, 0, n - m);
 	return m ? qcow2_read(img, off, m, buf) : 0;
+}
+
+/* The chain reads zeroes over [off, off+len) (qemu's is_zero). */
+static int
+reads_zero(struct img *img, uint64_t off, uint64_t len, bool *zero)
+{
+	struct map_ext e;
+
+	*zero = true;
+	if (off >= img->size)
+		return 0;
+	len = MIN(len, img->size - off);
+	while (len > 0) {
+		if (img_status(img, off, len, &e) < 0)
+			return -1;
+		if (!e.zero) {
+			*zero = false;
+			return 0;
+		}
+		off += e.length;
+		len -= e.length;
+	}
+	return 0;
 }
 
 /*
@@ -498,7 +536,14 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	uint8_t *hbuf = NULL, *tbuf = NULL, *l2;
 	struct iovec iov[3];
 	int cnt = 0, r = -1;
+	bool z1 = true, z2 = true;
 
+	/* zero COW regions stay holes in the file, as qemu's handle_alloc_space */
+	if ((head || tail) && (reads_zero(img, off - head, head, &z1) < 0 ||
+	    reads_zero(img, off + bytes, tail, &z2) < 0))
+		return -1;
+	if (z1 && z2)
+		head = tail = 0;
 	if ((head && cow_read(img, off - head, head, hbuf = xmalloc(head)) < 0) ||
 	    (tail && cow_read(img, off + bytes, tail, tbuf = xmalloc(tail)) < 0) ||
 	    (host = qcow2_alloc_clusters(img, k)) == 0)
@@ -508,7 +553,8 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	iov[cnt++] = (struct iovec){ (void *)p, bytes };
 	if (tail)
 		iov[cnt++] = (struct iovec){ tbuf, tail };
-	if (write_vec(img, iov, cnt, host) < 0 ||
+	if (write_vec(img, iov, cnt, host + (off & (cs - 1)) - head) < 0 ||
+	    extend_file(img, host + k * cs) < 0 ||
 	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		goto out;
 	/* the L2 table reaches the disk after the data (qcow2_flush) */
@@ -525,6 +571,47 @@ out:
 	free(hbuf);
 	free(tbuf);
 	return r;
+}
+
+/* Zeroes in the file at [off, off+len): a hole where the file system can. */
+static int
+zero_file(struct img *img, uint64_t off, uint64_t len)
+{
+	uint8_t *z;
+	int r;
+
+	if (len == 0 || fallocate(img->fd, FALLOC_FL_PUNCH_HOLE |
+	    FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+		return 0;
+	z = xcalloc(1, len);
+	r = qcow2_pwrite(img, z, len, off, "zeroes");
+	free(z);
+	return r;
+}
+
+/*
+ * A preallocated zero cluster of ours (ZERO_ALLOC with COPIED) is written
+ * in place, as qemu does; the rest of it is zeroed in the file.
+ */
+static int
+write_zero_alloc(struct img *img, uint64_t l2off, uint64_t idx, uint64_t e,
+    uint64_t off, uint64_t bytes, const uint8_t *p)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t host = e & QCOW2_L2E_OFFSET, head = off & (s->cluster_size - 1);
+	uint8_t *l2;
+
+	if (io_pwrite(img->fd, p, bytes, host + head) < 0)
+		return err_set(errno, "%s: Could not write data", img->filename);
+	if (zero_file(img, host, head) < 0 ||
+	    zero_file(img, host + head + bytes,
+	    s->cluster_size - head - bytes) < 0 ||
+	    extend_file(img, host + s->cluster_size) < 0 ||
+	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+		return -1;
+	qcow2_l2_set(s, l2, idx, host | QCOW2_OFLAG_COPIED);
+	qcow2_cache_dirty(&s->l2_cache, l2off);
+	return 0;
 }
 
 /* Write [off, off+n) inside one L2 table; *done: bytes handled. */
@@ -553,8 +640,14 @@ write_run(struct img *img, uint64_t l2off, uint64_t off, uint64_t n,
 		    (e & QCOW2_L2E_OFFSET) != (e0 & QCOW2_L2E_OFFSET) + k * cs))
 			break;
 	}
+	if (!inplace && (e0 & QCOW2_OFLAG_COPIED) &&
+	    qcow2_entry_type(s, e0, 0, 0) == QCOW2_ZERO_ALLOC)
+		k = 1;
 	bytes = MIN(off + n, ((off >> s->cluster_bits) + k) << s->cluster_bits) - off;
 	*done = bytes;
+	if (!inplace && k == 1 && (e0 & QCOW2_OFLAG_COPIED) &&
+	    qcow2_entry_type(s, e0, 0, 0) == QCOW2_ZERO_ALLOC)
+		return write_zero_alloc(img, l2off, idx, e0, off, bytes, p);
 	if (!inplace)
 		return write_new(img, l2off, idx, k, off, bytes, p);
 	if (io_pwrite(img->fd, p, bytes, (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1))) < 0)
@@ -643,29 +736,6 @@ write_zero_bytes(struct img *img, uint64_t off, uint64_t len)
 	}
 	free(z);
 	return r;
-}
-
-/* The chain reads zeroes over [off, off+len) (qemu's is_zero). */
-static int
-reads_zero(struct img *img, uint64_t off, uint64_t len, bool *zero)
-{
-	struct map_ext e;
-
-	*zero = true;
-	if (off >= img->size)
-		return 0;
-	len = MIN(len, img->size - off);
-	while (len > 0) {
-		if (img_status(img, off, len, &e) < 0)
-			return -1;
-		if (!e.zero) {
-			*zero = false;
-			return 0;
-		}
-		off += e.length;
-		len -= e.length;
-	}
-	return 0;
 }
 
 /*
