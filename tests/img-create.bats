@@ -165,9 +165,10 @@ qemu-img: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes." ]
 		rm -rf q i
 		both create -f qcow2 ${o:+-o "$o"} a.qcow2 64M || return 1
 		qimg check -q i/a.qcow2 || { echo "check fails for -o $o"; return 1; }
-		[ "$(qimg info --output=json q/a.qcow2 | grep -v actual-size)" = \
-		  "$(qimg info --output=json i/a.qcow2 | grep -v actual-size)" ] ||
+		[ "$(cd q && qimg info --output=json a.qcow2)" = \
+		  "$(cd i && qimg info --output=json a.qcow2)" ] ||
 		    { echo "info differs for -o $o"; return 1; }
+		cmp q/a.qcow2 i/a.qcow2 || { echo "bytes differ for -o $o"; return 1; }
 	done
 }
 
@@ -184,9 +185,8 @@ qemu-img: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes." ]
 @test "img-create: -b without -F names the detected format (no final newline)" {
 	in_both qemu-img create -q -f qcow2 base.qcow2 64M
 	both_fail create -f qcow2 -b base.qcow2 x
-	[ "$(tail -c 28 i.err)" = "Detected format of qcow2.1" ]
 	printf 'qemu-img: x: Backing file specified without backing format\nDetected format of qcow2.' >want
-	cmp want <(head -c -2 i.err)
+	cmp want i.err
 	both_fail create -f qcow2 -b base.qcow2 -u x 1M
 	[ "$(cat i.err)" = "qemu-img: x: Backing file specified without backing format" ]
 }
@@ -224,9 +224,14 @@ Could not open backing image." ]
 	both_fail create -f qcow2 -b nothere -F qcow2 -u z
 }
 
-@test "img-create: data_file and encryption are refused or made as qemu-img" {
-	both create -f qcow2 -o data_file=d.raw z 1M
+@test "img-create: encryption without a secret fails as in qemu-img" {
 	both_fail create -f qcow2 -o encryption=on e 1M
+}
+
+@test "img-create: external data files are refused by name, nothing left" {
+	run -1 --separate-stderr img create -f qcow2 -o data_file=d.raw z 1M
+	[ "${#stderr_lines[@]}" -eq 1 ] && [[ $stderr == "img: z: "*data* ]]
+	[ ! -e z ] && [ ! -e d.raw ]
 }
 
 @test "img-create: stdout errors are reported" {
