@@ -150,6 +150,8 @@ raw_prealloc(int fd, const char *filename, const char *mode, uint64_t size)
 	return 0;
 }
 
+static const uint8_t raw_first_block[4096];
+
 static int
 raw_create(const char *filename, uint64_t size, const struct opt_list *o)
 {
@@ -167,6 +169,15 @@ raw_create(const char *filename, uint64_t size, const struct opt_list *o)
 		close(fd);
 		return -1;
 	}
+	/*
+	 * qemu's file driver writes the first block of a new file (its
+	 * allocate_first_block(), for alignment probing), so there a new raw
+	 * image maps as 4 KiB of data (512 bytes when smaller) then zeroes;
+	 * img-map and qemu-img map show the same only if we do too.
+	 */
+	if (size > 0)
+		(void)io_pwrite(fd, raw_first_block, size < sizeof(raw_first_block) ?
+		    RAW_SECTOR : sizeof(raw_first_block), 0);
 	if (close(fd) < 0)
 		return err_set(errno, "%s", filename);
 	return 0;
