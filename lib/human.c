@@ -1,7 +1,11 @@
 /* Numbers for people, as qemu prints them (util/cutils.c, block/qapi.c). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include "err.h"
 
 #include "human.h"
 
@@ -49,4 +53,51 @@ human_snap_row(FILE *f, const struct human_snap *sn)
 	fprintf(f, "%-9s %-16s %8s%20s%13s%11s", sn->id, sn->name,
 	    human_size(sn->vm_state_size, size, sizeof(size)), date, clock,
 	    icount);
+}
+
+static const char *
+type_name(enum opt_type t)
+{
+	switch (t) {
+	case OPT_BOOL:
+		return "bool (on/off)";
+	case OPT_NUMBER:
+		return "num";
+	case OPT_SIZE:
+		return "size";
+	default:
+		return "str";
+	}
+}
+
+static int
+line_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void
+human_opt_help(FILE *f, const struct opt_desc *const *d, size_t n)
+{
+	char **lines = xcalloc(n, sizeof(*lines)), *s;
+	size_t i;
+	int len;
+
+	for (i = 0; i < n; i++) {
+		s = xasprintf("  %s=<%s>", d[i]->name, type_name(d[i]->type));
+		len = (int)strlen(s);
+		if (d[i]->help != NULL) {
+			lines[i] = xasprintf("%s%*s - %s", s, len < 24 ? 24 - len : 0,
+			    "", d[i]->help);
+			free(s);
+		} else {
+			lines[i] = s;
+		}
+	}
+	qsort(lines, n, sizeof(*lines), line_cmp);
+	for (i = 0; i < n; i++) {
+		fprintf(f, "%s\n", lines[i]);
+		free(lines[i]);
+	}
+	free(lines);
 }

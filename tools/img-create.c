@@ -8,6 +8,7 @@
 
 #include "../formats/img.h"
 #include "../lib/err.h"
+#include "../lib/human.h"
 #include "../lib/opt.h"
 
 static const char usage_text[] =
@@ -183,53 +184,6 @@ desc_find(const struct desc_list *l, const char *name)
 	return NULL;
 }
 
-static const char *
-type_name(enum opt_type t)
-{
-	switch (t) {
-	case OPT_BOOL:
-		return "bool (on/off)";
-	case OPT_NUMBER:
-		return "num";
-	case OPT_SIZE:
-		return "size";
-	default:
-		return "str";
-	}
-}
-
-static int
-line_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* qemu_opts_print_help: "  name=<type>" padded to 24, " - help", sorted */
-static void
-print_help_lines(const struct desc_list *l)
-{
-	char *lines[MAX_OPTS], *s;
-	size_t i;
-	int n;
-
-	for (i = 0; i < l->n; i++) {
-		s = xasprintf("  %s=<%s>", l->d[i]->name, type_name(l->d[i]->type));
-		n = (int)strlen(s);
-		if (l->d[i]->help != NULL) {
-			lines[i] = xasprintf("%s%*s - %s", s, n < 24 ? 24 - n : 0,
-			    "", l->d[i]->help);
-			free(s);
-		} else {
-			lines[i] = s;
-		}
-	}
-	qsort(lines, l->n, sizeof(lines[0]), line_cmp);
-	for (i = 0; i < l->n; i++) {
-		printf("%s\n", lines[i]);
-		free(lines[i]);
-	}
-}
-
 /* print_block_option_help */
 static int
 option_help(const char *filename, const char *fmt)
@@ -246,7 +200,7 @@ option_help(const char *filename, const char *fmt)
 		printf("Supported options:\n");
 	else
 		printf("Supported %s options:\n", fmt);
-	print_help_lines(&l);
+	human_opt_help(stdout, l.d, l.n);
 	if (filename == NULL)
 		printf("\nThe protocol level may support further options.\n"
 		    "Specify the target filename to include those options.\n");
