@@ -41,6 +41,7 @@ struct map_reader {
 	FILE		*f;
 	char		*name;
 	unsigned long	 line;
+	unsigned long	 ext_line;	/* where the last extent read starts */
 	int		 human;		/* -1 unknown, 0 JSON, 1 human table */
 	uint64_t	 next;		/* end of the previous extent */
 	struct map_ext	 pending;	/* human form: a data extent after a gap */
@@ -229,6 +230,7 @@ read_json(struct map_reader *r, struct map_ext *e)
 			continue;
 		if (c != '{')
 			return bad(r, "expected an extent object");
+		r->ext_line = r->line;
 		return read_object(r, e);
 	}
 }
@@ -243,12 +245,15 @@ read_human(struct map_reader *r, struct map_ext *e)
 	for (;;) {
 		if (fgets(line, sizeof(line), r->f) == NULL)
 			return ferror(r->f) ? err_set(errno, "%s", r->name) : 0;
-		r->line++;
-		if (strncmp(line, "Offset", 6) == 0)
+		if (strncmp(line, "Offset", 6) == 0 ||
+		    line[strspn(line, " \t\r\n")] == '\0') {
+			r->line++;
 			continue;
-		if (sscanf(line, "%llx %llx %llx %4095s", &s, &l, &o, file) != 4 ||
-		    l == 0)
+		}
+		if (sscanf(line, "%llx %llx %llx %4095s", &s, &l, &o, file) < 3 ||
+		    l == 0 || s + l < s)
 			return bad(r, "malformed map line");
+		r->ext_line = r->line++;
 		memset(e, 0, sizeof(*e));
 		e->start = s;
 		e->length = l;
@@ -292,4 +297,16 @@ map_read(struct map_reader *r, struct map_ext *e)
 	}
 	r->next = e->start + e->length;
 	return 1;
+}
+
+unsigned long
+map_reader_line(const struct map_reader *r)
+{
+	return r->ext_line;
+}
+
+bool
+map_carries_data(const struct map_ext *e)
+{
+	return e->data && !e->zero;
 }

@@ -37,5 +37,13 @@ struct map_reader *map_reader_new(FILE *f, const char *name);
  */
 int	map_read(struct map_reader *r, struct map_ext *e);
 void	map_reader_free(struct map_reader *r);
+/* The line on which the extent map_read returned last starts. */
+unsigned long map_reader_line(const struct map_reader *r);
+
+/*
+ * The stream contract (img-cat(1)): an extent carries bytes in a stream
+ * exactly when it is data and does not read as zeroes.
+ */
+bool	map_carries_data(const struct map_ext *e);
 
 #endif

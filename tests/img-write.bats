@@ -1,0 +1,213 @@
+#!/usr/bin/env bats
+# img-write: a raw stream into an existing image, at an offset or by a map; sparse; errors.
+load helpers
+bats_require_minimum_version 1.5.0
+
+# a qcow2 source with data, zero and compressed clusters, and an all-zero data cluster
+mksrc() {
+	qimg create -q -f qcow2 src.qcow2 64M
+	qio -c 'write -P 1 0 1M' -c 'write -z 4M 1M' -c 'write -P 2 6M 64k' \
+	    -c 'write -z 6M 32k' -c 'write -c -P 3 8M 128k' \
+	    -c 'write -P 0 10M 1M' -c 'write -P 4 63M 1M' src.qcow2 >/dev/null
+}
+
+# allocated bytes of an image in its map (data extents)
+data_bytes() {
+	img-map --output=json "$@" | jq '[.[] | select(.data) | .length] | add // 0'
+}
+
+@test "img-write: a stream into raw and qcow2 at offset 0, read back by qemu-io" {
+	head -c 3M /dev/urandom > in
+	qimg create -q -f raw y.raw 4M
+	img-write -f raw y.raw < in
+	cmp <(head -c 3M y.raw) in
+	qimg create -q -f qcow2 y.qcow2 4M
+	img-write -f qcow2 y.qcow2 < in
+	qimg convert -O raw y.qcow2 y.out
+	cmp <(head -c 3M y.out) in
+	qimg check y.qcow2
+}
+
+@test "img-write: --offset writes there and leaves the rest alone" {
+	qimg create -q -f qcow2 y.qcow2 4M
+	qio -c 'write -P 7 0 4M' y.qcow2 >/dev/null
+	printf 'hello' | img-write -f qcow2 --offset=1M y.qcow2
+	run -0 qio -c 'read -P 7 0 1M' -c 'read -v 1M 5' -c 'read -P 7 1048581 3145723' y.qcow2
+	[[ $output == *"hello"* ]]
+	[[ $output != *"Pattern verification failed"* ]]
+	printf 'x' | img-write -f qcow2 --offset=4194303 y.qcow2
+	run -0 qio -c 'read -v 4194303 1' y.qcow2
+	[[ $output == *"78  x"* ]]
+	qimg check y.qcow2
+}
+
+@test "img-write: a stream past the end writes up to the end and says so" {
+	qimg create -q -f raw y.raw 1M
+	run -1 --separate-stderr bash -c 'head -c 2M /dev/zero | tr "\0" "a" | img-write -f raw --offset=512k y.raw'
+	[ "$stderr" = "img-write: stdin: stream runs past the end of 'y.raw' (1048576 bytes); nothing past byte 524288 of the stream was written" ]
+	[ "$(stat -c %s y.raw)" -eq 1048576 ]
+	[ "$(tail -c 512k y.raw | tr -d a | wc -c)" -eq 0 ]
+	[ "$(head -c 512k y.raw | tr -d '\0' | wc -c)" -eq 0 ]
+	# exactly as long as the room left is fine
+	head -c 512k /dev/zero | img-write -f raw --offset=512k y.raw
+	run -1 --separate-stderr img-write -f raw --offset=2M y.raw < /dev/null
+	[ "$stderr" = "img-write: --offset 2097152 is past the end of 'y.raw' (1048576 bytes)" ]
+}
+
+@test "img-write: zero chunks stay sparse (default 4k), -S 0 allocates everything" {
+	{ head -c 64k /dev/urandom; head -c 1M /dev/zero; head -c 4k /dev/urandom; } > in
+	qimg create -q -f qcow2 y.qcow2 2M
+	img-write -f qcow2 --target-is-zero y.qcow2 < in
+	[ "$(data_bytes y.qcow2)" -eq $((128 << 10)) ]
+	qimg create -q -f qcow2 z.qcow2 2M
+	img-write -f qcow2 -S 0 z.qcow2 < in
+	[ "$(data_bytes z.qcow2)" -ge $((1092 << 10)) ]
+	for f in y.qcow2 z.qcow2; do
+		qimg convert -O raw $f $f.raw
+		cmp <(head -c $((1092 << 10)) $f.raw) in
+		qimg check $f
+	done
+	# raw: the zero run is a hole
+	truncate -s 2M y.raw
+	img-write -f raw -S 64k y.raw < in
+	cmp <(head -c $((1092 << 10)) y.raw) in
+	[ "$(stat -c %b y.raw)" -lt 1024 ]
+}
+
+@test "img-write: without --target-is-zero zero chunks overwrite old data" {
+	qimg create -q -f qcow2 y.qcow2 1M
+	qio -c 'write -P 9 0 1M' y.qcow2 >/dev/null
+	head -c 1M /dev/zero | img-write -f qcow2 y.qcow2
+	run -0 qio -c 'read -P 0 0 1M' y.qcow2
+	[[ $output != *"Pattern verification failed"* ]]
+	[ "$(img-map --output=json y.qcow2 | jq '[.[] | select(.data)] | length')" -eq 0 ]
+	qimg check y.qcow2
+}
+
+@test "img-write: -S takes qemu-img convert's values" {
+	qimg create -q -f raw y.raw 1M
+	for s in 0 512 4k 1536 16M; do
+		img-write -f raw -S "$s" y.raw < /dev/null
+	done
+	for s in 100 1x 17M -1; do
+		run -1 --separate-stderr img-write -f raw -S "$s" y.raw
+		[ "$stderr" = "img-write: Invalid buffer size for sparse output specified. Valid sizes are multiples of 512 up to 16777216. Select 0 to disable sparse detection (fully allocates output)." ]
+	done
+}
+
+@test "img-write: --map lays a map's stream into a new qcow2 (convert by hand)" {
+	mksrc
+	img-map --output=json src.qcow2 > m
+	qimg create -q -f qcow2 dst.qcow2 64M
+	img-cat --map m src.qcow2 | img-write --map m --target-is-zero dst.qcow2
+	qimg compare src.qcow2 dst.qcow2
+	qimg check dst.qcow2
+	# the all-zero data cluster at 10M stayed unallocated
+	run -0 img-map --output=json --start-offset=10M --max-length=1M dst.qcow2
+	[[ $output == *'"data": false'* ]]
+	[[ $output != *'"data": true'* ]]
+}
+
+@test "img-write: --map without --target-is-zero zeroes what the map says is zero" {
+	mksrc
+	img-map --output=json src.qcow2 > m
+	qimg create -q -f qcow2 dst.qcow2 64M
+	qio -c 'write -P 8 0 64M' dst.qcow2 >/dev/null
+	img-cat --map m src.qcow2 | img-write -f qcow2 --map m dst.qcow2
+	qimg compare src.qcow2 dst.qcow2
+	qimg check dst.qcow2
+	# and raw
+	qimg create -q -f raw dst.raw 64M
+	qio -f raw -c 'write -P 8 0 64M' dst.raw >/dev/null
+	img-cat --map m src.qcow2 | img-write -f raw --map m dst.raw
+	qimg compare -f qcow2 -F raw src.qcow2 dst.raw
+}
+
+@test "img-write: --map takes JSON Lines and the human form" {
+	qimg create -q -f raw src.raw 8M
+	qio -f raw -c 'write -P 1 1M 1M' -c 'write -P 2 5M 4k' src.raw >/dev/null
+	img-map -f raw --output=json src.raw | jq -c '.[]' > ml
+	img-map -f raw src.raw > mh
+	for m in ml mh; do
+		qimg create -q -f qcow2 d$m.qcow2 8M
+		img-cat -f raw --map $m src.raw | img-write -f qcow2 --map $m -n d$m.qcow2
+		qimg compare -F qcow2 -f raw src.raw d$m.qcow2
+	done
+}
+
+@test "img-write: a short stream is one error line; what came is written" {
+	mksrc
+	img-map --output=json src.qcow2 > m
+	qimg create -q -f qcow2 dst.qcow2 64M
+	run -1 --separate-stderr bash -c 'img-cat --map m src.qcow2 | head -c 1000000 | img-write -f qcow2 --map m -n dst.qcow2'
+	[ -z "$output" ]
+	want=$(jq '[.[] | select(.data and (.zero | not)) | .length] | add' m)
+	[ "$stderr" = "img-write: stdin: stream ended at byte 1000000, map expects $want" ]
+	qimg check dst.qcow2
+	run -0 qio -c 'read -P 1 0 999424' dst.qcow2
+	[[ $output != *"Pattern verification failed"* ]]
+}
+
+@test "img-write: data left over after the map is an error" {
+	qimg create -q -f raw src.raw 1M
+	qio -f raw -c 'write -P 1 0 4k' src.raw >/dev/null
+	img-map -f raw --output=json src.raw > m
+	qimg create -q -f raw dst.raw 1M
+	run -1 --separate-stderr bash -c '{ img-cat -f raw --map m src.raw; printf x; } | img-write -f raw --map m dst.raw'
+	[ "$stderr" = "img-write: stdin: data left over after the 4096 bytes the map expects" ]
+}
+
+@test "img-write: a malformed map or one past the end writes nothing" {
+	qimg create -q -f qcow2 dst.qcow2 1M
+	before=$(sum dst.qcow2)
+	printf '{ "start": 0, "length": 512, "data": true}\n{ "start": 512, "length": 512, "data": tru}\n' > bad
+	run -1 --separate-stderr bash -c 'head -c 1024 /dev/urandom | img-write -f qcow2 --map bad dst.qcow2'
+	[ "$stderr" = "img-write: bad: line 2: expected true or false" ]
+	[ "$(sum dst.qcow2)" = "$before" ]
+	printf '{ "start": 0, "length": 512, "data": true}\n{ "start": 1048064, "length": 1024, "data": true}\n' > past
+	run -1 --separate-stderr bash -c 'head -c 1536 /dev/urandom | img-write -f qcow2 --map past dst.qcow2'
+	[ "$stderr" = "img-write: past: line 2: extent 1048064+1024 is past the end of 'dst.qcow2' (1048576 bytes)" ]
+	[ "$(sum dst.qcow2)" = "$before" ]
+	run -1 --separate-stderr img-write -f qcow2 --map nope dst.qcow2
+	[ "$stderr" = "img-write: nope: No such file or directory" ]
+}
+
+@test "img-write: usage errors" {
+	qimg create -q -f raw y.raw 1M
+	run -1 --separate-stderr img-write
+	[ "${stderr_lines[0]}" = "img-write: Expecting one image file name" ]
+	[ "${stderr_lines[1]}" = "Try 'img-write --help' for more information" ]
+	run -1 --separate-stderr img-write --map - y.raw
+	[ "${stderr_lines[0]}" = "img-write: --map -: stdin is the stream; give the map as a file" ]
+	run -1 --separate-stderr img-write --map m --offset 1 y.raw
+	[ "${stderr_lines[0]}" = "img-write: --map cannot be combined with --offset" ]
+	run -1 --separate-stderr img-write -f raw nope.raw < /dev/null
+	[ "$stderr" = "img-write: Could not open 'nope.raw': Could not open 'nope.raw': No such file or directory" ]
+	run -0 --separate-stderr img-write --help
+	[[ $output == *"See img-write(1)."* ]]
+}
+
+@test "img-write: a probed raw image gets qemu's warning" {
+	qimg create -q -f raw y.raw 1M
+	run -0 --separate-stderr bash -c 'printf x | img-write y.raw'
+	[[ ${stderr_lines[0]} == "WARNING: Image format was not specified for 'y.raw' and probing guessed raw." ]]
+}
+
+@test "img-write: a write error is reported, not success" {
+	# a raw image on a full file system: the write fails
+	[ -w /dev/full ] || skip "no /dev/full"
+	run -1 --separate-stderr bash -c 'head -c 4096 /dev/urandom | img-write -f raw /dev/full'
+	[[ $stderr == "img-write: "* ]]
+	[ "${#stderr_lines[@]}" -eq 1 ]
+}
+
+@test "img-write: into a qcow2 with a backing file, reads come out right" {
+	qimg create -q -f qcow2 base.qcow2 4M
+	qio -c 'write -P 1 0 4M' base.qcow2 >/dev/null
+	qimg create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2
+	printf 'abcd' | img-write -f qcow2 --offset=100000 top.qcow2
+	run -0 qio -c 'read -P 1 0 100000' -c 'read -v 100000 4' -c 'read -P 1 100004 4093' top.qcow2
+	[[ $output == *"abcd"* ]]
+	[[ $output != *"Pattern verification failed"* ]]
+	qimg check top.qcow2
+}

@@ -1,0 +1,254 @@
+/* img-map: print an image's extent map, as qemu-img 7.2's `map` (qemu-img.c img_map). */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/err.h"
+#include "../lib/int.h"
+#include "../formats/img.h"
+
+static const char usage_text[] =
+    "usage: img-map [--object objectdef] [--image-opts] [-f fmt]\n"
+    "               [--start-offset=offset] [--max-length=len]\n"
+    "               [--output=ofmt] [-U] filename\n";
+
+enum { OPT_OUTPUT = 256, OPT_OBJECT, OPT_IMAGE_OPTS, OPT_LONG, OPT_SHORT };
+
+static const struct option longopts[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ "format", required_argument, NULL, 'f' },
+	{ "output", required_argument, NULL, OPT_OUTPUT },
+	{ "object", required_argument, NULL, OPT_OBJECT },
+	{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+	{ "force-share", no_argument, NULL, 'U' },
+	{ "start-offset", required_argument, NULL, 's' },
+	{ "max-length", required_argument, NULL, 'l' },
+	{ "long-options", no_argument, NULL, OPT_LONG },
+	{ "short-options", no_argument, NULL, OPT_SHORT },
+	{ NULL, 0, NULL, 0 },
+};
+
+struct map_args {
+	const char	*fmt;
+	const char	*output;
+	int		 flags;
+	bool		 image_opts;
+	int64_t		 start;
+	int64_t		 max_length;	/* -1: to the end */
+};
+
+static _Noreturn void
+usage(void)
+{
+	printf("%s\nPrint the extent map of a disk image, as qemu-img map does.\n\n"
+	    "  -f, --format=fmt        image format (default: probe)\n"
+	    "      --image-opts        filename is an option string "
+	    "(driver=...,file.filename=...)\n"
+	    "      --object=objectdef  accepted for qemu-img compatibility\n"
+	    "  -s, --start-offset=off  first byte to map\n"
+	    "  -l, --max-length=len    map at most len bytes\n"
+	    "      --output=ofmt       human (default) or json\n"
+	    "  -U, --force-share       open the image in shared mode\n"
+	    "  -h, --help              show this help\n"
+	    "\nSee img-map(1).\n", usage_text);
+	exit(0);
+}
+
+static void
+list_options(int what)
+{
+	const struct option *o;
+
+	if (what == OPT_LONG)
+		for (o = longopts; o->name; o++)
+			printf("--%s\n", o->name);
+	else
+		puts("-f\n-s\n-l\n-U\n-h");
+	exit(close_stdout());
+}
+
+/* qemu-img's cvtnum(): a size with suffixes in [0, INT64_MAX], or exit 1. */
+static int64_t
+cvtnum(const char *name, const char *s)
+{
+	uint64_t v;
+	int r = opt_size(s, &v);
+
+	if (r == -1) {
+		warn_msg("Invalid %s specified. You may use k, M, G, T, P or E "
+		    "suffixes for", name);
+		die("kilobytes, megabytes, gigabytes, terabytes, petabytes and "
+		    "exabytes.");
+	}
+	if (r < 0 || v > INT64_MAX)
+		die("Invalid %s specified. Must be between 0 and %" PRId64 ".",
+		    name, INT64_MAX);
+	return (int64_t)v;
+}
+
+/* --object: only secrets name anything img could use; others are refused as qemu does. */
+static void
+check_object(const char *def)
+{
+	size_t n = strcspn(def, ",");
+
+	if (strncmp(def, "qom-type=", 9) == 0) {
+		def += 9;
+		n -= 9;
+	}
+	if (n != 6 || strncmp(def, "secret", 6) != 0)
+		die("Parameter 'qom-type' does not accept value '%.*s'", (int)n,
+		    def);
+}
+
+/*
+ * --image-opts: "driver=FMT,file.filename=PATH[,...]"; other keys (locking,
+ * cache modes) change nothing img does and are ignored.
+ */
+static struct img *
+open_opts(const char *spec, int flags)
+{
+	struct opt_list o = { 0, NULL };
+	const char *path, *drv;
+	struct img *img = NULL;
+	char *inner;
+	size_t n;
+
+	if (opt_list_parse(&o, spec) < 0)
+		die("%s", err_msg());
+	if ((path = opt_list_get(&o, "file.filename")) == NULL)
+		die("Could not open '%s': A block device must be specified for "
+		    "\"file\"", spec);
+	drv = opt_list_get(&o, "driver");
+	if ((img = img_open(path, drv, flags)) == NULL) {
+		/* qemu names the option string, then the file's own error */
+		inner = xasprintf("Could not open '%s': ", path);
+		n = strlen(inner);
+		if (strncmp(err_msg(), inner, n) == 0)
+			die("Could not open '%s': %s", spec, err_msg() + n);
+		die("%s", err_msg());
+	}
+	opt_list_free(&o);
+	return img;
+}
+
+/* The human form prints data extents only and folds the rest into zeroes. */
+static int
+dump(const struct map_args *a, const struct map_ext *e, struct map_ext *next)
+{
+	if (a->output == NULL || strcmp(a->output, "json") != 0) {
+		if (e->data && !e->has_offset)
+			return err_set(0, "File contains external, encrypted or "
+			    "compressed clusters.");
+		if (e->data && !e->zero)
+			printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n",
+			    e->start, e->length, e->has_offset ? e->offset : 0,
+			    e->filename ? e->filename : "");
+		if (next != NULL && (!next->data || next->zero)) {
+			next->data = false;
+			next->zero = true;
+		}
+		return 0;
+	}
+	map_print_json(stdout, e, false, next == NULL);
+	return 0;
+}
+
+/*
+ * Walk block status from start to the end (or start + max_length, with
+ * qemu's signed arithmetic: an overflowing sum maps nothing), merging
+ * mergeable neighbours.  An empty walk still prints its one empty extent.
+ */
+static int
+map_image(struct img *img, const struct map_args *a)
+{
+	struct map_ext curr = { .start = (uint64_t)a->start }, next;
+	int64_t length = (int64_t)img->size, end;
+
+	if (a->output != NULL && strcmp(a->output, "json") == 0)
+		putchar('[');
+	else
+		printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to",
+		    "File");
+	if (a->max_length != -1) {
+		end = (int64_t)((uint64_t)a->start + (uint64_t)a->max_length);
+		length = MIN(end, length);
+	}
+	while ((int64_t)(curr.start + curr.length) < length) {
+		uint64_t off = curr.start + curr.length;
+
+		if (img_status(img, off, (uint64_t)length - off, &next) < 0)
+			return err_prefix("Could not read file metadata");
+		if (curr.length > 0 && map_mergeable(&curr, &next)) {
+			curr.length += next.length;
+			continue;
+		}
+		if (curr.length > 0 && dump(a, &curr, &next) < 0)
+			return -1;
+		curr = next;
+	}
+	return dump(a, &curr, NULL);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct map_args a = { .max_length = -1 };
+	struct img *img;
+	int c;
+
+	prog_init(argv[0]);
+	while ((c = getopt_long(argc, argv, ":f:s:l:hU", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage();
+		case 'f':
+			a.fmt = optarg;
+			break;
+		case 'U':
+			a.flags |= IMG_SHARE;
+			break;
+		case 's':
+			a.start = cvtnum("start offset", optarg);
+			break;
+		case 'l':
+			a.max_length = cvtnum("max length", optarg);
+			break;
+		case OPT_OUTPUT:
+			a.output = optarg;
+			break;
+		case OPT_OBJECT:
+			check_object(optarg);
+			break;
+		case OPT_IMAGE_OPTS:
+			a.image_opts = true;
+			break;
+		case OPT_LONG:
+		case OPT_SHORT:
+			list_options(c);
+			break;
+		case ':':
+			die_usage("missing argument for option '%s'", argv[optind - 1]);
+		default:
+			die_usage("unrecognized option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc - 1)
+		die_usage("Expecting one image file name");
+	if (a.output != NULL && opt_output(a.output) < 0)
+		die("--output must be used with human or json as argument.");
+	if (a.image_opts && a.fmt != NULL)
+		die("--image-opts and --format are mutually exclusive");
+	img = a.image_opts ? open_opts(argv[optind], a.flags) :
+	    img_open(argv[optind], a.fmt, a.flags);
+	if (img == NULL)
+		die("%s", err_msg());
+	if (map_image(img, &a) < 0) {
+		img_close(img);
+		die("%s", err_msg());
+	}
+	img_close(img);
+	return close_stdout();
+}

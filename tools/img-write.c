@@ -1,0 +1,402 @@
+/*
+ * img-write: a raw byte stream from stdin into an existing image, at an
+ * offset or into the extents a map names, keeping zeroes sparse as
+ * qemu-img convert -S does (img-write(1); the stream format is img-cat(1)'s).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/err.h"
+#include "../lib/int.h"
+#include "../lib/io.h"
+#include "../formats/img.h"
+
+#define SPARSE_DEFAULT	4096		/* qemu-img convert's -S default */
+#define SPARSE_MAX	(32768 * 512)	/* qemu's MAX_BUF_SECTORS */
+
+static const char usage_text[] =
+    "usage: img-write [-f fmt] [--offset=offset] [--map=mapfile]\n"
+    "                 [-S sparse_size] [-n | --target-is-zero] filename\n";
+
+enum { OPT_OFFSET = 256, OPT_MAP, OPT_LONG, OPT_SHORT };
+
+static const struct option longopts[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ "format", required_argument, NULL, 'f' },
+	{ "offset", required_argument, NULL, OPT_OFFSET },
+	{ "map", required_argument, NULL, OPT_MAP },
+	{ "sparse-size", required_argument, NULL, 'S' },
+	{ "target-is-zero", no_argument, NULL, 'n' },
+	{ "long-options", no_argument, NULL, OPT_LONG },
+	{ "short-options", no_argument, NULL, OPT_SHORT },
+	{ NULL, 0, NULL, 0 },
+};
+
+struct write_args {
+	const char	*fmt;
+	const char	*map;
+	uint64_t	 offset;
+	uint64_t	 sparse;
+	bool		 target_zero;
+};
+
+/* One step of a map: take len bytes of stream for data, none for zeroes. */
+struct step {
+	uint64_t	 start;
+	uint64_t	 len;
+	bool		 data;
+};
+
+struct plan {
+	struct step	*v;
+	size_t		 n, cap;
+	uint64_t	 bytes;		/* stream bytes the map expects */
+};
+
+/*
+ * Where bytes land.  Zero ranges are held back and merged, so a long run
+ * of zero extents and zero chunks becomes one write_zeroes (or nothing,
+ * when the target reads as zeroes already).
+ */
+struct sink {
+	struct img	*img;
+	uint64_t	 sparse;	/* zero-detection chunk; 0: none */
+	bool		 target_zero;
+	uint64_t	 zstart, zlen;	/* zero run not yet written */
+	uint8_t		*buf;
+	size_t		 bufsize;	/* a multiple of sparse */
+	uint64_t	 got;		/* stream bytes read so far */
+};
+
+static _Noreturn void
+usage(void)
+{
+	printf("%s\nWrite raw bytes from stdin into an existing image.\n\n"
+	    "  -f, --format=fmt         image format (default: probe)\n"
+	    "      --offset=offset      write the stream from this byte on\n"
+	    "      --map=mapfile        lay the stream into the map's data "
+	    "extents;\n"
+	    "                           zero the others\n"
+	    "  -S, --sparse-size=size   zero chunks of this size stay "
+	    "sparse (default 4k,\n"
+	    "                           0: write everything)\n"
+	    "  -n, --target-is-zero     the image reads as zeroes: skip zero "
+	    "ranges\n"
+	    "  -h, --help               show this help\n"
+	    "\nSee img-write(1).\n", usage_text);
+	exit(0);
+}
+
+static void
+list_options(int what)
+{
+	const struct option *o;
+
+	if (what == OPT_LONG)
+		for (o = longopts; o->name; o++)
+			printf("--%s\n", o->name);
+	else
+		puts("-f\n-S\n-n\n-h");
+	exit(close_stdout());
+}
+
+static uint64_t
+sparse_arg(const char *s)
+{
+	uint64_t v;
+
+	if (opt_size(s, &v) < 0 || v % 512 != 0 || v > SPARSE_MAX)
+		die("Invalid buffer size for sparse output specified. Valid "
+		    "sizes are multiples of 512 up to %d. Select 0 to disable "
+		    "sparse detection (fully allocates output).", SPARSE_MAX);
+	return v;
+}
+
+static int
+zero_flush(struct sink *s)
+{
+	uint64_t len = s->zlen;
+
+	s->zlen = 0;
+	if (len == 0 || s->target_zero)
+		return 0;
+	/* -S 0 asks for a fully allocated image: zero without unmapping */
+	return img_write_zeroes(s->img, s->zstart, len,
+	    s->sparse ? IMG_ZERO_UNMAP : 0);
+}
+
+static int
+zero_add(struct sink *s, uint64_t off, uint64_t len)
+{
+	if (s->zlen > 0 && s->zstart + s->zlen == off) {
+		s->zlen += len;
+		return 0;
+	}
+	if (zero_flush(s) < 0)
+		return -1;
+	s->zstart = off;
+	s->zlen = len;
+	return 0;
+}
+
+static int
+emit(struct sink *s, uint64_t off, const uint8_t *p, size_t len, bool zero)
+{
+	if (zero)
+		return zero_add(s, off, len);
+	if (zero_flush(s) < 0)
+		return -1;
+	return img_write(s->img, off, len, p);
+}
+
+/*
+ * Write len stream bytes at off: chunks of s->sparse bytes (aligned to
+ * image offsets) that are all zero become zero ranges, runs of the rest
+ * become single writes.
+ */
+static int
+sink_data(struct sink *s, uint64_t off, const uint8_t *p, size_t len)
+{
+	size_t i = 0, run = 0, n;
+	bool z, run_zero = false;
+
+	if (s->sparse == 0)
+		return emit(s, off, p, len, false);
+	while (i < len) {
+		n = (size_t)MIN(len - i, s->sparse - (off + i) % s->sparse);
+		z = is_zero(p + i, n);
+		if (i > run && z != run_zero) {
+			if (emit(s, off + run, p + run, i - run, run_zero) < 0)
+				return -1;
+			run = i;
+		}
+		run_zero = z;
+		i += n;
+	}
+	return len ? emit(s, off + run, p + run, len - run, run_zero) : 0;
+}
+
+/*
+ * Read up to len stream bytes for image offset off into s->buf, ending a
+ * short read at a chunk boundary so chunks never straddle two buffers.
+ */
+static ssize_t
+fill(struct sink *s, uint64_t off, uint64_t len)
+{
+	size_t want = (size_t)MIN(len, s->bufsize);
+	ssize_t n;
+
+	if (want < len && s->sparse)
+		want = (size_t)(ROUND_DOWN(off + want, s->sparse) - off);
+	if ((n = io_read(STDIN_FILENO, s->buf, want)) < 0)
+		return err_set(errno, "stdin");
+	s->got += (uint64_t)n;
+	return n;
+}
+
+/* Stream bytes into [off, off+len); returns bytes taken (< len: EOF). */
+static int64_t
+take(struct sink *s, uint64_t off, uint64_t len)
+{
+	uint64_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		if ((n = fill(s, off + done, len - done)) < 0)
+			return -1;
+		if (n > 0 && sink_data(s, off + done, s->buf, (size_t)n) < 0)
+			return -1;
+		done += (uint64_t)n;
+		if (n == 0)
+			break;
+	}
+	return (int64_t)done;
+}
+
+/* True when stdin still has a byte to give. */
+static int
+more_input(struct sink *s)
+{
+	ssize_t n = io_read(STDIN_FILENO, s->buf, 1);
+
+	if (n < 0)
+		return err_set(errno, "stdin");
+	return n > 0;
+}
+
+static void
+plan_add(struct plan *p, const struct map_ext *e)
+{
+	bool data = map_carries_data(e);
+	struct step *last = p->n ? &p->v[p->n - 1] : NULL;
+
+	if (data)
+		p->bytes += e->length;
+	if (last && last->data == data && last->start + last->len == e->start) {
+		last->len += e->length;
+		return;
+	}
+	if (p->n == p->cap) {
+		p->cap = p->cap ? p->cap * 2 : 256;
+		p->v = xrealloc(p->v, p->cap * sizeof(*p->v));
+	}
+	p->v[p->n++] = (struct step){ e->start, e->length, data };
+}
+
+/* The whole map, checked against the image before anything is written. */
+static int
+plan_load(struct plan *p, const char *name, const struct img *img)
+{
+	struct map_reader *r;
+	struct map_ext e;
+	FILE *f;
+	int ret;
+
+	if ((f = fopen(name, "r")) == NULL)
+		return err_set(errno, "%s", name);
+	r = map_reader_new(f, name);
+	while ((ret = map_read(r, &e)) > 0) {
+		if (e.start > img->size || e.length > img->size - e.start) {
+			ret = err_set(0, "%s: line %lu: extent %" PRIu64 "+%"
+			    PRIu64 " is past the end of '%s' (%" PRIu64
+			    " bytes)", name, map_reader_line(r), e.start,
+			    e.length, img->filename, img->size);
+			break;
+		}
+		plan_add(p, &e);
+	}
+	map_reader_free(r);
+	fclose(f);
+	return ret;
+}
+
+static int
+write_map(struct sink *s, const struct plan *p)
+{
+	const struct step *st;
+	int64_t n;
+	int more;
+
+	for (st = p->v; st < p->v + p->n; st++) {
+		if (!st->data) {
+			if (zero_add(s, st->start, st->len) < 0)
+				return -1;
+			continue;
+		}
+		if ((n = take(s, st->start, st->len)) < 0)
+			return -1;
+		if ((uint64_t)n < st->len)
+			return err_set(0, "stdin: stream ended at byte %" PRIu64
+			    ", map expects %" PRIu64, s->got, p->bytes);
+	}
+	if ((more = more_input(s)) != 0)
+		return more < 0 ? -1 : err_set(0, "stdin: data left over after "
+		    "the %" PRIu64 " bytes the map expects", p->bytes);
+	return 0;
+}
+
+static int
+write_at(struct sink *s, uint64_t off)
+{
+	uint64_t room = s->img->size - off;
+	int64_t n;
+	int more;
+
+	if ((n = take(s, off, room)) < 0)
+		return -1;
+	if ((uint64_t)n == room && (more = more_input(s)) != 0)
+		return more < 0 ? -1 : err_set(0, "stdin: stream runs past the "
+		    "end of '%s' (%" PRIu64 " bytes); nothing past byte %"
+		    PRIu64 " of the stream was written", s->img->filename,
+		    s->img->size, room);
+	return 0;
+}
+
+static void
+parse_args(int argc, char *argv[], struct write_args *a)
+{
+	int c;
+
+	while ((c = getopt_long(argc, argv, ":hf:S:n", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage();
+		case 'f':
+			a->fmt = optarg;
+			break;
+		case 'S':
+			a->sparse = sparse_arg(optarg);
+			break;
+		case 'n':
+			a->target_zero = true;
+			break;
+		case OPT_OFFSET:
+			if (opt_size(optarg, &a->offset) < 0)
+				die_usage("invalid offset '%s'", optarg);
+			break;
+		case OPT_MAP:
+			a->map = optarg;
+			break;
+		case OPT_LONG:
+		case OPT_SHORT:
+			list_options(c);
+			break;
+		case ':':
+			die_usage("missing argument for option '%s'", argv[optind - 1]);
+		default:
+			die_usage("unrecognized option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc - 1)
+		die_usage("Expecting one image file name");
+	if (a->map != NULL && a->offset != 0)
+		die_usage("--map cannot be combined with --offset");
+	if (a->map != NULL && strcmp(a->map, "-") == 0)
+		die_usage("--map -: stdin is the stream; give the map as a file");
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct write_args a = { .sparse = SPARSE_DEFAULT };
+	struct plan p = { NULL, 0, 0, 0 };
+	struct sink s = { 0 };
+	int ret;
+
+	prog_init(argv[0]);
+	parse_args(argc, argv, &a);
+	if ((s.img = img_open(argv[optind], a.fmt, IMG_RDWR)) == NULL)
+		die("%s", err_msg());
+	if (a.offset > s.img->size)
+		die("--offset %" PRIu64 " is past the end of '%s' (%" PRIu64
+		    " bytes)", a.offset, argv[optind], s.img->size);
+	if (a.map != NULL && plan_load(&p, a.map, s.img) < 0)
+		die("%s", err_msg());
+	s.sparse = a.sparse;
+	s.target_zero = a.target_zero;
+	s.bufsize = MAX(IO_BUFSIZE, a.sparse);
+	s.buf = io_alloc(s.bufsize);
+	io_pipe_grow(STDIN_FILENO);
+	ret = a.map ? write_map(&s, &p) : write_at(&s, a.offset);
+	/* what was written reaches the disk even when the stream was wrong */
+	if (zero_flush(&s) < 0 && ret == 0)
+		ret = -1;
+	if (ret < 0) {
+		char *msg = xstrdup(err_msg());
+
+		(void)img_flush(s.img);
+		img_close(s.img);
+		die("%s", msg);
+	}
+	if (img_flush(s.img) < 0)
+		die("%s", err_msg());
+	img_close(s.img);
+	free(s.buf);
+	free(p.v);
+	return 0;
+}
