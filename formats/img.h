@@ -45,12 +45,26 @@ struct img {
 	struct img		*backing;	/* the open backing image, or NULL */
 };
 
+/* An internal snapshot, as qemu's SnapshotInfo (img-info, img-snapshot -l). */
+struct img_snapshot {
+	char		*id;
+	char		*name;
+	uint64_t	 vm_state_size;
+	int64_t		 date_sec;
+	uint32_t	 date_nsec;
+	uint64_t	 vm_clock_nsec;
+	uint64_t	 icount;	/* UINT64_MAX: not recorded */
+};
+
 /* Everything img-info shows that only the driver knows. */
 struct img_info {
 	uint64_t	 cluster_size;	/* 0: the format has none */
 	bool		 dirty;
 	bool		 encrypted;
 	struct jnode	*specific;	/* "format-specific" data object, or NULL */
+	/* malloc'd, as are each id and name; the caller frees them.  NULL: none */
+	struct img_snapshot *snapshots;
+	size_t		 nb_snapshots;
 };
 
 /*

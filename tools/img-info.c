@@ -126,6 +126,33 @@ specific_node(struct img *img, struct jnode *spec)
 	return wrap;
 }
 
+/* SnapshotInfo list; frees the driver's array */
+static void
+add_snapshots(struct jnode *j, struct img_info *info)
+{
+	struct img_snapshot *sn;
+	struct jnode *arr, *o;
+	size_t i;
+
+	arr = jn_arr(j, "snapshots");
+	for (i = 0; i < info->nb_snapshots; i++) {
+		sn = &info->snapshots[i];
+		o = jn_obj(arr, NULL);
+		jn_str(o, "id", sn->id);
+		jn_str(o, "name", sn->name);
+		jn_int(o, "vm-state-size", (int64_t)sn->vm_state_size);
+		jn_int(o, "date-sec", sn->date_sec);
+		jn_int(o, "date-nsec", sn->date_nsec);
+		jn_int(o, "vm-clock-sec", (int64_t)(sn->vm_clock_nsec / 1000000000));
+		jn_int(o, "vm-clock-nsec", (int64_t)(sn->vm_clock_nsec % 1000000000));
+		if (sn->icount != UINT64_MAX)
+			jn_int(o, "icount", (int64_t)sn->icount);
+		free(sn->id);
+		free(sn->name);
+	}
+	free(info->snapshots);
+}
+
 /* One layer as QAPI's ImageInfo, members in the schema's order. */
 static struct jnode *
 layer_info(struct img *img)
@@ -153,6 +180,8 @@ layer_info(struct img *img)
 		if (img->backing_fmt != NULL && img->backing_fmt[0] != '\0')
 			jn_str(j, "backing-filename-format", img->backing_fmt);
 	}
+	if (info.nb_snapshots > 0)
+		add_snapshots(j, &info);
 	if (info.specific != NULL)
 		jn_add(j, "format-specific", specific_node(img, info.specific));
 	return j;
@@ -226,6 +255,37 @@ jstr(const struct jnode *j, const char *key)
 	return m != NULL ? m->s : NULL;
 }
 
+static int64_t
+jint(const struct jnode *j, const char *key)
+{
+	const struct jnode *m = jn_get(j, key);
+
+	return m != NULL ? m->i : -1;
+}
+
+/* bdrv_snapshot_dump of each, under qemu's header */
+static void
+print_snapshots(const struct jnode *arr)
+{
+	const struct jnode *o;
+	struct human_snap sn;
+
+	printf("Snapshot list:\n");
+	human_snap_header(stdout);
+	printf("\n");
+	for (o = arr->child; o != NULL; o = o->next) {
+		sn.id = jstr(o, "id");
+		sn.name = jstr(o, "name");
+		sn.vm_state_size = (uint64_t)jint(o, "vm-state-size");
+		sn.date_sec = jint(o, "date-sec");
+		sn.vm_clock_nsec = (uint64_t)jint(o, "vm-clock-sec") * 1000000000 +
+		    (uint64_t)jint(o, "vm-clock-nsec");
+		sn.icount = (uint64_t)jint(o, "icount");
+		human_snap_row(stdout, &sn);
+		printf("\n");
+	}
+}
+
 /* bdrv_image_info_dump */
 static void
 print_human(const struct jnode *j)
@@ -257,6 +317,8 @@ print_human(const struct jnode *j)
 		if ((bf = jstr(j, "backing-filename-format")) != NULL)
 			printf("backing file format: %s\n", bf);
 	}
+	if ((m = jn_get(j, "snapshots")) != NULL)
+		print_snapshots(m);
 	if ((m = jn_get(j, "format-specific")) != NULL) {
 		printf("Format specific information:\n");
 		json_dump_human(stdout, jn_get(m, "data"), 1);
