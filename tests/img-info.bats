@@ -123,6 +123,15 @@ same_both() {
 	done
 }
 
+@test "img-info: internal snapshots are listed as qemu-img lists them" {
+	qimg create -q -f qcow2 a.qcow2 64M
+	qio -c 'write -P 1 0 64k' a.qcow2 >/dev/null
+	qimg snapshot -c first a.qcow2
+	qimg snapshot -c second-with-a-long-name a.qcow2
+	same_both a.qcow2
+	grep -q '"snapshots": \[' i.out
+}
+
 @test "img-info: huge qcow2 virtual sizes read in PiB" {
 	qimg create -q -f qcow2 -o cluster_size=2M p.qcow2 1.26P
 	same_both p.qcow2
