@@ -88,13 +88,13 @@ classify(struct img *img, uint64_t l2off, uint64_t idx, uint64_t entry,
 		goto invalid;
 	t = (int)qcow2_entry_type(s, entry, bitmap, sc);
 	if (s->version < 3 && (t == QCOW2_ZERO || t == QCOW2_ZERO_ALLOC)) {
-		err_set(EIO, "%s: Zero cluster entry found in pre-v3 image "
+		err_set(0, "%s: Zero cluster entry found in pre-v3 image "
 		    "(L2 offset: %#llx, L2 index: %#llx)", img->filename,
 		    (unsigned long long)l2off, (unsigned long long)idx);
 		return QCOW2_INVALID;
 	}
 	if (has_host(t) && (entry & QCOW2_L2E_OFFSET & (s->cluster_size - 1))) {
-		err_set(EIO, "%s: Cluster allocation offset %#llx unaligned "
+		err_set(0, "%s: Cluster allocation offset %#llx unaligned "
 		    "(L2 offset: %#llx, L2 index: %#llx)", img->filename,
 		    (unsigned long long)(entry & QCOW2_L2E_OFFSET),
 		    (unsigned long long)l2off, (unsigned long long)idx);
@@ -102,7 +102,7 @@ classify(struct img *img, uint64_t l2off, uint64_t idx, uint64_t entry,
 	}
 	return t;
 invalid:
-	err_set(EIO, "%s: Invalid cluster entry found (L2 offset: %#llx, "
+	err_set(0, "%s: Invalid cluster entry found (L2 offset: %#llx, "
 	    "L2 index: %#llx)", img->filename, (unsigned long long)l2off,
 	    (unsigned long long)idx);
 	return QCOW2_INVALID;
@@ -119,7 +119,7 @@ l2_lookup(struct img *img, uint64_t l1i, uint64_t *l2off, uint8_t **l2)
 	if (*l2off == 0)
 		return 0;
 	if (*l2off & (s->cluster_size - 1))
-		return err_set(EIO, "%s: L2 table offset %#llx unaligned "
+		return err_set(0, "%s: L2 table offset %#llx unaligned "
 		    "(L1 index: %#llx)", img->filename,
 		    (unsigned long long)*l2off, (unsigned long long)l1i);
 	*l2 = qcow2_cache_get(&s->l2_cache, *l2off);
@@ -335,7 +335,7 @@ load_compressed(struct img *img, uint64_t entry)
 	r = decompress(s, s->zc_buf, buf, len);
 	free(buf);
 	if (r < 0)
-		return err_set(EIO, "%s: compressed cluster at %#llx does not "
+		return err_set(0, "%s: compressed cluster at %#llx does not "
 		    "decompress", img->filename, (unsigned long long)off);
 	s->zc_valid = true;
 	s->zc_off = entry;
@@ -406,7 +406,7 @@ qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
 	uint8_t *t, *copy = NULL;
 
 	if (old & (s->cluster_size - 1))
-		return err_set(EIO, "%s: L2 table offset %#llx unaligned "
+		return err_set(0, "%s: L2 table offset %#llx unaligned "
 		    "(L1 index: %#llx)", img->filename,
 		    (unsigned long long)old, (unsigned long long)l1i);
 	if (old != 0 && (e & QCOW2_OFLAG_COPIED)) {
@@ -860,7 +860,7 @@ write_one_compressed(struct img *img, uint64_t off, size_t len,
 	}
 	/* qemu stores a cluster uncompressed when it does not shrink */
 	if ((clen = qcow2_compress(s, cbuf, cs - 1, src, cs)) < 0)
-		return err_set(EIO, "%s: compression failed", img->filename);
+		return err_set(0, "%s: compression failed", img->filename);
 	if (clen == 0)
 		return qcow2_write(img, off, len, src);
 	if (qcow2_l2_for_write(img, off / span, &l2off) < 0 ||

@@ -1,0 +1,342 @@
+#!/usr/bin/env bats
+# The qcow2 driver: header checks (one poke each, as qemu-iotests 080),
+# reads against qemu-io's images, creation and writes checked by qemu-img.
+load helpers
+bats_require_minimum_version 1.5.0
+
+# same ARGS...: qemu-img ARGS and ours installed as qemu-img: same stdout,
+# stderr (byte for byte) and status
+same() {
+	need_qemu || return 1
+	mkdir -p "$BATS_TEST_TMPDIR/ours"
+	ln -sf "$IMG_BIN/img" "$BATS_TEST_TMPDIR/ours/qemu-img"
+	command qemu-img "$@" >q.out 2>q.err && echo 0 >q.rc || echo $? >q.rc
+	"$BATS_TEST_TMPDIR/ours/qemu-img" "$@" >i.out 2>i.err && echo 0 >i.rc ||
+	    echo $? >i.rc
+	local f ok=0
+	for f in out err rc; do
+		cmp -s q.$f i.$f || { echo "--- $f differs for: $*"; diff q.$f i.$f; ok=1; }
+	done
+	return $ok
+}
+
+# fresh IMG: a new 64 MiB qcow2 image made by qemu-img
+fresh() {
+	rm -f "$1"
+	qimg create -q -f qcow2 "$1" 64M
+}
+
+# bad OFFSET BYTES [OFFSET BYTES]: bad.qcow2 is a fresh image with pokes
+bad() {
+	fresh bad.qcow2
+	poke bad.qcow2 "$1" "$2"
+	[ $# -lt 4 ] || poke bad.qcow2 "$3" "$4"
+}
+
+# refused MESSAGE: img info bad.qcow2 fails with exactly this one line
+refused() {
+	run -1 --separate-stderr img info bad.qcow2
+	[ -z "$output" ] || { echo "stdout: $output"; return 1; }
+	[ "${#stderr_lines[@]}" -eq 1 ] || { echo "$stderr"; return 1; }
+	[ "$stderr" = "img: Could not open 'bad.qcow2': $1" ] ||
+	    { echo "got: $stderr"; echo "want: $1"; return 1; }
+}
+
+# refused_as_qemu MESSAGE: refused, and qemu-img info says the same
+refused_as_qemu() {
+	refused "$1" || return 1
+	same info bad.qcow2
+}
+
+# same_content IMG: img cat IMG equals qemu-img convert -O raw IMG
+same_content() {
+	img cat "$1" >ours.raw
+	qimg convert -O raw "$1" theirs.raw
+	cmp ours.raw theirs.raw
+}
+
+# clean IMG: qemu-img check finds no errors and no leaks
+clean() {
+	run -0 qimg check "$1"
+	[[ $output == "No errors were found on the image."* ]]
+}
+
+# a chain with every cluster kind: data, zero, compressed, partial, backing
+mkchain() {
+	fresh base.qcow2
+	qio -f qcow2 -c 'write -P 1 0 2M' -c 'write -P 2 10M 1M' base.qcow2 >/dev/null
+	rm -f top.qcow2
+	qimg create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2 64M
+	qio -f qcow2 -c 'write -P 3 64k 64k' -c 'write -P 4 1000 3000' \
+	    -c 'write -z 10M 128k' -c 'write -c -P 5 20M 256k' \
+	    -c 'write -z 1536k 4k' -c 'write -P 6 40M 1M' top.qcow2 >/dev/null
+}
+
+@test "fmt-qcow2: magic, version and cluster size are checked as qemu" {
+	bad 0 'XXXX'
+	run -1 --separate-stderr img info -f qcow2 bad.qcow2
+	[ "$stderr" = "img: Could not open 'bad.qcow2': Image is not in qcow2 format" ]
+	bad 4 '\x00\x00\x00\x04'
+	refused_as_qemu "Unsupported qcow2 version 4"
+	bad 4 '\x00\x00\x00\x01'
+	run -1 --separate-stderr img info -f qcow2 bad.qcow2
+	[ "$stderr" = "img: Could not open 'bad.qcow2': Unsupported qcow2 version 1" ]
+	bad 20 '\x00\x00\x00\x08'
+	refused_as_qemu "Unsupported cluster size: 2^8"
+	bad 20 '\x00\x00\x00\x16'
+	refused_as_qemu "Unsupported cluster size: 2^22"
+}
+
+@test "fmt-qcow2: header length and extensions stay inside the header cluster" {
+	bad 100 '\xff\xff\xff\xff'
+	refused_as_qemu "qcow2 header exceeds cluster size"
+	bad 100 '\x7f\xff\xff\xff'
+	refused_as_qemu "qcow2 header exceeds cluster size"
+	bad 100 '\x00\x00\x00\x60'
+	refused_as_qemu "qcow2 header too short"
+	bad 8 '\xff\xff\xff\xff\xff\xff\xff\xff'
+	refused_as_qemu "Invalid backing file offset"
+	# an unknown extension claiming 2 GiB, with and without a backing name
+	bad 8 '\x00\x00\x00\x00\x00\x00\x00\x74' 112 '\x12\x34\x56\x78\x7f\xff\xff\xff'
+	refused_as_qemu "Header extension too large"
+	bad 112 '\x12\x34\x56\x78\x7f\xff\xff\xff'
+	refused_as_qemu "Header extension too large"
+	bad 8 '\x00\x00\x00\x00\x00\x00\x10\x00' 16 '\xff\xff\xff\xff'
+	refused_as_qemu "Backing file name too long"
+	# a backing format name longer than qemu's 16-byte buffer
+	bad 112 '\xe2\x79\x2a\xca\x00\x00\x00\x10'
+	refused_as_qemu "ERROR: ext_backing_format: len=16 too large (>=16)"
+}
+
+@test "fmt-qcow2: refcount, snapshot and L1 tables are bounded as qemu" {
+	bad 56 '\xff\xff\xff\xff'
+	refused_as_qemu "Reference count table too large"
+	bad 56 '\x00\x02\x00\x01'
+	refused_as_qemu "Reference count table too large"
+	bad 56 '\x00\x00\x00\x00'
+	refused_as_qemu "Image does not contain a reference count table"
+	bad 48 '\x12\x34\x56\x78\x90\xab\xcd\xef'
+	refused_as_qemu "Reference count table offset invalid"
+	bad 48 '\xff\xff\xff\xff\xff\xff\x00\x00' 56 '\x00\x00\x00\x7f'
+	refused_as_qemu "Reference count table offset invalid"
+	bad 60 '\xff\xff\xff\xff'
+	refused_as_qemu "Snapshot table too large"
+	bad 64 '\x12\x34\x56\x78\x90\xab\xcd\xef'
+	refused_as_qemu "Snapshot table offset invalid"
+	bad 36 '\xff\xff\xff\xff'
+	refused_as_qemu "Active L1 table too large"
+	bad 36 '\x7f\xff\xff\xff'
+	refused_as_qemu "Active L1 table too large"
+	bad 40 '\x7f\xff\xff\xff\xff\xff\x00\x00' 36 '\x00\x00\xff\xff'
+	refused_as_qemu "Active L1 table offset invalid"
+	bad 40 '\x12\x34\x56\x78\x90\xab\xcd\xef' 36 '\x00\x00\x00\x01'
+	refused_as_qemu "Active L1 table offset invalid"
+	bad 36 '\x00\x00\x00\x00'
+	refused_as_qemu "L1 table is too small"
+	bad 24 '\x00\x00\x01\x00\x00\x00\x00\x00'
+	refused_as_qemu "L1 table is too small"
+	bad 24 '\x7f\xff\xff\xff\xff\xff\xff\xff'
+	refused_as_qemu "Image is too big"
+}
+
+@test "fmt-qcow2: tables past the end of the file are refused in one line" {
+	# qemu reads such tables as zeroes; we refuse a table the file lacks
+	bad 40 '\x00\x00\x00\x00\x10\x00\x00\x00'
+	refused "L1 table at 0x10000000 is past the end of the file"
+	bad 48 '\x00\x00\x00\x00\x10\x00\x00\x00'
+	refused "reference count table at 0x10000000 is past the end of the file"
+	fresh bad.qcow2
+	truncate -s 70000 bad.qcow2
+	refused "L1 table at 0x30000 is past the end of the file"
+}
+
+@test "fmt-qcow2: feature bits: unknown refused by name, dirty and corrupt read" {
+	bad 72 '\x00\x00\x00\x00\x00\x00\x00\x20'
+	refused_as_qemu "Unsupported qcow2 feature(s): Unknown incompatible feature: 20"
+	bad 72 '\x80\x00\x00\x00\x00\x00\x00\x00'
+	refused_as_qemu "Unsupported qcow2 feature(s): Unknown incompatible feature: 8000000000000000"
+	# a name from the image's own feature table (entry 1 renamed to bit 5)
+	bad 72 '\x00\x00\x00\x00\x00\x00\x00\x20' 169 '\x05'
+	refused_as_qemu "Unsupported qcow2 feature(s): corrupt bit"
+	bad 104 '\x02'
+	refused_as_qemu "qcow2: unknown compression type: 2"
+	bad 104 '\x01'
+	refused_as_qemu "qcow2: Compression type incompatible feature bit must be set"
+	bad 72 '\x00\x00\x00\x00\x00\x00\x00\x08'
+	refused_as_qemu "qcow2: Compression type incompatible feature bit must not be set"
+	bad 96 '\x00\x00\x00\x07'
+	refused_as_qemu "Reference count entry width too large; may not exceed 64 bits"
+	bad 32 '\x00\x00\x00\x03'
+	refused_as_qemu "Unsupported encryption method 3"
+	# what we do not implement is refused by name, never guessed at
+	bad 72 '\x00\x00\x00\x00\x00\x00\x00\x04'
+	refused "Unsupported qcow2 feature(s): external data file"
+	bad 32 '\x00\x00\x00\x01'
+	refused "Unsupported qcow2 feature(s): encryption"
+	# dirty (lazy refcounts) and corrupt images read fine
+	bad 72 '\x00\x00\x00\x00\x00\x00\x00\x01'
+	same info bad.qcow2
+	same info --output=json bad.qcow2
+	bad 72 '\x00\x00\x00\x00\x00\x00\x00\x02'
+	same info --output=json bad.qcow2
+	same_content bad.qcow2
+}
+
+@test "fmt-qcow2: corrupt L2 tables and compressed data fail in one line" {
+	fresh l.qcow2
+	qio -f qcow2 -c 'write -P 1 0 64k' -c 'write -c -P 2 1M 64k' l.qcow2 >/dev/null
+	cp l.qcow2 a.qcow2
+	poke a.qcow2 196608 '\x80\x00\x00\x00\x10\x00\x00\x00'	# L1[0] past EOF
+	run -1 --separate-stderr img cat a.qcow2
+	[ "$stderr" = "img: a.qcow2: L2 table at 0x10000000 is past the end of the file" ]
+	cp l.qcow2 b.qcow2
+	poke b.qcow2 196608 '\x80\x00\x00\x00\x00\x04\x02\x00'	# L1[0] unaligned
+	run -1 --separate-stderr img cat b.qcow2
+	[ "$stderr" = "img: b.qcow2: L2 table offset 0x40200 unaligned (L1 index: 0)" ]
+	cp l.qcow2 c.qcow2
+	poke c.qcow2 262144 '\x80\x00\x00\x00\x00\x05\x02\x00'	# L2[0] unaligned
+	run -1 --separate-stderr img cat c.qcow2
+	[ "$stderr" = "img: c.qcow2: Cluster allocation offset 0x50200 unaligned (L2 offset: 0x40000, L2 index: 0)" ]
+	cp l.qcow2 d.qcow2
+	poke d.qcow2 393216 '\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff'
+	run -1 --separate-stderr img cat d.qcow2
+	[ "$stderr" = "img: d.qcow2: compressed cluster at 0x60000 does not decompress" ]
+}
+
+@test "fmt-qcow2: info, map and content equal qemu's on every cluster kind" {
+	mkchain
+	same info top.qcow2
+	same info --output=json --backing-chain top.qcow2
+	same map --output=json top.qcow2
+	same map top.qcow2
+	same_content top.qcow2
+	same_content base.qcow2
+}
+
+@test "fmt-qcow2: v2, zstd, refcount widths, small clusters, extended L2" {
+	local o
+	for o in compat=0.10 compression_type=zstd refcount_bits=1 refcount_bits=64 \
+	    cluster_size=512 extended_l2=on lazy_refcounts=on cluster_size=2M; do
+		rm -f v.qcow2
+		qimg create -q -f qcow2 -o "$o" v.qcow2 16M
+		qio -f qcow2 -c 'write -P 7 0 1M' -c 'write -P 8 3M 5000' \
+		    -c 'write -c -P 9 4M 2M' -c 'write -z 8M 64k' v.qcow2 >/dev/null
+		same info --output=json v.qcow2 || return 1
+		same map --output=json v.qcow2 || return 1
+		same_content v.qcow2 || return 1
+	done
+}
+
+@test "fmt-qcow2: preallocated images and bitmaps show as qemu shows them" {
+	local p
+	for p in metadata falloc full; do
+		rm -f p.qcow2
+		qimg create -q -f qcow2 -o preallocation=$p p.qcow2 4M
+		qio -f qcow2 -c 'write -P 1 1M 64k' p.qcow2 >/dev/null
+		same map --output=json p.qcow2 || return 1
+		same_content p.qcow2 || return 1
+	done
+	fresh bm.qcow2
+	qimg bitmap --add bm.qcow2 b0
+	qimg bitmap --add -g 128k --disable bm.qcow2 b1
+	same info bm.qcow2
+	same info --output=json bm.qcow2
+}
+
+@test "fmt-qcow2: created images equal qemu-img's byte for byte" {
+	local o
+	fresh base.qcow2
+	mkdir q
+	cp base.qcow2 q/
+	for o in "" compat=0.10 cluster_size=512,refcount_bits=64 \
+	    lazy_refcounts=on,refcount_bits=1 compression_type=zstd extended_l2=on \
+	    preallocation=metadata cluster_size=4k,preallocation=metadata \
+	    backing_file=base.qcow2,backing_fmt=qcow2; do
+		rm -f n.qcow2 q/n.qcow2
+		img create -q -f qcow2 ${o:+-o "$o"} n.qcow2 100M
+		(cd q && command qemu-img create -q -f qcow2 ${o:+-o "$o"} n.qcow2 100M)
+		cmp n.qcow2 q/n.qcow2 || { echo "differs: -o $o"; return 1; }
+	done
+	for o in preallocation=falloc preallocation=full; do
+		rm -f n.qcow2
+		img create -q -f qcow2 -o $o n.qcow2 10M
+		clean n.qcow2
+		same map --output=json n.qcow2
+	done
+}
+
+@test "fmt-qcow2: create refuses bad options with qemu's words" {
+	local o
+	for o in cluster_size=3 cluster_size=4M cluster_size=abc refcount_bits=3 \
+	    refcount_bits=128 compat=0.10,lazy_refcounts=on \
+	    compat=0.10,refcount_bits=8 compat=foo preallocation=foo \
+	    backing_fmt=raw compression_type=lz4 compat=0.10,compression_type=zstd \
+	    extended_l2=on,cluster_size=4k compat=0.10,extended_l2=on \
+	    data_file_raw=on; do
+		same create -f qcow2 -o "$o" x.qcow2 64M || return 1
+		[ ! -e x.qcow2 ] || { echo "left x.qcow2 for $o"; return 1; }
+	done
+}
+
+@test "fmt-qcow2: writes over a backing chain: content as expected, check clean" {
+	mkchain
+	qimg convert -O raw top.qcow2 want.raw
+	head -c 300000 /dev/urandom >d1
+	head -c 5000 /dev/urandom >d2
+	head -c 4194304 /dev/urandom >d3
+	img-write -f qcow2 --offset=12345 top.qcow2 <d1
+	img-write -f qcow2 --offset=$((20 * 1048576 + 100)) top.qcow2 <d2
+	img-write -f qcow2 --offset=$((30 * 1048576)) top.qcow2 <d3
+	dd if=d1 of=want.raw bs=1 seek=12345 conv=notrunc status=none
+	dd if=d2 of=want.raw bs=1 seek=$((20 * 1048576 + 100)) conv=notrunc status=none
+	dd if=d3 of=want.raw bs=1M seek=30 conv=notrunc status=none
+	clean top.qcow2
+	clean base.qcow2
+	same_content top.qcow2
+	img cat top.qcow2 | cmp - want.raw
+}
+
+@test "fmt-qcow2: writes into an image with an internal snapshot copy on write" {
+	fresh s.qcow2
+	qio -f qcow2 -c 'write -P 1 0 4M' -c 'write -c -P 2 8M 1M' s.qcow2 >/dev/null
+	qimg snapshot -c s1 s.qcow2
+	qimg convert -O raw s.qcow2 before.raw
+	head -c 2000000 /dev/urandom >d
+	img-write -f qcow2 --offset=1000 s.qcow2 <d
+	img-write -f qcow2 --offset=$((8 * 1048576 + 7)) s.qcow2 <d
+	clean s.qcow2
+	qimg convert -l s1 -O raw s.qcow2 snap.raw
+	cmp before.raw snap.raw
+	dd if=d of=before.raw bs=1 seek=1000 conv=notrunc status=none
+	dd if=d of=before.raw bs=1 seek=$((8 * 1048576 + 7)) conv=notrunc status=none
+	same_content s.qcow2
+	img cat s.qcow2 | cmp - before.raw
+}
+
+@test "fmt-qcow2: small clusters with 64-bit refcounts grow the refcount table" {
+	rm -f g.qcow2
+	img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 g.qcow2 64M
+	head -c 20000000 /dev/urandom >d
+	img-write -f qcow2 g.qcow2 <d
+	clean g.qcow2
+	head -c 20000000 d | cmp - <(img cat --length=20000000 g.qcow2)
+}
+
+@test "fmt-qcow2: a sparse 1 TiB image maps fast" {
+	rm -f big.qcow2
+	qimg create -q -f qcow2 big.qcow2 1T
+	qio -f qcow2 -c 'write -P 1 500G 1M' big.qcow2 >/dev/null
+	run -0 timeout 2 img map --output=json big.qcow2
+	[ "${#lines[@]}" -eq 3 ]
+	same map --output=json big.qcow2
+}
+
+@test "fmt-qcow2: a 256 MiB sequential write is one run per L2 table" {
+	rm -f s.qcow2
+	img create -q -f qcow2 s.qcow2 256M
+	head -c 268435456 /dev/zero | tr '\0' 'x' >d
+	run -0 timeout 20 img-write -f qcow2 -S 0 s.qcow2 <d
+	clean s.qcow2
+	run -0 qimg map --output=json s.qcow2
+	[ "${#lines[@]}" -eq 1 ]
+}
