@@ -114,6 +114,12 @@ mkraw() {
 	qimg create -q -f qcow2 a.qcow2 1M
 	same_both --image-opts driver=qcow2,file.filename=a.qcow2
 	same_both --image-opts driver=qcow2,file.filename=nope
+	same_both --image-opts file.filename=a.qcow2
+	same_both --image-opts driver=qcow2,file.driver=file,file.filename=a.qcow2
+	same map --image-opts a.qcow2
+	same map --image-opts driver=qcow2
+	same map --image-opts driver=qcow2,file.filename=a.qcow2,foo=bar
+	same map --image-opts driver=bogus,file.filename=a.qcow2
 	same map --image-opts -f raw driver=raw,file.filename=r.raw
 }
 

@@ -104,33 +104,43 @@ check_object(const char *def)
 }
 
 /*
- * --image-opts: "driver=FMT,file.filename=PATH[,...]"; other keys (locking,
- * cache modes) change nothing img does and are ignored.
+ * --image-opts: "driver=FMT,file.filename=NAME" (file.driver=file allowed),
+ * refused in qemu's words otherwise.
  */
 static struct img *
 open_opts(const char *spec, int flags)
 {
-	struct opt_list o = { 0, NULL };
-	const char *path, *drv;
-	struct img *img = NULL;
-	char *inner;
-	size_t n;
+	struct opt_list l = { 0, NULL };
+	const char *name = NULL, *drv;
+	struct img *img;
+	size_t i;
 
-	if (opt_list_parse(&o, spec) < 0)
+	if (strchr(spec, '=') == NULL)
+		die("Could not open '%s': Cannot find device='%s' nor "
+		    "node-name='%s'", spec, spec, spec);
+	if (opt_list_parse(&l, spec) < 0)
 		die("%s", err_msg());
-	if ((path = opt_list_get(&o, "file.filename")) == NULL)
+	drv = opt_list_get(&l, "driver");
+	for (i = 0; i < l.n; i++) {
+		const char *k = l.v[i].key, *v = l.v[i].val;
+
+		if (strcmp(k, "file.filename") == 0)
+			name = v;
+		else if (strcmp(k, "file.driver") == 0 && strcmp(v, "file") != 0)
+			die("Could not open '%s': Unknown protocol '%s'", spec, v);
+		else if (strcmp(k, "driver") != 0 && strcmp(k, "file.driver") != 0)
+			die("Could not open '%s': Block format '%s' does not "
+			    "support the option '%s'", spec, drv ? drv : "raw", k);
+	}
+	if (name == NULL)
 		die("Could not open '%s': A block device must be specified for "
 		    "\"file\"", spec);
-	drv = opt_list_get(&o, "driver");
-	if ((img = img_open(path, drv, flags)) == NULL) {
+	if ((img = img_open(name, drv, flags)) == NULL) {
 		/* qemu names the option string, then the file's own error */
-		inner = xasprintf("Could not open '%s': ", path);
-		n = strlen(inner);
-		if (strncmp(err_msg(), inner, n) == 0)
-			die("Could not open '%s': %s", spec, err_msg() + n);
-		die("%s", err_msg());
+		err_unprefix("Could not open '%s'", name);
+		die("Could not open '%s': %s", spec, err_msg());
 	}
-	opt_list_free(&o);
+	opt_list_free(&l);
 	return img;
 }
 
