@@ -182,6 +182,15 @@ qemu-img: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes." ]
 	both_fail create -f qcow2 -F qcow2 a 1M
 }
 
+@test "img-create: values reach the driver parsed: yes/no, hex and octal numbers" {
+	both create -f qcow2 -o lazy_refcounts=yes a.qcow2 1M
+	both create -f qcow2 -o lazy_refcounts=n,refcount_bits=0x10 b.qcow2 1M
+	both create -f qcow2 -o refcount_bits=010,cluster_size=1.5k c.qcow2 1M
+	both create -f qcow2 -o nolazy_refcounts,extended_l2 d.qcow2 1M
+	both_fail create -f qcow2 -o refcount_bits=-1 e.qcow2 1M
+	cmp q/a.qcow2 i/a.qcow2 && cmp q/b.qcow2 i/b.qcow2
+}
+
 @test "img-create: -b without -F names the detected format (no final newline)" {
 	in_both qemu-img create -q -f qcow2 base.qcow2 64M
 	both_fail create -f qcow2 -b base.qcow2 x

@@ -376,6 +376,19 @@ print_escaped(const char *v)
 	}
 }
 
+/* A checked value as qemu holds it: bools on/off, numbers and sizes in bytes. */
+static uint64_t
+value_number(const struct opt_desc *d, const char *v)
+{
+	uint64_t u = 0;
+
+	if (d->type == OPT_SIZE)
+		opt_size(v, &u);
+	else
+		u = strtoull(v, NULL, 0);
+	return u;
+}
+
 /* qemu_opts_print: every option given or with a default, in table order */
 static void
 print_formatting(const char *file, const char *fmt, const struct desc_list *l,
@@ -383,7 +396,6 @@ print_formatting(const char *file, const char *fmt, const struct desc_list *l,
 {
 	const struct opt_desc *d;
 	const char *v, *sep = "";
-	uint64_t u;
 	size_t i;
 
 	printf("Formatting '%s', fmt=%s ", file, fmt);
@@ -395,11 +407,9 @@ print_formatting(const char *file, const char *fmt, const struct desc_list *l,
 		printf("%s%s=", sep, d->name);
 		if (d->type == OPT_STRING)
 			print_escaped(v);
-		else if (d->type == OPT_SIZE && opt_list_get(o, d->name) &&
-		    opt_size(v, &u) == 0)
-			printf("%lld", (long long)u);
-		else if (d->type == OPT_NUMBER && opt_list_get(o, d->name))
-			printf("%lld", (long long)strtoull(v, NULL, 0));
+		else if ((d->type == OPT_SIZE || d->type == OPT_NUMBER) &&
+		    opt_list_get(o, d->name) != NULL)
+			printf("%lld", (long long)value_number(d, v));
 		else
 			printf("%s", v);
 		sep = " ";
@@ -407,15 +417,31 @@ print_formatting(const char *file, const char *fmt, const struct desc_list *l,
 	printf("\n");
 }
 
-/* What the driver takes: its own options, not the file protocol's extras. */
+/*
+ * What the driver takes: its own options (not the file protocol's extras),
+ * each value as qemu hands it over once parsed.
+ */
 static void
 driver_options(const char *fmt, const struct opt_list *o, struct opt_list *out)
 {
+	const struct opt_desc *d;
+	const char *v;
+	char buf[32];
 	size_t i;
 
-	for (i = 0; i < o->n; i++)
-		if (find_desc(img_create_opts(fmt), o->v[i].key) != NULL)
-			opt_list_set(out, o->v[i].key, o->v[i].val);
+	for (i = 0; i < o->n; i++) {
+		if ((d = find_desc(img_create_opts(fmt), o->v[i].key)) == NULL)
+			continue;
+		v = o->v[i].val;
+		if (d->type == OPT_BOOL) {
+			v = opt_bool(v) ? "on" : "off";
+		} else if (d->type == OPT_SIZE || d->type == OPT_NUMBER) {
+			snprintf(buf, sizeof(buf), "%llu",
+			    (unsigned long long)value_number(d, v));
+			v = buf;
+		}
+		opt_list_set(out, d->name, v);
+	}
 }
 
 /* bdrv_img_create */
