@@ -26,6 +26,7 @@ struct fmt_status {
 struct fmt_ops {
 	const char	*name;
 	size_t		 priv_size;	/* bytes the generic layer allocates as img->priv */
+	bool		 nofile;	/* opens no file (null-co): img->fd stays -1 */
 
 	/* Score 0-100 for the first len bytes of a file; NULL: never probed. */
 	int	(*probe)(const uint8_t *buf, size_t len, const char *filename);
@@ -77,6 +78,16 @@ struct fmt_ops {
 	 */
 	bool	(*bitmaps_size)(struct img *img, uint64_t cluster_size,
 		    uint64_t *size);
+	/*
+	 * Check the metadata as qemu's bdrv_co_check does, repairing what fix
+	 * (IMG_FIX_*) allows: counts go to res (zeroed by the caller), each
+	 * problem line to res->note as it is found.  For fix, img->fd is open
+	 * for writing even though img was opened read-only (a dirty or corrupt
+	 * image cannot be opened otherwise).  0, or -1 with err_set when the
+	 * check could not complete (err_errno() says why).  NULL: the format
+	 * does not support checks.
+	 */
+	int	(*check)(struct img *img, int fix, struct img_check *res);
 };
 
 const struct fmt_ops	*fmt_find(const char *name);

@@ -1,6 +1,7 @@
 /* The generic layer: open by name with probing, backing chains, I/O through them. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -129,17 +130,130 @@ open_backing(struct img *img, int flags, struct chain *c)
 	return img->backing ? 0 : -1;
 }
 
+/* Flatten a parsed json: name into qemu's dotted keys (file.filename=...). */
+static void
+flatten(const struct jnode *n, const char *prefix, struct opt_list *o)
+{
+	const struct jnode *m;
+	char *key, buf[32];
+
+	for (m = n->child; m; m = m->next) {
+		key = prefix ? xasprintf("%s.%s", prefix, m->key) : xstrdup(m->key);
+		switch (m->type) {
+		case JN_OBJ:
+			flatten(m, key, o);
+			break;
+		case JN_STR:
+			opt_list_set(o, key, m->s);
+			break;
+		case JN_BOOL:
+			opt_list_set(o, key, m->b ? "on" : "off");
+			break;
+		case JN_INT:
+			snprintf(buf, sizeof(buf), "%lld", (long long)m->i);
+			opt_list_set(o, key, buf);
+			break;
+		default:
+			break;
+		}
+		free(key);
+	}
+}
+
+/*
+ * The file a set of options names and the format to read it with:
+ * driver=FMT,file.filename=F (or file=F), or driver=file,filename=F.
+ */
+static int
+opts_target(const struct opt_list *o, const char **file, const char **fmt)
+{
+	const char *drv = opt_list_get(o, "driver");
+
+	*fmt = drv;
+	*file = opt_list_get(o, "file.filename");
+	if (*file == NULL)
+		*file = opt_list_get(o, "file");
+	if (drv != NULL && (!strcmp(drv, "file") || !strcmp(drv, "host_device"))) {
+		*fmt = "raw";
+		*file = opt_list_get(o, "filename");
+	}
+	if (drv != NULL && fmt_find(drv) == NULL)
+		return err_set(0, "Unknown driver '%s'", drv);
+	if (*file == NULL && (drv == NULL || !fmt_find(drv)->nofile))
+		return err_set(0, "A block device must be specified for \"file\"");
+	return 0;
+}
+
+static struct img *open_one(const char *filename, const char *fmt, int flags,
+    struct chain *c, const struct opt_list *o);
+
+/* qemu's "json:{...}" file names: parse, flatten, open what they name. */
+static struct img *
+open_json(const char *spec, int flags, struct chain *c)
+{
+	struct opt_list o = { 0, NULL };
+	struct jnode *j;
+	struct img *img = NULL;
+	const char *file, *fmt;
+
+	if ((j = json_parse(spec + 5)) == NULL) {
+		err_prefix("Could not parse the JSON options");
+		return NULL;
+	}
+	if (j->type != JN_OBJ) {
+		err_set(0, "Could not parse the JSON options: Invalid JSON object given");
+		goto out;
+	}
+	flatten(j, NULL, &o);
+	if (opts_target(&o, &file, &fmt) < 0)
+		goto out;
+	if ((img = open_one(file, fmt, flags, c, &o)) != NULL && img->ops->nofile) {
+		/* nothing to name it by but its options, as qemu shows them */
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+
+		fputs("json:", f);
+		json_print(f, j, false);
+		fclose(f);
+		free(img->filename);
+		img->filename = buf;
+	}
+out:
+	jn_free(j);
+	opt_list_free(&o);
+	return img;
+}
+
 static struct img *
 open_chain(const char *filename, const char *fmt, int flags, struct chain *c)
 {
-	struct img *img = xcalloc(1, sizeof(*img));
+	if (strncmp(filename, "json:", 5) == 0)
+		return open_json(filename, flags, c);
+	return open_one(filename, fmt, flags, c, NULL);
+}
 
-	img->filename = xstrdup(filename);
+static struct img *
+open_one(const char *filename, const char *fmt, int flags, struct chain *c,
+    const struct opt_list *o)
+{
+	struct img *img = xcalloc(1, sizeof(*img));
+	const char *bk;
+
+	img->filename = xstrdup(filename ? filename : "");
 	img->flags = flags;
 	img->fd = -1;
-	if (open_file(img, filename, flags) < 0 ||
-	    in_chain(c, img->fd, filename) < 0 || choose_format(img, fmt) < 0)
+	img->open_opts = o;
+	if (o != NULL && (bk = opt_list_get(o, "backing")) != NULL &&
+	    (!strcmp(bk, "null") || !*bk))
+		flags |= IMG_NO_BACKING;
+	if (fmt != NULL && fmt_find(fmt) != NULL && fmt_find(fmt)->nofile) {
+		img->ops = fmt_find(fmt);
+		img->filename = (free(img->filename), xstrdup(""));
+	} else if (open_file(img, filename, flags) < 0 ||
+	    in_chain(c, img->fd, filename) < 0 || choose_format(img, fmt) < 0) {
 		goto fail;
+	}
 	img->priv = xcalloc(1, img->ops->priv_size ? img->ops->priv_size : 1);
 	if (img->ops->open(img) < 0) {
 		if (img->ops->close)
@@ -148,6 +262,7 @@ open_chain(const char *filename, const char *fmt, int flags, struct chain *c)
 		img->priv = NULL;
 		goto fail;
 	}
+	img->open_opts = NULL;
 	if (open_backing(img, flags, c) < 0)
 		goto fail_open;
 	return img;
@@ -178,6 +293,21 @@ img_open(const char *filename, const char *fmt, int flags)
 		    "         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"
 		    "         Specify the 'raw' format explicitly to remove the restrictions.\n",
 		    filename);
+	return img;
+}
+
+struct img *
+img_open_image_opts(const char *spec, int flags)
+{
+	struct opt_list o = { 0, NULL };
+	struct chain c = { .n = 0 };
+	struct img *img = NULL;
+	const char *file, *fmt;
+
+	if (opt_list_parse(&o, spec) < 0 || opts_target(&o, &file, &fmt) < 0 ||
+	    (img = open_one(file, fmt, flags, &c, &o)) == NULL)
+		err_prefix("Could not open '%s'", spec);
+	opt_list_free(&o);
 	return img;
 }
 
@@ -407,6 +537,8 @@ img_actual_size(struct img *img)
 {
 	struct stat st;
 
+	if (img->fd < 0)
+		return 0;
 	if (fstat(img->fd, &st) < 0)
 		return -1;
 	return (int64_t)st.st_blocks * 512;
@@ -531,4 +663,29 @@ img_bitmaps_size(struct img *img, uint64_t cluster_size, uint64_t *size)
 	if (img->ops->bitmaps_size == NULL)
 		return false;
 	return img->ops->bitmaps_size(img, cluster_size, size);
+}
+
+int
+img_check(struct img *img, int fix, struct img_check *res)
+{
+	void (*note)(const char *, void *) = res->note;
+	void *arg = res->note_arg;
+	int fd;
+
+	memset(res, 0, sizeof(*res));
+	res->note = note;
+	res->note_arg = arg;
+	if (img->ops->check == NULL)
+		return err_set(ENOTSUP, "This image format does not support checks");
+	if (fix && !(img->flags & IMG_RDWR)) {
+		if ((fd = open(img->filename, O_RDWR | O_CLOEXEC)) < 0)
+			return err_set(errno, "Could not open '%s'", img->filename);
+		if (dup3(fd, img->fd, O_CLOEXEC) < 0) {
+			err_set(errno, "Could not open '%s'", img->filename);
+			close(fd);
+			return -1;
+		}
+		close(fd);
+	}
+	return img->ops->check(img, fix, res);
 }

@@ -43,6 +43,7 @@ struct img {
 	char			*backing_fmt;	/* as recorded, or NULL */
 	char			*backing_path;	/* backing_file resolved against our folder */
 	struct img		*backing;	/* the open backing image, or NULL */
+	const struct opt_list	*open_opts;	/* json:/--image-opts options, during open */
 };
 
 /* An internal snapshot, as qemu's SnapshotInfo (img-info, img-snapshot -l). */
@@ -74,6 +75,11 @@ struct img_info {
  */
 struct img	*img_open(const char *filename, const char *fmt, int flags);
 void		 img_close(struct img *img);	/* accepts NULL */
+/*
+ * Open from qemu's --image-opts string ("driver=qcow2,file.filename=x").
+ * img_open also takes qemu's "json:{...}" names, with the same keys.
+ */
+struct img	*img_open_image_opts(const char *spec, int flags);
 
 /* Read through the chain; ranges past a backing file's end read as zeroes. */
 int		 img_read(struct img *img, uint64_t off, size_t len, void *buf);
@@ -118,6 +124,32 @@ int		 img_measure(const char *fmt, const struct opt_list *o,
 int		 img_opts_check(const char *fmt, const struct opt_list *o);
 /* Whether img can carry persistent bitmaps, and their size in a new image. */
 bool		 img_bitmaps_size(struct img *img, uint64_t cluster_size, uint64_t *size);
+
+/* What img_check found, as qemu's BdrvCheckResult. */
+enum {
+	IMG_FIX_LEAKS	= 1 << 0,	/* -r leaks */
+	IMG_FIX_ERRORS	= 1 << 1,	/* -r all (with IMG_FIX_LEAKS) */
+};
+
+struct img_check {
+	int64_t		 corruptions, leaks, check_errors;
+	int64_t		 corruptions_fixed, leaks_fixed;
+	uint64_t	 image_end_offset;
+	uint64_t	 total_clusters, allocated_clusters;
+	uint64_t	 fragmented_clusters, compressed_clusters;
+	/* Called with each problem line (no newline) as found; may be NULL. */
+	void		(*note)(const char *line, void *arg);
+	void		*note_arg;
+};
+
+/*
+ * Check img's metadata, repairing what fix allows; img may be open
+ * read-only (for fix the file is reopened for writing).  The counters in
+ * res are zeroed first.  0, or -1 with err_set: ENOTSUP when the format
+ * has no check ("This image format does not support checks"), else the
+ * check did not complete.
+ */
+int		 img_check(struct img *img, int fix, struct img_check *res);
 
 /* Create a new image; o holds -o options plus backing_file/backing_fmt. */
 int		 img_create(const char *filename, const char *fmt, uint64_t size,

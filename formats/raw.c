@@ -116,9 +116,9 @@ raw_block_status(struct img *img, uint64_t off, uint64_t len,
 	hole = lseek(img->fd, (off_t)off, SEEK_HOLE);
 	if (hole < 0)
 		hole = (off_t)fsize;
-	/* the sector-rounded tail past EOF counts with the data before it */
-	if ((uint64_t)hole >= fsize)
-		hole = (off_t)ROUND_UP(fsize, RAW_SECTOR);
+	/* the sector-rounded tail past EOF is a zero extent of its own */
+	if ((uint64_t)hole > fsize)
+		hole = (off_t)fsize;
 	st->flags = ST_DATA | ST_OFFSET;
 	st->len = MIN(len, (uint64_t)hole - off);
 	return 0;

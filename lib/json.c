@@ -1,4 +1,6 @@
 /* JSON trees printed in QEMU's QObject style (qobject/qjson.c, block/qapi.c). */
+#include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -295,4 +297,170 @@ json_dump_human(FILE *f, const struct jnode *n, int indent)
 		json_dump_human(f, m[i], indent + 1);
 	}
 	free(m);
+}
+
+#define JSON_MAX_DEPTH	64	/* QEMU's parser limit (MAX_NESTING) */
+
+struct jparse {
+	const char	*p;
+	int		 depth;
+};
+
+static void
+jp_space(struct jparse *j)
+{
+	while (isspace((unsigned char)*j->p))
+		j->p++;
+}
+
+static char *
+jp_string(struct jparse *j)
+{
+	char quote = *j->p++, *out = xmalloc(strlen(j->p) + 1), *o = out;
+
+	/* QEMU's JSON also takes single-quoted strings */
+	while (*j->p && *j->p != quote) {
+		if (*j->p == '\\') {
+			j->p++;
+			switch (*j->p) {
+			case 'n': *o++ = '\n'; break;
+			case 't': *o++ = '\t'; break;
+			case 'r': *o++ = '\r'; break;
+			case 'b': *o++ = '\b'; break;
+			case 'f': *o++ = '\f'; break;
+			case '\0':
+				free(out);
+				return NULL;
+			default: *o++ = *j->p;
+			}
+			j->p++;
+			continue;
+		}
+		*o++ = *j->p++;
+	}
+	if (*j->p != quote) {
+		free(out);
+		return NULL;
+	}
+	j->p++;
+	*o = '\0';
+	return out;
+}
+
+static int jp_value(struct jparse *j, struct jnode *parent, const char *key);
+
+static int
+jp_container(struct jparse *j, struct jnode *n, char close)
+{
+	char *key = NULL;
+
+	if (++j->depth > JSON_MAX_DEPTH)
+		return err_set(0, "JSON parse error, too deeply nested");
+	j->p++;
+	jp_space(j);
+	if (*j->p == close) {
+		j->p++;
+		j->depth--;
+		return 0;
+	}
+	for (;;) {
+		jp_space(j);
+		if (close == '}') {
+			if ((*j->p != '"' && *j->p != '\'') ||
+			    (key = jp_string(j)) == NULL)
+				return err_set(0, *j->p ? "JSON parse error, key is not a string in object" :
+				    "JSON parse error, premature EOI");
+			jp_space(j);
+			if (*j->p++ != ':') {
+				free(key);
+				return err_set(0, j->p[-1] ? "JSON parse error, missing : in object pair" :
+				    "JSON parse error, premature EOI");
+			}
+		}
+		if (jp_value(j, n, key) < 0) {
+			free(key);
+			return -1;
+		}
+		free(key);
+		key = NULL;
+		jp_space(j);
+		if (*j->p == ',') {
+			j->p++;
+			continue;
+		}
+		if (*j->p == close) {
+			j->p++;
+			j->depth--;
+			return 0;
+		}
+		return err_set(0, *j->p ? "JSON parse error, expected separator in %s" :
+		    "JSON parse error, premature EOI", close == '}' ? "dict" : "list");
+	}
+}
+
+static int
+jp_value(struct jparse *j, struct jnode *parent, const char *key)
+{
+	char *str, *end;
+	long long v;
+
+	jp_space(j);
+	switch (*j->p) {
+	case '{':
+		return jp_container(j, jn_obj(parent, key), '}');
+	case '[':
+		return jp_container(j, jn_arr(parent, key), ']');
+	case '"':
+	case '\'':
+		if ((str = jp_string(j)) == NULL)
+			return err_set(0, "JSON parse error, premature EOI");
+		jn_str(parent, key, str);
+		free(str);
+		return 0;
+	case '\0':
+		return err_set(0, "JSON parse error, premature EOI");
+	}
+	if (strncmp(j->p, "true", 4) == 0 || strncmp(j->p, "false", 5) == 0) {
+		jn_bool(parent, key, *j->p == 't');
+		j->p += *j->p == 't' ? 4 : 5;
+		return 0;
+	}
+	if (strncmp(j->p, "null", 4) == 0) {
+		jn_str(parent, key, "null");
+		j->p += 4;
+		return 0;
+	}
+	errno = 0;
+	v = strtoll(j->p, &end, 10);
+	if (end == j->p || errno != 0)
+		return err_set(0, "JSON parse error, invalid keyword '%.16s'", j->p);
+	if (*end == '.' || *end == 'e' || *end == 'E')
+		jn_double(parent, key, strtod(j->p, &end));
+	else
+		jn_int(parent, key, v);
+	j->p = end;
+	return 0;
+}
+
+struct jnode *
+json_parse(const char *s)
+{
+	struct jparse j = { .p = s, .depth = 0 };
+	struct jnode *holder = jn_new_arr(), *n;
+
+	if (jp_value(&j, holder, NULL) < 0) {
+		jn_free(holder);
+		return NULL;
+	}
+	jp_space(&j);
+	if (*j.p != '\0') {
+		jn_free(holder);
+		err_set(0, "JSON parse error, trailing characters");
+		return NULL;
+	}
+	n = holder->child;
+	holder->child = holder->last = NULL;
+	jn_free(holder);
+	n->next = NULL;
+	return n;
 }

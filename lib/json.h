@@ -39,6 +39,13 @@ void		 jn_add(struct jnode *parent, const char *key, struct jnode *child);
 const struct jnode *jn_get(const struct jnode *obj, const char *key);
 void		 jn_free(struct jnode *n);
 
+/*
+ * Parse one JSON value (objects, arrays, strings, numbers, true, false,
+ * null as the string "null"); NULL with err_set on bad input, in QEMU's
+ * words ("JSON parse error, ...").  Depth and size are bounded.
+ */
+struct jnode	*json_parse(const char *s);
+
 /* qobject_to_json(_pretty): no trailing newline. */
 void		 json_print(FILE *f, const struct jnode *n, bool pretty);
 /* qemu-img's dump_qobject at the given indent level (4 spaces each). */
