@@ -1,4 +1,5 @@
 /* img-create: make a new image, as qemu-img create (qemu-img.c img_create, block.c bdrv_img_create). */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -154,8 +155,8 @@ desc_add(struct desc_list *l, const struct opt_desc *d)
 	for (i = 0; i < l->n; i++)
 		if (strcmp(l->d[i]->name, d->name) == 0)
 			return;
-	if (l->n < MAX_OPTS)
-		l->d[l->n++] = d;
+	assert(l->n < MAX_OPTS);	/* our tables are shorter */
+	l->d[l->n++] = d;
 }
 
 /* qemu_opts_append(format's, protocol's); with_proto false: the format's only */
