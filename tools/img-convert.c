@@ -398,7 +398,7 @@ progress_add(const struct conv *c, const struct map_ext *e)
 		    (prog.n ? 2 * prog.n : 1) * sizeof(*prog.step));
 	s = &prog.step[prog.n++];
 	s->length = e->length;
-	s->streamed = e->data && !e->zero;
+	s->streamed = map_carries_data(e);
 	s->counted = s->streamed || c->sparse == 0;
 	if (s->counted)
 		prog.total += e->length;
@@ -636,12 +636,14 @@ static void
 check_target(struct conv *c)
 {
 	struct img *img = img_open(c->dst, c->out_fmt, IMG_RDWR);
+	uint64_t size;
 
 	if (img == NULL)
 		die("%s", err_msg());
-	if (img->size < c->size)
-		die("output file is smaller than input file");
+	size = img->size;
 	img_close(img);
+	if (size < c->size)
+		die("output file is smaller than input file");
 }
 
 static void
