@@ -62,8 +62,10 @@ title "Where its data is"
 if have map; then
 	sh "img map top.qcow2"
 	sh "img map --output=json top.qcow2"
-	command -v jq >/dev/null &&
-	    sh "img map --output=json top.qcow2 | jq '[.[] | select(.data) | .length] | add'"
+	if command -v jq >/dev/null; then
+		sh "img map --output=json top.qcow2 | jq '[.[] | select(.data) | .length] | add'"
+		sh "img map --output=json top.qcow2 | jq -c '.[] | select(.data and .depth > 0)'"
+	fi
 fi
 
 title "Convert to raw and back to qcow2"
