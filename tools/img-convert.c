@@ -519,23 +519,52 @@ common_args(const struct conv *c, struct proc *p, const char *prog_)
 		proc_arg(p, "-U");
 }
 
-/* The map, read back from img-map's output, for the size and for progress. */
+/*
+ * -S 0 allocates the whole target, zeroes included, as qemu-img does by
+ * writing zero buffers: the map handed on calls every extent data, so
+ * img-cat streams the zeroes too and img-write writes them.
+ */
+static void
+allocate_all(FILE *out, struct map_ext *e, struct map_ext *prev, bool *first)
+{
+	if (*first && e == NULL)
+		return;
+	if (!*first)
+		map_print_json(out, prev, prev->start == 0, e == NULL);
+	*first = false;
+	if (e == NULL)
+		return;
+	e->present = e->data = true;
+	e->zero = e->has_offset = false;
+	*prev = *e;
+}
+
+/*
+ * The map, read back from img-map's output, for the size and for progress
+ * (and rewritten for -S 0 into a new memfd that replaces it).
+ */
 static void
 load_map(struct conv *c)
 {
-	FILE *f;
+	struct map_ext e, prev;
 	struct map_reader *r;
-	struct map_ext e;
-	int ret;
+	FILE *f, *out = NULL;
+	bool first = true;
+	int ret, fd = -1;
 
 	if (lseek(c->map_fd, 0, SEEK_SET) < 0 ||
 	    (f = fdopen(dup(c->map_fd), "r")) == NULL)
+		die_errno("map");
+	if (c->sparse == 0 && ((fd = memfd_create("img-convert map", 0)) < 0 ||
+	    (out = fdopen(dup(fd), "w")) == NULL))
 		die_errno("map");
 	r = map_reader_new(f, "map");
 	while ((ret = map_read(r, &e)) > 0) {
 		if (e.start != c->size)
 			die("map: extent at %llu leaves a gap",
 			    (unsigned long long)e.start);
+		if (out != NULL)
+			allocate_all(out, &e, &prev, &first);
 		progress_add(c, &e);
 		c->size = e.start + e.length;
 	}
@@ -543,6 +572,13 @@ load_map(struct conv *c)
 		die("%s", err_msg());
 	map_reader_free(r);
 	fclose(f);
+	if (out != NULL) {
+		allocate_all(out, NULL, &prev, &first);
+		if (fclose(out) != 0)
+			die_errno("map");
+		close(c->map_fd);
+		c->map_fd = fd;
+	}
 }
 
 static void
