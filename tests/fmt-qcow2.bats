@@ -158,6 +158,10 @@ mkchain() {
 	# a name from the image's own feature table (entry 1 renamed to bit 5)
 	bad 72 '\x00\x00\x00\x00\x00\x00\x00\x20' 169 '\x05'
 	refused_as_qemu "Unsupported qcow2 feature(s): corrupt bit"
+	# a table shorter than one entry (qemu-iotests 036)
+	bad 72 '\x80\x00\x00\x00\x00\x00\x00\x00' \
+	    112 '\x68\x03\xf8\x57\x00\x00\x00\x0e\x00\x3fTest feature\0\0\0\0\0\0\0\0\0\0'
+	refused_as_qemu "Unsupported qcow2 feature(s): Test feature"
 	bad 104 '\x02'
 	refused_as_qemu "qcow2: unknown compression type: 2"
 	bad 104 '\x01'

@@ -111,11 +111,13 @@ static int
 unsupported(struct img *img, const uint8_t *table, size_t tlen, uint64_t mask)
 {
 	char list[2048] = "";
+	uint8_t e[FEATURE_ENTRY];
 	size_t i, n;
-	const uint8_t *e;
 
-	for (i = 0; i + FEATURE_ENTRY <= tlen; i += FEATURE_ENTRY) {
-		e = table + i;
+	/* a short last entry reads as zero-padded, as qemu reads it */
+	for (i = 0; i < tlen; i += FEATURE_ENTRY) {
+		memset(e, 0, sizeof(e));
+		memcpy(e, table + i, MIN(tlen - i, sizeof(e)));
 		if (e[2] == '\0')
 			break;
 		if (e[0] != 0 || e[1] > 63 || !(mask & (1ull << e[1])))
@@ -1123,6 +1125,7 @@ qcow2_create(const char *filename, uint64_t size, const struct opt_list *o)
 int	qcow2_measure(const struct opt_list *o, struct img *in, uint64_t size,
 	    struct img_measure *m);
 bool	qcow2_bitmaps_size(struct img *img, uint64_t cs, uint64_t *size);
+int	qcow2_set_backing(struct img *img, const char *file, const char *fmt);
 
 const struct fmt_ops qcow2_ops = {
 	.name			= "qcow2",
@@ -1142,4 +1145,6 @@ const struct fmt_ops qcow2_ops = {
 	.info			= qcow2_info,
 	.measure		= qcow2_measure,
 	.bitmaps_size		= qcow2_bitmaps_size,
+	.check			= qcow2_check,
+	.set_backing		= qcow2_set_backing,
 };

@@ -127,7 +127,8 @@ struct qcow2 {
 
 	struct qcow2_cache l2_cache, rb_cache;
 	uint64_t	 file_size;		/* at open, plus what we appended */
-	uint64_t	 alloc_end;		/* next cluster we allocate */
+	uint64_t	 alloc_end;		/* past every cluster in use or reserved */
+	uint64_t	 free_index;		/* first cluster that may be free */
 	uint64_t	 free_byte;		/* compressed packing: next free byte, or 0 */
 	int		 prealloc;		/* metadata preallocation: -1 unknown */
 	bool		 write_ready;
@@ -192,6 +193,9 @@ int	 qcow2_write_compressed(struct img *img, uint64_t off, size_t len,
 /* Compress a cluster; returns the size, 0 if it does not shrink, -1 on error. */
 long	 qcow2_compress(const struct qcow2 *s, uint8_t *dst, size_t dstlen,
 	    const uint8_t *src, size_t srclen);
+
+/* check.c */
+int	 qcow2_check(struct img *img, int fix, struct img_check *res);
 
 /* qcow2.c */
 int	 qcow2_flush(struct img *img);

@@ -206,6 +206,8 @@ set_refcount(struct img *img, uint64_t cluster, int delta)
 	if (v == 1 && delta < 0) {
 		/* a freed table must not be written back over reused space */
 		qcow2_cache_drop(&s->l2_cache, cluster << s->cluster_bits);
+		s->free_index = MIN(s->free_index, cluster);
+		s->zc_valid = false;
 		if (s->free_byte >> s->cluster_bits == cluster)
 			s->free_byte = 0;
 	}
@@ -227,13 +229,48 @@ qcow2_refcount_update(struct img *img, uint64_t off, uint64_t len, int delta)
 	return 0;
 }
 
+/*
+ * The first run of n free clusters from s->free_index, as qemu's
+ * alloc_clusters_noref: freed space is reused before the file grows.
+ * Refcounts are not set; the end of the file moves past the run.
+ */
+static int
+find_free(struct img *img, uint64_t n, uint64_t *off)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t per = (uint64_t)1 << s->rb_bits, c = s->free_index, start = c;
+	uint64_t end, blk_end;
+	uint8_t *rb;
+	bool none;
+
+	while (c - start < n) {
+		if ((rb = refblock(img, c >> s->rb_bits, &none)) == NULL && !none)
+			return -1;
+		blk_end = (c | (per - 1)) + 1;
+		if (rb == NULL) {		/* no block: all of its clusters free */
+			c = blk_end;
+			continue;
+		}
+		for (; c < blk_end && c - start < n; c++)
+			if (rb_get(s, rb, c & (per - 1)) != 0)
+				start = c + 1;
+	}
+	if (ck_mul(start, s->cluster_size, off) ||
+	    ck_add(*off, n * s->cluster_size, &end) || end > QCOW2_MAX_HOST)
+		return err_set(EFBIG, "%s: cannot allocate clusters",
+		    img->filename);
+	s->alloc_end = MAX(s->alloc_end, end);
+	s->free_index = start + n;
+	return 0;
+}
+
 uint64_t
 qcow2_alloc_clusters(struct img *img, uint64_t n)
 {
 	struct qcow2 *s = img->priv;
 	uint64_t off;
 
-	if (reserve(img, n, &off) < 0 ||
+	if (find_free(img, n, &off) < 0 ||
 	    qcow2_refcount_update(img, off, n * s->cluster_size, 1) < 0)
 		return 0;
 	return off;
@@ -259,7 +296,7 @@ qcow2_alloc_bytes(struct img *img, uint64_t len)
 	}
 	room = off ? s->cluster_size - (off & (s->cluster_size - 1)) : 0;
 	if (off == 0 || room < len) {
-		if (reserve(img, 1, &c) < 0)
+		if (find_free(img, 1, &c) < 0)
 			return 0;
 		if (off == 0 || ROUND_UP(off, s->cluster_size) != c)
 			off = c;
