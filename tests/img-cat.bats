@@ -169,6 +169,10 @@ oracle() {
 	run -0 bash -c 'img-cat a.qcow2 | head -c 10 | wc -c; echo "${PIPESTATUS[0]}"'
 	[ "${lines[0]}" -eq 10 ]
 	[ "${lines[1]}" -eq 141 ]
+	# even when the parent ignores SIGPIPE: no "Broken pipe" message
+	run -0 --separate-stderr bash -c 'trap "" PIPE; img-cat a.qcow2 | head -c 10 >/dev/null; echo "${PIPESTATUS[0]}"'
+	[ "$output" -eq 141 ]
+	[ -z "$stderr" ]
 }
 
 @test "img-cat: usage errors and missing files" {

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,24 +100,6 @@ size_arg(const char *opt, const char *s)
 	if (opt_size(s, &v) < 0)
 		die_usage("invalid %s '%s'", opt, s);
 	return v;
-}
-
-/* --image-opts: "driver=FMT,file.filename=PATH[,...]", as img-map(1) takes it. */
-static struct img *
-open_opts(const char *spec, int flags)
-{
-	struct opt_list o = { 0, NULL };
-	const char *path;
-	struct img *img;
-
-	if (opt_list_parse(&o, spec) < 0)
-		die("%s", err_msg());
-	if ((path = opt_list_get(&o, "file.filename")) == NULL)
-		die("Could not open '%s': A block device must be specified for "
-		    "\"file\"", spec);
-	img = img_open(path, opt_list_get(&o, "driver"), flags);
-	opt_list_free(&o);
-	return img;
 }
 
 static void
@@ -314,8 +297,10 @@ main(int argc, char *argv[])
 	int ret;
 
 	prog_init(argv[0]);
+	/* a reader that goes away ends us quietly, even if our parent ignores SIGPIPE */
+	signal(SIGPIPE, SIG_DFL);
 	parse_args(argc, argv, &a);
-	img = a.image_opts ? open_opts(argv[optind], a.flags) :
+	img = a.image_opts ? img_open_image_opts(argv[optind], a.flags) :
 	    img_open(argv[optind], a.fmt, a.flags | IMG_NO_PROBE_WARN);
 	if (img == NULL)
 		die("%s", err_msg());

@@ -103,47 +103,6 @@ check_object(const char *def)
 		    def);
 }
 
-/*
- * --image-opts: "driver=FMT,file.filename=NAME" (file.driver=file allowed),
- * refused in qemu's words otherwise.
- */
-static struct img *
-open_opts(const char *spec, int flags)
-{
-	struct opt_list l = { 0, NULL };
-	const char *name = NULL, *drv;
-	struct img *img;
-	size_t i;
-
-	if (strchr(spec, '=') == NULL)
-		die("Could not open '%s': Cannot find device='%s' nor "
-		    "node-name='%s'", spec, spec, spec);
-	if (opt_list_parse(&l, spec) < 0)
-		die("%s", err_msg());
-	drv = opt_list_get(&l, "driver");
-	for (i = 0; i < l.n; i++) {
-		const char *k = l.v[i].key, *v = l.v[i].val;
-
-		if (strcmp(k, "file.filename") == 0)
-			name = v;
-		else if (strcmp(k, "file.driver") == 0 && strcmp(v, "file") != 0)
-			die("Could not open '%s': Unknown protocol '%s'", spec, v);
-		else if (strcmp(k, "driver") != 0 && strcmp(k, "file.driver") != 0)
-			die("Could not open '%s': Block format '%s' does not "
-			    "support the option '%s'", spec, drv ? drv : "raw", k);
-	}
-	if (name == NULL)
-		die("Could not open '%s': A block device must be specified for "
-		    "\"file\"", spec);
-	if ((img = img_open(name, drv, flags)) == NULL) {
-		/* qemu names the option string, then the file's own error */
-		err_unprefix("Could not open '%s'", name);
-		die("Could not open '%s': %s", spec, err_msg());
-	}
-	opt_list_free(&l);
-	return img;
-}
-
 /* The human form prints data extents only and folds the rest into zeroes. */
 static int
 dump(const struct map_args *a, const struct map_ext *e, struct map_ext *next)
@@ -251,7 +210,7 @@ main(int argc, char *argv[])
 		die("--output must be used with human or json as argument.");
 	if (a.image_opts && a.fmt != NULL)
 		die("--image-opts and --format are mutually exclusive");
-	img = a.image_opts ? open_opts(argv[optind], a.flags) :
+	img = a.image_opts ? img_open_image_opts(argv[optind], a.flags) :
 	    img_open(argv[optind], a.fmt, a.flags);
 	if (img == NULL)
 		die("%s", err_msg());
