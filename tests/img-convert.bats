@@ -57,12 +57,14 @@ fake_stage() {
 
 @test "img-convert: raw to qcow2 and back, with -o options" {
 	mkraw a.raw
-	qimg convert -O qcow2 -o cluster_size=4k a.raw q.qcow2
-	run img-convert -O qcow2 -o cluster_size=4k a.raw o.qcow2
+	qimg convert -O qcow2 -o cluster_size=4k,lazy_refcounts=yes -o nocow=on a.raw q.qcow2
+	run img-convert -O qcow2 -o cluster_size=4k,lazy_refcounts=yes -o nocow=on a.raw o.qcow2
 	[ "$status" -eq 0 ] && [ -z "$output" ]
 	run qimg check o.qcow2
 	[ "$status" -eq 0 ]
 	same_result o.qcow2 q.qcow2 a.raw
+	diff <(qimg info o.qcow2 | grep -e cluster_size -e 'lazy refcounts') \
+	    <(qimg info q.qcow2 | grep -e cluster_size -e 'lazy refcounts')
 	qimg convert -f qcow2 -O raw q.qcow2 q.raw
 	run img-convert -f qcow2 -O raw o.qcow2 o.raw
 	[ "$status" -eq 0 ]

@@ -597,73 +597,115 @@ map_source(struct conv *c)
 	load_map(c);
 }
 
-/* qemu_opt_parse() on one value, as qemu words it */
-static void
-check_value(const struct opt_desc *d, const char *v)
+/*
+ * The file protocol's creation options, which qemu-img appends to every
+ * format's (qemu_opts_append): accepted for any format, they tune the file
+ * only, so a driver that does not list them never sees them.
+ */
+static const struct opt_desc file_opts[] = {
+	{ "nocow", OPT_BOOL, NULL, NULL },
+	{ "extent_size_hint", OPT_SIZE, NULL, NULL },
+	{ NULL, 0, NULL, NULL },
+};
+
+static const struct opt_desc *
+find_desc(const struct opt_desc *d, const char *name)
 {
+	for (; d != NULL && d->name != NULL; d++)
+		if (strcmp(d->name, name) == 0)
+			return d;
+	return NULL;
+}
+
+/*
+ * qemu_opt_parse() on one value, as qemu words it; the value as the driver
+ * takes it (numbers in bytes, booleans on/off) goes to buf.
+ */
+static const char *
+check_value(const struct opt_desc *d, const char *v, char *buf, size_t size)
+{
+	unsigned long long n;
 	uint64_t u;
 	char *end;
+	int r;
 
-	if (d->type == OPT_BOOL && opt_bool(v) < 0)
-		die("Parameter '%s' expects 'on' or 'off'", d->name);
-	if (d->type == OPT_NUMBER) {
+	switch (d->type) {
+	case OPT_BOOL:
+		if ((r = opt_bool(v)) < 0)
+			die("Parameter '%s' expects 'on' or 'off'", d->name);
+		return r ? "on" : "off";
+	case OPT_NUMBER:
 		errno = 0;
-		if (strtoull(v, &end, 0) == ULLONG_MAX && errno == ERANGE)
+		n = strtoull(v, &end, 0);
+		if (n == ULLONG_MAX && errno == ERANGE)
 			die("Value '%s' is too large for parameter '%s'", v,
 			    d->name);
 		if (end == v || *end != '\0')
 			die("Parameter '%s' expects a number", d->name);
+		snprintf(buf, size, "%llu", n);
+		return buf;
+	case OPT_SIZE:
+		if ((r = opt_size(v, &u)) == -1)
+			die("Parameter '%s' expects a non-negative number below "
+			    "2^64\nOptional suffix k, M, G, T, P or E means kilo-, "
+			    "mega-, giga-, tera-, peta-\nand exabytes, respectively.",
+			    d->name);
+		if (r < 0)
+			die("Value '%s' is out of range for parameter '%s'", v,
+			    d->name);
+		snprintf(buf, size, "%llu", (unsigned long long)u);
+		return buf;
+	default:
+		return v;
 	}
-	if (d->type == OPT_SIZE && opt_size(v, &u) == -1)
-		die("Parameter '%s' expects a non-negative number below 2^64\n"
-		    "Optional suffix k, M, G, T, P or E means kilo-, mega-, "
-		    "giga-, tera-, peta-\nand exabytes, respectively.", d->name);
-	if (d->type == OPT_SIZE && opt_size(v, &u) < 0)
-		die("Value '%s' is out of range for parameter '%s'", v, d->name);
 }
 
-/* qemu_opts_do_parse() on the create options: names, then value types. */
+/*
+ * qemu_opts_do_parse() on the -o list: every name known to the format or
+ * the file protocol, every value of its type; out gets the driver's own.
+ */
 static void
-check_create_opts(const struct conv *c, const struct opt_list *o)
+driver_opts(const struct conv *c, const struct opt_list *o,
+    struct opt_list *out)
 {
-	const struct opt_desc *d, *all = img_create_opts(c->out_fmt);
+	const struct opt_desc *d, *own = img_create_opts(c->out_fmt);
+	const char *v;
+	char buf[32];
 	size_t i;
 
 	for (i = 0; i < o->n; i++) {
-		for (d = all; d && d->name && strcmp(d->name, o->v[i].key); d++)
-			;
-		if (d == NULL || d->name == NULL)
+		if ((d = find_desc(own, o->v[i].key)) == NULL &&
+		    (d = find_desc(file_opts, o->v[i].key)) == NULL)
 			die("Invalid parameter '%s'", o->v[i].key);
-		check_value(d, o->v[i].val);
+		v = check_value(d, o->v[i].val, buf, sizeof(buf));
+		if (find_desc(own, d->name) != NULL)
+			opt_list_set(out, d->name, v);
 	}
 }
 
 static void
 create_target(struct conv *c)
 {
-	struct opt_list *o = &c->o;
-	char *size;
-	const char *msg;
-	size_t len = strlen(c->dst);
+	struct opt_list o = { 0, NULL };
+	char size[32];
 
 	if (!img_format_known(c->out_fmt))
 		die("Unknown file format '%s'", c->out_fmt);
 	if (img_create_opts(c->out_fmt) == NULL)
 		die("Format driver '%s' does not support image creation",
 		    c->out_fmt);
-	check_create_opts(c, o);
-	if (opt_list_get(o, "backing_file") != NULL)
+	driver_opts(c, &c->o, &o);
+	if (opt_list_get(&o, "backing_file") != NULL)
 		die("convert: a target backing file is not supported yet");
-	size = xasprintf("%llu", (unsigned long long)c->size);
-	opt_list_set(o, "size", size);
-	free(size);
-	if (img_create(c->dst, c->out_fmt, c->size, o) < 0) {
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)c->size);
+	opt_list_set(&o, "size", size);
+	if (img_create(c->dst, c->out_fmt, c->size, &o) < 0) {
 		/* the driver names the file first; qemu-img says it once */
-		msg = err_msg();
-		if (strncmp(msg, c->dst, len) == 0 && strncmp(msg + len, ": ", 2) == 0)
-			msg += len + 2;
-		die("%s: error while converting %s: %s", c->dst, c->out_fmt, msg);
+		err_unprefix("%s", c->dst);
+		die("%s: error while converting %s: %s", c->dst, c->out_fmt,
+		    err_msg());
 	}
+	opt_list_free(&o);
 	stop_unlink = c->dst;
 }
 
