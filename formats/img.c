@@ -676,7 +676,7 @@ img_check(struct img *img, int fix, struct img_check *res)
 	res->note = note;
 	res->note_arg = arg;
 	if (img->ops->check == NULL)
-		return err_set(ENOTSUP, "This image format does not support checks");
+		return err_set(0, IMG_CHECK_NOTSUP);
 	if (fix && !(img->flags & IMG_RDWR)) {
 		if ((fd = open(img->filename, O_RDWR | O_CLOEXEC)) < 0)
 			return err_set(errno, "Could not open '%s'", img->filename);

@@ -145,10 +145,11 @@ struct img_check {
 /*
  * Check img's metadata, repairing what fix allows; img may be open
  * read-only (for fix the file is reopened for writing).  The counters in
- * res are zeroed first.  0, or -1 with err_set: ENOTSUP when the format
- * has no check ("This image format does not support checks"), else the
- * check did not complete.
+ * res are zeroed first.  0, or -1 with err_set: the message is
+ * IMG_CHECK_NOTSUP when the format has no check, else the check did not
+ * complete (err_errno() says why).
  */
+#define IMG_CHECK_NOTSUP	"This image format does not support checks"
 int		 img_check(struct img *img, int fix, struct img_check *res);
 
 /* Create a new image; o holds -o options plus backing_file/backing_fmt. */
