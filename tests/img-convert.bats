@@ -189,7 +189,7 @@ fake_stage() {
 	local o
 	mkraw a.raw
 	for o in -c -C "-B a.raw" "-F raw" "-l snap" --salvage --bitmaps --image-opts \
-	    --target-image-opts "--object secret,id=s,data=x" "-o help"; do
+	    --target-image-opts "--object secret,id=s,data=x"; do
 		# shellcheck disable=SC2086
 		run -1 --separate-stderr img-convert $o a.raw x.raw
 		[ -z "$output" ] && [ "${#stderr_lines[@]}" -eq 1 ] ||
@@ -202,6 +202,25 @@ fake_stage() {
 	run -1 --separate-stderr img-convert -O qcow2 -o backing_file=a.raw,backing_fmt=raw \
 	    a.raw x.qcow2
 	[[ $stderr == *"not supported yet" ]] && [ ! -e x.qcow2 ]
+}
+
+@test "img-convert: -o help lists the target format's options, as qemu-img" {
+	local args
+	while IFS= read -r args; do
+		# shellcheck disable=SC2086
+		qemu-img convert $args >want 2>&1 || true
+		# shellcheck disable=SC2086
+		img-convert $args >got 2>&1 || true
+		sed -i 's/^img-convert: /qemu-img: /' got
+		diff want got || { echo "args: $args"; return 1; }
+	done <<-EOF
+	-O qcow2 -o help a.raw x.qcow2
+	-O raw -o help
+	-o ? a.raw x.raw
+	-O qcow2 -o cluster_size=4k,help a.raw x.qcow2
+	-O nosuch -o help a.raw x.raw
+	EOF
+	[ ! -e x.raw ] && [ ! -e x.qcow2 ]
 }
 
 @test "img-convert: performance-only options are accepted" {

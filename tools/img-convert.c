@@ -78,6 +78,8 @@ struct progress {
 };
 
 static struct progress prog;
+
+static _Noreturn void option_help(struct conv *c);
 static volatile sig_atomic_t stop_pids[2];
 static const char *volatile stop_unlink;	/* the target while we may remove it */
 
@@ -109,7 +111,7 @@ usage(void)
 	printf("%s\nConvert an image into a new image of any format.\n\n"
 	    "  -f fmt             source format (default: probe)\n"
 	    "  -O output_fmt      target format (default: raw)\n"
-	    "  -o options         target creation options (see img-create(1))\n"
+	    "  -o options         target creation options ('-o help' lists them)\n"
 	    "  -n                 write into an existing target, don't create it\n"
 	    "  --target-is-zero   with -n: the target reads as zeroes already\n"
 	    "  -S sparse_size     zero runs this long stay holes (default 4k; 0:\n"
@@ -319,8 +321,11 @@ check_args(struct conv *c, int argc, char **argv)
 	c->nsrc = argc - optind - 1;
 	if (c->options && opt_list_parse(&c->o, c->options) < 0)
 		die("%s", err_msg());
-	if (opt_list_has_help(&c->o))
-		die("convert: option '-o help' is not supported yet");
+	if (opt_list_has_help(&c->o)) {
+		/* print_block_option_help(), for the target's name if given */
+		c->dst = c->nsrc >= 1 ? argv[argc - 1] : NULL;
+		option_help(c);
+	}
 	if (c->nsrc < 1)
 		die("Must specify image file name");
 	if (c->src_cache && !cache_ok(c->src_cache))
@@ -707,6 +712,22 @@ create_target(struct conv *c)
 	}
 	opt_list_free(&o);
 	stop_unlink = c->dst;
+}
+
+/* -o help: img-create prints the options, as qemu-img create -o help does. */
+static _Noreturn void
+option_help(struct conv *c)
+{
+	struct proc p = PROC_INIT;
+
+	proc_arg(&p, "img-create");
+	proc_argf(&p, "-f%s", c->out_fmt);
+	proc_argf(&p, "-o%s", c->options);
+	if (c->dst != NULL)
+		proc_arg(&p, c->dst);
+	fflush(stdout);
+	run_stages(c, &p, 1, -1, -1);
+	exit(close_stdout());
 }
 
 /* -n: the target must exist and hold the whole source. */
