@@ -123,6 +123,23 @@ data_bytes() {
 	qimg compare -f qcow2 -F raw src.qcow2 dst.raw
 }
 
+@test "img-write: --map with -S 0 allocates everything, as qemu-img convert -S 0" {
+	mksrc
+	img-map --output=json src.qcow2 > m
+	qimg create -q -f qcow2 dst.qcow2 64M
+	img-cat --map m src.qcow2 | img-write -f qcow2 -S 0 --map m dst.qcow2
+	qimg convert -S 0 -O qcow2 src.qcow2 want.qcow2
+	qimg compare src.qcow2 dst.qcow2
+	diff <(qimg map --output=json want.qcow2 | jq -c '.[] | {start, length, data, zero}') \
+	    <(qimg map --output=json dst.qcow2 | jq -c '.[] | {start, length, data, zero}')
+	qimg check dst.qcow2
+	# --target-is-zero still skips the zero extents
+	qimg create -q -f qcow2 d2.qcow2 64M
+	img-cat --map m src.qcow2 | img-write -f qcow2 -S 0 -n --map m d2.qcow2
+	qimg compare src.qcow2 d2.qcow2
+	[ "$(data_bytes d2.qcow2)" -lt $((8 << 20)) ]
+}
+
 @test "img-write: --map takes JSON Lines and the human form" {
 	qimg create -q -f raw src.raw 8M
 	qio -f raw -c 'write -P 1 1M 1M' -c 'write -P 2 5M 4k' src.raw >/dev/null
