@@ -182,7 +182,7 @@ set_field(struct map_reader *r, struct map_ext *e, const char *key,
 static int
 read_object(struct map_reader *r, struct map_ext *e)
 {
-	char key[64], val[64];
+	char key[64], val[4096];	/* val: a file name, say */
 	unsigned seen = 0;
 	int c;
 

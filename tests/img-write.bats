@@ -152,6 +152,19 @@ data_bytes() {
 	done
 }
 
+@test "img-write: ranges a partial map does not name are left alone" {
+	qimg create -q -f qcow2 dst.qcow2 4M
+	qio -c 'write -P 8 0 4M' dst.qcow2 >/dev/null
+	long=$(printf 'f%.0s' $(seq 1 1000))
+	printf '{ "start": 1048576, "length": 4096, "data": true, "filename": "%s"}\n' "$long" > m
+	printf '{ "start": 2097152, "length": 4096, "zero": true}\n' >> m
+	head -c 4096 /dev/zero | tr '\0' 'z' | img-write -f qcow2 --map m dst.qcow2
+	run -0 qio -c 'read -P 8 0 1M' -c 'read -P 122 1M 4k' \
+	    -c 'read -P 8 1052672 1044480' -c 'read -P 0 2M 4k' -c 'read -P 8 2101248 2093056' dst.qcow2
+	[[ $output != *"Pattern verification failed"* ]]
+	qimg check dst.qcow2
+}
+
 @test "img-write: a short stream is one error line; what came is written" {
 	mksrc
 	img-map --output=json src.qcow2 > m
