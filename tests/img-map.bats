@@ -137,6 +137,12 @@ mkraw() {
 	same map --image-opts -f raw driver=raw,file.filename=r.raw
 }
 
+@test "img-map: json: file names as qemu-img" {
+	qimg create -q -f qcow2 a.qcow2 1M
+	qio -c 'write 0 64k' a.qcow2 >/dev/null
+	same_both 'json:{"driver":"qcow2","file":{"driver":"file","filename":"a.qcow2"}}'
+}
+
 # img_open_image_opts (formats/img.c) words these differently from qemu-img so far
 @test "img-map: --image-opts refusals in qemu-img's words" {
 	qimg create -q -f qcow2 a.qcow2 1M
