@@ -1,0 +1,98 @@
+#!/usr/bin/env bats
+# img-commit: commits into backing files against qemu-img commit as the oracle.
+bats_require_minimum_version 1.5.0
+load helpers
+
+chain() {
+	qimg create -q -f qcow2 b1.qcow2 16M
+	qio -f qcow2 -c 'write -P 1 0 3M' b1.qcow2 >/dev/null
+	qimg create -q -f qcow2 -b b1.qcow2 -F qcow2 m.qcow2
+	qio -f qcow2 -c 'write -P 2 1M 1M' -c 'write -z 5M 128k' m.qcow2 >/dev/null
+	qimg create -q -f qcow2 -b m.qcow2 -F qcow2 t.qcow2
+	qio -f qcow2 -c 'write -P 9 512k 64k' -c 'write -z 0 4k' -c 'write -c -P 4 9M 64k' t.qcow2 >/dev/null
+}
+
+both() {
+	chain
+	qimg convert -O raw t.qcow2 before.raw
+	mkdir q i
+	cp b1.qcow2 m.qcow2 t.qcow2 q/
+	cp b1.qcow2 m.qcow2 t.qcow2 i/
+	(cd q && command qemu-img commit "$@" t.qcow2 > out 2>&1; echo $? > rc)
+	(cd i && img commit "$@" t.qcow2 > out 2>&1; echo $? > rc)
+	sed -i 's/^qemu-img:/img:/' q/out
+	diff q/out i/out
+	diff q/rc i/rc
+	# the emptied top holds nothing of its own in both
+	diff <(qimg map --output=json q/t.qcow2 | grep '"depth": 0') \
+	    <(qimg map --output=json i/t.qcow2 | grep '"depth": 0')
+	for f in b1 m t; do
+		qimg check -q i/$f.qcow2
+		qimg compare q/$f.qcow2 i/$f.qcow2 >/dev/null
+	done
+}
+
+@test "img-commit: into the direct backing file, top emptied" {
+	both
+	run -0 qimg compare before.raw i/t.qcow2
+	run -0 qimg compare before.raw i/m.qcow2
+}
+
+@test "img-commit: -d keeps the top" {
+	both -d
+	run -0 qimg compare before.raw i/t.qcow2
+}
+
+@test "img-commit: -b commits through the chain into a deeper base" {
+	chain
+	qimg convert -O raw t.qcow2 before.raw
+	run -0 img commit -b b1.qcow2 t.qcow2
+	[ "$output" = "Image committed." ]
+	run -0 qimg compare before.raw t.qcow2
+	run -0 qimg compare before.raw b1.qcow2
+	qimg check -q b1.qcow2
+}
+
+@test "img-commit: -q output as qemu-img's; -p shows progress from 0 to 100" {
+	both -q
+	chain
+	run -0 img commit -p t.qcow2
+	[[ $output == "    (0.00/100%)"*"    (100.00/100%)"*"Image committed." ]]
+}
+
+@test "img-commit: no backing file, base not in the chain: qemu-img's errors" {
+	chain
+	for args in "b1.qcow2" "-b nope t.qcow2" "" "a b"; do
+		wstat=0 gstat=0
+		want=$(command qemu-img commit $args 2>&1) || wstat=$?
+		got=$(img commit $args 2>&1) || gstat=$?
+		want=${want//qemu-img/img}
+		[ "$want" = "$got" ] || { echo "args: $args"; diff <(echo "$want") <(echo "$got"); false; }
+		[ "$wstat" = "$gstat" ]
+	done
+}
+
+@test "img-commit: missing and garbage images: one error line, nothing written" {
+	run -1 --separate-stderr img-commit nope.qcow2
+	[ "$stderr" = "img-commit: Could not open 'nope.qcow2': Could not open 'nope.qcow2': No such file or directory" ]
+	head -c 4096 /dev/urandom > g.bin
+	cp g.bin g0.bin
+	run -1 --separate-stderr img-commit -f qcow2 g.bin
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	cmp g.bin g0.bin
+}
+
+@test "img-commit: the pipeline of primitives gives the same base" {
+	chain
+	qimg convert -O raw t.qcow2 before.raw
+	img-map --output=json t.qcow2 | jq -c '.[] | select(.depth == 0 and .present)' > mine
+	img-cat --map mine t.qcow2 | img-write --map mine m.qcow2
+	run -0 qimg compare before.raw m.qcow2
+}
+
+@test "img-commit: --help and bad options" {
+	run -0 img-commit --help
+	[[ $output == *"See img-commit(1)."* ]]
+	run -1 --separate-stderr img-commit --bogus x
+	[ "${stderr_lines[1]}" = "Try 'img-commit --help' for more information" ]
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bats
+# img-rebase: safe and unsafe rebases against qemu-img rebase as the oracle.
+bats_require_minimum_version 1.5.0
+load helpers
+
+# base1, base2 and top.qcow2 on base1, with data in all three
+chain() {
+	qimg create -q -f qcow2 b1.qcow2 16M
+	qio -f qcow2 -c 'write -P 1 0 3M' -c 'write -P 5 8M 100k' -c 'write -z 12M 1M' b1.qcow2 >/dev/null
+	qimg create -q -f qcow2 b2.qcow2 16M
+	qio -f qcow2 -c 'write -P 2 1M 1M' -c 'write -P 5 8M 100k' b2.qcow2 >/dev/null
+	qimg create -q -f qcow2 -b b1.qcow2 -F qcow2 top.qcow2
+	qio -f qcow2 -c 'write -P 9 512k 64k' -c 'write -P 7 2M 4k' top.qcow2 >/dev/null
+}
+
+# run the same rebase with qemu-img and img on copies; same content, map, output
+both() {
+	chain
+	qimg convert -O raw top.qcow2 before.raw
+	mkdir q i
+	cp b1.qcow2 b2.qcow2 top.qcow2 q/
+	cp b1.qcow2 b2.qcow2 top.qcow2 i/
+	(cd q && command qemu-img rebase "$@" top.qcow2 > out 2>&1; echo $? > rc)
+	(cd i && img rebase "$@" top.qcow2 > out 2>&1; echo $? > rc)
+	sed -i 's/^qemu-img:/img:/' q/out
+	diff q/out i/out
+	diff q/rc i/rc
+	diff <(qimg map --output=json q/top.qcow2) <(qimg map --output=json i/top.qcow2)
+	diff <(qimg info q/top.qcow2 | grep -v 'disk size') <(qimg info i/top.qcow2 | grep -v 'disk size' | sed 's,i/,q/,g')
+	qimg check -q i/top.qcow2
+}
+
+@test "img-rebase: safe rebase onto another base keeps the content" {
+	both -b b2.qcow2 -F qcow2
+	run -0 qimg compare before.raw i/top.qcow2
+}
+
+@test "img-rebase: -b '' makes the image standalone" {
+	both -b ''
+	run -0 qimg compare before.raw i/top.qcow2
+	run -0 img info i/top.qcow2
+	[[ $output != *"backing file"* ]]
+}
+
+@test "img-rebase: progress output equals qemu-img's" {
+	both -p -b b2.qcow2 -F qcow2
+}
+
+@test "img-rebase: unsafe mode only rewrites the header" {
+	both -u -b b2.qcow2 -F qcow2
+	run -0 img info i/top.qcow2
+	[[ $output == *"backing file: b2.qcow2"* ]]
+}
+
+@test "img-rebase: onto a base already in the chain" {
+	chain
+	qimg create -q -f qcow2 -b top.qcow2 -F qcow2 up.qcow2
+	qio -f qcow2 -c 'write -P 3 4M 64k' up.qcow2 >/dev/null
+	qimg convert -O raw up.qcow2 before.raw
+	run -0 img rebase -b b1.qcow2 -F qcow2 up.qcow2
+	run -0 qimg compare before.raw up.qcow2
+	qimg check -q up.qcow2
+}
+
+@test "img-rebase: a missing -F, a missing backing file, bad format: qemu-img's errors" {
+	chain
+	for args in "-b b2.qcow2" "-b nope.qcow2 -F qcow2" "-b b2.qcow2 -F foo" "" "-u" "-b b2.qcow2 -F qcow2 a b"; do
+		cp top.qcow2 q.qcow2; cp top.qcow2 i.qcow2
+		wstat=0 gstat=0
+		want=$(command qemu-img rebase $args q.qcow2 2>&1) || wstat=$?
+		got=$(img rebase $args i.qcow2 2>&1) || gstat=$?
+		want=${want//qemu-img/img}; want=${want//q.qcow2/i.qcow2}
+		[ "$want" = "$got" ] || { echo "args: $args"; diff <(echo "$want") <(echo "$got"); false; }
+		[ "$wstat" = "$gstat" ]
+	done
+}
+
+@test "img-rebase: raw images cannot record a backing file" {
+	truncate -s 1M r.raw
+	run -1 --separate-stderr img rebase -f raw -u -b b1.qcow2 -F qcow2 r.raw
+	[ "$stderr" = "img: Could not change the backing file to 'b1.qcow2': Operation not supported" ]
+}
+
+@test "img-rebase: missing and garbage images: one error line" {
+	run -1 --separate-stderr img-rebase -u -b x -F qcow2 nope.qcow2
+	[ "$stderr" = "img-rebase: Could not open 'nope.qcow2': Could not open 'nope.qcow2': No such file or directory" ]
+	head -c 4096 /dev/urandom > g.bin
+	run -1 --separate-stderr img-rebase -f qcow2 -u -b x -F qcow2 g.bin
+	[ "${#stderr_lines[@]}" -eq 1 ]
+}
+
+@test "img-rebase: --help and bad options" {
+	run -0 img-rebase --help
+	[[ $output == *"See img-rebase(1)."* ]]
+	run -1 --separate-stderr img-rebase --bogus x
+	[ "${stderr_lines[1]}" = "Try 'img-rebase --help' for more information" ]
+}

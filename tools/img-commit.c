@@ -1,0 +1,188 @@
+/*
+ * img-commit: write an image's data into a backing file below it, as
+ * qemu-img commit; the image is emptied afterwards unless -d.
+ */
+#include <getopt.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/err.h"
+#include "../lib/int.h"
+#include "../lib/io.h"
+#include "../lib/progress.h"
+#include "../formats/img.h"
+
+static const char usage_text[] =
+    "usage: img-commit [--object objectdef] [--image-opts] [-q] [-f fmt]\n"
+    "           [-t cache] [-b base] [-r rate_limit] [-d] [-p] filename\n";
+
+enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS, OPT_LONG, OPT_SHORT };
+
+static const struct option longopts[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ "object", required_argument, NULL, OPT_OBJECT },
+	{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+	{ "long-options", no_argument, NULL, OPT_LONG },
+	{ "short-options", no_argument, NULL, OPT_SHORT },
+	{ NULL, 0, NULL, 0 },
+};
+
+struct args {
+	const char	*fmt, *base;
+	bool		 drop, progress, quiet, image_opts;
+};
+
+static _Noreturn void
+usage(void)
+{
+	printf("%s\nCommit an image's changes into its backing file.\n\n"
+	    "  -b BASE            commit into BASE, anywhere in the backing chain\n"
+	    "                     (default: the image's own backing file)\n"
+	    "  -d                 don't empty the image afterwards\n"
+	    "  -f FMT             the image's format (default: probed)\n"
+	    "  -p                 show progress\n"
+	    "  -q                 quiet\n"
+	    "  -r RATE, -t CACHE  accepted for compatibility\n"
+	    "  -h, --help         show this help\n"
+	    "\nSee img-commit(1).\n", usage_text);
+	exit(0);
+}
+
+/* bdrv_find_backing_image: by the name as given, or as the same file. */
+static struct img *
+find_base(struct img *top, const char *name, int *depth)
+{
+	char want[PATH_MAX], have[PATH_MAX];
+	bool real = realpath(name, want) != NULL;
+	struct img *b;
+
+	for (*depth = 1, b = top->backing; b; b = b->backing, (*depth)++) {
+		if (!strcmp(b->filename, name) ||
+		    (b->backing_file && !strcmp(b->filename, name)))
+			return b;
+		if (real && realpath(b->filename, have) && !strcmp(want, have))
+			return b;
+	}
+	return NULL;
+}
+
+/* Copy what the layers above base hold into base (opened for writing). */
+static void
+copy_down(struct img *top, struct img *base, int depth)
+{
+	uint64_t off, n, k;
+	struct map_ext e;
+	uint8_t *buf = io_alloc(IO_BUFSIZE);
+
+	for (off = 0; off < top->size; off += n) {
+		if (img_status(top, off, top->size - off, &e) < 0)
+			die("%s", err_msg());
+		n = e.length;
+		if (e.depth >= depth || !e.present)
+			continue;
+		if (e.zero) {
+			if (img_write_zeroes(base, off, n, 0) < 0)
+				die("%s", err_msg());
+			continue;
+		}
+		for (k = 0; k < n; k += IO_BUFSIZE) {
+			size_t len = MIN(IO_BUFSIZE, n - k);
+
+			if (img_read(top, off + k, len, buf) < 0 ||
+			    img_write(base, off + k, len, buf) < 0)
+				die("%s", err_msg());
+		}
+		progress_print((float)n * 100 / (float)top->size, 100);
+	}
+	free(buf);
+}
+
+static void
+parse(struct args *a, int argc, char **argv)
+{
+	const struct option *o;
+	int c;
+
+	while ((c = getopt_long(argc, argv, ":hf:t:b:dpqr:", longopts,
+	    NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage();
+		case 'f': a->fmt = optarg; break;
+		case 'b': a->base = optarg; break;
+		case 'd': a->drop = true; break;
+		case 'p': a->progress = true; break;
+		case 'q': a->quiet = true; break;
+		case 't':
+		case 'r':
+		case OPT_OBJECT:
+			break;
+		case OPT_IMAGE_OPTS:
+			a->image_opts = true;
+			break;
+		case OPT_LONG:
+			for (o = longopts; o->name; o++)
+				printf("--%s\n", o->name);
+			exit(close_stdout());
+		case OPT_SHORT:
+			puts("-h\n-f\n-t\n-b\n-d\n-p\n-q\n-r");
+			exit(close_stdout());
+		case ':':
+			die_usage("option '%s' requires an argument", argv[optind - 1]);
+		default:
+			die_usage("unrecognized option '%s'", argv[optind - 1]);
+		}
+	}
+	if (a->quiet)
+		a->progress = false;
+	if (optind != argc - 1)
+		die_usage("Expecting one image file name");
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct args a = { 0 };
+	struct img *top, *base, *bw;
+	const char *name;
+	int depth = 1;
+
+	prog_init(argv[0]);
+	parse(&a, argc, argv);
+	name = argv[optind];
+	top = a.image_opts ? img_open_image_opts(name, IMG_RDWR) :
+	    img_open(name, a.fmt, IMG_RDWR);
+	if (top == NULL)
+		die("%s", err_msg());
+	progress_init(a.progress, 1.0);
+	progress_print(0, 100);
+	if (a.base != NULL) {
+		if ((base = find_base(top, a.base, &depth)) == NULL)
+			die("Did not find '%s' in the backing chain of '%s'",
+			    a.base, name);
+	} else if ((base = top->backing) == NULL) {
+		die("Image does not have a backing file");
+	}
+	/* a second handle on base, for writing; the chain's stays read-only */
+	if ((bw = img_open(base->filename, img_format(base),
+	    IMG_RDWR | IMG_NO_BACKING | IMG_NO_PROBE_WARN)) == NULL)
+		die("%s", err_msg());
+	if (bw->size < top->size)
+		die("%s: the backing file is smaller than the image; grow it with img-resize first",
+		    base->filename);
+	copy_down(top, bw, depth);
+	if (img_flush(bw) < 0)
+		die("%s", err_msg());
+	img_close(bw);
+	if (!a.drop && (img_make_empty(top) < 0 || img_flush(top) < 0))
+		die("Could not empty %s: %s", name, err_msg());
+	progress_print(100, 0);
+	progress_end();
+	img_close(top);
+	if (!a.quiet)
+		printf("Image committed.\n");
+	return close_stdout();
+}
