@@ -37,6 +37,8 @@ struct ck_snap {
 	uint64_t	 l1_off;
 	uint32_t	 l1_size;
 	uint32_t	 extra;
+	uint8_t		 hdr[QCOW2_SNAPSHOT_ENTRY];
+	uint8_t		*extra_data;	/* extra bytes, as read (at most 1024) */
 	char		*id, *name;
 };
 
@@ -63,7 +65,9 @@ struct ck {
 	uint8_t			*rb;		/* the last stored refblock read */
 	uint64_t		 rb_off;
 	uint8_t			*l2;		/* one table (check_l2, oflag check) */
+	bool			 rb_dirty;	/* repaired refcounts not yet written */
 	bool			 signaled;
+	bool			 fatal;		/* qemu drops the driver: no more writes */
 	uint64_t		 incompat;
 	struct img_check	*out;		/* for res->note */
 };
@@ -217,12 +221,106 @@ corruption(struct ck *k, bool fatal, const char *msg)
 	else
 		note(k, "qcow2: Image is corrupt: %s; further non-fatal "
 		    "corruption events will be suppressed", msg);
+	k->fatal |= fatal;
 	if (fatal && k->fix && k->s->version >= 3) {
 		k->incompat |= QCOW2_INCOMPAT_CORRUPT;
 		put_be64(b, k->incompat);
 		(void)write_meta(k, b, 8, 72);
 	}
 	k->signaled = true;
+}
+
+/* qemu's overlap-check groups ("cached" mode: all but inactive L2 tables) */
+enum {
+	OL_HEADER	= 1 << 0,
+	OL_ACTIVE_L1	= 1 << 1,
+	OL_ACTIVE_L2	= 1 << 2,
+	OL_RT		= 1 << 3,
+	OL_RB		= 1 << 4,
+	OL_SNAPSHOTS	= 1 << 5,
+	OL_INACTIVE_L1	= 1 << 6,
+	OL_BITMAP_DIR	= 1 << 8,
+};
+
+static bool
+ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return alen && blen && a < b + blen && b < a + alen &&
+	    b + blen > b && a + alen > a;
+}
+
+/* The metadata [off, off+len) would overwrite (ign: groups not to test), or NULL. */
+static const char *
+overlaps(const struct ck *k, int ign, uint64_t off, uint64_t len)
+{
+	uint64_t i;
+
+	if (len == 0)
+		return NULL;
+	if (!(ign & OL_HEADER) && off < k->cs)
+		return "qcow2_header";
+	len = ROUND_UP((off & (k->cs - 1)) + len, k->cs);
+	off &= ~(k->cs - 1);
+	if (!(ign & OL_ACTIVE_L1) &&
+	    ranges_overlap(off, len, k->l1_off, (uint64_t)k->l1_size * 8))
+		return "active L1 table";
+	if (!(ign & OL_RT) && ranges_overlap(off, len, k->rt_off, k->rt_size * 8))
+		return "refcount table";
+	if (!(ign & OL_SNAPSHOTS) && ranges_overlap(off, len, k->sn_off, k->sn_size))
+		return "snapshot table";
+	for (i = 0; !(ign & OL_INACTIVE_L1) && k->sn && i < k->nb_sn; i++)
+		if (ranges_overlap(off, len, k->sn[i].l1_off,
+		    (uint64_t)k->sn[i].l1_size * 8))
+			return "inactive L1 table";
+	for (i = 0; !(ign & OL_ACTIVE_L2) && i < k->l1_size; i++)
+		if (ranges_overlap(off, len, k->l1[i] & QCOW2_L1E_OFFSET,
+		    (k->l1[i] & QCOW2_L1E_OFFSET) ? k->cs : 0))
+			return "active L2 table";
+	for (i = 0; !(ign & OL_RB) && i < k->rt_size; i++)
+		if (ranges_overlap(off, len, k->rt[i] & QCOW2_RTE_OFFSET,
+		    (k->rt[i] & QCOW2_RTE_OFFSET) ? k->cs : 0))
+			return "refcount block";
+	if (!(ign & OL_BITMAP_DIR) && k->s->nb_bitmaps &&
+	    ranges_overlap(off, len, k->s->bm_dir_offset, k->s->bm_dir_size))
+		return "bitmap directory";
+	return NULL;
+}
+
+/* qcow2_pre_write_overlap_check: a write over metadata marks the image corrupt. */
+static int
+overlap_check(struct ck *k, int ign, uint64_t off, uint64_t len)
+{
+	const char *what = overlaps(k, ign, off, len);
+	char msg[128];
+
+	if (what == NULL)
+		return 0;
+	snprintf(msg, sizeof(msg), "Preventing invalid write on metadata "
+	    "(overlaps with %s)", what);
+	corruption(k, true, msg);
+	errno = EIO;
+	return -1;
+}
+
+/*
+ * Repaired refcounts reach the disk as qemu's refcount cache writes them:
+ * when another block is needed, before a rebuild or a new allocation, and
+ * at the end, unless a fatal corruption stopped the driver first.
+ */
+static int
+flush_rb(struct ck *k)
+{
+	if (!k->rb_dirty)
+		return 0;
+	if (k->fatal)
+		return err_set(EIO, "%s", k->img->filename);
+	if (overlap_check(k, OL_RB, k->rb_off, k->cs) < 0 ||
+	    io_pwrite(k->img->fd, k->rb, k->cs, k->rb_off) < 0)
+		return -1;
+	if (k->rb_off + k->cs > k->file_size)
+		k->file_size = k->rb_off + k->cs;
+	k->rb_dirty = false;
+	return 0;
 }
 
 /* The stored refcount of cluster c (qcow2_get_refcount). */
@@ -244,6 +342,8 @@ stored_refcount(struct ck *k, uint64_t c, uint64_t *rc)
 		return -1;
 	}
 	if (k->rb_off != off) {
+		if (flush_rb(k) < 0)
+			return -1;
 		if (read_meta(k, k->rb, k->cs, off) < 0)
 			return -1;
 		k->rb_off = off;
@@ -268,12 +368,7 @@ set_stored_refcount(struct ck *k, uint64_t c, uint64_t v)
 	}
 	rc_set(k->s->refcount_order, k->rb,
 	    c & (((uint64_t)1 << k->s->rb_bits) - 1), v);
-	if (io_pwrite(k->img->fd, k->rb, k->cs, off) < 0) {
-		k->rb_off = UINT64_MAX;
-		return -1;
-	}
-	if (off + k->cs > k->file_size)
-		k->file_size = off + k->cs;
+	k->rb_dirty = true;
 	return 0;
 }
 
@@ -314,7 +409,7 @@ inc_refs(struct ck *k, struct img_check *res, uint64_t off, uint64_t size)
 /* An allocated cluster whose offset is not aligned: repair by zeroing (qemu). */
 static int
 fix_entry_by_zero(struct ck *k, struct img_check *res, uint64_t l2off,
-    uint64_t i)
+    uint64_t i, bool active, bool *overlap)
 {
 	const struct qcow2 *s = k->s;
 	size_t esz = s->extl2 ? 16 : 8;
@@ -323,6 +418,13 @@ fix_entry_by_zero(struct ck *k, struct img_check *res, uint64_t l2off,
 	put_be64(e, s->extl2 ? 0 : QCOW2_OFLAG_ZERO);
 	put_be64(e + 8, 0xffffffff00000000ull);
 	memcpy(k->l2 + i * esz, e, esz);
+	*overlap = overlap_check(k, active ? OL_ACTIVE_L2 : 0, l2off + i * esz,
+	    esz) < 0;
+	if (*overlap) {
+		note(k, "ERROR: Overlap check failed");
+		res->check_errors++;
+		return err_set(EIO, "%s", k->img->filename);
+	}
 	if (write_meta(k, e, esz, l2off + i * esz) < 0) {
 		res->check_errors++;
 		note(k, "ERROR: Failed to overwrite L2 table entry: %s",
@@ -340,7 +442,7 @@ check_alloc_entry(struct ck *k, struct img_check *res, uint64_t l2off,
 {
 	const struct qcow2 *s = k->s;
 	uint64_t off = entry & QCOW2_L2E_OFFSET;
-	bool data;
+	bool data, overlap = false;
 
 	if ((bitmap >> 32) & bitmap) {
 		res->corruptions++;
@@ -360,8 +462,11 @@ check_alloc_entry(struct ck *k, struct img_check *res, uint64_t l2off,
 			    k->fix & IMG_FIX_ERRORS ? "Repairing" : "ERROR",
 			    (unsigned long long)off);
 			if ((k->fix & IMG_FIX_ERRORS) &&
-			    fix_entry_by_zero(k, res, l2off, i) == 0)
+			    fix_entry_by_zero(k, res, l2off, i,
+			    flags & CK_FRAG_INFO, &overlap) == 0)
 				return 0;
+			if (overlap)
+				return -1;
 		}
 	}
 	if (flags & CK_FRAG_INFO) {
@@ -508,6 +613,7 @@ free_snaps(struct ck *k)
 	for (i = 0; k->sn != NULL && i < k->nb_sn; i++) {
 		free(k->sn[i].id);
 		free(k->sn[i].name);
+		free(k->sn[i].extra_data);
 	}
 	free(k->sn);
 	k->sn = NULL;
@@ -538,7 +644,7 @@ read_snap(struct ck *k, struct img_check *res, uint32_t i, uint64_t *off,
 	*off = ROUND_UP(*off, 8);
 	if (read_meta(k, h, sizeof(h), *off) < 0)
 		return err_set(errno, "Failed to read snapshot table");
-	*off += sizeof(h);
+	memcpy(sn->hdr, h, sizeof(h));
 	sn->l1_off = get_be64(h);
 	sn->l1_size = get_be32(h + 8);
 	idlen = get_be16(h + 12);
@@ -552,11 +658,13 @@ read_snap(struct ck *k, struct img_check *res, uint32_t i, uint64_t *off,
 		note(k, "Discarding too much extra metadata in snapshot table "
 		    "entry %u (%u > %u)", i, sn->extra, CK_MAX_SN_EXTRA);
 		(*dropped)++;
-		*off += sn->extra;
-		sn->extra = CK_MAX_SN_EXTRA;
-	} else {
-		*off += sn->extra;
 	}
+	sn->extra_data = xcalloc(1, MIN(sn->extra, CK_MAX_SN_EXTRA) + 1);
+	if (read_meta(k, sn->extra_data, MIN(sn->extra, CK_MAX_SN_EXTRA),
+	    *off + sizeof(h)) < 0)
+		return err_set(errno, "Failed to read snapshot table");
+	*off += sizeof(h) + sn->extra;
+	sn->extra = MIN(sn->extra, CK_MAX_SN_EXTRA);
 	sn->id = read_str(k, *off, idlen);
 	*off += idlen;
 	sn->name = read_str(k, *off, namelen);
@@ -617,6 +725,7 @@ read_snapshots(struct ck *k, struct img_check *res)
 		res->corruptions += k->nb_sn - i;
 		free(k->sn[i].id);
 		free(k->sn[i].name);
+		free(k->sn[i].extra_data);
 		put_be32(b, i);
 		if (write_meta(k, b, 4, 60) < 0) {
 			res->check_errors++;
@@ -916,7 +1025,8 @@ write_refblocks(struct ck *k, struct img_check *res, uint64_t first,
 			}
 			(*tab)[idx] = rboff;
 		}
-		if (write_meta(k, k->imrt + idx * k->cs, k->cs, rboff) < 0) {
+		if (overlap_check(k, 0, rboff, k->cs) < 0 ||
+		    write_meta(k, k->imrt + idx * k->cs, k->cs, rboff) < 0) {
 			note(k, "%s: ERROR writing refblock: %s", prog_name(),
 			    strerror(errno));
 			return -1;
@@ -934,6 +1044,9 @@ rebuild_structure(struct ck *k, struct img_check *res)
 	uint8_t *buf, hb[12];
 	int grown;
 
+	if (flush_rb(k) < 0)
+		goto fail;
+	k->rb_off = UINT64_MAX;
 	if ((grown = write_refblocks(k, res, 0, k->nb, &tab, &ntab)) < 0)
 		goto fail;
 	while (grown) {
@@ -949,7 +1062,8 @@ rebuild_structure(struct ck *k, struct img_check *res)
 	buf = xmalloc(ntab * 8);
 	for (i = 0; i < ntab; i++)
 		put_be64(buf + 8 * i, tab[i]);
-	if (write_meta(k, buf, ntab * 8, off) < 0) {
+	if (overlap_check(k, 0, off, ntab * 8) < 0 ||
+	    write_meta(k, buf, ntab * 8, off) < 0) {
 		free(buf);
 		note(k, "%s: ERROR writing reftable: %s", prog_name(),
 		    strerror(errno));
@@ -1040,6 +1154,12 @@ oflag_l2(struct ck *k, struct img_check *res, uint64_t l2off, bool repair)
 	}
 	if (dirty == 0)
 		return 0;
+	if (overlap_check(k, OL_ACTIVE_L2, l2off, k->cs) < 0) {
+		note(k, "ERROR: Could not write L2 table; metadata overlap check "
+		    "failed: %s", strerror(EIO));
+		res->check_errors++;
+		return err_set(EIO, "%s", k->img->filename);
+	}
 	if (write_meta(k, k->l2, k->cs, l2off) < 0) {
 		note(k, "ERROR: Could not write L2 table: %s", strerror(errno));
 		res->check_errors++;
@@ -1078,7 +1198,9 @@ oflag_copied(struct ck *k, struct img_check *res, const uint64_t *l1)
 			if (repair) {
 				put_be64(b, rc == 1 ? e | QCOW2_OFLAG_COPIED :
 				    e & ~QCOW2_OFLAG_COPIED);
-				if (write_meta(k, b, 8, k->l1_off + 8 * i) < 0) {
+				if (overlap_check(k, OL_ACTIVE_L1,
+				    k->l1_off + 8 * i, 8) < 0 ||
+				    write_meta(k, b, 8, k->l1_off + 8 * i) < 0) {
 					res->check_errors++;
 					return err_set(errno, "%s",
 					    k->img->filename);
@@ -1090,6 +1212,100 @@ oflag_copied(struct ck *k, struct img_check *res, const uint64_t *l1)
 		if (oflag_l2(k, res, l2off, repair) < 0)
 			return -1;
 	}
+	return 0;
+}
+
+/* One snapshot table entry as qemu writes it back (extra data at least 24). */
+static size_t
+put_snap(const struct ck *k, const struct ck_snap *sn, uint8_t *p)
+{
+	uint64_t vmstate = get_be32(sn->hdr + 32);
+	size_t idlen = strlen(sn->id), namelen = strlen(sn->name), n;
+	uint32_t extra = MAX(CK_SN_EXTRA_KNOWN, sn->extra);
+
+	if (sn->extra >= 8)
+		vmstate = get_be64(sn->extra_data);
+	memcpy(p, sn->hdr, QCOW2_SNAPSHOT_ENTRY);
+	put_be16(p + 12, (uint16_t)idlen);
+	put_be16(p + 14, (uint16_t)namelen);
+	put_be32(p + 32, vmstate <= 0xffffffffu ? (uint32_t)vmstate : 0);
+	put_be32(p + 36, extra);
+	n = QCOW2_SNAPSHOT_ENTRY;
+	put_be64(p + n, vmstate);
+	put_be64(p + n + 8, sn->extra >= 16 ? get_be64(sn->extra_data + 8) :
+	    k->img->size);
+	put_be64(p + n + 16, sn->extra >= 24 ? get_be64(sn->extra_data + 16) :
+	    UINT64_MAX);
+	if (sn->extra > CK_SN_EXTRA_KNOWN)
+		memcpy(p + n + 24, sn->extra_data + 24,
+		    sn->extra - CK_SN_EXTRA_KNOWN);
+	n += extra;
+	memcpy(p + n, sn->id, idlen);
+	memcpy(p + n + idlen, sn->name, namelen);
+	return n + idlen + namelen;
+}
+
+/* Clusters for n bytes, first fit by the stored refcounts (qemu's allocator). */
+static int
+alloc_stored(struct ck *k, uint64_t bytes, uint64_t *off)
+{
+	uint64_t n = DIV_ROUND_UP(bytes, k->cs), c, run = 0, rc, i;
+
+	for (c = 0; run < n; c++) {
+		if (stored_refcount(k, c, &rc) < 0)
+			return err_set(errno, "%s", k->img->filename);
+		run = rc ? 0 : run + 1;
+	}
+	c -= n;
+	for (i = 0; i < n; i++)
+		if (overlap_check(k, OL_RB, (c + i) << k->cb, k->cs) < 0 ||
+		    set_stored_refcount(k, c + i, 1) < 0)
+			return err_set(EIO, "%s", k->img->filename);
+	*off = c << k->cb;
+	return 0;
+}
+
+/* qcow2_write_snapshots: the table anew in new clusters, then free the old. */
+static int
+write_snapshots(struct ck *k)
+{
+	uint64_t size = 0, off = 0, c, rc, end;
+	uint8_t *buf, hb[12];
+	uint32_t i;
+	size_t n = 0;
+
+	for (i = 0; i < k->nb_sn; i++)
+		size = ROUND_UP(size, 8) + QCOW2_SNAPSHOT_ENTRY +
+		    MAX(CK_SN_EXTRA_KNOWN, k->sn[i].extra) +
+		    strlen(k->sn[i].id) + strlen(k->sn[i].name);
+	if (size > CK_MAX_SN_TABLE)
+		return err_set(EFBIG, "%s", k->img->filename);
+	if (alloc_stored(k, size, &off) < 0 || flush_rb(k) < 0)
+		return -1;
+	if ((fdatasync(k->img->fd) < 0 && errno != EINVAL) ||
+	    overlap_check(k, 0, off, size) < 0)
+		return err_set(errno, "%s", k->img->filename);
+	buf = xcalloc(1, size ? size : 1);
+	for (i = 0; i < k->nb_sn; i++) {
+		n = ROUND_UP(n, 8);
+		n += put_snap(k, &k->sn[i], buf + n);
+	}
+	put_be32(hb, k->nb_sn);
+	put_be64(hb + 4, off);
+	if (write_meta(k, buf, size, off) < 0 ||
+	    (fdatasync(k->img->fd) < 0 && errno != EINVAL) ||
+	    write_meta(k, hb, 12, 60) < 0 ||
+	    (fdatasync(k->img->fd) < 0 && errno != EINVAL)) {
+		free(buf);
+		return err_set(errno, "%s", k->img->filename);
+	}
+	free(buf);
+	end = k->sn_off + k->sn_size;
+	for (c = k->sn_off >> k->cb; k->sn_size && c <= (end - 1) >> k->cb; c++)
+		if (stored_refcount(k, c, &rc) == 0 && rc > 0)
+			(void)set_stored_refcount(k, c, rc - 1);
+	k->sn_off = off;
+	k->sn_size = size;
 	return 0;
 }
 
@@ -1231,6 +1447,8 @@ mark_clean(struct ck *k)
 	uint64_t v = k->incompat & ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT);
 	uint8_t b[8];
 
+	if (flush_rb(k) < 0)
+		return -1;
 	if (k->s->version < 3 || v == k->incompat)
 		return 0;
 	if (fdatasync(k->img->fd) < 0 && errno != EINVAL)
@@ -1263,10 +1481,14 @@ qcow2_check(struct img *img, int fix, struct img_check *out)
 		goto done;
 	}
 	if (sres.corruptions && (fix & IMG_FIX_ERRORS)) {
-		sres.check_errors++;
-		note(&k, "ERROR failed to update snapshot table: %s",
-		    strerror(ENOTSUP));
-		r = err_set(ENOTSUP, "%s", img->filename);
+		if ((r = write_snapshots(&k)) < 0) {
+			sres.check_errors++;
+			note(&k, "ERROR failed to update snapshot table: %s",
+			    strerror(err_errno() ? err_errno() : EIO));
+		} else {
+			sres.corruptions_fixed += sres.corruptions;
+			sres.corruptions = 0;
+		}
 	}
 	add_result(out, &sres, false);
 	if (r == 0 && fix && out->check_errors == 0 && out->corruptions == 0)
@@ -1274,6 +1496,8 @@ qcow2_check(struct img *img, int fix, struct img_check *out)
 	if (r == 0 && fix && fdatasync(img->fd) < 0 && errno != EINVAL)
 		r = err_set(errno, "%s", img->filename);
 done:
+	if (fix && !k.fatal && flush_rb(&k) < 0 && r == 0)
+		r = -1;
 	ck_free(&k);
 	return r;
 }
