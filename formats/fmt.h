@@ -88,6 +88,38 @@ struct fmt_ops {
 	 * does not support checks.
 	 */
 	int	(*check)(struct img *img, int fix, struct img_check *res);
+	/*
+	 * Change the virtual size to size bytes, img open read-write.
+	 * Growing preallocates the new area as prealloc says (IMG_PREALLOC_*);
+	 * shrinking drops whatever lies past the new end.  The generic layer
+	 * has checked size against qemu's BDRV_MAX_LENGTH.  0, or -1 with
+	 * err_set in qemu's words.  NULL: the format cannot be resized.
+	 */
+	int	(*resize)(struct img *img, uint64_t size, int prealloc);
+	/*
+	 * The internal snapshots in table order: *sn is a malloc'd array of
+	 * *n entries (each id and name malloc'd; img_snapshots_free frees
+	 * them).  0 or -1 with err_set.  NULL: the format has none.
+	 */
+	int	(*snapshot_list)(struct img *img, struct img_snapshot **sn,
+		    size_t *n);
+	/*
+	 * Snapshot the active layer as sn (name, date, vm clock; the driver
+	 * picks a new id), img open read-write.  0 or -1 with err_set (the
+	 * reason alone; the caller says what failed).  NULL: not supported.
+	 */
+	int	(*snapshot_create)(struct img *img, const struct img_snapshot *sn);
+	/* Make the snapshot named or numbered name the active layer.  As above. */
+	int	(*snapshot_apply)(struct img *img, const char *name);
+	/* Delete the snapshot numbered or named name.  As above. */
+	int	(*snapshot_delete)(struct img *img, const char *name);
+	/*
+	 * Change the image's options o (keys of create_opts; the driver says
+	 * which it cannot change, in qemu's words), img open read-write;
+	 * force is --force.  0 or -1 with err_set.  NULL: "Format driver
+	 * 'x' does not support option amendment".
+	 */
+	int	(*amend)(struct img *img, const struct opt_list *o, bool force);
 };
 
 const struct fmt_ops	*fmt_find(const char *name);

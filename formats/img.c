@@ -689,3 +689,85 @@ img_check(struct img *img, int fix, struct img_check *res)
 	}
 	return img->ops->check(img, fix, res);
 }
+
+/* qemu's BDRV_MAX_LENGTH: INT64_MAX rounded down to a multiple of 1 GiB */
+#define IMG_MAX_LENGTH	((uint64_t)INT64_MAX & ~((1ull << 30) - 1))
+
+int
+img_resize(struct img *img, uint64_t size, int prealloc)
+{
+	if (size > IMG_MAX_LENGTH)
+		return err_set(0, "offset(%llu) exceeds maximum(%llu)",
+		    (unsigned long long)size, (unsigned long long)IMG_MAX_LENGTH);
+	if (img->ops->resize == NULL)
+		return err_set(0, "Image format driver does not support resize");
+	return img->ops->resize(img, size, prealloc);
+}
+
+int
+img_snapshot_list(struct img *img, struct img_snapshot **sn, size_t *n)
+{
+	*sn = NULL;
+	*n = 0;
+	if (img->ops->snapshot_list == NULL)
+		return 0;
+	return img->ops->snapshot_list(img, sn, n);
+}
+
+void
+img_snapshots_free(struct img_snapshot *sn, size_t n)
+{
+	size_t i;
+
+	for (i = 0; sn != NULL && i < n; i++) {
+		free(sn[i].id);
+		free(sn[i].name);
+	}
+	free(sn);
+}
+
+static int
+snap_notsup(const struct img *img)
+{
+	return err_set(0, "Block format '%s' used by device '' does not support "
+	    "feature 'internal snapshots'", img->ops->name);
+}
+
+int
+img_snapshot_create(struct img *img, const struct img_snapshot *sn)
+{
+	if (img->ops->snapshot_create == NULL)
+		return snap_notsup(img);
+	return img->ops->snapshot_create(img, sn);
+}
+
+int
+img_snapshot_apply(struct img *img, const char *name)
+{
+	if (img->ops->snapshot_apply == NULL)
+		return snap_notsup(img);
+	return img->ops->snapshot_apply(img, name);
+}
+
+int
+img_snapshot_delete(struct img *img, const char *name)
+{
+	if (img->ops->snapshot_delete == NULL)
+		return snap_notsup(img);
+	return img->ops->snapshot_delete(img, name);
+}
+
+bool
+img_can_amend(const struct img *img)
+{
+	return img->ops->amend != NULL;
+}
+
+int
+img_amend(struct img *img, const struct opt_list *o, bool force)
+{
+	if (img->ops->amend == NULL)
+		return err_set(0, "Format driver '%s' does not support option "
+		    "amendment", img->ops->name);
+	return img->ops->amend(img, o, force);
+}

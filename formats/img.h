@@ -164,4 +164,31 @@ const char	*const *img_format_names(void);
 /* Resolve a backing name against the folder of the image that names it (caller frees). */
 char		*img_backing_path(const char *image, const char *backing);
 
+/* Preallocation of a grown area (qemu's PreallocMode), for img_resize. */
+enum { IMG_PREALLOC_OFF, IMG_PREALLOC_METADATA, IMG_PREALLOC_FALLOC,
+	IMG_PREALLOC_FULL };
+
+/*
+ * Resize img (open read-write) to size bytes, as qemu's bdrv_co_truncate:
+ * "offset(N) exceeds maximum(M)" past BDRV_MAX_LENGTH, else the driver's
+ * words.  0 or -1 with err_set.
+ */
+int		 img_resize(struct img *img, uint64_t size, int prealloc);
+/* The internal snapshots (none: *sn NULL, *n 0); free with img_snapshots_free. */
+int		 img_snapshot_list(struct img *img, struct img_snapshot **sn,
+		    size_t *n);
+void		 img_snapshots_free(struct img_snapshot *sn, size_t n);
+/*
+ * Create, apply (by id or name) or delete (by id or name) an internal
+ * snapshot; img open read-write.  On failure the message is the reason
+ * only, as qemu's Error (the caller adds "Could not ... snapshot 'x': ").
+ */
+int		 img_snapshot_create(struct img *img, const struct img_snapshot *sn);
+int		 img_snapshot_apply(struct img *img, const char *name);
+int		 img_snapshot_delete(struct img *img, const char *name);
+/* Change the -o options o of an open read-write image (qemu-img amend). */
+int		 img_amend(struct img *img, const struct opt_list *o, bool force);
+/* Whether img's format can amend options at all. */
+bool		 img_can_amend(const struct img *img);
+
 #endif

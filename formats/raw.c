@@ -194,6 +194,47 @@ raw_measure(const struct opt_list *o, struct img *in, uint64_t size,
 	return 0;
 }
 
+/* file-posix's raw_regular_truncate: the file takes exactly size bytes. */
+static int
+raw_resize(struct img *img, uint64_t size, int prealloc)
+{
+	static const uint8_t zeroes[65536];
+	uint64_t cur, off, n;
+	int r;
+
+	if (fmt_file_size(img, &cur) < 0)
+		return -1;
+	if (prealloc != IMG_PREALLOC_OFF && cur > size)
+		return err_set(0, "Cannot use preallocation for shrinking files");
+	switch (prealloc) {
+	case IMG_PREALLOC_OFF:
+		if (ftruncate(img->fd, (off_t)size) < 0)
+			return err_set(errno, "Could not resize file");
+		break;
+	case IMG_PREALLOC_FALLOC:
+		if (size > cur && (r = posix_fallocate(img->fd, (off_t)cur,
+		    (off_t)(size - cur))) != 0)
+			return err_set(r, "Could not preallocate new data");
+		break;
+	case IMG_PREALLOC_FULL:
+		if (ftruncate(img->fd, (off_t)size) < 0)
+			return err_set(errno, "Could not resize file");
+		for (off = cur; off < size; off += n) {
+			n = MIN(size - off, sizeof(zeroes));
+			if (io_pwrite(img->fd, zeroes, n, off) < 0)
+				return err_set(errno, "Could not write zeros for "
+				    "preallocation");
+		}
+		if (fsync(img->fd) < 0)
+			return err_set(errno, "Could not flush file to disk");
+		break;
+	default:
+		return err_set(0, "Unsupported preallocation mode: metadata");
+	}
+	img->size = ROUND_UP(size, RAW_SECTOR);
+	return 0;
+}
+
 static const struct opt_desc raw_create_opts[] = {
 	{ "size", OPT_SIZE, "Virtual disk size", NULL },
 	{ "preallocation", OPT_STRING,
@@ -218,4 +259,5 @@ const struct fmt_ops raw_ops = {
 	.flush		= raw_flush,
 	.block_status	= raw_block_status,
 	.measure	= raw_measure,
+	.resize		= raw_resize,
 };

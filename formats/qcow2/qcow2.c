@@ -1147,4 +1147,5 @@ const struct fmt_ops qcow2_ops = {
 	.bitmaps_size		= qcow2_bitmaps_size,
 	.check			= qcow2_check,
 	.set_backing		= qcow2_set_backing,
+	.resize			= qcow2_resize,
 };

@@ -197,6 +197,11 @@ long	 qcow2_compress(const struct qcow2 *s, uint8_t *dst, size_t dstlen,
 /* check.c */
 int	 qcow2_check(struct img *img, int fix, struct img_check *res);
 
+/* resize.c */
+int	 qcow2_resize(struct img *img, uint64_t size, int prealloc);
+/* Make table (n entries, taken over) the active L1, at new clusters. */
+int	 qcow2_replace_l1(struct img *img, uint64_t *table, uint32_t n);
+
 /* qcow2.c */
 int	 qcow2_flush(struct img *img);
 /* The first write's header work: refuse corrupt images, clear autoclear bits. */

@@ -1,0 +1,288 @@
+/*
+ * qcow2 resize, as qemu's qcow2_co_truncate: the L1 table grows (moving to
+ * new clusters), shrinking drops the clusters past the end, preallocation
+ * of the new area.  docs/interop/qcow2.txt, "Header" and "Cluster mapping".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../lib/err.h"
+#include "../../lib/int.h"
+#include "../../lib/io.h"
+#include "qcow2.h"
+
+static int
+sync_fd(struct img *img)
+{
+	if (fdatasync(img->fd) < 0 && errno != EINVAL)
+		return err_set(errno, "%s: fsync", img->filename);
+	return 0;
+}
+
+/*
+ * Point the header at an L1 table of n entries at off (bytes 36-47:
+ * l1_size, l1_table_offset), after the table itself is on disk.
+ */
+static int
+set_l1_header(struct img *img, uint64_t off, uint32_t n)
+{
+	uint8_t b[12];
+
+	put_be32(b, n);
+	put_be64(b + 4, off);
+	if (sync_fd(img) < 0 ||
+	    qcow2_pwrite(img, b, sizeof(b), 36, "qcow2 header") < 0)
+		return -1;
+	return sync_fd(img);
+}
+
+/*
+ * Install table (n entries, host order, taken over) as the active L1 at
+ * new clusters: qemu's qcow2_grow_l1_table writes the new table, then the
+ * header, then frees the old table.  Pending metadata is flushed first.
+ */
+int
+qcow2_replace_l1(struct img *img, uint64_t *table, uint32_t n)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t off = 0, old = s->l1_offset, i;
+	uint64_t old_bytes = ROUND_UP((uint64_t)s->l1_size * 8, s->cluster_size);
+	uint8_t *buf;
+	int r;
+
+	if (qcow2_prepare_write(img) < 0 || qcow2_flush(img) < 0)
+		goto fail;
+	if (n > 0 && ((off = qcow2_alloc_clusters(img,
+	    DIV_ROUND_UP((uint64_t)n * 8, s->cluster_size))) == 0 ||
+	    qcow2_refcount_flush(img) < 0))
+		goto fail;
+	buf = xcalloc(n ? n : 1, 8);
+	for (i = 0; i < n; i++)
+		put_be64(buf + 8 * i, table[i]);
+	r = n ? qcow2_pwrite(img, buf, (size_t)n * 8, off, "L1 table") : 0;
+	free(buf);
+	if (r < 0 || set_l1_header(img, off, n) < 0)
+		goto fail;
+	free(s->l1);
+	free(s->l1_dirty);
+	s->l1 = table;
+	s->l1_dirty = xcalloc(n ? n : 1, 1);
+	s->l1_size = n;
+	s->l1_offset = off;
+	s->any_l1_dirty = false;
+	if (old != 0 && old_bytes != 0)
+		qcow2_defer_free(img, old, old_bytes);
+	return 0;
+fail:
+	free(table);
+	return -1;
+}
+
+/* The L1 table grows to exactly n entries (qemu: exact_size). */
+static int
+grow_l1(struct img *img, uint64_t n)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t *t;
+
+	if (n <= s->l1_size)
+		return 0;
+	if (n > QCOW2_MAX_L1_BYTES / 8)
+		return err_set(EFBIG, "Failed to grow the L1 table");
+	t = xcalloc(n, 8);
+	memcpy(t, s->l1, (size_t)s->l1_size * 8);
+	if (qcow2_replace_l1(img, t, (uint32_t)n) < 0)
+		return err_prefix("Failed to grow the L1 table");
+	return 0;
+}
+
+/* Forget an L2 entry (and its extended bitmap), dropping its reference. */
+static int
+clear_entry(struct img *img, uint8_t *l2, uint64_t i)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t e = qcow2_l2_entry(s, l2, i);
+
+	qcow2_l2_set(s, l2, i, 0);
+	if (s->extl2)
+		put_be64(l2 + (i << 4) + 8, 0);
+	return qcow2_free_entry(img, e);
+}
+
+/*
+ * Everything from the cluster-aligned guest offset from on goes (qemu's
+ * full discard, then qcow2_shrink_l1_table): tables wholly past the new
+ * end nl1 are freed with every reference they hold; the table holding the
+ * new end is copied when shared and cleared past it.  The L1 table keeps
+ * its size, as qemu's does.
+ */
+static int
+drop_tail(struct img *img, uint64_t from, uint64_t nl1)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t span = qcow2_l2_span(s), i, j, l2off, start;
+	uint8_t *l2;
+
+	for (i = from / span; i < s->l1_size; i++) {
+		if ((s->l1[i] & QCOW2_L1E_OFFSET) == 0)
+			continue;
+		start = i == from / span ? (from & (span - 1)) >> s->cluster_bits : 0;
+		if (start == 0 && i >= nl1) {
+			l2off = s->l1[i] & QCOW2_L1E_OFFSET;
+			if (l2off & (s->cluster_size - 1))
+				return err_set(0, "%s: L2 table offset %#llx "
+				    "unaligned (L1 index: %#llx)", img->filename,
+				    (unsigned long long)l2off,
+				    (unsigned long long)i);
+		} else if (qcow2_l2_for_write(img, i, &l2off) < 0) {
+			return -1;
+		}
+		if ((l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+			return -1;
+		for (j = start; j < qcow2_l2_entries(s); j++)
+			if (qcow2_l2_entry(s, l2, j) != 0 &&
+			    clear_entry(img, l2, j) < 0)
+				return -1;
+		if (start == 0 && i >= nl1) {
+			s->l1[i] = 0;
+			qcow2_defer_free(img, l2off, s->cluster_size);
+		} else {
+			qcow2_cache_dirty(&s->l2_cache, l2off);
+		}
+		s->l1_dirty[i] = 1;
+		s->any_l1_dirty = true;
+	}
+	s->zc_valid = false;
+	return 0;
+}
+
+/* After a shrink the file ends after its last cluster in use. */
+static int
+trim_file(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t size, c, rc;
+
+	if (fmt_file_size(img, &size) < 0)
+		return -1;
+	for (c = DIV_ROUND_UP(size, s->cluster_size); c > 0; c--) {
+		if (qcow2_refcount_get(img, c - 1, &rc) < 0)
+			return -1;
+		if (rc != 0)
+			break;
+	}
+	if (c * s->cluster_size < size &&
+	    ftruncate(img->fd, (off_t)(c * s->cluster_size)) == 0)
+		s->file_size = c * s->cluster_size;
+	return 0;
+}
+
+/* Back the host clusters [host, host+len) as falloc or full asks. */
+static int
+fill_area(struct img *img, uint64_t host, uint64_t len, int mode)
+{
+	uint8_t *z;
+	uint64_t off, n;
+	int r = 0;
+
+	if (mode == IMG_PREALLOC_FALLOC) {
+		if ((r = posix_fallocate(img->fd, (off_t)host, (off_t)len)) != 0)
+			return err_set(r, "Could not preallocate new data");
+		return 0;
+	}
+	if (mode != IMG_PREALLOC_FULL)
+		return 0;
+	z = xcalloc(1, 1u << 20);
+	for (off = host; off < host + len && r == 0; off += n) {
+		n = MIN(host + len - off, 1u << 20);
+		r = qcow2_pwrite(img, z, n, off, "preallocated data");
+	}
+	free(z);
+	return r;
+}
+
+/*
+ * Host clusters for every unallocated guest cluster of [from, to), one
+ * contiguous run per L2 table, as qemu's preallocate_co (metadata) and
+ * its falloc/full truncate; the file then covers them.
+ */
+static int
+prealloc_area(struct img *img, uint64_t from, uint64_t to, int mode)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, span = qcow2_l2_span(s), pos, end;
+	uint64_t l2off, idx, k, i, host, last = 0;
+	uint8_t *l2;
+
+	for (pos = ROUND_DOWN(from, cs); pos < to; pos = end) {
+		end = MIN(to, (pos | (span - 1)) + 1);
+		if (qcow2_l2_for_write(img, pos / span, &l2off) < 0 ||
+		    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+			return -1;
+		idx = (pos >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
+		k = DIV_ROUND_UP(end - pos, cs);
+		while (k > 0 && qcow2_l2_entry(s, l2, idx) != 0) {
+			idx++;
+			k--;
+		}
+		if (k == 0)
+			continue;
+		if ((host = qcow2_alloc_clusters(img, k)) == 0 ||
+		    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+			return -1;
+		for (i = 0; i < k; i++)
+			if (qcow2_l2_entry(s, l2, idx + i) == 0)
+				qcow2_l2_set(s, l2, idx + i,
+				    (host + i * cs) | QCOW2_OFLAG_COPIED);
+		qcow2_cache_dirty(&s->l2_cache, l2off);
+		if (fill_area(img, host, k * cs, mode) < 0)
+			return -1;
+		last = MAX(last, host + k * cs);
+	}
+	if (last > s->file_size) {
+		if (ftruncate(img->fd, (off_t)last) < 0)
+			return err_set(errno, "Could not resize file");
+		s->file_size = last;
+	}
+	return 0;
+}
+
+int
+qcow2_resize(struct img *img, uint64_t size, int prealloc)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t old = img->size, nl1 = DIV_ROUND_UP(size, qcow2_l2_span(s));
+	uint8_t b[8];
+
+	if (size & 511)
+		return err_set(0, "The new size must be a multiple of 512");
+	if (s->nb_snapshots && s->version < 3)
+		return err_set(0, "Can't resize a v2 image which has "
+		    "snapshots");
+	if (qcow2_prepare_write(img) < 0)
+		return -1;
+	if (size < old) {
+		if (prealloc != IMG_PREALLOC_OFF)
+			return err_set(0, "Preallocation can't be used for "
+			    "shrinking an image");
+		if (drop_tail(img, ROUND_UP(size, s->cluster_size), nl1) < 0)
+			return err_prefix("Failed to discard cropped clusters");
+	} else if (grow_l1(img, nl1) < 0) {
+		return -1;
+	}
+	if (prealloc != IMG_PREALLOC_OFF && size > old &&
+	    (s->extl2 ? err_set(ENOTSUP, "%s: preallocation with extended L2 "
+	    "entries is not supported", img->filename) :
+	    prealloc_area(img, old, size, prealloc)) < 0)
+		return -1;
+	if (qcow2_flush(img) < 0)
+		return -1;
+	put_be64(b, size);
+	if (qcow2_pwrite(img, b, 8, 24, "qcow2 header") < 0 || sync_fd(img) < 0)
+		return -1;
+	img->size = size;
+	return size < old ? trim_file(img) : 0;
+}
