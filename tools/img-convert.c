@@ -48,12 +48,19 @@ struct conv {
 	bool		 no_create;	/* -n */
 	bool		 target_is_zero;
 	bool		 share;		/* -U */
-	const char	*src;
+	char		**src;		/* the sources, concatenated in this order */
 	const char	*dst;
 	int		 nsrc;
+	uint64_t	 size;		/* the target's: the sources' sum */
+};
 
-	int		 map_fd;	/* memfd holding img-map's output */
-	uint64_t	 size;		/* the source's, from the map */
+/* One source: its map, as img-cat reads it and as img-write lays it out. */
+struct source {
+	const char	*name;
+	int		 cat_fd;	/* memfd: img-map's output (-S 0: all data) */
+	int		 write_fd;	/* memfd: the same moved to where it lands */
+	uint64_t	 base;		/* where it lands in the target */
+	size_t		 steps;		/* the end of its progress steps */
 };
 
 /* What progress needs of one map extent. */
@@ -70,6 +77,7 @@ struct progress {
 	float		 last;
 	struct step	*step;		/* the map, when on */
 	size_t		 n;
+	size_t		 end;		/* the steps of the pipeline running */
 	size_t		 i;		/* extent being accounted */
 	uint64_t	 off;		/* bytes of it accounted */
 	uint64_t	 streamed;	/* stream bytes those extents took */
@@ -332,7 +340,7 @@ check_args(struct conv *c, int argc, char **argv)
 		die("Invalid source cache option: %s", c->src_cache);
 	if (c->cache && !cache_ok(c->cache))
 		die("Invalid cache option: %s", c->cache);
-	c->src = argv[optind];
+	c->src = argv + optind;
 	c->dst = argv[argc - 1];
 }
 
@@ -369,7 +377,7 @@ progress_stream(uint64_t bytes, void *arg)
 	uint64_t n;
 
 	(void)arg;
-	for (; prog.i < prog.n; prog.i++, prog.off = 0) {
+	for (; prog.i < prog.end; prog.i++, prog.off = 0) {
 		e = &prog.step[prog.i];
 		for (; prog.off < e->length; prog.off += n) {
 			n = e->length - prog.off < CHUNK ? e->length - prog.off : CHUNK;
@@ -464,14 +472,14 @@ pass_stderr(const struct proc *p, size_t n)
 }
 
 static void
-close_ends(const struct conv *c, struct proc *p, size_t n)
+close_ends(struct proc *p, size_t n)
 {
 	size_t i;
 
 	for (i = 0; i < n; i++) {
 		if (p[i].in >= 0)
 			close(p[i].in);
-		if (p[i].out >= 0 && p[i].out != c->map_fd)
+		if (p[i].out >= 0)
 			close(p[i].out);
 		p[i].in = p[i].out = -1;
 	}
@@ -482,7 +490,7 @@ close_ends(const struct conv *c, struct proc *p, size_t n)
  * relay_from to relay_to when >= 0); fail with one message if any does.
  */
 static void
-run_stages(struct conv *c, struct proc *p, size_t n, int relay_from,
+run_stages(struct proc *p, size_t n, int relay_from,
     int relay_to)
 {
 	int start = 0, relay = 0;
@@ -494,7 +502,7 @@ run_stages(struct conv *c, struct proc *p, size_t n, int relay_from,
 			stop_pids[i] = p[i].pid;
 	}
 	/* our copies of the pipe ends go: a stage sees EOF or EPIPE when its peer ends */
-	close_ends(c, p, n);
+	close_ends(p, n);
 	if (relay_from >= 0) {
 		if (start == 0)
 			relay = proc_relay(relay_from, relay_to, progress_stream,
@@ -524,82 +532,114 @@ common_args(const struct conv *c, struct proc *p, const char *prog_)
 		proc_arg(p, "-U");
 }
 
-/*
- * -S 0 allocates the whole target, zeroes included, as qemu-img does by
- * writing zero buffers: the map handed on calls every extent data, so
- * img-cat streams the zeroes too and img-write writes them.
- */
+/* A map being written as qemu-img map's JSON: one extent held back to know the last. */
+struct map_out {
+	FILE		*f;
+	int		 fd;
+	uint64_t	 shift;		/* added to every start */
+	struct map_ext	 prev;
+	bool		 have;
+	bool		 any;
+};
+
 static void
-allocate_all(FILE *out, struct map_ext *e, struct map_ext *prev, bool *first)
+mout_open(struct map_out *m, uint64_t shift)
 {
-	if (*first && e == NULL)
-		return;
-	if (!*first)
-		map_print_json(out, prev, prev->start == 0, e == NULL);
-	*first = false;
-	if (e == NULL)
-		return;
-	e->present = e->data = true;
-	e->zero = e->has_offset = false;
-	*prev = *e;
+	memset(m, 0, sizeof(*m));
+	m->shift = shift;
+	if ((m->fd = memfd_create("img-convert map", 0)) < 0 ||
+	    (m->f = fdopen(dup(m->fd), "w")) == NULL)
+		die_errno("map");
+}
+
+static void
+mout_put(struct map_out *m, const struct map_ext *e)
+{
+	if (m->have)
+		map_print_json(m->f, &m->prev, !m->any, false);
+	m->any = m->any || m->have;
+	m->prev = *e;
+	m->prev.start += m->shift;
+	m->prev.has_offset = false;	/* the source's host offsets mean nothing there */
+	m->have = true;
+}
+
+static int
+mout_close(struct map_out *m)
+{
+	if (m->have)
+		map_print_json(m->f, &m->prev, !m->any, true);
+	if (fclose(m->f) != 0)
+		die_errno("map");
+	return m->fd;
 }
 
 /*
- * The map, read back from img-map's output, for the size and for progress
- * (and rewritten for -S 0 into a new memfd that replaces it).
+ * The map of one source, read back from img-map's output: its size and
+ * progress steps.  -S 0 allocates the whole target, zeroes included, as
+ * qemu-img does by writing zero buffers: the maps handed on then call every
+ * extent data, so img-cat streams the zeroes too and img-write writes them.
+ * A source after the first lands further on: img-write's map is moved there.
  */
 static void
-load_map(struct conv *c)
+load_map(struct conv *c, struct source *s, int fd)
 {
-	struct map_ext e, prev;
+	struct map_out cat, wr;
 	struct map_reader *r;
-	FILE *f, *out = NULL;
-	bool first = true;
-	int ret, fd = -1;
+	struct map_ext e;
+	uint64_t end = 0;
+	FILE *f;
+	int ret;
 
-	if (lseek(c->map_fd, 0, SEEK_SET) < 0 ||
-	    (f = fdopen(dup(c->map_fd), "r")) == NULL)
+	/* img-map left the shared offset at its end */
+	if (lseek(fd, 0, SEEK_SET) < 0 || (f = fdopen(dup(fd), "r")) == NULL)
 		die_errno("map");
-	if (c->sparse == 0 && ((fd = memfd_create("img-convert map", 0)) < 0 ||
-	    (out = fdopen(dup(fd), "w")) == NULL))
-		die_errno("map");
+	if (c->sparse == 0)
+		mout_open(&cat, 0);
+	if (s->base != 0)
+		mout_open(&wr, s->base);
 	r = map_reader_new(f, "map");
 	while ((ret = map_read(r, &e)) > 0) {
-		if (e.start != c->size)
+		if (e.start != end)
 			die("map: extent at %llu leaves a gap",
 			    (unsigned long long)e.start);
-		if (out != NULL)
-			allocate_all(out, &e, &prev, &first);
+		end = e.start + e.length;
+		if (c->sparse == 0) {
+			e.present = e.data = true;
+			e.zero = false;
+			mout_put(&cat, &e);
+		}
+		if (s->base != 0)
+			mout_put(&wr, &e);
 		progress_add(c, &e);
-		c->size = e.start + e.length;
 	}
 	if (ret < 0)
 		die("%s", err_msg());
 	map_reader_free(r);
 	fclose(f);
-	if (out != NULL) {
-		allocate_all(out, NULL, &prev, &first);
-		if (fclose(out) != 0)
-			die_errno("map");
-		close(c->map_fd);
-		c->map_fd = fd;
-	}
+	s->cat_fd = c->sparse == 0 ? mout_close(&cat) : fd;
+	s->write_fd = s->base != 0 ? mout_close(&wr) : s->cat_fd;
+	if (s->cat_fd != fd)
+		close(fd);
+	s->steps = prog.n;
+	c->size = s->base + end;
 }
 
 static void
-map_source(struct conv *c)
+map_source(struct conv *c, struct source *s)
 {
 	struct proc p = PROC_INIT;
+	int fd = memfd_create("img-convert map", 0);
 
-	c->map_fd = memfd_create("img-convert map", 0);
-	if (c->map_fd < 0)
+	if (fd < 0)
 		die_errno("memfd_create");
 	common_args(c, &p, "img-map");
 	proc_arg(&p, "--output=json");
-	proc_arg(&p, c->src);
-	p.out = c->map_fd;
-	run_stages(c, &p, 1, -1, -1);
-	load_map(c);
+	proc_arg(&p, s->name);
+	if ((p.out = dup(fd)) < 0)
+		die_errno("dup");
+	run_stages(&p, 1, -1, -1);
+	load_map(c, s, fd);
 }
 
 /*
@@ -726,7 +766,7 @@ option_help(struct conv *c)
 	if (c->dst != NULL)
 		proc_arg(&p, c->dst);
 	fflush(stdout);
-	run_stages(c, &p, 1, -1, -1);
+	run_stages(&p, 1, -1, -1);
 	exit(close_stdout());
 }
 
@@ -745,41 +785,45 @@ check_target(struct conv *c)
 		die("output file is smaller than input file");
 }
 
+/* img-cat --map | img-write --map for one source, through us with -p. */
 static void
-copy(struct conv *c)
+copy(const struct conv *c, const struct source *s)
 {
 	struct proc p[2] = { PROC_INIT, PROC_INIT };
 	int a[2], b[2] = { -1, -1 };
 
-	if (proc_pipe(a) < 0 || (c->progress && proc_pipe(b) < 0))
+	if (proc_pipe(a) < 0 || (prog.on && proc_pipe(b) < 0))
 		die("%s", err_msg());
 	common_args(c, &p[0], "img-cat");
-	proc_argf(&p[0], "--map=/dev/fd/%d", c->map_fd);
-	proc_arg(&p[0], c->src);
+	proc_argf(&p[0], "--map=/dev/fd/%d", s->cat_fd);
+	proc_arg(&p[0], s->name);
 	p[0].out = a[1];
 	proc_arg(&p[1], "img-write");
 	proc_argf(&p[1], "-f%s", c->out_fmt);
-	proc_argf(&p[1], "--map=/dev/fd/%d", c->map_fd);
+	proc_argf(&p[1], "--map=/dev/fd/%d", s->write_fd);
 	proc_argf(&p[1], "-S%llu", (unsigned long long)c->sparse);
 	/* a new target reads as zeroes, unless -S 0 asks for it allocated */
 	if (c->target_is_zero || (!c->no_create && c->sparse != 0))
 		proc_arg(&p[1], "--target-is-zero");
 	proc_arg(&p[1], c->dst);
-	p[1].in = c->progress ? b[0] : a[0];
-	if (c->progress) {
+	p[1].in = prog.on ? b[0] : a[0];
+	prog.end = s->steps;
+	prog.streamed = 0;
+	if (prog.on) {
 		signal(SIGPIPE, SIG_IGN);
-		run_stages(c, p, 2, a[0], b[1]);
+		run_stages(p, 2, a[0], b[1]);
+		progress_stream(UINT64_MAX, NULL);	/* zero steps at its end */
 	} else {
-		run_stages(c, p, 2, -1, -1);
+		run_stages(p, 2, -1, -1);
 	}
 }
 
 int
 main(int argc, char *argv[])
 {
-	struct conv c = { .out_fmt = "raw", .sparse = SPARSE_DEFAULT,
-	    .map_fd = -1 };
-	int ch;
+	struct conv c = { .out_fmt = "raw", .sparse = SPARSE_DEFAULT };
+	struct source *src;
+	int ch, i;
 
 	prog_init(argv[0]);
 	while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1)
@@ -788,23 +832,30 @@ main(int argc, char *argv[])
 	prog.on = c.progress && !c.quiet;
 	progress_show(0);
 	atexit(at_exit);
-	if (c.nsrc > 1)
-		die("convert: more than one source image is not supported yet");
 	catch_signals();
-	map_source(&c);
+	src = xcalloc((size_t)c.nsrc, sizeof(*src));
+	for (i = 0; i < c.nsrc; i++) {
+		src[i].name = c.src[i];
+		src[i].base = c.size;
+		map_source(&c, &src[i]);
+	}
 	if (c.no_create)
 		check_target(&c);
 	else
 		create_target(&c);
-	copy(&c);
-	if (prog.on)
-		progress_stream(UINT64_MAX, NULL);
+	for (i = 0; i < c.nsrc; i++)
+		copy(&c, &src[i]);
 	progress_show(100);
 	progress_end();
 	stop_unlink = NULL;
+	for (i = 0; i < c.nsrc; i++) {
+		if (src[i].write_fd != src[i].cat_fd)
+			close(src[i].write_fd);
+		close(src[i].cat_fd);
+	}
+	free(src);
 	free(prog.step);
 	free(c.options);
 	opt_list_free(&c.o);
-	close(c.map_fd);
 	return close_stdout();
 }
