@@ -94,6 +94,16 @@ hash_unlink(struct qcow2_cache *c, struct qcow2_centry *e)
 	e->hnext = NULL;
 }
 
+static void
+set_dirty(struct qcow2_cache *c, struct qcow2_centry *e, bool dirty)
+{
+	if (e->dirty != dirty)
+		c->ndirty += dirty ? 1 : -1;
+	e->dirty = dirty;
+}
+
+static int write_all(struct qcow2_cache *c);
+
 static int
 write_entry(struct qcow2_cache *c, struct qcow2_centry *e)
 {
@@ -101,16 +111,33 @@ write_entry(struct qcow2_cache *c, struct qcow2_centry *e)
 
 	if (!e->dirty)
 		return 0;
-	/* crash safety: what this table's clusters depend on reaches disk first */
-	if (c->depends != NULL) {
-		if (qcow2_cache_write(c->depends) < 0)
+	/*
+	 * Crash safety: the refcounts of this table's clusters reach the disk
+	 * first.  After that fsync every dirty table may go, so write them all
+	 * and pay it once, not once per table evicted.
+	 */
+	if (c->depends != NULL && c->depends->ndirty > 0) {
+		if (write_all(c->depends) < 0)
 			return -1;
 		if (fdatasync(c->img->fd) < 0 && errno != EINVAL)
 			return err_set(errno, "%s: fsync", c->img->filename);
+		return write_all(c);
 	}
 	if (qcow2_pwrite(c->img, e->data, s->cluster_size, e->off, c->what) < 0)
 		return -1;
-	e->dirty = false;
+	set_dirty(c, e, false);
+	return 0;
+}
+
+static int
+write_all(struct qcow2_cache *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->n && c->ndirty > 0; i++)
+		if (c->ents[i].off != 0 && c->ents[i].dirty &&
+		    write_entry(c, &c->ents[i]) < 0)
+			return -1;
 	return 0;
 }
 
@@ -119,7 +146,7 @@ static void
 park(struct qcow2_cache *c, struct qcow2_centry *e)
 {
 	e->off = 0;
-	e->dirty = false;
+	set_dirty(c, e, false);
 	e->prev = c->tail;
 	e->next = NULL;
 	if (c->tail)
@@ -182,7 +209,6 @@ qcow2_cache_get(struct qcow2_cache *c, uint64_t off)
 		park(c, e);
 		return NULL;
 	}
-	e->dirty = false;
 	return install(c, e, off);
 }
 
@@ -198,7 +224,7 @@ qcow2_cache_get_empty(struct qcow2_cache *c, uint64_t off)
 		install(c, e, off);
 	}
 	memset(e->data, 0, s->cluster_size);
-	e->dirty = true;
+	set_dirty(c, e, true);
 	return e->data;
 }
 
@@ -208,7 +234,7 @@ qcow2_cache_dirty(struct qcow2_cache *c, uint64_t off)
 	struct qcow2_centry *e = lookup(c, off);
 
 	if (e != NULL)
-		e->dirty = true;
+		set_dirty(c, e, true);
 }
 
 void
@@ -226,11 +252,5 @@ qcow2_cache_drop(struct qcow2_cache *c, uint64_t off)
 int
 qcow2_cache_write(struct qcow2_cache *c)
 {
-	size_t i;
-
-	for (i = 0; i < c->n; i++)
-		if (c->ents[i].off != 0 && c->ents[i].dirty &&
-		    write_entry(c, &c->ents[i]) < 0)
-			return -1;
-	return 0;
+	return write_all(c);
 }

@@ -83,6 +83,7 @@ struct qcow2_cache {
 	const char		*what;		/* "L2 table", for messages */
 	size_t			 max;
 	size_t			 n;
+	size_t			 ndirty;
 	struct qcow2_centry	*ents;
 	struct qcow2_centry	**hash;
 	size_t			 nhash;		/* power of two */
