@@ -155,10 +155,12 @@ settle() {
 	settle
 }
 
-@test "house: README.md names every program" {
+@test "house: README.md's table names every program, and 'not there yet' none" {
 	local p
 	for p in $(progs); do
-		grep -q -- "\b$p\b" "$ROOT/README.md" || owe "README.md does not name $p"
+		grep -q -- "^| \`$p\` |" "$ROOT/README.md" || owe "README.md: no '| \`$p\` |' row"
+		grep -i -A2 -- "^not there yet:" "$ROOT/README.md" | grep -q -- "\`$p\`" &&
+		    owe "README.md: $p is there, not 'not there yet'"
 	done
 	settle
 }
