@@ -42,7 +42,6 @@ struct conv {
 	char		*options;	/* -o, accumulated as qemu-img does */
 	struct opt_list	 o;		/* the same, parsed */
 	uint64_t	 sparse;	/* -S in bytes; 0: fully allocate */
-	bool		 sparse_set;
 	bool		 progress;
 	bool		 quiet;
 	bool		 no_create;	/* -n */
@@ -73,8 +72,7 @@ struct step {
 /* qemu's progress: "    (12.34/100%)\r" on stdout, at least 1% apart. */
 struct progress {
 	bool		 on;
-	float		 current;
-	float		 last;
+	float		 last;		/* the value printed last */
 	struct step	*step;		/* the map, when on */
 	size_t		 n;
 	size_t		 end;		/* the steps of the pipeline running */
@@ -86,8 +84,6 @@ struct progress {
 };
 
 static struct progress prog;
-
-static _Noreturn void option_help(struct conv *c);
 static volatile sig_atomic_t stop_pids[2];
 static const char *volatile stop_unlink;	/* the target while we may remove it */
 
@@ -112,6 +108,8 @@ static const struct option longopts[] = {
 };
 
 static const char shortopts[] = ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:";
+
+static _Noreturn void option_help(struct conv *c);
 
 static _Noreturn void
 usage(void)
@@ -196,7 +194,6 @@ sparse_arg(struct conv *c, const char *arg)
 		die("Invalid buffer size for sparse output specified. Valid sizes "
 		    "are multiples of %d up to %d. Select 0 to disable sparse "
 		    "detection (fully allocates output).", SECTOR, SPARSE_MAX);
-	c->sparse_set = true;
 }
 
 static void
@@ -349,7 +346,6 @@ progress_show(float v)
 {
 	if (v > 100)
 		v = 100;
-	prog.current = v;
 	if (v > prog.last + 1.0f || v < prog.last - 1.0f || v == 100 || v == 0) {
 		prog.last = v;
 		if (prog.on) {
@@ -490,8 +486,7 @@ close_ends(struct proc *p, size_t n)
  * relay_from to relay_to when >= 0); fail with one message if any does.
  */
 static void
-run_stages(struct proc *p, size_t n, int relay_from,
-    int relay_to)
+run_stages(struct proc *p, size_t n, int relay_from, int relay_to)
 {
 	int start = 0, relay = 0;
 	size_t i;
@@ -625,6 +620,7 @@ load_map(struct conv *c, struct source *s, int fd)
 	c->size = s->base + end;
 }
 
+/* Maps live in memfds left open across exec: the stages open /dev/fd/N. */
 static void
 map_source(struct conv *c, struct source *s)
 {
