@@ -44,6 +44,7 @@ struct map_reader {
 	unsigned long	 ext_line;	/* where the last extent read starts */
 	int		 human;		/* -1 unknown, 0 JSON, 1 human table */
 	uint64_t	 next;		/* end of the previous extent */
+	bool		 started;	/* an extent was read */
 	struct map_ext	 pending;	/* human form: a data extent after a gap */
 	bool		 have_pending;
 };
@@ -290,8 +291,11 @@ map_read(struct map_reader *r, struct map_ext *e)
 		return ret;
 	if (e->start < r->next)
 		return bad(r, "extents overlap or are out of order");
-	if (r->human && e->start > r->next) {
-		/* the gap before a human-form data extent reads as zeroes */
+	if (r->human && r->started && e->start > r->next) {
+		/*
+		 * The gap between two human-form data extents reads as zeroes;
+		 * what comes before the first is not in the map (--start-offset).
+		 */
 		r->pending = *e;
 		r->have_pending = true;
 		memset(e, 0, sizeof(*e));
@@ -300,6 +304,7 @@ map_read(struct map_reader *r, struct map_ext *e)
 		e->zero = true;
 	}
 	r->next = e->start + e->length;
+	r->started = true;
 	return 1;
 }
 

@@ -32,8 +32,8 @@ struct map_reader *map_reader_new(FILE *f, const char *name);
 /*
  * Next extent: 1, 0 at the end, -1 on a malformed line (err_set names the
  * map and line).  Human-form maps name only data extents; the reader
- * reports the gaps between them as zero extents.  Extents must be in
- * ascending, non-overlapping order.
+ * reports the gaps between them (not before the first) as zero extents.
+ * Extents must be in ascending, non-overlapping order.
  */
 int	map_read(struct map_reader *r, struct map_ext *e);
 void	map_reader_free(struct map_reader *r);

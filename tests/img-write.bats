@@ -165,6 +165,19 @@ data_bytes() {
 	qimg check dst.qcow2
 }
 
+@test "img-write: a human map zeroes the gaps between its lines only" {
+	truncate -s 4M src.raw
+	qio -f raw -c 'write -P 1 1M 64k' -c 'write -P 2 3M 64k' src.raw >/dev/null
+	img-map -f raw src.raw > mh
+	[ "$(sed -n 2p mh | cut -c1-8)" = 0x100000 ]
+	qimg create -q -f qcow2 dst.qcow2 4M
+	qio -c 'write -P 8 0 4M' dst.qcow2 >/dev/null
+	img-cat -f raw --map mh src.raw | img-write -f qcow2 --map mh dst.qcow2
+	run -0 qio -c 'read -P 8 0 1M' -c 'read -P 1 1M 64k' -c 'read -P 0 1114112 2031616' \
+	    -c 'read -P 2 3M 64k' -c 'read -P 8 3211264 983040' dst.qcow2
+	[[ $output != *"Pattern verification failed"* ]]
+}
+
 @test "img-write: a short stream is one error line; what came is written" {
 	mksrc
 	img-map --output=json src.qcow2 > m
