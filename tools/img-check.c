@@ -123,7 +123,7 @@ parse(struct args *a, int argc, char **argv)
 			list_options(c);
 			break;
 		case ':':
-			die_usage("option '%s' requires an argument", argv[optind - 1]);
+			die_usage("missing argument for option '%s'", argv[optind - 1]);
 		default:
 			die_usage("unrecognized option '%s'", argv[optind - 1]);
 		}
@@ -221,15 +221,31 @@ print_json(const struct img_check *r, const char *filename, const char *fmt)
 }
 
 static struct img *
+open_flags(const struct args *a, int flags)
+{
+	if (a->image_opts)
+		return img_open_image_opts(a->filename, flags);
+	return img_open(a->filename, a->fmt, flags);
+}
+
+/*
+ * A repair opens the image read-write, as qemu-img does (and warns about a
+ * probed raw image).  A driver that refuses to write a dirty or corrupt
+ * image still lets check repair it: then open read-only and let img_check
+ * reopen the file for writing.
+ */
+static struct img *
 open_image(const struct args *a)
 {
 	struct img *img;
 
-	if (a->image_opts)
-		img = img_open_image_opts(a->filename, a->flags | IMG_NO_PROBE_WARN);
-	else
-		img = img_open(a->filename, a->fmt, a->flags | IMG_NO_PROBE_WARN);
-	if (img == NULL)
+	if (a->fix) {
+		if ((img = open_flags(a, a->flags | IMG_RDWR)) != NULL)
+			return img;
+		if (err_errno() != 0)
+			die("%s", err_msg());
+	}
+	if ((img = open_flags(a, a->flags | IMG_NO_PROBE_WARN)) == NULL)
 		die("%s", err_msg());
 	return img;
 }

@@ -65,6 +65,8 @@ struct ck {
 	uint8_t			*rb;		/* the last stored refblock read */
 	uint64_t		 rb_off;
 	uint8_t			*l2;		/* one table (check_l2, oflag check) */
+	uint64_t		 l2_at;		/* where check_l2 read it from */
+	bool			 l2_zero;	/* and it was all zeroes */
 	bool			 rb_dirty;	/* repaired refcounts not yet written */
 	bool			 signaled;
 	bool			 fatal;		/* qemu drops the driver: no more writes */
@@ -204,6 +206,8 @@ write_meta(struct ck *k, const void *buf, size_t len, uint64_t off)
 		k->file_size = off + len;
 	if (k->rb != NULL && off < k->rb_off + k->cs && off + len > k->rb_off)
 		k->rb_off = UINT64_MAX;		/* the cached refblock changed */
+	if (off < k->l2_at + k->cs && off + len > k->l2_at)
+		k->l2_zero = false;
 	return 0;
 }
 
@@ -213,6 +217,7 @@ corruption(struct ck *k, bool fatal, const char *msg)
 {
 	uint8_t b[8];
 
+	fatal = fatal && k->fix;	/* a read-only image stays usable */
 	if (k->signaled && (!fatal || (k->incompat & QCOW2_INCOMPAT_CORRUPT)))
 		return;
 	if (fatal)
@@ -222,8 +227,9 @@ corruption(struct ck *k, bool fatal, const char *msg)
 		note(k, "qcow2: Image is corrupt: %s; further non-fatal "
 		    "corruption events will be suppressed", msg);
 	k->fatal |= fatal;
-	if (fatal && k->fix && k->s->version >= 3) {
+	if (fatal)
 		k->incompat |= QCOW2_INCOMPAT_CORRUPT;
+	if (fatal && k->fix && k->s->version >= 3) {
 		put_be64(b, k->incompat);
 		(void)write_meta(k, b, 8, 72);
 	}
@@ -516,11 +522,18 @@ check_l2(struct ck *k, struct img_check *res, uint64_t l2off, int flags)
 	uint64_t i, n = qcow2_l2_entries(s), entry, bitmap, next = 0;
 	enum qcow2_type t;
 
-	if (read_meta(k, k->l2, k->cs, l2off) < 0) {
-		note(k, "ERROR: I/O error in check_refcounts_l2");
-		res->check_errors++;
-		return err_set(errno, "%s", k->img->filename);
+	if (k->l2_at != l2off || !k->l2_zero) {
+		if (read_meta(k, k->l2, k->cs, l2off) < 0) {
+			note(k, "ERROR: I/O error in check_refcounts_l2");
+			res->check_errors++;
+			return err_set(errno, "%s", k->img->filename);
+		}
+		k->l2_at = l2off;
+		k->l2_zero = is_zero(k->l2, k->cs);
 	}
+	/* nothing to count, and a table named a million times stays fast */
+	if (k->l2_zero)
+		return 0;
 	for (i = 0; i < n; i++) {
 		entry = qcow2_l2_entry(s, k->l2, i);
 		bitmap = qcow2_l2_bitmap(s, k->l2, i);
@@ -845,11 +858,17 @@ static int
 refblock_outside(struct ck *k, struct img_check *res, uint64_t off,
     bool *rebuild)
 {
+	int e = EINVAL;
+
 	if (off > INT64_MAX - k->cs ||
 	    ftruncate(k->img->fd, (off_t)(off + k->cs)) < 0) {
+		if (off <= INT64_MAX - k->cs) {
+			e = errno;
+			note(k, "%s: Could not resize file: %s", prog_name(),
+			    strerror(e));
+		}
 		*rebuild = true;
-		note(k, "ERROR could not resize image: %s",
-		    strerror(off > INT64_MAX - k->cs ? EINVAL : errno));
+		note(k, "ERROR could not resize image: %s", strerror(e));
 		return 0;
 	}
 	k->file_size = off + k->cs;
@@ -925,6 +944,23 @@ update_refcount(struct ck *k, uint64_t c, uint64_t want)
 	return set_stored_refcount(k, c, want);
 }
 
+/*
+ * Whether cluster c starts a refcount block's span that has neither a
+ * stored block nor a counted reference: a sparse hostile file is skipped
+ * a block at a time.
+ */
+static bool
+block_empty(const struct ck *k, uint64_t c)
+{
+	uint64_t per = (uint64_t)1 << k->s->rb_bits, ti = c >> k->s->rb_bits;
+
+	if ((c & (per - 1)) != 0 || c + per > k->nb)
+		return false;
+	if (ti < k->rt_size && (k->rt[ti] & QCOW2_RTE_OFFSET) != 0)
+		return false;
+	return is_zero(k->imrt + ti * k->cs, k->cs);
+}
+
 static void
 compare(struct ck *k, struct img_check *res, int fix, bool *rebuild,
     uint64_t *highest)
@@ -933,6 +969,10 @@ compare(struct ck *k, struct img_check *res, int fix, bool *rebuild,
 	int64_t *fixed;
 
 	for (i = 0, *highest = 0; i < k->nb; i++) {
+		if (block_empty(k, i)) {
+			i += ((uint64_t)1 << k->s->rb_bits) - 1;
+			continue;
+		}
 		if (stored_refcount(k, i, &rc1) < 0) {
 			note(k, "Can't get refcount for cluster %lld: %s",
 			    (long long)i, strerror(errno));
@@ -1129,6 +1169,7 @@ oflag_l2(struct ck *k, struct img_check *res, uint64_t l2off, bool repair)
 	uint64_t j, e, rc, v;
 	int dirty = 0;
 
+	k->l2_zero = false;
 	if (read_meta(k, k->l2, k->cs, l2off) < 0) {
 		note(k, "ERROR: Could not read L2 table: %s", strerror(errno));
 		res->check_errors++;
@@ -1390,6 +1431,7 @@ ck_init(struct ck *k, struct img *img, int fix, struct img_check *out)
 	k->rb = xmalloc(k->cs);
 	k->rb_off = UINT64_MAX;
 	k->l2 = xmalloc(k->cs);
+	k->l2_at = UINT64_MAX;
 	if (fmt_file_size(img, &k->file_size) < 0)
 		return -1;
 	memset(h, 0, sizeof(h));
@@ -1440,13 +1482,18 @@ add_result(struct img_check *out, const struct img_check *r, bool alloc)
 	}
 }
 
-/* A clean repaired image loses its dirty and corrupt bits (qemu). */
+/*
+ * A clean repaired image loses its dirty and corrupt bits; an image opened
+ * for repair loses the dirty bit anyway when qemu closes it.
+ */
 static int
-mark_clean(struct ck *k)
+mark_clean(struct ck *k, uint64_t bits)
 {
-	uint64_t v = k->incompat & ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT);
+	uint64_t v = k->incompat & ~bits;
 	uint8_t b[8];
 
+	if (k->fatal)
+		return 0;
 	if (flush_rb(k) < 0)
 		return -1;
 	if (k->s->version < 3 || v == k->incompat)
@@ -1492,11 +1539,11 @@ qcow2_check(struct img *img, int fix, struct img_check *out)
 	}
 	add_result(out, &sres, false);
 	if (r == 0 && fix && out->check_errors == 0 && out->corruptions == 0)
-		r = mark_clean(&k);
+		r = mark_clean(&k, QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT);
 	if (r == 0 && fix && fdatasync(img->fd) < 0 && errno != EINVAL)
 		r = err_set(errno, "%s", img->filename);
 done:
-	if (fix && !k.fatal && flush_rb(&k) < 0 && r == 0)
+	if (fix && !k.fatal && mark_clean(&k, QCOW2_INCOMPAT_DIRTY) < 0 && r == 0)
 		r = -1;
 	ck_free(&k);
 	return r;
