@@ -133,6 +133,19 @@ fake_stage() {
 	[ -f o.raw ] && [ ! -s o.raw ]
 }
 
+@test "img-convert: zeroes never travel as bytes: 1 TiB of holes converts at once" {
+	truncate -s 1T big.raw
+	qimg create -q -f qcow2 big.qcow2 1T
+	qio -f qcow2 -c 'write -P 3 512G 64k' big.qcow2 >/dev/null
+	run timeout 10 img-convert -O qcow2 big.raw o.qcow2
+	[ "$status" -eq 0 ]
+	run timeout 10 img-convert -p big.qcow2 o.raw
+	[ "$status" -eq 0 ]
+	[ "$(du -k o.raw | cut -f1)" -lt 1024 ]
+	run qimg compare -f qcow2 -F raw big.qcow2 o.raw
+	[ "$status" -eq 0 ]
+}
+
 @test "img-convert: -q silences -p; without -p stdout stays empty" {
 	mkraw a.raw
 	run img-convert -p -q a.raw o.raw
