@@ -61,12 +61,13 @@ clean() {
 	[[ $output == "No errors were found on the image."* ]]
 }
 
-# a chain with every cluster kind: data, zero, compressed, partial, backing
+# mkchain [OPTS]: a chain with every cluster kind (data, zero, compressed,
+# partial, backing), top.qcow2 made with -o OPTS
 mkchain() {
 	fresh base.qcow2
 	qio -f qcow2 -c 'write -P 1 0 2M' -c 'write -P 2 10M 1M' base.qcow2 >/dev/null
 	rm -f top.qcow2
-	qimg create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2 64M
+	qimg create -q -f qcow2 -b base.qcow2 -F qcow2 ${1:+-o "$1"} top.qcow2 64M
 	qio -f qcow2 -c 'write -P 3 64k 64k' -c 'write -P 4 1000 3000' \
 	    -c 'write -z 10M 128k' -c 'write -c -P 5 20M 256k' \
 	    -c 'write -z 1536k 4k' -c 'write -P 6 40M 1M' top.qcow2 >/dev/null
@@ -282,8 +283,9 @@ mkchain() {
 	done
 }
 
-@test "fmt-qcow2: writes over a backing chain: content as expected, check clean" {
-	mkchain
+# writes OPTS: write three streams into mkchain's top, check against raw
+writes() {
+	mkchain "$1"
 	qimg convert -O raw top.qcow2 want.raw
 	head -c 300000 /dev/urandom >d1
 	head -c 5000 /dev/urandom >d2
@@ -298,6 +300,15 @@ mkchain() {
 	clean base.qcow2
 	same_content top.qcow2
 	img cat top.qcow2 | cmp - want.raw
+}
+
+@test "fmt-qcow2: writes over a backing chain: content as expected, check clean" {
+	writes ""
+}
+
+@test "fmt-qcow2: writes with extended L2 entries and with compat=0.10" {
+	writes extended_l2=on
+	writes compat=0.10
 }
 
 @test "fmt-qcow2: writes into an image with an internal snapshot copy on write" {

@@ -36,18 +36,6 @@ has_host(int type)
 	    type == QCOW2_UNALLOC_ALLOC;
 }
 
-/* Guest writes: the header work, and no subcluster allocation (yet). */
-static int
-prepare(struct img *img)
-{
-	struct qcow2 *s = img->priv;
-
-	if (s->extl2)
-		return err_set(ENOTSUP, "%s: writing images with extended L2 "
-		    "entries is not supported", img->filename);
-	return qcow2_prepare_write(img);
-}
-
 static bool
 has_backing(const struct img *img)
 {
@@ -436,12 +424,42 @@ qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
 	return 0;
 }
 
-/* Written in place: a data cluster only this L2 entry references. */
-static bool
-in_place(const struct qcow2 *s, uint64_t e)
+#define ALL_ALLOC	0x00000000ffffffffull	/* extended L2: every subcluster */
+#define ALL_ZEROES	0xffffffff00000000ull
+
+/* How a write treats a cluster it covers. */
+enum wkind {
+	W_IN_PLACE,	/* data only this entry references: overwrite */
+	W_FILL,		/* ours, partly zero or unallocated: rewrite in place */
+	W_NEW,		/* unallocated, shared or compressed: new clusters */
+};
+
+static enum wkind
+write_kind(const struct qcow2 *s, uint64_t e, uint64_t bm)
 {
-	return qcow2_entry_type(s, e, 0, 0) == QCOW2_NORMAL &&
-	    (e & QCOW2_OFLAG_COPIED);
+	if ((e & QCOW2_OFLAG_COMPRESSED) || !(e & QCOW2_OFLAG_COPIED) ||
+	    !(e & QCOW2_L2E_OFFSET))
+		return W_NEW;
+	if (s->extl2 ? bm == ALL_ALLOC : !(e & QCOW2_OFLAG_ZERO))
+		return W_IN_PLACE;
+	return W_FILL;
+}
+
+/* Set an entry (and, with extended L2, its subcluster bitmap). */
+static void
+set_entry(const struct qcow2 *s, uint8_t *l2, uint64_t i, uint64_t e,
+    uint64_t bm)
+{
+	qcow2_l2_set(s, l2, i, e);
+	if (s->extl2)
+		put_be64(l2 + (i << 4) + 8, bm);
+}
+
+/* The entry holds a host cluster or compressed data (qemu's is_allocated). */
+static bool
+holds_data(uint64_t e)
+{
+	return (e & QCOW2_OFLAG_COMPRESSED) || (e & QCOW2_L2E_OFFSET);
 }
 
 static int
@@ -560,7 +578,8 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	/* the L2 table reaches the disk after the data (qcow2_flush) */
 	for (i = 0; i < k; i++) {
 		old = qcow2_l2_entry(s, l2, idx + i);
-		qcow2_l2_set(s, l2, idx + i, (host + i * cs) | QCOW2_OFLAG_COPIED);
+		set_entry(s, l2, idx + i, (host + i * cs) | QCOW2_OFLAG_COPIED,
+		    ALL_ALLOC);
 		if (qcow2_free_entry(img, old) < 0)
 			goto out;
 	}
@@ -590,27 +609,40 @@ zero_file(struct img *img, uint64_t off, uint64_t len)
 }
 
 /*
- * A preallocated zero cluster of ours (ZERO_ALLOC with COPIED) is written
- * in place, as qemu does; the rest of it is zeroed in the file.
+ * A cluster of ours that reads partly or wholly as zeroes (or, with
+ * extended L2, partly from the backing file) is rewritten in place, as
+ * qemu does.  Without subclusters the rest is zeroes: holes in the file.
  */
 static int
-write_zero_alloc(struct img *img, uint64_t l2off, uint64_t idx, uint64_t e,
+write_fill(struct img *img, uint64_t l2off, uint64_t idx, uint64_t e,
     uint64_t off, uint64_t bytes, const uint8_t *p)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t host = e & QCOW2_L2E_OFFSET, head = off & (s->cluster_size - 1);
-	uint8_t *l2;
+	uint64_t cs = s->cluster_size, host = e & QCOW2_L2E_OFFSET;
+	uint64_t head = off & (cs - 1);
+	uint8_t *l2, *buf;
+	int r;
 
-	if (io_pwrite(img->fd, p, bytes, host + head) < 0)
+	if (s->extl2) {
+		buf = xmalloc(cs);
+		r = cow_read(img, off - head, cs, buf);
+		memcpy(buf + head, p, bytes);
+		if (r == 0)
+			r = qcow2_pwrite(img, buf, cs, host, "data");
+		free(buf);
+		if (r < 0)
+			return -1;
+	} else if (io_pwrite(img->fd, p, bytes, host + head) < 0 ||
+	    zero_file(img, host, head) < 0 ||
+	    zero_file(img, host + head + bytes, cs - head - bytes) < 0) {
 		return err_set(errno, "%s: Could not write data", img->filename);
-	if (zero_file(img, host, head) < 0 ||
-	    zero_file(img, host + head + bytes,
-	    s->cluster_size - head - bytes) < 0 ||
-	    extend_file(img, host + s->cluster_size) < 0 ||
+	}
+	if (extend_file(img, host + cs) < 0 ||
 	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		return -1;
-	qcow2_l2_set(s, l2, idx, host | QCOW2_OFLAG_COPIED);
+	set_entry(s, l2, idx, host | QCOW2_OFLAG_COPIED, ALL_ALLOC);
 	qcow2_cache_dirty(&s->l2_cache, l2off);
+	s->zc_valid = false;
 	return 0;
 }
 
@@ -620,37 +652,32 @@ write_run(struct img *img, uint64_t l2off, uint64_t off, uint64_t n,
     const uint8_t *p, uint64_t *done)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t cs = s->cluster_size, idx, e0, e, k, nclusters, bytes;
+	uint64_t cs = s->cluster_size, idx, e0, e, bm, k, nclusters;
+	enum wkind kind;
 	uint8_t *l2;
-	bool inplace;
 
 	if ((l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		return -1;
 	idx = (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
-	e0 = qcow2_l2_entry(s, l2, idx);
-	if (classify(img, l2off, idx, e0, 0, 0) == QCOW2_INVALID)
-		return -1;
-	inplace = in_place(s, e0);
 	nclusters = ((off + n - 1) >> s->cluster_bits) - (off >> s->cluster_bits) + 1;
-	for (k = 1; k < nclusters; k++) {
+	e0 = qcow2_l2_entry(s, l2, idx);
+	kind = write_kind(s, e0, qcow2_l2_bitmap(s, l2, idx));
+	for (k = 0; k < nclusters; k++) {
 		e = qcow2_l2_entry(s, l2, idx + k);
-		if (classify(img, l2off, idx + k, e, 0, 0) == QCOW2_INVALID)
+		bm = qcow2_l2_bitmap(s, l2, idx + k);
+		if (classify(img, l2off, idx + k, e, bm, 0) == QCOW2_INVALID)
 			return -1;
-		if (in_place(s, e) != inplace || (inplace &&
-		    (e & QCOW2_L2E_OFFSET) != (e0 & QCOW2_L2E_OFFSET) + k * cs))
+		if (k > 0 && (kind == W_FILL || write_kind(s, e, bm) != kind ||
+		    (kind == W_IN_PLACE && (e & QCOW2_L2E_OFFSET) !=
+		    (e0 & QCOW2_L2E_OFFSET) + k * cs)))
 			break;
 	}
-	if (!inplace && (e0 & QCOW2_OFLAG_COPIED) &&
-	    qcow2_entry_type(s, e0, 0, 0) == QCOW2_ZERO_ALLOC)
-		k = 1;
-	bytes = MIN(off + n, ((off >> s->cluster_bits) + k) << s->cluster_bits) - off;
-	*done = bytes;
-	if (!inplace && k == 1 && (e0 & QCOW2_OFLAG_COPIED) &&
-	    qcow2_entry_type(s, e0, 0, 0) == QCOW2_ZERO_ALLOC)
-		return write_zero_alloc(img, l2off, idx, e0, off, bytes, p);
-	if (!inplace)
-		return write_new(img, l2off, idx, k, off, bytes, p);
-	if (io_pwrite(img->fd, p, bytes, (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1))) < 0)
+	*done = MIN(off + n, ((off >> s->cluster_bits) + k) << s->cluster_bits) - off;
+	if (kind == W_FILL)
+		return write_fill(img, l2off, idx, e0, off, *done, p);
+	if (kind == W_NEW)
+		return write_new(img, l2off, idx, k, off, *done, p);
+	if (io_pwrite(img->fd, p, *done, (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1))) < 0)
 		return err_set(errno, "%s: Could not write data", img->filename);
 	return 0;
 }
@@ -662,7 +689,7 @@ qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	const uint8_t *p = buf;
 	uint64_t span = qcow2_l2_span(s), l2off, n, done;
 
-	if (prepare(img) < 0)
+	if (qcow2_prepare_write(img) < 0)
 		return -1;
 	while (len > 0) {
 		if (qcow2_l2_for_write(img, off / span, &l2off) < 0)
@@ -675,6 +702,36 @@ qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	return 0;
 }
 
+/* One entry of update_clusters. */
+static int
+update_one(struct img *img, uint8_t *l2, uint64_t i, int mode, int flags)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t old = qcow2_l2_entry(s, l2, i), nw = old;
+	uint64_t obm = qcow2_l2_bitmap(s, l2, i), nbm = obm;
+	bool unmap;
+
+	if (mode == 'z') {
+		unmap = (old & QCOW2_OFLAG_COMPRESSED) ||
+		    ((flags & IMG_ZERO_UNMAP) && holds_data(old));
+		nw = unmap ? 0 : old;
+		if (s->extl2)
+			nbm = ALL_ZEROES;
+		else
+			nw |= QCOW2_OFLAG_ZERO;
+	} else {
+		unmap = holds_data(old);
+		if (has_backing(img) || unmap) {
+			nw = !s->extl2 && s->version >= 3 ? QCOW2_OFLAG_ZERO : 0;
+			nbm = ALL_ZEROES;
+		}
+	}
+	if (nw == old && (!s->extl2 || nbm == obm))
+		return 0;
+	set_entry(s, l2, i, nw, nbm);
+	return unmap ? qcow2_free_entry(img, old) : 0;
+}
+
 /*
  * Set new entries for whole clusters [off, off+len): mode 'z' makes zero
  * clusters (qemu's zero_in_l2_slice), 'd' discards (discard_in_l2_slice).
@@ -684,10 +741,8 @@ update_clusters(struct img *img, uint64_t off, uint64_t len, int mode,
     int flags)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t span = qcow2_l2_span(s), l2off, idx, n, i, old, nw;
+	uint64_t span = qcow2_l2_span(s), l2off, idx, n, i;
 	uint8_t *l2;
-	int t;
-	bool unmap;
 
 	while (len > 0) {
 		n = MIN(len, span - (off & (span - 1)));
@@ -695,26 +750,9 @@ update_clusters(struct img *img, uint64_t off, uint64_t len, int mode,
 		    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 			return -1;
 		idx = (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
-		for (i = 0; i < DIV_ROUND_UP(n, s->cluster_size); i++) {
-			old = qcow2_l2_entry(s, l2, idx + i);
-			t = (int)qcow2_entry_type(s, old, 0, 0);
-			if (mode == 'z') {
-				unmap = t == QCOW2_COMPRESSED ||
-				    ((flags & IMG_ZERO_UNMAP) && t != QCOW2_UNALLOC &&
-				    t != QCOW2_ZERO);
-				nw = (unmap ? 0 : old) | QCOW2_OFLAG_ZERO;
-			} else {
-				unmap = t != QCOW2_UNALLOC && t != QCOW2_ZERO;
-				nw = old;
-				if (has_backing(img) || unmap)
-					nw = s->version >= 3 ? QCOW2_OFLAG_ZERO : 0;
-			}
-			if (nw == old)
-				continue;
-			qcow2_l2_set(s, l2, idx + i, nw);
-			if (unmap && qcow2_free_entry(img, old) < 0)
+		for (i = 0; i < DIV_ROUND_UP(n, s->cluster_size); i++)
+			if (update_one(img, l2, idx + i, mode, flags) < 0)
 				return -1;
-		}
 		qcow2_cache_dirty(&s->l2_cache, l2off);
 		off += n;
 		len -= n;
@@ -752,6 +790,8 @@ zero_partial(struct img *img, uint64_t off, uint64_t len, int flags)
 	struct run r;
 	bool z1, z2;
 
+	if (s->extl2)		/* no subcluster zeroing: write zeroes */
+		return write_zero_bytes(img, off, len);
 	if (off + len >= img->size)
 		cend = off + len;	/* the disk's last cluster: no tail */
 	if (reads_zero(img, cstart, off - cstart, &z1) < 0 ||
@@ -770,7 +810,7 @@ qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
 	struct qcow2 *s = img->priv;
 	uint64_t cs = s->cluster_size, end = off + len, a, b;
 
-	if (prepare(img) < 0)
+	if (qcow2_prepare_write(img) < 0)
 		return -1;
 	if (s->version < 3) {
 		if (!has_backing(img) && !(off & (cs - 1)) &&
@@ -798,7 +838,7 @@ qcow2_discard(struct img *img, uint64_t off, uint64_t len)
 
 	if (s->version < 3 && has_backing(img))
 		return 0;	/* stale backing data would show through */
-	if (prepare(img) < 0)
+	if (qcow2_prepare_write(img) < 0)
 		return -1;
 	/* partial clusters are ignored, but for the disk's last one */
 	a = ROUND_UP(off, cs);
@@ -871,8 +911,8 @@ write_one_compressed(struct img *img, uint64_t off, size_t len,
 	nsec = (coff + (uint64_t)clen - 1) / QCOW2_SECTOR - coff / QCOW2_SECTOR;
 	idx = (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
 	old = qcow2_l2_entry(s, l2, idx);
-	qcow2_l2_set(s, l2, idx, coff | QCOW2_OFLAG_COMPRESSED |
-	    (nsec << s->csize_shift));
+	set_entry(s, l2, idx, coff | QCOW2_OFLAG_COMPRESSED |
+	    (nsec << s->csize_shift), 0);
 	qcow2_cache_dirty(&s->l2_cache, l2off);
 	s->zc_valid = false;
 	return qcow2_free_entry(img, old);
@@ -888,7 +928,7 @@ qcow2_write_compressed(struct img *img, uint64_t off, size_t len,
 	uint8_t *cbuf, *pad;
 	int r = 0;
 
-	if (prepare(img) < 0)
+	if (qcow2_prepare_write(img) < 0)
 		return -1;
 	if ((off & (cs - 1)) || ((len & (cs - 1)) && off + len != img->size))
 		return err_set(EINVAL, "%s: compressed writes must cover whole "

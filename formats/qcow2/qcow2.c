@@ -894,9 +894,6 @@ parse_create(const struct opt_list *o, struct copts *c)
 		return err_set(ENOTSUP, "external data files are not supported");
 	if (opt_on(o, "encryption") || opt_list_get(o, "encrypt.format"))
 		return err_set(ENOTSUP, "encryption is not supported");
-	if (c->extl2 && c->prealloc != 0)
-		return err_set(ENOTSUP, "preallocation with extended L2 entries "
-		    "is not supported");
 	return 0;
 }
 
