@@ -40,11 +40,21 @@ opt_size_unit(const char *s, uint64_t unit, uint64_t *out)
 	ival = strtoull(p, &end, 10);
 	if (errno == ERANGE)
 		return -2;
-	if (*end == '.') {
+	if (ival == 0 && end == p + 1 && (*end == 'x' || *end == 'X')) {
+		/* hex, as qemu_strtosz takes it: "0x10", never a fraction */
+		ival = strtoull(p, &end, 16);
+		if (errno == ERANGE)
+			return -2;
+		if (end == p + 1 || *end == '.')
+			return -1;
+	} else if (*end == '.') {
 		char *fend;
 
+		/* "1." and "1.k" have no fraction digits; no exponents */
 		frac = strtod(end, &fend);
-		if (fend == end + 1 && !isdigit((unsigned char)end[1]))
+		if (fend == end)
+			fend = end + 1;
+		else if (memchr(end, 'e', fend - end) || memchr(end, 'E', fend - end))
 			return -1;
 		end = fend;
 	}
@@ -59,7 +69,7 @@ opt_size_unit(const char *s, uint64_t unit, uint64_t *out)
 		return -2;
 	ival *= mul;
 	if (frac != 0) {
-		double f = floor(frac * (double)mul);
+		double f = floor(frac * (double)mul + 0.5);	/* qemu rounds */
 
 		if ((double)ival + f >= 9223372036854775807.0)
 			return -2;

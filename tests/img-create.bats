@@ -53,17 +53,22 @@ both_fail() {
 
 @test "img-create: size suffixes and fractions" {
 	local s
-	for s in 1k 1K 2M 1G 1T 3b 1.5k 0.5G 1024; do
+	for s in 1k 1K 2M 1G 1T 3b 1.5k 0.5G 1024 1. 1.k 1.0 0x10 0X1F 1.0005k \
+	    1.1111111111G ' 5k'; do
 		both create -f raw "s$s" "$s" || return 1
 	done
 }
 
 @test "img-create: bad sizes give qemu-img's two lines, exit 1, no file" {
+	local s
 	both_fail create x 1Q
 	[ "$(cat i.err)" = "qemu-img: Invalid image size specified. You may use k, M, G, T, P or E suffixes for
 qemu-img: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes." ]
 	both_fail create x 1.5
 	both_fail create x 1e3
+	for s in 0x 0x1.5 .5k 1.5e3k 00x10 0x-1 12abc 5k5; do
+		both_fail create x "$s" || return 1
+	done
 	both_fail create x ''
 	both_fail create x 8E
 	grep -qx "qemu-img: Invalid image size specified. Must be between 0 and 9223372036854775807." i.err
