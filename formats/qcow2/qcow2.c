@@ -1122,7 +1122,6 @@ qcow2_create(const char *filename, uint64_t size, const struct opt_list *o)
 int	qcow2_measure(const struct opt_list *o, struct img *in, uint64_t size,
 	    struct img_measure *m);
 bool	qcow2_bitmaps_size(struct img *img, uint64_t cs, uint64_t *size);
-int	qcow2_set_backing(struct img *img, const char *file, const char *fmt);
 
 const struct fmt_ops qcow2_ops = {
 	.name			= "qcow2",
@@ -1143,6 +1142,5 @@ const struct fmt_ops qcow2_ops = {
 	.measure		= qcow2_measure,
 	.bitmaps_size		= qcow2_bitmaps_size,
 	.check			= qcow2_check,
-	.set_backing		= qcow2_set_backing,
 	.resize			= qcow2_resize,
 };
