@@ -308,14 +308,21 @@ map_read(struct map_reader *r, struct map_ext *e)
 	return 1;
 }
 
-unsigned long
-map_reader_line(const struct map_reader *r)
-{
-	return r->ext_line;
-}
-
 bool
 map_carries_data(const struct map_ext *e)
 {
 	return e->data && !e->zero;
+}
+
+int
+map_read_within(struct map_reader *r, struct map_ext *e, uint64_t size,
+    const char *image)
+{
+	int ret = map_read(r, e);
+
+	if (ret > 0 && (e->start > size || e->length > size - e->start))
+		return err_set(0, "%s: line %lu: extent %" PRIu64 "+%" PRIu64
+		    " is past the end of '%s' (%" PRIu64 " bytes)", r->name,
+		    r->ext_line, e->start, e->length, image, size);
+	return ret;
 }

@@ -37,8 +37,9 @@ struct map_reader *map_reader_new(FILE *f, const char *name);
  */
 int	map_read(struct map_reader *r, struct map_ext *e);
 void	map_reader_free(struct map_reader *r);
-/* The line on which the extent map_read returned last starts. */
-unsigned long map_reader_line(const struct map_reader *r);
+/* map_read, and an extent past size bytes (of image) is an error too. */
+int	map_read_within(struct map_reader *r, struct map_ext *e, uint64_t size,
+	    const char *image);
 
 /*
  * The stream contract (img-cat(1)): an extent carries bytes in a stream

@@ -218,19 +218,10 @@ cat_map(struct img *img, struct out *o, const char *name)
 	struct map_ext e;
 	int ret;
 
-	r = map_reader_new(f, strcmp(name, "-") == 0 ? "stdin" : name);
-	while ((ret = map_read(r, &e)) > 0) {
-		if (!map_carries_data(&e))
-			continue;
-		if (e.start > img->size || e.length > img->size - e.start) {
-			ret = err_set(0, "%s: line %lu: extent %" PRIu64 "+%" PRIu64
-			    " is past the end of '%s' (%" PRIu64 " bytes)",
-			    strcmp(name, "-") == 0 ? "stdin" : name,
-			    map_reader_line(r), e.start, e.length,
-			    img->filename, img->size);
-			break;
-		}
-		if ((ret = copy(img, o, e.start, e.length)) < 0)
+	r = map_reader_new(f, f == stdin ? "stdin" : name);
+	while ((ret = map_read_within(r, &e, img->size, img->filename)) > 0) {
+		if (map_carries_data(&e) &&
+		    (ret = copy(img, o, e.start, e.length)) < 0)
 			break;
 	}
 	map_reader_free(r);

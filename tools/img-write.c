@@ -269,16 +269,8 @@ plan_load(struct plan *p, const char *name, const struct img *img)
 	if ((f = fopen(name, "r")) == NULL)
 		return err_set(errno, "%s", name);
 	r = map_reader_new(f, name);
-	while ((ret = map_read(r, &e)) > 0) {
-		if (e.start > img->size || e.length > img->size - e.start) {
-			ret = err_set(0, "%s: line %lu: extent %" PRIu64 "+%"
-			    PRIu64 " is past the end of '%s' (%" PRIu64
-			    " bytes)", name, map_reader_line(r), e.start,
-			    e.length, img->filename, img->size);
-			break;
-		}
+	while ((ret = map_read_within(r, &e, img->size, img->filename)) > 0)
 		plan_add(p, &e);
-	}
 	map_reader_free(r);
 	fclose(f);
 	return ret;
