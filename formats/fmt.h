@@ -79,6 +79,13 @@ struct fmt_ops {
 	bool	(*bitmaps_size)(struct img *img, uint64_t cluster_size,
 		    uint64_t *size);
 	/*
+	 * Record a new backing file name and format (file NULL: none) in the
+	 * image's header.  NULL: "Operation not supported".
+	 */
+	int	(*set_backing)(struct img *img, const char *file, const char *fmt);
+	/* Drop everything this layer holds (reads fall through). NULL: discard all. */
+	int	(*make_empty)(struct img *img);
+	/*
 	 * Check the metadata as qemu's bdrv_co_check does, repairing what fix
 	 * (IMG_FIX_*) allows: counts go to res (zeroed by the caller), each
 	 * problem line to res->note as it is found.  For fix, img->fd is open

@@ -527,8 +527,12 @@ int
 img_get_info(struct img *img, struct img_info *info)
 {
 	memset(info, 0, sizeof(*info));
-	if (img->ops->info != NULL)
-		return img->ops->info(img, info);
+	if (img->ops->info != NULL && img->ops->info(img, info) < 0)
+		return -1;
+	/* the snapshot table, unless the driver's info already listed it */
+	if (info->snapshots == NULL && img->ops->snapshot_list != NULL)
+		return img->ops->snapshot_list(img, &info->snapshots,
+		    &info->nb_snapshots);
 	return 0;
 }
 
@@ -690,6 +694,22 @@ img_check(struct img *img, int fix, struct img_check *res)
 	return img->ops->check(img, fix, res);
 }
 
+int
+img_set_backing(struct img *img, const char *file, const char *fmt)
+{
+	if (img->ops->set_backing == NULL)
+		return err_set(0, "Operation not supported");
+	return img->ops->set_backing(img, file, fmt);
+}
+
+int
+img_make_empty(struct img *img)
+{
+	if (img->ops->make_empty != NULL)
+		return img->ops->make_empty(img);
+	return img_discard(img, 0, img->size);
+}
+
 /* qemu's BDRV_MAX_LENGTH: INT64_MAX rounded down to a multiple of 1 GiB */
 #define IMG_MAX_LENGTH	((uint64_t)INT64_MAX & ~((1ull << 30) - 1))
 
@@ -726,18 +746,11 @@ img_snapshots_free(struct img_snapshot *sn, size_t n)
 	free(sn);
 }
 
-static int
-snap_notsup(const struct img *img)
-{
-	return err_set(0, "Block format '%s' used by device '' does not support "
-	    "feature 'internal snapshots'", img->ops->name);
-}
-
 int
 img_snapshot_create(struct img *img, const struct img_snapshot *sn)
 {
 	if (img->ops->snapshot_create == NULL)
-		return snap_notsup(img);
+		return err_set(ENOTSUP, "%s: internal snapshots", img->filename);
 	return img->ops->snapshot_create(img, sn);
 }
 
@@ -745,15 +758,16 @@ int
 img_snapshot_apply(struct img *img, const char *name)
 {
 	if (img->ops->snapshot_apply == NULL)
-		return snap_notsup(img);
+		return err_set(0, "Block driver does not support snapshots");
 	return img->ops->snapshot_apply(img, name);
 }
 
 int
 img_snapshot_delete(struct img *img, const char *name)
 {
+	/* qemu-img looks the name up first: a format without any has none */
 	if (img->ops->snapshot_delete == NULL)
-		return snap_notsup(img);
+		return err_set(0, "snapshot not found");
 	return img->ops->snapshot_delete(img, name);
 }
 

@@ -152,6 +152,16 @@ struct img_check {
 #define IMG_CHECK_NOTSUP	"This image format does not support checks"
 int		 img_check(struct img *img, int fix, struct img_check *res);
 
+/*
+ * Record a new backing file (NULL: none) and format in img's header; the
+ * open chain is not reopened.  On failure the message is the reason only
+ * ("Operation not supported").
+ */
+int		 img_set_backing(struct img *img, const char *file, const char *fmt);
+
+/* Make every range of img unallocated, so reads come from its backing file. */
+int		 img_make_empty(struct img *img);
+
 /* Create a new image; o holds -o options plus backing_file/backing_fmt. */
 int		 img_create(const char *filename, const char *fmt, uint64_t size,
 		    const struct opt_list *o);
