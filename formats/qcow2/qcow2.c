@@ -440,6 +440,30 @@ init_caches(struct img *img, uint64_t size)
 	qcow2_cache_init(&s->l2_cache, img, "L2 table", l2max, &s->rb_cache);
 }
 
+/* The header cluster (header, extensions, backing name); past EOF reads 0. */
+static uint8_t *
+read_header_cluster(struct img *img)
+{
+	uint8_t first[QCOW2_OUR_HEADER], *hdr;
+	uint32_t bits;
+	size_t len = sizeof(first);
+
+	if (io_pread_zero(img->fd, first, sizeof(first), 0) < 0) {
+		err_set(errno, "Could not read qcow2 header");
+		return NULL;
+	}
+	bits = get_be32(first + 20);
+	if (bits >= QCOW2_MIN_CLUSTER_BITS && bits <= QCOW2_MAX_CLUSTER_BITS)
+		len = (size_t)1 << bits;
+	hdr = xcalloc(1, MAX(len, sizeof(first)));
+	if (io_pread_zero(img->fd, hdr, len, 0) < 0) {
+		err_set(errno, "Could not read qcow2 header");
+		free(hdr);
+		return NULL;
+	}
+	return hdr;
+}
+
 static int
 qcow2_open(struct img *img)
 {
@@ -451,12 +475,8 @@ qcow2_open(struct img *img)
 	s->prealloc = -1;
 	if (fmt_file_size(img, &s->file_size) < 0)
 		return -1;
-	/* the whole header cluster: header, extensions, backing name */
-	hdr = xcalloc(1, (size_t)1 << QCOW2_MAX_CLUSTER_BITS);
-	if (io_pread_zero(img->fd, hdr, (size_t)1 << QCOW2_MAX_CLUSTER_BITS, 0) < 0) {
-		err_set(errno, "Could not read qcow2 header");
-		goto fail;
-	}
+	if ((hdr = read_header_cluster(img)) == NULL)
+		return -1;
 	decode_header(hdr, &h);
 	if (check_header(img, &h, hdr) < 0)
 		goto fail;
