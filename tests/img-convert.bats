@@ -225,6 +225,29 @@ fake_stage() {
 	EOF
 }
 
+@test "img-convert: a target that is a source (or its backing file) is refused, source intact" {
+	local args
+	mkraw a.raw
+	cp a.raw keep.raw
+	ln -s a.raw link.raw
+	qimg create -q -f qcow2 -b a.raw -F raw ov.qcow2
+	while IFS= read -r args; do
+		# shellcheck disable=SC2086
+		same_error $args || { echo "args: $args"; return 1; }
+		cmp a.raw keep.raw
+		# shellcheck disable=SC2086
+		run -1 --separate-stderr img-convert $args
+		[ "${#stderr_lines[@]}" -eq 2 ] && [[ $stderr == *"Failed to get \"write\" lock"* ]]
+		cmp a.raw keep.raw
+	done <<-EOF
+	a.raw a.raw
+	-O qcow2 link.raw a.raw
+	-n a.raw a.raw
+	ov.qcow2 a.raw
+	keep.raw a.raw a.raw
+	EOF
+}
+
 @test "img-convert: options not supported yet are refused in one line, nothing created" {
 	local o
 	mkraw a.raw

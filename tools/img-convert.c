@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../lib/err.h"
@@ -639,6 +640,41 @@ map_source(struct conv *c, struct source *s)
 }
 
 /*
+ * qemu-img holds its sources open, locked, while it creates or opens the
+ * target, so a target that is one of their files (a backing file too) fails
+ * to get its write lock, unless -U shared them.  We hold no locks across
+ * the stages: look for that file among the sources' instead.
+ */
+static void
+check_not_source(const struct conv *c)
+{
+	struct stat st, ls;
+	struct img *img, *l;
+	int i;
+
+	if (c->share || stat(c->dst, &st) < 0)
+		return;
+	for (i = 0; i < c->nsrc; i++) {
+		if ((img = img_open(c->src[i], c->fmt, IMG_SHARE)) == NULL)
+			continue;	/* img-map opened it: let its stages say */
+		for (l = img; l != NULL; l = l->backing)
+			if (fstat(l->fd, &ls) == 0 && ls.st_dev == st.st_dev &&
+			    ls.st_ino == st.st_ino)
+				break;
+		img_close(img);
+		if (l == NULL)
+			continue;
+		if (c->no_create)
+			die("Could not open '%s': Failed to get \"write\" lock\n"
+			    "Is another process using the image [%s]?", c->dst,
+			    c->dst);
+		die("%s: error while converting %s: Failed to get \"write\" "
+		    "lock\nIs another process using the image [%s]?", c->dst,
+		    c->out_fmt, c->dst);
+	}
+}
+
+/*
  * The file protocol's creation options, which qemu-img appends to every
  * format's (qemu_opts_append): accepted for any format, they tune the file
  * only, so a driver that does not list them never sees them.
@@ -740,6 +776,7 @@ create_target(struct conv *c)
 		die("convert: a target backing file is not supported yet");
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)c->size);
 	opt_list_set(&o, "size", size);
+	check_not_source(c);
 	if (img_create(c->dst, c->out_fmt, c->size, &o) < 0) {
 		/* the driver names the file first; qemu-img says it once */
 		err_unprefix("%s", c->dst);
@@ -770,10 +807,11 @@ option_help(struct conv *c)
 static void
 check_target(struct conv *c)
 {
-	struct img *img = img_open(c->dst, c->out_fmt, IMG_RDWR);
+	struct img *img;
 	uint64_t size;
 
-	if (img == NULL)
+	check_not_source(c);
+	if ((img = img_open(c->dst, c->out_fmt, IMG_RDWR)) == NULL)
 		die("%s", err_msg());
 	size = img->size;
 	img_close(img);
