@@ -103,6 +103,23 @@ same_both() {
 	same_both --image-opts driver=raw,file.filename=r.raw
 	same_both --image-opts file.filename=r.raw
 	same_both --image-opts driver=raw,file.driver=file,file.filename=r.raw
+	same info --image-opts driver=raw,file.filename=nothere
+	same info --image-opts driver=raw
+	same info --image-opts driver=foo,file.filename=r.raw
+}
+
+@test "img-info: --image-opts refuses what qemu-img refuses" {
+	truncate -s 1M r.raw
+	same info --image-opts r.raw
+	same info --image-opts driver=raw,file.filename=r.raw,bogus=1
+}
+
+@test "img-info: json: file names, alone and in a chain" {
+	qimg create -q -f qcow2 a.qcow2 1M
+	qimg create -q -f qcow2 -b a.qcow2 -F qcow2 b.qcow2
+	same_both 'json:{"driver":"qcow2","file":{"driver":"file","filename":"b.qcow2"}}'
+	same_both --backing-chain 'json:{"file.filename":"b.qcow2"}'
+	same_both --image-opts --backing-chain driver=qcow2,file.filename=b.qcow2
 }
 
 @test "img-info: stdout errors are reported" {

@@ -72,46 +72,6 @@ list_options(int which)
 	exit(close_stdout());
 }
 
-/*
- * --image-opts: "driver=FMT,file.filename=NAME" (file.driver=file allowed).
- * Returns the file name (malloc'd) and sets *fmt (malloc'd or NULL).
- */
-static char *
-parse_image_opts(const char *spec, char **fmt)
-{
-	struct opt_list l = { 0, NULL };
-	const char *name = NULL, *drv;
-	char *ret;
-	size_t i;
-
-	*fmt = NULL;
-	if (strchr(spec, '=') == NULL)
-		die("Could not open '%s': Cannot find device='%s' nor "
-		    "node-name='%s'", spec, spec, spec);
-	if (opt_list_parse(&l, spec) < 0)
-		die("%s", err_msg());
-	for (i = 0; i < l.n; i++) {
-		const char *k = l.v[i].key, *v = l.v[i].val;
-
-		if (strcmp(k, "file.filename") == 0 || strcmp(k, "filename") == 0)
-			name = v;
-		else if (strcmp(k, "file.driver") == 0 && strcmp(v, "file") != 0)
-			die("Could not open '%s': Unknown protocol '%s'", spec, v);
-		else if (strcmp(k, "driver") != 0 && strcmp(k, "file.driver") != 0)
-			die("Could not open '%s': Block format '%s' does not "
-			    "support the option '%s'", spec,
-			    (drv = opt_list_get(&l, "driver")) ? drv : "raw", k);
-	}
-	if (name == NULL)
-		die("Could not open '%s': A block device must be specified for "
-		    "\"file\"", spec);
-	if ((drv = opt_list_get(&l, "driver")) != NULL)
-		*fmt = xstrdup(drv);
-	ret = xstrdup(name);
-	opt_list_free(&l);
-	return ret;
-}
-
 /* bdrv_get_specific_info's {"type": FMT, "data": {...}}, from what the driver gave. */
 static struct jnode *
 specific_node(struct img *img, struct jnode *spec)
@@ -206,13 +166,11 @@ static struct jnode *
 collect(const char *filename, const struct info_args *a)
 {
 	struct jnode *list = jn_new_arr(), *j;
-	char *names[IMG_MAX_CHAIN + 1], *fmt = NULL, *name;
-	int n = 0;
+	char *names[IMG_MAX_CHAIN + 1], *fmt = NULL, *name = xstrdup(filename);
+	int n = 0, flags = IMG_NO_BACKING | a->flags;
 	struct img *img;
 
-	name = a->image_opts ? parse_image_opts(filename, &fmt) :
-	    xstrdup(filename);
-	if (!a->image_opts && a->fmt != NULL)
+	if (a->fmt != NULL)
 		fmt = xstrdup(a->fmt);
 	while (name != NULL) {
 		if (seen(names, n, name))
@@ -221,15 +179,9 @@ collect(const char *filename, const struct info_args *a)
 			die("Backing chain of '%s' is deeper than %d images",
 			    filename, IMG_MAX_CHAIN);
 		names[n++] = name;
-		if ((img = img_open(name, fmt, IMG_NO_BACKING | a->flags)) == NULL) {
-			/* --image-opts: qemu names the option string */
-			if (n == 1 && a->image_opts) {
-				err_unprefix("Could not open '%s'", name);
-				die("Could not open '%s': %s", filename, err_msg());
-			}
-			die("%s", err_msg());
-		}
-		if ((j = layer_info(img)) == NULL)
+		img = n == 1 && a->image_opts ? img_open_image_opts(name, flags) :
+		    img_open(name, fmt, flags);
+		if (img == NULL || (j = layer_info(img)) == NULL)
 			die("%s", err_msg());
 		jn_add(list, NULL, j);
 		free(fmt);
