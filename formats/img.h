@@ -61,6 +61,9 @@ struct img_snapshot {
 struct img_info {
 	uint64_t	 cluster_size;	/* 0: the format has none */
 	bool		 dirty;
+	/* qemu's driver has no bdrv_get_info (null-co, parallels, bochs,
+	 * cloop, dmg): info shows no "dirty-flag" */
+	bool		 no_dirty_flag;
 	bool		 encrypted;
 	struct jnode	*specific;	/* "format-specific" data object, or NULL */
 	/* malloc'd, as are each id and name; the caller frees them.  NULL: none */

@@ -126,7 +126,8 @@ layer_info(struct img *img)
 	j = jn_new_obj();
 	jn_str(j, "filename", img->filename);
 	jn_str(j, "format", img_format(img));
-	jn_bool(j, "dirty-flag", info.dirty);
+	if (!info.no_dirty_flag)
+		jn_bool(j, "dirty-flag", info.dirty);
 	if ((actual = img_actual_size(img)) >= 0)
 		jn_int(j, "actual-size", actual);
 	jn_int(j, "virtual-size", (int64_t)img->size);
