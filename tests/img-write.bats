@@ -252,5 +252,9 @@ data_bytes() {
 	run -0 qio -c 'read -P 1 0 100000' -c 'read -v 100000 4' -c 'read -P 1 100004 4093' top.qcow2
 	[[ $output == *"abcd"* ]]
 	[[ $output != *"Pattern verification failed"* ]]
+	# zeroes over a backing file read as zeroes, not as the backing file
+	head -c 1M /dev/zero | img-write -f qcow2 --offset=1M top.qcow2
+	run -0 qio -c 'read -P 0 1M 1M' -c 'read -P 1 2M 2M' top.qcow2
+	[[ $output != *"Pattern verification failed"* ]]
 	qimg check top.qcow2
 }
