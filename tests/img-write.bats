@@ -84,6 +84,26 @@ data_bytes() {
 	qimg check y.qcow2
 }
 
+@test "img-write: a sparse file on stdin: its holes are not read (1 TiB)" {
+	truncate -s 1T big.raw
+	printf 'hello' | dd of=big.raw bs=1 seek=$((1 << 39)) conv=notrunc status=none
+	qimg create -q -f qcow2 y.qcow2 1T
+	timeout 2 img-write -f qcow2 -n y.qcow2 < big.raw
+	run -0 qio -c 'read -v 512G 5' y.qcow2
+	[[ $output == *"hello"* ]]
+	[ "$(data_bytes y.qcow2)" -le 65536 ]
+	qimg check y.qcow2
+	# holes over old data are zeroed
+	truncate -s 8M s.raw
+	printf 'abc' | dd of=s.raw bs=1 seek=$((3 << 20)) conv=notrunc status=none
+	qimg create -q -f raw d.raw 16M
+	qio -f raw -c 'write -P 9 0 16M' d.raw >/dev/null
+	img-write -f raw --offset=4M d.raw < s.raw
+	cmp s.raw <(dd if=d.raw bs=1M skip=4 count=8 status=none)
+	run -0 qio -f raw -c 'read -P 9 0 4M' -c 'read -P 9 12M 4M' d.raw
+	[[ $output != *"Pattern verification failed"* ]]
+}
+
 @test "img-write: -S takes qemu-img convert's values" {
 	qimg create -q -f raw y.raw 1M
 	for s in 0 512 4k 1536 16M; do

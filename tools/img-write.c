@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../lib/err.h"
@@ -71,6 +72,7 @@ struct sink {
 	uint8_t		*buf;
 	size_t		 bufsize;	/* a multiple of sparse */
 	uint64_t	 got;		/* stream bytes read so far */
+	bool		 seekable;	/* stdin is a regular file: skip its holes */
 };
 
 static _Noreturn void
@@ -208,14 +210,49 @@ fill(struct sink *s, uint64_t off, uint64_t len)
 	return n;
 }
 
+/*
+ * stdin is a regular file: a hole at its offset is zeroes that need no
+ * reading.  Returns the bytes taken as a zero range (0: not in a hole).
+ */
+static int64_t
+skip_hole(struct sink *s, uint64_t off, uint64_t len)
+{
+	struct stat st;
+	off_t pos, data;
+	uint64_t n;
+
+	if (!s->seekable || (pos = lseek(STDIN_FILENO, 0, SEEK_CUR)) < 0 ||
+	    fstat(STDIN_FILENO, &st) < 0 || pos >= st.st_size)
+		return 0;
+	data = lseek(STDIN_FILENO, pos, SEEK_DATA);
+	if (data < 0 && errno == ENXIO)
+		data = st.st_size;		/* a hole up to the end */
+	if (data <= pos)
+		return 0;
+	n = MIN(len, (uint64_t)(data - pos));
+	if (lseek(STDIN_FILENO, pos + (off_t)n, SEEK_SET) < 0)
+		return err_set(errno, "stdin");
+	if (zero_add(s, off, n) < 0)
+		return -1;
+	s->got += n;
+	return (int64_t)n;
+}
+
 /* Stream bytes into [off, off+len); returns bytes taken (< len: EOF). */
 static int64_t
 take(struct sink *s, uint64_t off, uint64_t len)
 {
 	uint64_t done = 0;
+	int64_t z;
 	ssize_t n;
 
 	while (done < len) {
+		if ((z = skip_hole(s, off + done, len - done)) < 0)
+			return -1;
+		if (z > 0) {
+			done += (uint64_t)z;
+			continue;
+		}
 		if ((n = fill(s, off + done, len - done)) < 0)
 			return -1;
 		if (n > 0 && sink_data(s, off + done, s->buf, (size_t)n) < 0)
@@ -367,6 +404,7 @@ main(int argc, char *argv[])
 	struct write_args a = { .sparse = SPARSE_DEFAULT };
 	struct plan p = { NULL, 0, 0, 0 };
 	struct sink s = { 0 };
+	struct stat st;
 	int ret;
 
 	prog_init(argv[0]);
@@ -383,6 +421,8 @@ main(int argc, char *argv[])
 	s.bufsize = MAX(IO_BUFSIZE, a.sparse);
 	s.buf = io_alloc(s.bufsize);
 	io_pipe_grow(STDIN_FILENO);
+	s.seekable = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) &&
+	    lseek(STDIN_FILENO, 0, SEEK_CUR) >= 0;
 	ret = a.map ? write_map(&s, &p) : write_at(&s, a.offset);
 	/* what was written reaches the disk even when the stream was wrong */
 	if (zero_flush(&s) < 0 && ret == 0)
