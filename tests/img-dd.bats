@@ -151,7 +151,6 @@ Try 'qemu-img --help' for more information" ]
 	cmp i/o <(cat src/in.raw; head -c 448 /dev/zero)
 	both dd --image-opts if=file.filename=in.raw,file.driver=file of=o bs=4k count=3
 	both dd --image-opts if=driver=file,filename=in.raw of=o
-	both dd --image-opts if=driver=raw,file.filename=in.raw,cache.direct=on of=o
 	both dd -U -f raw if=in.raw of=o count=5
 	both dd --force-share --image-opts if=driver=raw,file.filename=in.raw,force-share=on of=o
 	both_fail dd --image-opts -f raw if=in.raw of=o
