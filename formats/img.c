@@ -247,6 +247,10 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 	if (o != NULL && (bk = opt_list_get(o, "backing")) != NULL &&
 	    (!strcmp(bk, "null") || !*bk))
 		flags |= IMG_NO_BACKING;
+	if (o != NULL && (bk = opt_list_get(o, "cache.direct")) != NULL &&
+	    opt_bool(bk) == 1)
+		flags |= IMG_DIRECT;
+	img->flags = flags;
 	if (fmt != NULL && fmt_find(fmt) != NULL && fmt_find(fmt)->nofile) {
 		img->ops = fmt_find(fmt);
 		img->filename = (free(img->filename), xstrdup(""));

@@ -12,6 +12,7 @@
 #include "fmt.h"
 
 #define RAW_SECTOR	512	/* qemu reports a file's length in whole sectors */
+#define RAW_DIRECT_ALIGN 4096	/* qemu's request alignment with O_DIRECT here */
 
 static int
 raw_open(struct img *img)
@@ -116,9 +117,15 @@ raw_block_status(struct img *img, uint64_t off, uint64_t len,
 	hole = lseek(img->fd, (off_t)off, SEEK_HOLE);
 	if (hole < 0)
 		hole = (off_t)fsize;
-	/* the sector-rounded tail past EOF is a zero extent of its own */
-	if ((uint64_t)hole > fsize)
-		hole = (off_t)fsize;
+	/*
+	 * The sector-rounded tail past EOF is a zero extent of its own, but
+	 * with O_DIRECT qemu's status is in whole 4 KiB blocks, so it joins
+	 * the data before it.
+	 */
+	if ((uint64_t)hole >= fsize)
+		hole = (img->flags & IMG_DIRECT) ?
+		    (off_t)MIN(img->size, ROUND_UP(fsize, RAW_DIRECT_ALIGN)) :
+		    (off_t)fsize;
 	st->flags = ST_DATA | ST_OFFSET;
 	st->len = MIN(len, (uint64_t)hole - off);
 	return 0;
