@@ -32,7 +32,7 @@ static const struct option longopts[] = {
 
 struct map_args {
 	const char	*fmt;
-	const char	*output;
+	int		 output;	/* OUT_HUMAN or OUT_JSON */
 	int		 flags;
 	bool		 image_opts;
 	int64_t		 start;
@@ -107,7 +107,7 @@ check_object(const char *def)
 static int
 dump(const struct map_args *a, const struct map_ext *e, struct map_ext *next)
 {
-	if (a->output == NULL || strcmp(a->output, "json") != 0) {
+	if (a->output == OUT_HUMAN) {
 		if (e->data && !e->has_offset)
 			return err_set(0, "File contains external, encrypted or "
 			    "compressed clusters.");
@@ -136,7 +136,7 @@ map_image(struct img *img, const struct map_args *a)
 	struct map_ext curr = { .start = (uint64_t)a->start }, next;
 	int64_t length = (int64_t)img->size, end;
 
-	if (a->output != NULL && strcmp(a->output, "json") == 0)
+	if (a->output == OUT_JSON)
 		putchar('[');
 	else
 		printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to",
@@ -164,7 +164,8 @@ map_image(struct img *img, const struct map_args *a)
 int
 main(int argc, char *argv[])
 {
-	struct map_args a = { .max_length = -1 };
+	struct map_args a = { .output = OUT_HUMAN, .max_length = -1 };
+	const char *output = NULL;
 	struct img *img;
 	int c;
 
@@ -186,7 +187,7 @@ main(int argc, char *argv[])
 			a.max_length = cvtnum("max length", optarg);
 			break;
 		case OPT_OUTPUT:
-			a.output = optarg;
+			output = optarg;
 			break;
 		case OPT_OBJECT:
 			check_object(optarg);
@@ -206,7 +207,7 @@ main(int argc, char *argv[])
 	}
 	if (optind != argc - 1)
 		die_usage("Expecting one image file name");
-	if (a.output != NULL && opt_output(a.output) < 0)
+	if (output != NULL && (a.output = opt_output(output)) < 0)
 		die("--output must be used with human or json as argument.");
 	if (a.image_opts && a.fmt != NULL)
 		die("--image-opts and --format are mutually exclusive");
