@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "int.h"
 #include "opt.h"
 
 static int
@@ -165,7 +166,8 @@ int
 opt_list_parse(struct opt_list *l, const char *s)
 {
 	size_t len = strlen(s) + 1;
-	char *key = xmalloc(len), *val = xmalloc(len);
+	/* a bare key ("?", "k") takes the value "on": room for it too */
+	char *key = xmalloc(len), *val = xmalloc(MAX(len, sizeof("on")));
 	const char *p = s;
 
 	while (*p) {

@@ -277,7 +277,7 @@ fake_stage() {
 	done <<-EOF
 	-O qcow2 -o help a.raw x.qcow2
 	-O raw -o help
-	-o help a.raw x.raw
+	-o ? a.raw x.raw
 	-O qcow2 -o cluster_size=4k,help a.raw x.qcow2
 	-O nosuch -o help a.raw x.raw
 	EOF
