@@ -225,12 +225,37 @@ out:
 	return img;
 }
 
+/*
+ * "file:NAME" names the file NAME; qemu shows a name whose colon could read
+ * as a protocol prefix as "./NAME".
+ */
+static char *
+strip_file_protocol(const char *name)
+{
+	const char *colon, *slash;
+
+	if (strncmp(name, "file:", 5) != 0)
+		return xstrdup(name);
+	name += 5;
+	colon = strchr(name, ':');
+	slash = strchr(name, '/');
+	if (colon != NULL && (slash == NULL || slash > colon))
+		return xasprintf("./%s", name);
+	return xstrdup(name);
+}
+
 static struct img *
 open_chain(const char *filename, const char *fmt, int flags, struct chain *c)
 {
+	struct img *img;
+	char *path;
+
 	if (strncmp(filename, "json:", 5) == 0)
 		return open_json(filename, flags, c);
-	return open_one(filename, fmt, flags, c, NULL);
+	path = strip_file_protocol(filename);
+	img = open_one(path, fmt, flags, c, NULL);
+	free(path);
+	return img;
 }
 
 static struct img *
@@ -594,7 +619,9 @@ img_create(const char *filename, const char *fmt, uint64_t size,
 	const struct fmt_ops *ops = fmt_find(fmt);
 	struct stat st;
 	bool existed;
+	char *path;
 	size_t i;
+	int r;
 
 	if (ops == NULL)
 		return err_set(0, "%s: Unknown file format '%s'", filename, fmt);
@@ -605,13 +632,13 @@ img_create(const char *filename, const char *fmt, uint64_t size,
 		if (!known_opt(ops->create_opts, o->v[i].key))
 			return err_set(0, "%s: Invalid parameter '%s'", filename,
 			    o->v[i].key);
-	existed = stat(filename, &st) == 0;
-	if (ops->create(filename, size, o) < 0) {
-		if (!existed)
-			unlink(filename);
-		return -1;
-	}
-	return 0;
+	path = strip_file_protocol(filename);
+	existed = stat(path, &st) == 0;
+	r = ops->create(path, size, o);
+	if (r < 0 && !existed)
+		unlink(path);
+	free(path);
+	return r;
 }
 
 static const struct opt_desc *
