@@ -206,6 +206,15 @@ mkchain() {
 	poke d.qcow2 393216 '\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff'
 	run -1 --separate-stderr img cat d.qcow2
 	[ "$stderr" = "img: d.qcow2: compressed cluster at 0x60000 does not decompress" ]
+	# a refcount block past EOF: reads and maps go on as qemu's, writes stop
+	cp l.qcow2 e.qcow2
+	poke e.qcow2 65536 '\x00\x00\x00\x00\x10\x00\x00\x00'
+	same map --output=json e.qcow2
+	same_content e.qcow2
+	run -1 --separate-stderr img-write -f qcow2 --offset=2M e.qcow2 <<<hi
+	[ "$stderr" = "img-write: e.qcow2: refcount block at 0x10000000 is past the end of the file" ]
+	poke e.qcow2 65536 '\x00\x00\x00\x00\x00\x02\x00\x00'
+	cmp e.qcow2 l.qcow2		# nothing else was written
 }
 
 @test "fmt-qcow2: info, map and content equal qemu's on every cluster kind" {

@@ -198,7 +198,6 @@ get_run(struct img *img, uint64_t off, uint64_t len, struct run *r)
 static void
 file_zero(struct img *img, struct fmt_status *st)
 {
-	struct qcow2 *s = img->priv;
 	off_t d, h;
 	uint64_t fsize;
 
@@ -222,7 +221,6 @@ file_zero(struct img *img, struct fmt_status *st)
 	h = lseek(img->fd, (off_t)st->offset, SEEK_HOLE);
 	if (h > d)
 		st->len = MIN(st->len, (uint64_t)h - st->offset);
-	(void)s;
 }
 
 int
@@ -239,8 +237,9 @@ qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 	switch (r.type) {
 	case QCOW2_NORMAL:
 		st->flags = ST_DATA | ST_OFFSET;
+		/* as qemu, a refcount error only means "not preallocated" */
 		if (s->prealloc < 0 && qcow2_detect_prealloc(img) < 0)
-			return -1;
+			s->prealloc = 0;
 		if (s->prealloc)
 			file_zero(img, st);
 		break;
