@@ -1,6 +1,7 @@
 /* img-resize: change an image's virtual size, as qemu-img resize (qemu-img.c img_resize). */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,6 +219,20 @@ new_size(const char *arg, int64_t cur)
 	return (int64_t)((uint64_t)cur + (rel > 0 ? n : -n));
 }
 
+/* Report a failure after the image is open: close it first (no leak), then exit. */
+static _Noreturn PRINTF(2, 3) void
+fail(struct img *img, const char *fmt, ...)
+{
+	char msg[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	img_close(img);
+	die("%s", msg);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -237,18 +252,19 @@ main(int argc, char *argv[])
 		die("%s", err_msg());
 	size = new_size(a.size, (int64_t)img->size);
 	if (size <= 0)
-		die("New image size must be positive");
+		fail(img, "New image size must be positive");
 	if ((uint64_t)size <= img->size && a.prealloc != IMG_PREALLOC_OFF)
-		die("Preallocation can only be used for growing images");
+		fail(img, "Preallocation can only be used for growing "
+		    "images");
 	if ((uint64_t)size < img->size && !a.shrink) {
 		fprintf(stderr, "%s: Use the --shrink option to perform a shrink "
 		    "operation.\n", prog_name());
-		die("warning: Shrinking an image will delete all data beyond the "
-		    "shrunken image's end. Before performing such an operation, "
-		    "make sure there is no important data there.");
+		fail(img, "warning: Shrinking an image will delete all "
+		    "data beyond the shrunken image's end. Before performing such "
+		    "an operation, make sure there is no important data there.");
 	}
 	if (img_resize(img, (uint64_t)size, a.prealloc) < 0 || img_flush(img) < 0)
-		die("%s", err_msg());
+		fail(img, "%s", err_msg());
 	img_close(img);
 	if (!a.quiet)
 		printf("Image resized.\n");

@@ -1548,3 +1548,52 @@ done:
 	ck_free(&k);
 	return r;
 }
+
+/*
+ * qemu repairs a dirty image (lazy refcounts) when it opens it for writing:
+ * check -r all, each problem line through fn (may be NULL).  For the
+ * driver's open, once the tables are read and img->fd is writable, before
+ * its caches hold anything: the refcount table, L1 table and header bits
+ * the repair may have changed are read back into the driver's state.  0, or
+ * -1 with err_set ("Could not repair dirty image").
+ */
+int
+qcow2_repair_dirty(struct img *img, void (*fn)(const char *, void *),
+    void *arg)
+{
+	struct qcow2 *s = img->priv;
+	struct img_check res = { .note = fn, .note_arg = arg };
+	uint64_t *rt = NULL, *l1 = NULL, n;
+	uint8_t h[QCOW2_V3_HEADER];
+	struct ck k;
+	int r;
+
+	r = qcow2_check(img, IMG_FIX_LEAKS | IMG_FIX_ERRORS, &res);
+	if (r < 0 || res.check_errors)
+		return err_set(r < 0 && err_errno() ? err_errno() : EIO,
+		    "Could not repair dirty image");
+	memset(&k, 0, sizeof(k));
+	k.img = img;
+	k.s = s;
+	if (fmt_file_size(img, &k.file_size) < 0 ||
+	    io_pread_zero(img->fd, h, sizeof(h), 0) < 0)
+		return err_set(errno, "Could not repair dirty image");
+	n = (uint64_t)get_be32(h + 56) << (s->cluster_bits - 3);
+	if (get_be32(h + 56) * s->cluster_size > QCOW2_MAX_RT_BYTES ||
+	    read_u64s(&k, get_be64(h + 48), n, &rt) < 0 ||
+	    read_u64s(&k, s->l1_offset, s->l1_size, &l1) < 0) {
+		free(rt);
+		return err_set(EIO, "Could not repair dirty image");
+	}
+	free(s->rt);
+	s->rt = rt;
+	s->rt_offset = get_be64(h + 48);
+	s->rt_clusters = get_be32(h + 56);
+	s->rt_size = n;
+	free(s->l1);
+	s->l1 = l1;
+	s->incompat = get_be64(h + 72);
+	s->file_size = k.file_size;
+	s->alloc_end = MAX(s->alloc_end, ROUND_UP(k.file_size, s->cluster_size));
+	return 0;
+}

@@ -1163,4 +1163,8 @@ const struct fmt_ops qcow2_ops = {
 	.bitmaps_size		= qcow2_bitmaps_size,
 	.check			= qcow2_check,
 	.resize			= qcow2_resize,
+	.snapshot_list		= qcow2_snapshot_list,
+	.snapshot_create	= qcow2_snapshot_create,
+	.snapshot_apply		= qcow2_snapshot_apply,
+	.snapshot_delete	= qcow2_snapshot_delete,
 };

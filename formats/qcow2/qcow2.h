@@ -197,6 +197,9 @@ long	 qcow2_compress(const struct qcow2 *s, uint8_t *dst, size_t dstlen,
 
 /* check.c */
 int	 qcow2_check(struct img *img, int fix, struct img_check *res);
+/* qemu's repair of a dirty image opened for writing; note may be NULL. */
+int	 qcow2_repair_dirty(struct img *img, void (*note)(const char *, void *),
+	    void *arg);
 
 /* resize.c */
 int	 qcow2_resize(struct img *img, uint64_t size, int prealloc);
