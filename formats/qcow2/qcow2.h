@@ -205,6 +205,12 @@ int	 qcow2_repair_dirty(struct img *img, void (*note)(const char *, void *),
 int	 qcow2_resize(struct img *img, uint64_t size, int prealloc);
 /* Make table (n entries, taken over) the active L1, at new clusters. */
 int	 qcow2_replace_l1(struct img *img, uint64_t *table, uint32_t n);
+/* snapshot.c */
+int	 qcow2_snapshot_list(struct img *img, struct img_snapshot **sn,
+	    size_t *n);
+int	 qcow2_snapshot_create(struct img *img, const struct img_snapshot *sn);
+int	 qcow2_snapshot_apply(struct img *img, const char *name);
+int	 qcow2_snapshot_delete(struct img *img, const char *name);
 
 /* qcow2.c */
 int	 qcow2_flush(struct img *img);
