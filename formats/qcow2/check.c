@@ -828,9 +828,8 @@ check_bitmaps(struct ck *k, struct img_check *res)
 		}
 		for (j = 0; j < tsize; j++) {
 			e = get_be64(t + 8 * j);
-			if ((e & CK_BME_RESERVED) ||
-			    ((e & QCOW2_L2E_OFFSET) == 0 && (e & 1) == 0 && e != 0) ||
-			    (e & QCOW2_L2E_OFFSET & (k->cs - 1))) {
+			if ((e & CK_BME_RESERVED) || ((e & QCOW2_L2E_OFFSET) &&
+			    ((e & 1) || (e & QCOW2_L2E_OFFSET & (k->cs - 1))))) {
 				res->corruptions++;
 				continue;
 			}
