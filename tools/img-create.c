@@ -323,6 +323,7 @@ check_backing(const char *file, const char *base, struct opt_list *o,
 
 	if ((b = img_open(path, bfmt, IMG_SHARE | IMG_NO_PROBE_WARN)) == NULL) {
 		err_unprefix("Could not open '%s'", path);
+		free(path);
 		die("%s: %s\nCould not open backing image.", file, err_msg());
 	}
 	if (bfmt == NULL) {
@@ -330,6 +331,8 @@ check_backing(const char *file, const char *base, struct opt_list *o,
 		fprintf(stderr, "%s: %s: Backing file specified without backing "
 		    "format\nDetected format of %s.", prog_name(), file,
 		    img_format(b));
+		img_close(b);
+		free(path);
 		exit(1);
 	}
 	if (*size < 0) {
