@@ -67,8 +67,11 @@ open_file(struct img *img, const char *filename, int flags)
 {
 	int oflags = (flags & IMG_RDWR) ? O_RDWR : O_RDONLY;
 
-	if (flags & IMG_DIRECT)
-		oflags |= O_DIRECT;
+	/*
+	 * IMG_DIRECT (cache=none) does not become O_DIRECT: drivers read
+	 * metadata into unaligned buffers.  It changes what block status
+	 * reports, as qemu's request alignment does.
+	 */
 	img->fd = open(filename, oflags | O_CLOEXEC);
 	if (img->fd < 0)
 		return err_set(errno, "Could not open '%s'", filename);
@@ -160,25 +163,88 @@ flatten(const struct jnode *n, const char *prefix, struct opt_list *o)
 	}
 }
 
+/* Runtime options qemu's block layer takes on every node (BlockdevOptions). */
+static const char *const node_keys[] = {
+	"driver", "node-name", "read-only", "auto-read-only", "force-share",
+	"discard", "detect-zeroes", "cache.direct", "cache.no-flush", NULL,
+};
+/* ... on format nodes (qcow2's and raw's runtime options among them). */
+static const char *const format_keys[] = {
+	"backing", "lazy-refcounts", "pass-discard-request",
+	"pass-discard-snapshot", "pass-discard-other", "overlap-check",
+	"cache-size", "l2-cache-size", "l2-cache-entry-size",
+	"refcount-cache-size", "cache-clean-interval", "data-file",
+	"offset", "size", "read-zeroes", "latency-ns", NULL,
+};
+/* ... on the file protocol node. */
+static const char *const file_keys[] = {
+	"filename", "aio", "aio-max-batch", "locking", "pr-manager",
+	"drop-cache", "x-check-cache-dropped", NULL,
+};
+
+static bool
+in_list(const char *const *l, const char *key)
+{
+	for (; *l; l++)
+		if (strcmp(*l, key) == 0)
+			return true;
+	return false;
+}
+
+/* Every key must be one qemu knows for its node, in qemu's words if not. */
+static int
+check_keys(const struct opt_list *o, const char *drv)
+{
+	const char *k;
+	size_t i;
+
+	for (i = 0; i < o->n; i++) {
+		k = o->v[i].key;
+		if (!strncmp(k, "file.", 5)) {
+			if (in_list(node_keys, k + 5) || in_list(file_keys, k + 5))
+				continue;
+			return err_set(0, "Block protocol 'file' doesn't support the option '%s'",
+			    k + 5);
+		}
+		if (!strncmp(k, "backing.", 8) || !strncmp(k, "encrypt.", 8) ||
+		    !strncmp(k, "data-file.", 10) || in_list(node_keys, k) ||
+		    !strcmp(k, "file") ||
+		    (drv && in_list(format_keys, k)) ||
+		    (drv && !strcmp(drv, "raw") && in_list(file_keys, k)))
+			continue;
+		return err_set(0, "Block format '%s' does not support the option '%s'",
+		    drv ? drv : "file", k);
+	}
+	return 0;
+}
+
 /*
  * The file a set of options names and the format to read it with:
- * driver=FMT,file.filename=F (or file=F), or driver=file,filename=F.
+ * driver=FMT,file.filename=F, or driver=file,filename=F.  A plain
+ * file=NAME names another block node, which img has none of.
  */
 static int
 opts_target(const struct opt_list *o, const char **file, const char **fmt)
 {
-	const char *drv = opt_list_get(o, "driver");
+	const char *drv = opt_list_get(o, "driver"), *fdrv, *node;
 
 	*fmt = drv;
 	*file = opt_list_get(o, "file.filename");
-	if (*file == NULL)
-		*file = opt_list_get(o, "file");
+	if ((node = opt_list_get(o, "file")) != NULL)
+		return err_set(0, "Cannot find device='%s' nor node-name='%s'",
+		    node, node);
+	if ((fdrv = opt_list_get(o, "file.driver")) != NULL &&
+	    strcmp(fdrv, "file") != 0)
+		return err_set(0, "Unknown driver '%s'", fdrv);
 	if (drv != NULL && (!strcmp(drv, "file") || !strcmp(drv, "host_device"))) {
 		*fmt = "raw";
 		*file = opt_list_get(o, "filename");
-	}
-	if (drv != NULL && fmt_find(drv) == NULL)
+		drv = "raw";
+	} else if (drv != NULL && fmt_find(drv) == NULL) {
 		return err_set(0, "Unknown driver '%s'", drv);
+	}
+	if (check_keys(o, drv) < 0)
+		return -1;
 	if (*file == NULL && (drv == NULL || !fmt_find(drv)->nofile))
 		return err_set(0, "A block device must be specified for \"file\"");
 	return 0;
@@ -328,12 +394,21 @@ img_open(const char *filename, const char *fmt, int flags)
 struct img *
 img_open_image_opts(const char *spec, int flags)
 {
+	const char *spec_rest = spec;
 	struct opt_list o = { 0, NULL };
 	struct chain c = { .n = 0 };
 	struct img *img = NULL;
 	const char *file, *fmt;
 
-	if (opt_list_parse(&o, spec) < 0 || opts_target(&o, &file, &fmt) < 0 ||
+	/* a bare first item is the implied "file" key, as in qemu's parser */
+	if (*spec != '\0' && spec[strcspn(spec, "=,")] != '=') {
+		char *first = xasprintf("%.*s", (int)strcspn(spec, ","), spec);
+
+		opt_list_set(&o, "file", first);
+		free(first);
+		spec_rest = strchr(spec, ',') ? strchr(spec, ',') + 1 : "";
+	}
+	if (opt_list_parse(&o, spec_rest) < 0 || opts_target(&o, &file, &fmt) < 0 ||
 	    (img = open_one(file, fmt, flags, &c, &o)) == NULL)
 		err_prefix("Could not open '%s'", spec);
 	opt_list_free(&o);
