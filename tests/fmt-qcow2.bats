@@ -337,6 +337,21 @@ writes() {
 	img cat s.qcow2 | cmp - before.raw
 }
 
+@test "fmt-qcow2: writes mark enabled bitmaps in use, and leak nothing" {
+	fresh bm.qcow2
+	qimg bitmap --add bm.qcow2 b0
+	qimg bitmap --add --disable bm.qcow2 b1
+	img-write -f qcow2 --offset=1M bm.qcow2 <<<hello
+	clean bm.qcow2
+	run -0 qimg info --output=json bm.qcow2
+	[[ $output == *'"in-use",'*'"auto"'*'"name": "b0"'* ]]
+	[[ $output == *'"flags": ['*']'*'"name": "b1"'* ]]
+	same info --output=json bm.qcow2
+	# a second writer keeps them so
+	img-write -f qcow2 --offset=2M bm.qcow2 <<<again
+	clean bm.qcow2
+}
+
 @test "fmt-qcow2: small clusters with 64-bit refcounts grow the refcount table" {
 	rm -f g.qcow2
 	img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 g.qcow2 64M

@@ -524,7 +524,8 @@ qcow2_close(struct img *img)
 
 /*
  * The first write: qemu clears the autoclear bits it does not maintain
- * when it opens an image read-write; we maintain none (bitmaps go stale).
+ * when it opens an image read-write; we keep only the bitmaps bit, whose
+ * bitmaps we mark in use (bitmap.c).
  */
 int
 qcow2_prepare_write(struct img *img)
@@ -537,15 +538,16 @@ qcow2_prepare_write(struct img *img)
 	if (!(img->flags & IMG_RDWR))
 		return err_set(EBADF, "%s: image is open read-only",
 		    img->filename);
-	if (s->version >= 3 && s->autoclear != 0) {
-		s->autoclear = 0;
-		s->nb_bitmaps = 0;
-		put_be64(b, 0);
+	if (s->version >= 3 && (s->autoclear & ~QCOW2_AUTOCLEAR_BITMAPS)) {
+		s->autoclear &= QCOW2_AUTOCLEAR_BITMAPS;
+		put_be64(b, s->autoclear);
 		if (qcow2_pwrite(img, b, 8, 88, "qcow2 header") < 0 ||
 		    (fdatasync(img->fd) < 0 && errno != EINVAL))
 			return err_set(errno, "%s: Could not update qcow2 header",
 			    img->filename);
 	}
+	if (qcow2_bitmaps_in_use(img) < 0)
+		return -1;
 	s->write_ready = true;
 	return 0;
 }
@@ -599,9 +601,7 @@ write_header_tables(struct img *img)
 static int
 sync_file(struct img *img)
 {
-	if (fdatasync(img->fd) < 0 && errno != EINVAL)
-		return err_set(errno, "%s: fsync", img->filename);
-	return 0;
+	return fmt_sync(img);
 }
 
 /*
@@ -626,57 +626,6 @@ qcow2_flush(struct img *img)
 	if (qcow2_apply_frees(img) < 0 || qcow2_refcount_flush(img) < 0)
 		return -1;
 	return sync_file(img);
-}
-
-/* The bitmap directory as qemu-img info lists it. */
-static int
-bitmap_info(struct img *img, struct jnode *data)
-{
-	struct qcow2 *s = img->priv;
-	struct jnode *arr, *bm, *flags;
-	uint8_t *dir;
-	char *name;
-	uint64_t off = 0, esize;
-	uint32_t i, fl, extra;
-	uint16_t nlen;
-
-	if (s->nb_bitmaps == 0)
-		return 0;
-	dir = xmalloc(s->bm_dir_size ? s->bm_dir_size : 1);
-	if (qcow2_pread_meta(img, dir, s->bm_dir_size, s->bm_dir_offset,
-	    "bitmap directory") < 0) {
-		free(dir);
-		return -1;
-	}
-	arr = jn_arr(data, "bitmaps");
-	for (i = 0; i < s->nb_bitmaps; i++) {
-		if (s->bm_dir_size - off < 24)
-			goto bad;
-		fl = get_be32(dir + off + 12);
-		nlen = get_be16(dir + off + 18);
-		extra = get_be32(dir + off + 20);
-		esize = 24 + (uint64_t)extra + nlen;
-		if (esize > s->bm_dir_size - off)
-			goto bad;
-		bm = jn_obj(arr, NULL);
-		flags = jn_arr(bm, "flags");
-		if (fl & 1)
-			jn_str(flags, NULL, "in-use");
-		if (fl & 2)
-			jn_str(flags, NULL, "auto");
-		name = xasprintf("%.*s", (int)nlen,
-		    (const char *)dir + off + 24 + extra);
-		jn_str(bm, "name", name);
-		free(name);
-		jn_uint(bm, "granularity", 1ull << (dir[off + 17] & 63));
-		off += MIN(ROUND_UP(esize, 8), s->bm_dir_size - off);
-	}
-	free(dir);
-	return 0;
-bad:
-	free(dir);
-	return err_set(0, "%s: bitmap directory at %#llx is corrupt",
-	    img->filename, (unsigned long long)s->bm_dir_offset);
 }
 
 static int
@@ -705,7 +654,7 @@ qcow2_info(struct img *img, struct img_info *info)
 	jn_bool(d, "lazy-refcounts", (s->compat & QCOW2_COMPAT_LAZY) != 0);
 	jn_bool(d, "corrupt", (s->incompat & QCOW2_INCOMPAT_CORRUPT) != 0);
 	jn_int(d, "refcount-bits", 1 << s->refcount_order);
-	if (bitmap_info(img, d) < 0) {
+	if (qcow2_bitmap_info(img, d) < 0) {
 		jn_free(d);
 		info->specific = NULL;
 		return -1;

@@ -177,6 +177,11 @@ void	 qcow2_entry_range(const struct qcow2 *s, uint64_t entry,
 int	 qcow2_refcount_flush(struct img *img);
 int	 qcow2_detect_prealloc(struct img *img);
 
+/* bitmap.c */
+int	 qcow2_bitmap_info(struct img *img, struct jnode *data);
+/* Mark enabled bitmaps in use: writes are not tracked in them. */
+int	 qcow2_bitmaps_in_use(struct img *img);
+
 /* cluster.c */
 /* The L2 table writes under L1 index l1i go to (allocated or copied). */
 int	 qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off);
