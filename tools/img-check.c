@@ -22,7 +22,8 @@ enum {
 
 static const char usage_text[] =
     "usage: img-check [--object objectdef] [--image-opts] [-q] [-f fmt]\n"
-    "           [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename\n";
+    "           [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U]\n"
+    "           filename\n";
 
 enum { OPT_OUTPUT = 256, OPT_OBJECT, OPT_IMAGE_OPTS, OPT_LONG, OPT_SHORT };
 
@@ -53,14 +54,14 @@ struct args {
 static _Noreturn void
 usage(void)
 {
-	printf("%s\nCheck a disk image's metadata for consistency; with -r, repair it.\n\n"
+	printf("%s\nCheck a disk image's metadata; with -r, repair it.\n\n"
 	    "  -f, --format FMT     format of filename (default: probed)\n"
-	    "  -r, --repair WHAT    repair leaked clusters (leaks) or every error (all)\n"
+	    "  -r, --repair WHAT    repair leaks, or all errors\n"
 	    "  --output=FMT         human (default) or json\n"
 	    "  -q                   quiet: no report on stdout\n"
 	    "  -T CACHE             cache mode (none, writeback, ...)\n"
 	    "  -U, --force-share    open filename shared with its other users\n"
-	    "  --image-opts         filename is an option list (driver=...,file.filename=...)\n"
+	    "  --image-opts         filename is an option list (driver=...)\n"
 	    "  --object OBJDEF      accepted for qemu-img compatibility\n"
 	    "  -h, --help           show this help\n"
 	    "\nSee img-check(1).\n", usage_text);

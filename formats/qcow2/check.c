@@ -211,7 +211,7 @@ write_meta(struct ck *k, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-/* qcow2_signal_corruption: the first event is told, a fatal one marks the image. */
+/* qcow2_signal_corruption: tell the first event, mark the image if fatal. */
 static void
 corruption(struct ck *k, bool fatal, const char *msg)
 {
@@ -255,7 +255,7 @@ ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 	    b + blen > b && a + alen > a;
 }
 
-/* The metadata [off, off+len) would overwrite (ign: groups not to test), or NULL. */
+/* What metadata [off, off+len) would overwrite (ign: skip groups), or NULL. */
 static const char *
 overlaps(const struct ck *k, int ign, uint64_t off, uint64_t len)
 {
@@ -292,7 +292,7 @@ overlaps(const struct ck *k, int ign, uint64_t off, uint64_t len)
 	return NULL;
 }
 
-/* qcow2_pre_write_overlap_check: a write over metadata marks the image corrupt. */
+/* qcow2_pre_write_overlap_check: writing over metadata marks it corrupt. */
 static int
 overlap_check(struct ck *k, int ign, uint64_t off, uint64_t len)
 {
@@ -378,7 +378,7 @@ set_stored_refcount(struct ck *k, uint64_t c, uint64_t v)
 	return 0;
 }
 
-/* Count one reference to each cluster of [off, off+size) (inc_refcounts_imrt). */
+/* One reference to each cluster of [off, off+size) (inc_refcounts_imrt). */
 static int
 inc_refs(struct ck *k, struct img_check *res, uint64_t off, uint64_t size)
 {
@@ -412,7 +412,7 @@ inc_refs(struct ck *k, struct img_check *res, uint64_t off, uint64_t size)
 	return 0;
 }
 
-/* An allocated cluster whose offset is not aligned: repair by zeroing (qemu). */
+/* A preallocated cluster at an unaligned offset: qemu makes it zero. */
 static int
 fix_entry_by_zero(struct ck *k, struct img_check *res, uint64_t l2off,
     uint64_t i, bool active, bool *overlap)
@@ -645,8 +645,8 @@ read_str(struct ck *k, uint64_t off, uint16_t len)
 
 /* One snapshot table entry at *off; 1 when the table must end before it. */
 static int
-read_snap(struct ck *k, struct img_check *res, uint32_t i, uint64_t *off,
-    uint64_t *len, int *dropped)
+read_snap(struct ck *k, uint32_t i, uint64_t *off, uint64_t *len,
+    int *dropped)
 {
 	struct ck_snap *sn = &k->sn[i];
 	uint8_t h[QCOW2_SNAPSHOT_ENTRY];
@@ -693,7 +693,29 @@ read_snap(struct ck *k, struct img_check *res, uint32_t i, uint64_t *off,
 		*off = start;
 		return 1;
 	}
-	(void)res;
+	return 0;
+}
+
+/* -r all: the snapshots from i on do not fit; the header keeps i (qemu). */
+static int
+drop_overhang(struct ck *k, struct img_check *res, uint32_t i)
+{
+	uint8_t b[4];
+
+	res->corruptions += k->nb_sn - i;
+	free(k->sn[i].id);
+	free(k->sn[i].name);
+	free(k->sn[i].extra_data);
+	put_be32(b, i);
+	if (write_meta(k, b, 4, 60) < 0) {
+		res->check_errors++;
+		note(k, "ERROR failed to update the snapshot count in the image "
+		    "header: %s", strerror(errno));
+		return err_set(errno, "%s", k->img->filename);
+	}
+	res->corruptions_fixed += k->nb_sn - i;
+	res->corruptions -= k->nb_sn - i;
+	k->nb_sn = i;
 	return 0;
 }
 
@@ -717,7 +739,7 @@ read_snapshots(struct ck *k, struct img_check *res)
 	k->sn = xcalloc(k->nb_sn ? k->nb_sn : 1, sizeof(*k->sn));
 	off = k->sn_off;
 	for (i = 0; i < k->nb_sn; i++) {
-		if ((r = read_snap(k, res, i, &off, &len, &dropped)) < 0) {
+		if ((r = read_snap(k, i, &off, &len, &dropped)) < 0) {
 			res->check_errors++;
 			note(k, "%s: ERROR failed to read the snapshot table: %s",
 			    prog_name(), err_msg());
@@ -731,25 +753,8 @@ read_snapshots(struct ck *k, struct img_check *res)
 	}
 	k->sn_size = off - k->sn_off;
 	res->corruptions += dropped;
-	if (i < k->nb_sn) {
-		/* repair: the header says how many are left (clusters leak) */
-		uint8_t b[4];
-
-		res->corruptions += k->nb_sn - i;
-		free(k->sn[i].id);
-		free(k->sn[i].name);
-		free(k->sn[i].extra_data);
-		put_be32(b, i);
-		if (write_meta(k, b, 4, 60) < 0) {
-			res->check_errors++;
-			note(k, "ERROR failed to update the snapshot count in the "
-			    "image header: %s", strerror(errno));
-			return err_set(errno, "%s", k->img->filename);
-		}
-		res->corruptions_fixed += k->nb_sn - i;
-		res->corruptions -= k->nb_sn - i;
-		k->nb_sn = i;
-	}
+	if (i < k->nb_sn && drop_overhang(k, res, i) < 0)
+		return -1;
 	if (k->s->version >= 3)
 		for (i = 0; i < k->nb_sn; i++)
 			if (k->sn[i].extra < 16) {
@@ -790,15 +795,45 @@ check_snapshot_l1s(struct ck *k, struct img_check *res)
 	return inc_refs(k, res, k->sn_off, k->sn_size);
 }
 
+/* One bitmap's table: 0, 1 when it cannot be read, -1 on error. */
+static int
+check_bitmap_table(struct ck *k, struct img_check *res, uint64_t toff,
+    uint32_t tsize)
+{
+	uint8_t *t = xmalloc(tsize ? (size_t)tsize * 8 : 1);
+	uint64_t e, j;
+
+	if (read_meta(k, t, (size_t)tsize * 8, toff) < 0) {
+		free(t);
+		return 1;
+	}
+	for (j = 0; j < tsize; j++) {
+		e = get_be64(t + 8 * j);
+		if ((e & CK_BME_RESERVED) || ((e & QCOW2_L2E_OFFSET) &&
+		    ((e & 1) || (e & QCOW2_L2E_OFFSET & (k->cs - 1))))) {
+			res->corruptions++;
+			continue;
+		}
+		if ((e & QCOW2_L2E_OFFSET) != 0 &&
+		    inc_refs(k, res, e & QCOW2_L2E_OFFSET, k->cs) < 0) {
+			free(t);
+			return -1;
+		}
+	}
+	free(t);
+	return 0;
+}
+
 /* The bitmap directory, each bitmap's table and the clusters it names. */
 static int
 check_bitmaps(struct ck *k, struct img_check *res)
 {
 	const struct qcow2 *s = k->s;
-	uint64_t off = 0, toff, e, j, esize;
+	uint64_t off = 0, toff, esize;
 	uint32_t i, tsize, extra;
 	uint16_t nlen;
-	uint8_t *dir, *t;
+	uint8_t *dir;
+	int r;
 
 	if (s->nb_bitmaps == 0)
 		return 0;
@@ -819,27 +854,16 @@ check_bitmaps(struct ck *k, struct img_check *res)
 		    (uint64_t)tsize * 8 > QCOW2_MAX_L1_BYTES)
 			goto bad;
 		off += esize;
-		if (inc_refs(k, res, toff, (uint64_t)tsize * 8) < 0)
-			goto fail;
-		t = xmalloc(tsize ? (size_t)tsize * 8 : 1);
-		if (read_meta(k, t, (size_t)tsize * 8, toff) < 0) {
-			free(t);
-			goto bad;
+		if (inc_refs(k, res, toff, (uint64_t)tsize * 8) < 0) {
+			free(dir);
+			return -1;
 		}
-		for (j = 0; j < tsize; j++) {
-			e = get_be64(t + 8 * j);
-			if ((e & CK_BME_RESERVED) || ((e & QCOW2_L2E_OFFSET) &&
-			    ((e & 1) || (e & QCOW2_L2E_OFFSET & (k->cs - 1))))) {
-				res->corruptions++;
-				continue;
-			}
-			if ((e & QCOW2_L2E_OFFSET) != 0 &&
-			    inc_refs(k, res, e & QCOW2_L2E_OFFSET, k->cs) < 0) {
-				free(t);
-				goto fail;
-			}
+		if ((r = check_bitmap_table(k, res, toff, tsize)) != 0) {
+			free(dir);
+			if (r > 0)
+				goto bad;
+			return -1;
 		}
-		free(t);
 	}
 	free(dir);
 	return 0;
@@ -847,9 +871,6 @@ bad:
 	res->corruptions++;
 	free(dir);
 	return err_set(EINVAL, "%s: bitmap directory", k->img->filename);
-fail:
-	free(dir);
-	return -1;
 }
 
 /* A refcount block past the end: qemu grows the file to hold it. */
@@ -1285,7 +1306,7 @@ put_snap(const struct ck *k, const struct ck_snap *sn, uint8_t *p)
 	return n + idlen + namelen;
 }
 
-/* Clusters for n bytes, first fit by the stored refcounts (qemu's allocator). */
+/* Clusters for bytes, first fit by the stored refcounts (qemu's way). */
 static int
 alloc_stored(struct ck *k, uint64_t bytes, uint64_t *off)
 {
