@@ -127,6 +127,8 @@ struct fmt_ops {
 	 * 'x' does not support option amendment".
 	 */
 	int	(*amend)(struct img *img, const struct opt_list *o, bool force);
+	/* The options amend takes, for "-o help"; ends with { NULL }. */
+	const struct opt_desc *amend_opts;
 };
 
 const struct fmt_ops	*fmt_find(const char *name);
@@ -137,5 +139,7 @@ extern const struct fmt_ops *const fmt_list[];
 
 /* Helpers for drivers. */
 int	fmt_file_size(struct img *img, uint64_t *size);
+/* fdatasync the image file, unless it was opened IMG_NO_FLUSH. 0 or -1. */
+int	fmt_sync(struct img *img);
 
 #endif

@@ -49,6 +49,16 @@ fmt_file_size(struct img *img, uint64_t *size)
 	return 0;
 }
 
+int
+fmt_sync(struct img *img)
+{
+	if (img->flags & IMG_NO_FLUSH)
+		return 0;
+	if (fdatasync(img->fd) < 0 && errno != EINVAL)
+		return err_set(errno, "%s: fsync", img->filename);
+	return 0;
+}
+
 char *
 img_backing_path(const char *image, const char *backing)
 {
@@ -563,9 +573,7 @@ img_flush(struct img *img)
 {
 	if (img->ops->flush != NULL)
 		return img->ops->flush(img);
-	if (fsync(img->fd) < 0 && errno != EINVAL)
-		return err_set(errno, "%s: fsync", img->filename);
-	return 0;
+	return img->fd < 0 ? 0 : fmt_sync(img);
 }
 
 static void
@@ -875,6 +883,14 @@ img_snapshot_delete(struct img *img, const char *name)
 	if (img->ops->snapshot_delete == NULL)
 		return err_set(0, "snapshot not found");
 	return img->ops->snapshot_delete(img, name);
+}
+
+const struct opt_desc *
+img_amend_opts(const char *fmt)
+{
+	const struct fmt_ops *ops = fmt_find(fmt);
+
+	return ops != NULL && ops->amend != NULL ? ops->amend_opts : NULL;
 }
 
 bool

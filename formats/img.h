@@ -20,6 +20,7 @@ enum {
 	IMG_NO_BACKING	= 1 << 2,	/* don't open the backing chain */
 	IMG_DIRECT	= 1 << 3,	/* cache=none: O_DIRECT */
 	IMG_NO_PROBE_WARN = 1 << 4,	/* don't warn about a probed raw image */
+	IMG_NO_FLUSH	= 1 << 5,	/* cache=unsafe: flushes write back, never fsync */
 };
 
 /* write_zeroes flags */
@@ -203,5 +204,7 @@ int		 img_snapshot_delete(struct img *img, const char *name);
 int		 img_amend(struct img *img, const struct opt_list *o, bool force);
 /* Whether img's format can amend options at all. */
 bool		 img_can_amend(const struct img *img);
+/* The options format fmt can amend (sorted for help by the caller), or NULL. */
+const struct opt_desc *img_amend_opts(const char *fmt);
 
 #endif

@@ -80,9 +80,7 @@ raw_discard(struct img *img, uint64_t off, uint64_t len)
 static int
 raw_flush(struct img *img)
 {
-	if (fdatasync(img->fd) < 0 && errno != EINVAL)
-		return err_set(errno, "%s: fsync", img->filename);
-	return 0;
+	return fmt_sync(img);
 }
 
 static int

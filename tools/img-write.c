@@ -22,7 +22,8 @@
 
 static const char usage_text[] =
     "usage: img-write [-f fmt] [--offset=offset] [--map=mapfile]\n"
-    "                 [-S sparse_size] [-n | --target-is-zero] filename\n";
+    "                 [-S sparse_size] [-n | --target-is-zero] [-t cache]\n"
+    "                 filename\n";
 
 enum { OPT_OFFSET = 256, OPT_MAP, OPT_LONG, OPT_SHORT };
 
@@ -33,6 +34,7 @@ static const struct option longopts[] = {
 	{ "map", required_argument, NULL, OPT_MAP },
 	{ "sparse-size", required_argument, NULL, 'S' },
 	{ "target-is-zero", no_argument, NULL, 'n' },
+	{ "cache", required_argument, NULL, 't' },
 	{ "long-options", no_argument, NULL, OPT_LONG },
 	{ "short-options", no_argument, NULL, OPT_SHORT },
 	{ NULL, 0, NULL, 0 },
@@ -44,6 +46,7 @@ struct write_args {
 	uint64_t	 offset;
 	uint64_t	 sparse;
 	bool		 target_zero;
+	int		 flags;		/* IMG_NO_FLUSH for -t unsafe */
 };
 
 /* One step of a map: take len bytes of stream for data, none for zeroes. */
@@ -89,6 +92,10 @@ usage(void)
 	    "                           0: write everything)\n"
 	    "  -n, --target-is-zero     the image reads as zeroes: skip zero "
 	    "ranges\n"
+	    "  -t, --cache=mode         writeback (default) syncs at the end; "
+	    "unsafe never\n"
+	    "                           syncs (img-convert's default, as "
+	    "qemu-img's)\n"
 	    "  -h, --help               show this help\n"
 	    "\nSee img-write(1).\n", usage_text);
 	exit(0);
@@ -103,7 +110,7 @@ list_options(int what)
 		for (o = longopts; o->name; o++)
 			printf("--%s\n", o->name);
 	else
-		puts("-f\n-S\n-n\n-h");
+		puts("-f\n-S\n-n\n-t\n-h");
 	exit(close_stdout());
 }
 
@@ -360,7 +367,7 @@ parse_args(int argc, char *argv[], struct write_args *a)
 {
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":hf:S:n", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hf:S:nt:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -372,6 +379,14 @@ parse_args(int argc, char *argv[], struct write_args *a)
 			break;
 		case 'n':
 			a->target_zero = true;
+			break;
+		case 't':
+			if (strcmp(optarg, "unsafe") == 0)
+				a->flags |= IMG_NO_FLUSH;
+			else if (strcmp(optarg, "writeback") && strcmp(optarg, "none") &&
+			    strcmp(optarg, "writethrough") &&
+			    strcmp(optarg, "directsync"))
+				die("Invalid cache option: %s", optarg);
 			break;
 		case OPT_OFFSET:
 			if (opt_size(optarg, &a->offset) < 0)
@@ -409,7 +424,7 @@ main(int argc, char *argv[])
 
 	prog_init(argv[0]);
 	parse_args(argc, argv, &a);
-	if ((s.img = img_open(argv[optind], a.fmt, IMG_RDWR)) == NULL)
+	if ((s.img = img_open(argv[optind], a.fmt, IMG_RDWR | a.flags)) == NULL)
 		die("%s", err_msg());
 	if (a.offset > s.img->size)
 		die("--offset %" PRIu64 " is past the end of '%s' (%" PRIu64
