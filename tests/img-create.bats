@@ -97,6 +97,21 @@ qemu-img: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes." ]
 	[ "$(cat i.err)" = "qemu-img: x: Unknown file format 'foo'" ]
 }
 
+@test "img-create: file: names the file; other protocols are unknown" {
+	in_both qemu-img create -q -f qcow2 base.qcow2 1M
+	mkdir -p q/d i/d
+	both create -f qcow2 file:x.qcow2 1M
+	[ -f i/x.qcow2 ]
+	both create -f qcow2 file:d/a:b.qcow2 1M
+	both create -f qcow2 -b base.qcow2 -F qcow2 file:image:top.qcow2
+	both create -f qcow2 -b ../base.qcow2 -F qcow2 file:d/t.qcow2
+	cmp q/d/t.qcow2 i/d/t.qcow2
+	both_fail create -f qcow2 c:d 1M
+	[ "$(cat i.err)" = "qemu-img: c:d: Unknown protocol 'c'" ]
+	both_fail create -f qcow2 -o help c:d
+	both_fail create -f qcow2 'json:{"a":1}' 1M
+}
+
 @test "img-create: --help, --long-options, --short-options" {
 	run --separate-stderr img-create --help
 	[ "$status" -eq 0 ] && [ -z "$stderr" ]
