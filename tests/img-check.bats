@@ -256,6 +256,16 @@ mkbase() {
 	[ "$(qimg snapshot -l q/x.qcow2)" = "$(qimg snapshot -l i/x.qcow2)" ]
 }
 
+@test "img-check: -r with unknown autoclear bits drops the snapshot table, as qemu" {
+	mkbase
+	qimg snapshot -c s1 base.qcow2
+	poke_be base.qcow2 88 8 $((1 << 40))
+	check_ro 0 base.qcow2
+	check_fix leaks 0 base.qcow2
+	grep -qx 'Repairing cluster 12 refcount=1 reference=0' i.err
+	[ "$(be64_at i/x.qcow2 88)" = 0 ] && [ "$(be64_at i/x.qcow2 64)" = 0 ]
+}
+
 @test "img-check: refcount table damage: reserved bits, unaligned, past the end" {
 	mkbase
 	cp base.qcow2 a.qcow2

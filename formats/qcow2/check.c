@@ -30,6 +30,7 @@
 #define CK_RTE_RESERVED		0x1ffull
 #define CK_BME_RESERVED		0xff000000000001feull
 #define CK_BM_ENTRY		24		/* fixed part of a bitmap directory entry */
+#define QCOW2_AUTOCLEAR_KNOWN	(QCOW2_AUTOCLEAR_BITMAPS | QCOW2_AUTOCLEAR_DATA_RAW)
 
 enum { CK_FRAG_INFO = 1 };
 
@@ -70,7 +71,7 @@ struct ck {
 	bool			 rb_dirty;	/* repaired refcounts not yet written */
 	bool			 signaled;
 	bool			 fatal;		/* qemu drops the driver: no more writes */
-	uint64_t		 incompat;
+	uint64_t		 incompat, autoclear;
 	struct img_check	*out;		/* for res->note */
 };
 
@@ -1464,6 +1465,7 @@ ck_init(struct ck *k, struct img *img, int fix, struct img_check *out)
 	k->nb_sn = get_be32(h + 60);
 	k->sn_off = get_be64(h + 64);
 	k->incompat = s->version >= 3 ? get_be64(h + 72) : 0;
+	k->autoclear = s->version >= 3 ? get_be64(h + 88) : 0;
 	if ((uint64_t)k->rt_clusters * k->cs > QCOW2_MAX_RT_BYTES ||
 	    (uint64_t)k->l1_size * 8 > QCOW2_MAX_L1_BYTES)
 		return err_set(EFBIG, "%s: table too large", img->filename);
@@ -1528,6 +1530,32 @@ mark_clean(struct ck *k, uint64_t bits)
 	return 0;
 }
 
+/*
+ * qemu opening an image for repair clears the autoclear bits it does not
+ * know by rewriting the header, and in check mode it has not read the
+ * snapshot table yet: the header it writes has none (the snapshots' clusters
+ * then leak).  Done before the check, as qemu's open does.
+ */
+static int
+drop_autoclear(struct ck *k)
+{
+	uint8_t b[8];
+
+	if (k->s->version < 3 || !(k->autoclear & ~QCOW2_AUTOCLEAR_KNOWN))
+		return 0;
+	k->autoclear &= QCOW2_AUTOCLEAR_KNOWN;
+	k->nb_sn = 0;
+	k->sn_off = 0;
+	memset(b, 0, sizeof(b));
+	if (write_meta(k, b, 4, 60) < 0 || write_meta(k, b, 8, 64) < 0)
+		return err_set(errno, "%s", k->img->filename);
+	put_be64(b, k->autoclear);
+	if (write_meta(k, b, 8, 88) < 0 ||
+	    (fdatasync(k->img->fd) < 0 && errno != EINVAL))
+		return err_set(errno, "%s", k->img->filename);
+	return 0;
+}
+
 int
 qcow2_check(struct img *img, int fix, struct img_check *out)
 {
@@ -1535,7 +1563,8 @@ qcow2_check(struct img *img, int fix, struct img_check *out)
 	struct ck k;
 	int r;
 
-	if ((r = ck_init(&k, img, fix, out)) < 0)
+	if ((r = ck_init(&k, img, fix, out)) < 0 ||
+	    (fix && (r = drop_autoclear(&k)) < 0))
 		goto done;
 	if ((r = read_snapshots(&k, &sres)) < 0) {
 		add_result(out, &sres, false);
