@@ -186,18 +186,17 @@ desc_find(const struct desc_list *l, const char *name)
 }
 
 /*
- * bdrv_find_protocol: "file:x" names the file x; any other "proto:" before
- * the first '/' is a protocol img does not have (named: say which image).
+ * bdrv_find_protocol: "file:x" names the file x (the generic layer strips
+ * it); any other "proto:" before the first '/' is a protocol img does not
+ * have (named: say which image).
  */
-static const char *
-file_path(const char *file, bool named)
+static void
+check_protocol(const char *file, bool named)
 {
 	size_t n = strcspn(file, ":/");
 
-	if (file[n] != ':')
-		return file;
-	if (n == 4 && strncmp(file, "file", 4) == 0)
-		return file + 5;
+	if (file[n] != ':' || (n == 4 && strncmp(file, "file", 4) == 0))
+		return;
 	if (named)
 		die("%s: Unknown protocol '%.*s'", file, (int)n, file);
 	die("Unknown protocol '%.*s'", (int)n, file);
@@ -215,7 +214,7 @@ option_help(const char *filename, const char *fmt)
 	if (d == NULL)
 		die("Format driver '%s' does not support image creation", fmt);
 	if (filename != NULL)
-		file_path(filename, false);
+		check_protocol(filename, false);
 	build_descs(&l, fmt, filename != NULL);
 	if (filename != NULL)
 		printf("Supported options:\n");
@@ -334,11 +333,11 @@ parse_options(const char *file, const char *s, const struct desc_list *l,
  * gives the format's name to a missing -F and its size to a missing size.
  */
 static void
-check_backing(const char *file, const char *fpath, const char *base,
-    struct opt_list *o, int64_t *size)
+check_backing(const char *file, const char *base, struct opt_list *o,
+    int64_t *size)
 {
 	const char *bfmt = opt_list_get(o, "backing_fmt");
-	char *path = img_backing_path(fpath, base), buf[32];
+	char *path = img_backing_path(file, base), buf[32];
 	struct img *b;
 
 	if ((b = img_open(path, bfmt, IMG_SHARE | IMG_NO_PROBE_WARN)) == NULL) {
@@ -474,13 +473,13 @@ create(const char *file, const struct create_args *a, int64_t size)
 {
 	struct opt_list o = { 0, NULL }, drv = { 0, NULL };
 	struct desc_list l;
-	const char *v, *path;
+	const char *v;
 	char buf[32];
 	uint64_t u;
 
 	if (!img_format_known(a->fmt))
 		die("%s: Unknown file format '%s'", file, a->fmt);
-	path = file_path(file, true);
+	check_protocol(file, true);
 	if (img_create_opts(a->fmt) == NULL)
 		die("%s: Format driver '%s' does not support image creation",
 		    file, a->fmt);
@@ -499,7 +498,7 @@ create(const char *file, const struct create_args *a, int64_t size)
 	set_backing(file, a, &o);
 	if ((v = opt_list_get(&o, "backing_file")) != NULL) {
 		if (!a->no_backing)
-			check_backing(file, path, v, &o, &size);
+			check_backing(file, v, &o, &size);
 		else if (opt_list_get(&o, "backing_fmt") == NULL)
 			die("%s: Backing file specified without backing format",
 			    file);
@@ -509,7 +508,7 @@ create(const char *file, const struct create_args *a, int64_t size)
 	if (!a->quiet)
 		print_formatting(file, a->fmt, &l, &o);
 	driver_options(a->fmt, &o, &drv);
-	if (img_create(path, a->fmt, (uint64_t)size, &drv) < 0) {
+	if (img_create(file, a->fmt, (uint64_t)size, &drv) < 0) {
 		if (err_errno() == EFBIG)
 			die("%s: The image size is too large for file format "
 			    "'%s'%s", file, a->fmt, desc_find(&l, "cluster_size") ?
