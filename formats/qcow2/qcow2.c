@@ -1116,4 +1116,6 @@ const struct fmt_ops qcow2_ops = {
 	.snapshot_create	= qcow2_snapshot_create,
 	.snapshot_apply		= qcow2_snapshot_apply,
 	.snapshot_delete	= qcow2_snapshot_delete,
+	.amend			= qcow2_amend,
+	.amend_opts		= qcow2_amend_opts,
 };

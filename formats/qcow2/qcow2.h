@@ -216,6 +216,14 @@ int	 qcow2_snapshot_list(struct img *img, struct img_snapshot **sn,
 int	 qcow2_snapshot_create(struct img *img, const struct img_snapshot *sn);
 int	 qcow2_snapshot_apply(struct img *img, const char *name);
 int	 qcow2_snapshot_delete(struct img *img, const char *name);
+uint64_t *qcow2_read_l1(struct img *img, uint64_t off, uint32_t n);
+int	 qcow2_snapshot_l1s(struct img *img, uint64_t **offs, uint32_t **sizes,
+	    uint32_t *n);
+int	 qcow2_snapshot_upgrade(struct img *img);
+int	 qcow2_snapshot_downgrade_ok(struct img *img);
+/* amend.c */
+extern const struct opt_desc qcow2_amend_opts[];
+int	 qcow2_amend(struct img *img, const struct opt_list *o, bool force);
 
 /* qcow2.c */
 int	 qcow2_flush(struct img *img);

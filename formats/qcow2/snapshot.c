@@ -668,3 +668,78 @@ out:
 	snaps_free(&t);
 	return r;
 }
+
+/* A snapshot L1 table at off of n entries, bounds-checked; NULL with err_set. */
+uint64_t *
+qcow2_read_l1(struct img *img, uint64_t off, uint32_t n)
+{
+	struct snap sn;
+
+	memset(&sn, 0, sizeof(sn));
+	sn.l1_offset = off;
+	sn.l1_size = n;
+	return read_l1(img, &sn);
+}
+
+/* Where the snapshots' L1 tables are (malloc'd arrays of *n). */
+int
+qcow2_snapshot_l1s(struct img *img, uint64_t **offs, uint32_t **sizes,
+    uint32_t *n)
+{
+	struct snaps t;
+	uint32_t i;
+
+	*offs = NULL;
+	*sizes = NULL;
+	*n = 0;
+	if (read_snaps(img, &t) < 0)
+		return -1;
+	*offs = xcalloc(t.n ? t.n : 1, sizeof(**offs));
+	*sizes = xcalloc(t.n ? t.n : 1, sizeof(**sizes));
+	for (i = 0; i < t.n; i++) {
+		(*offs)[i] = t.v[i].l1_offset;
+		(*sizes)[i] = t.v[i].l1_size;
+	}
+	*n = t.n;
+	snaps_free(&t);
+	return 0;
+}
+
+/* qcow2_upgrade: a table missing v3's extra data is written anew. */
+int
+qcow2_snapshot_upgrade(struct img *img)
+{
+	struct snaps t;
+	uint32_t i;
+	bool need = false;
+	int r = 0;
+
+	if (read_snaps(img, &t) < 0)
+		return -1;
+	for (i = 0; i < t.n; i++)
+		need |= t.v[i].extra_size < 16;
+	if (need)
+		r = write_snaps(img, &t);
+	snaps_free(&t);
+	return r;
+}
+
+/* qcow2_downgrade's snapshot test: v2 cannot keep another size or a big VM state. */
+int
+qcow2_snapshot_downgrade_ok(struct img *img)
+{
+	struct snaps t;
+	uint32_t i;
+	int r = 0;
+
+	if (read_snaps(img, &t) < 0)
+		return -1;
+	for (i = 0; i < t.n; i++)
+		if (t.v[i].vm_state_size > UINT32_MAX ||
+		    t.v[i].disk_size != img->size)
+			r = err_set(0, "Internal snapshots prevent downgrade "
+			    "of image");
+	snaps_free(&t);
+	return r;
+}
+
