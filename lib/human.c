@@ -9,7 +9,9 @@
 
 #include "human.h"
 
-static const char *const iec_prefix[] = { "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei" };
+static const char *const iec_prefix[] = {
+	"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+};
 
 char *
 human_size(uint64_t val, char *buf, size_t len)
@@ -87,8 +89,8 @@ human_opt_help(FILE *f, const struct opt_desc *const *d, size_t n)
 		s = xasprintf("  %s=<%s>", d[i]->name, type_name(d[i]->type));
 		len = (int)strlen(s);
 		if (d[i]->help != NULL) {
-			lines[i] = xasprintf("%s%*s - %s", s, len < 24 ? 24 - len : 0,
-			    "", d[i]->help);
+			lines[i] = xasprintf("%s%*s - %s", s,
+			    len < 24 ? 24 - len : 0, "", d[i]->help);
 			free(s);
 		} else {
 			lines[i] = s;

@@ -1,4 +1,7 @@
-/* img-create: make a new image, as qemu-img create (qemu-img.c img_create, block.c bdrv_img_create). */
+/*
+ * img-create: make a new image, as qemu-img create (qemu-img.c img_create,
+ * block.c bdrv_img_create).
+ */
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
@@ -33,7 +36,8 @@ static const struct option longopts[] = {
  */
 static const struct opt_desc file_opts[] = {
 	{ "size", OPT_SIZE, "Virtual disk size", NULL },
-	{ "nocow", OPT_BOOL, "Turn off copy-on-write (valid only on btrfs)", NULL },
+	{ "nocow", OPT_BOOL, "Turn off copy-on-write (valid only on btrfs)",
+	    NULL },
 	{ "preallocation", OPT_STRING,
 	    "Preallocation mode (allowed values: off, falloc, full)", NULL },
 	{ "extent_size_hint", OPT_SIZE,
@@ -61,8 +65,8 @@ struct desc_list {
 static _Noreturn void
 usage(void)
 {
-	printf("%s\nCreate a disk image of SIZE bytes (suffixes k, M, G, T, P, E),"
-	    " or as large as\nits backing file.\n\n"
+	printf("%s\nCreate a disk image of SIZE bytes (suffixes k, M, G, T, P, "
+	    "E), or as large as\nits backing file.\n\n"
 	    "Options:\n"
 	    "  -f FMT             the image format (default: raw)\n"
 	    "  -b BACKING_FILE    the backing file, relative to the new image\n"
@@ -89,7 +93,7 @@ list_options(int which)
 	exit(close_stdout());
 }
 
-/* qemu's is_valid_option_list: not empty, no leading ',', no odd trailing commas */
+/* is_valid_option_list: not empty, no leading ',', no odd trailing commas */
 static void
 accumulate(struct create_args *a, const char *s)
 {
@@ -137,7 +141,7 @@ find_desc(const struct opt_desc *d, const char *name)
 	return NULL;
 }
 
-/* A driver entry the file protocol owns (raw carries those): not the format's. */
+/* A driver entry the file protocol owns (raw carries those), not the format */
 static bool
 protocol_only(const struct opt_desc *d)
 {
@@ -159,7 +163,7 @@ desc_add(struct desc_list *l, const struct opt_desc *d)
 	l->d[l->n++] = d;
 }
 
-/* qemu_opts_append(format's, protocol's); with_proto false: the format's only */
+/* qemu_opts_append(format's, protocol's); !with_proto: the format's only */
 static void
 build_descs(struct desc_list *l, const char *fmt, bool with_proto)
 {
@@ -235,8 +239,8 @@ parse_image_size(const char *s)
 	int r = opt_size(s, &v);
 
 	if (r == -1) {
-		warn_msg("Invalid image size specified. You may use k, M, G, T, "
-		    "P or E suffixes for");
+		warn_msg("Invalid image size specified. You may use k, M, G, "
+		    "T, P or E suffixes for");
 		die("kilobytes, megabytes, gigabytes, terabytes, petabytes and "
 		    "exabytes.");
 	}
@@ -256,23 +260,25 @@ check_value(const char *file, const struct opt_desc *d, const char *v)
 	switch (d->type) {
 	case OPT_BOOL:
 		if (opt_bool(v) < 0)
-			die("%s: Parameter '%s' expects 'on' or 'off'", file, d->name);
+			die("%s: Parameter '%s' expects 'on' or 'off'", file,
+			    d->name);
 		break;
 	case OPT_NUMBER:
 		errno = 0;
 		if (strtoull(v, &end, 0) == ULLONG_MAX && errno == ERANGE)
-			die("%s: Value '%s' is too large for parameter '%s'", file,
-			    v, d->name);
+			die("%s: Value '%s' is too large for parameter "
+			    "'%s'", file, v, d->name);
 		if (end == v || *end != '\0')
-			die("%s: Parameter '%s' expects a number", file, d->name);
+			die("%s: Parameter '%s' expects a number", file,
+			    d->name);
 		break;
 	case OPT_SIZE:
 		switch (opt_size(v, &u)) {
 		case -1:
-			die("%s: Parameter '%s' expects a non-negative number "
-			    "below 2^64\nOptional suffix k, M, G, T, P or E means "
-			    "kilo-, mega-, giga-, tera-, peta-\nand exabytes, "
-			    "respectively.", file, d->name);
+			die("%s: Parameter '%s' expects a non-negative "
+			    "number below 2^64\nOptional suffix k, M, G, T, P "
+			    "or E means kilo-, mega-, giga-, tera-, peta-\nand "
+			    "exabytes, respectively.", file, d->name);
 		case -2:
 			die("%s: Value '%s' is out of range for parameter '%s'",
 			    file, v, d->name);
@@ -303,7 +309,8 @@ parse_options(const char *file, const char *s, const struct desc_list *l,
 		key[n] = '\0';
 		p += n;
 		if (*p == '=') {
-			for (p++, q = val; *p && (*p != ',' || p[1] == ','); p++) {
+			for (p++, q = val; *p && (*p != ',' || p[1] == ',');
+			    p++) {
 				if (*p == ',')
 					p++;
 				*q++ = *p;
@@ -347,8 +354,8 @@ check_backing(const char *file, const char *base, struct opt_list *o,
 	}
 	if (bfmt == NULL) {
 		/* qemu's hint ends without a newline */
-		fprintf(stderr, "%s: %s: Backing file specified without backing "
-		    "format\nDetected format of %s.", prog_name(), file,
+		fprintf(stderr, "%s: %s: Backing file specified without "
+		    "backing format\nDetected format of %s.", prog_name(), file,
 		    img_format(b));
 		img_close(b);
 		free(path);
@@ -370,8 +377,8 @@ set_backing(const char *file, const struct create_args *a, struct opt_list *o)
 
 	if (a->base != NULL) {
 		if (find_desc(img_create_opts(a->fmt), "backing_file") == NULL)
-			die("%s: Backing file not supported for file format '%s'",
-			    file, a->fmt);
+			die("%s: Backing file not supported for file format "
+			    "'%s'", file, a->fmt);
 		opt_list_set(o, "backing_file", a->base);
 	}
 	if (a->base_fmt != NULL) {
@@ -383,8 +390,8 @@ set_backing(const char *file, const struct create_args *a, struct opt_list *o)
 	if ((base = opt_list_get(o, "backing_file")) == NULL)
 		return;
 	if (strcmp(base, file) == 0)
-		die("%s: Error: Trying to create an image with the same filename "
-		    "as the backing file", file);
+		die("%s: Error: Trying to create an image with the same "
+		    "filename as the backing file", file);
 	if (base[0] == '\0')
 		die("%s: Expected backing file name, got empty string", file);
 }
@@ -399,7 +406,7 @@ print_escaped(const char *v)
 	}
 }
 
-/* A checked value as qemu holds it: bools on/off, numbers and sizes in bytes. */
+/* A checked number or size as qemu holds it, in bytes */
 static uint64_t
 value_number(const struct opt_desc *d, const char *v)
 {
@@ -488,7 +495,8 @@ create(const char *file, const struct create_args *a, int64_t size)
 		parse_options(file, a->options, &l, &o);
 	if ((v = opt_list_get(&o, "size")) != NULL) {
 		if (size >= 0)
-			die("%s: The image size must be specified only once", file);
+			die("%s: The image size must be specified only once",
+			    file);
 		opt_size(v, &u);
 		size = (int64_t)u;
 	} else if (size >= 0) {
@@ -511,7 +519,8 @@ create(const char *file, const struct create_args *a, int64_t size)
 	if (img_create(file, a->fmt, (uint64_t)size, &drv) < 0) {
 		if (err_errno() == EFBIG)
 			die("%s: The image size is too large for file format "
-			    "'%s'%s", file, a->fmt, desc_find(&l, "cluster_size") ?
+			    "'%s'%s", file, a->fmt,
+			    desc_find(&l, "cluster_size") ?
 			    " (try using a larger cluster size)" : "");
 		die("%s", err_msg());
 	}
@@ -528,7 +537,8 @@ main(int argc, char *argv[])
 	int c;
 
 	prog_init(argv[0]);
-	while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts,
+	    NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -556,7 +566,8 @@ main(int argc, char *argv[])
 		case OPT_SHORT:
 			list_options(c);
 		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			die_usage("missing argument for option '%s'",
+			    argv[optind - 1]);
 		default:
 			die_usage("unrecognized option '%s'", argv[optind - 1]);
 		}

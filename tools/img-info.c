@@ -1,4 +1,7 @@
-/* img-info: describe an image or its backing chain, as qemu-img info (qemu-img.c, block/qapi.c). */
+/*
+ * img-info: describe an image or its backing chain, as qemu-img info
+ * (qemu-img.c img_info, block/qapi.c bdrv_image_info_dump).
+ */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,8 @@ static const char usage_text[] =
     "usage: img-info [--object objectdef] [--image-opts] [-f fmt] "
     "[--output=ofmt]\n"
     "                [--backing-chain] [-U] filename\n";
+
+#define NSEC	1000000000ULL
 
 enum {
 	OPT_OUTPUT = 256, OPT_BACKING_CHAIN, OPT_OBJECT, OPT_IMAGE_OPTS,
@@ -72,7 +77,7 @@ list_options(int which)
 	exit(close_stdout());
 }
 
-/* bdrv_get_specific_info's {"type": FMT, "data": {...}}, from what the driver gave. */
+/* bdrv_get_specific_info's {"type": FMT, "data": {...}} from the driver's */
 static struct jnode *
 specific_node(struct img *img, struct jnode *spec)
 {
@@ -103,8 +108,8 @@ add_snapshots(struct jnode *j, struct img_info *info)
 		jn_int(o, "vm-state-size", (int64_t)sn->vm_state_size);
 		jn_int(o, "date-sec", sn->date_sec);
 		jn_int(o, "date-nsec", sn->date_nsec);
-		jn_int(o, "vm-clock-sec", (int64_t)(sn->vm_clock_nsec / 1000000000));
-		jn_int(o, "vm-clock-nsec", (int64_t)(sn->vm_clock_nsec % 1000000000));
+		jn_int(o, "vm-clock-sec", (int64_t)(sn->vm_clock_nsec / NSEC));
+		jn_int(o, "vm-clock-nsec", (int64_t)(sn->vm_clock_nsec % NSEC));
 		if (sn->icount != UINT64_MAX)
 			jn_int(o, "icount", (int64_t)sn->icount);
 		free(sn->id);
@@ -175,13 +180,16 @@ collect(const char *filename, const struct info_args *a)
 		fmt = xstrdup(a->fmt);
 	while (name != NULL) {
 		if (seen(names, n, name))
-			die("Backing file '%s' creates an infinite loop.", name);
+			die("Backing file '%s' creates an infinite loop.",
+			    name);
 		if (n == IMG_MAX_CHAIN)
 			die("Backing chain of '%s' is deeper than %d images",
 			    filename, IMG_MAX_CHAIN);
 		names[n++] = name;
-		img = n == 1 && a->image_opts ? img_open_image_opts(name, flags) :
-		    img_open(name, fmt, flags);
+		if (n == 1 && a->image_opts)
+			img = img_open_image_opts(name, flags);
+		else
+			img = img_open(name, fmt, flags);
 		if (img == NULL || (j = layer_info(img)) == NULL)
 			die("%s", err_msg());
 		jn_add(list, NULL, j);
@@ -190,7 +198,8 @@ collect(const char *filename, const struct info_args *a)
 		name = NULL;
 		if (a->chain && img->backing_path != NULL) {
 			name = xstrdup(img->backing_path);
-			if (img->backing_fmt != NULL && img->backing_fmt[0] != '\0')
+			if (img->backing_fmt != NULL &&
+			    img->backing_fmt[0] != '\0')
 				fmt = xstrdup(img->backing_fmt);
 		}
 		img_close(img);
@@ -231,7 +240,7 @@ print_snapshots(const struct jnode *arr)
 		sn.name = jstr(o, "name");
 		sn.vm_state_size = (uint64_t)jint(o, "vm-state-size");
 		sn.date_sec = jint(o, "date-sec");
-		sn.vm_clock_nsec = (uint64_t)jint(o, "vm-clock-sec") * 1000000000 +
+		sn.vm_clock_nsec = (uint64_t)jint(o, "vm-clock-sec") * NSEC +
 		    (uint64_t)jint(o, "vm-clock-nsec");
 		sn.icount = (uint64_t)jint(o, "icount");
 		human_snap_row(stdout, &sn);
@@ -328,7 +337,8 @@ main(int argc, char *argv[])
 		case OPT_SHORT:
 			list_options(c);
 		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			die_usage("missing argument for option '%s'",
+			    argv[optind - 1]);
 		default:
 			die_usage("unrecognized option '%s'", argv[optind - 1]);
 		}
