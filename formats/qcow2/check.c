@@ -21,6 +21,7 @@
  * qemu), and so is an array past 1 GiB (a sparse hostile file).
  */
 #define CK_MAX_CLUSTERS		INT32_MAX
+#define CK_MAX_LENGTH		((uint64_t)INT64_MAX & ~((1ull << 30) - 1))
 #define CK_MAX_IMRT_BYTES	(1ull << 30)
 #define CK_MAX_SN_EXTRA		1024		/* QCOW_MAX_SNAPSHOT_EXTRA_DATA */
 #define CK_SN_EXTRA_KNOWN	24		/* vm_state_size, disk_size, icount */
@@ -187,9 +188,9 @@ imrt_resize(struct ck *k, struct img_check *res, uint64_t n)
 static int
 read_meta(struct ck *k, void *buf, size_t len, uint64_t off)
 {
-	if (off > INT64_MAX || len > INT64_MAX - off) {
-		memset(buf, 0, len);
-		return 0;
+	if (off > CK_MAX_LENGTH || len > CK_MAX_LENGTH - off) {
+		errno = EIO;		/* qemu's block layer refuses the request */
+		return -1;
 	}
 	if (off >= k->file_size) {
 		memset(buf, 0, len);
