@@ -474,6 +474,18 @@ driver_options(const char *fmt, const struct opt_list *o, struct opt_list *out)
 	}
 }
 
+/* qemu_opt_get_size(opts, "cluster_size", 0) != 0: given, or a default */
+static bool
+has_cluster_size(const struct desc_list *l, const struct opt_list *o)
+{
+	const struct opt_desc *d = desc_find(l, "cluster_size");
+	const char *v = opt_list_get(o, "cluster_size");
+
+	if (d == NULL || (v == NULL && (v = d->def) == NULL))
+		return false;
+	return value_number(d, v) != 0;
+}
+
 /* bdrv_img_create */
 static void
 create(const char *file, const struct create_args *a, int64_t size)
@@ -519,8 +531,7 @@ create(const char *file, const struct create_args *a, int64_t size)
 	if (img_create(file, a->fmt, (uint64_t)size, &drv) < 0) {
 		if (err_errno() == EFBIG)
 			die("%s: The image size is too large for file format "
-			    "'%s'%s", file, a->fmt,
-			    desc_find(&l, "cluster_size") ?
+			    "'%s'%s", file, a->fmt, has_cluster_size(&l, &o) ?
 			    " (try using a larger cluster size)" : "");
 		die("%s", err_msg());
 	}
