@@ -146,6 +146,10 @@ same_result() {
 	[ "${stderr_lines[0]}" = "img-resize: Not enough arguments" ]
 	run -0 img-resize --help 1G
 	[[ $output == *"See img-resize(1)."* ]]
+	run -0 img-resize --help
+	[[ $output == *"See img-resize(1)."* ]]
+	run -0 img-resize --long-options
+	[[ $output == *--preallocation* ]]
 	run -0 img-resize --long-options 1G
 	[[ $output == *--shrink* ]]
 	run -0 img-resize --short-options 1G

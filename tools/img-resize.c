@@ -156,6 +156,12 @@ parse(struct args *a, int argc, char **argv)
 	int c, i;
 
 	/* qemu takes the size off the end first: "-1G" is no option */
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
+		usage();
+	if (argc == 2 && !strcmp(argv[1], "--long-options"))
+		list_options(OPT_LONG);
+	if (argc == 2 && !strcmp(argv[1], "--short-options"))
+		list_options(OPT_SHORT);
 	if (argc < 3)
 		die_usage("Not enough arguments");
 	a->size = argv[--argc];
