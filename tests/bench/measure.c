@@ -1,7 +1,8 @@
 /*
  * measure -o FILE PROG [ARG...]: run PROG and append to FILE one line
- * "SECONDS TREE_KIB SELF_KIB EXIT": wall time, the peak RSS of PROG and
- * whatever it waited for (wait4), and PROG's own peak (VmHWM, polled).
+ * "SECONDS TREE_KIB SELF_KIB EXIT CPU": wall time, the peak RSS of PROG and
+ * whatever it waited for (wait4), PROG's own peak (VmHWM, polled), its exit
+ * status and the CPU seconds (user + system) of PROG and what it waited for.
  * Built and used by tests/bench/run only.
  */
 #include <errno.h>
@@ -72,9 +73,11 @@ main(int argc, char *argv[])
 	}
 	if ((out = fopen(argv[2], "a")) == NULL)
 		return 2;
-	fprintf(out, "%.4f %ld %ld %d\n", now() - t0, ru.ru_maxrss,
+	fprintf(out, "%.4f %ld %ld %d %.4f\n", now() - t0, ru.ru_maxrss,
 	    self > 0 ? self : ru.ru_maxrss,
-	    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+	    (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
 	fclose(out);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
