@@ -168,10 +168,9 @@ qemu_image() {
 	done
 	qimg create -q -f raw r.raw 1M
 	for args in "-l" "-c x" "-a x" "-d x"; do
-		run -1 --separate-stderr img-snapshot $args -- r.raw 2>/dev/null || true
-		want=$(qemu-img snapshot $args r.raw 2>&1 | grep -v -e '^WARNING' -e '^  ' ) || true
-		got=$(img-snapshot $args r.raw 2>&1 | grep -v -e '^WARNING' -e '^  ') || true
-		[ "${want//qemu-img/P}" = "${got//img-snapshot/P}" ]
+		want=$(qemu-img snapshot $args r.raw 2>&1) && ws=0 || ws=$?
+		got=$(img-snapshot $args r.raw 2>&1) && gs=0 || gs=$?
+		[ "${want//qemu-img/P}" = "${got//img-snapshot/P}" ] && [ "$ws" = "$gs" ]
 	done
 	run -1 --separate-stderr img-snapshot -c x -- -f raw r.raw
 	run -1 --separate-stderr img-snapshot -l

@@ -199,6 +199,15 @@ main(int argc, char *argv[])
 		create(img, a.name);
 		break;
 	case 'a':
+		/* qemu reopens a probed raw image to apply: its warning twice */
+		if (img->probed && strcmp(img_format(img), "raw") == 0)
+			fprintf(stderr, "WARNING: Image format was not specified "
+			    "for '%s' and probing guessed raw.\n"
+			    "         Automatically detecting the format is "
+			    "dangerous for raw images, write operations on block 0 "
+			    "will be restricted.\n"
+			    "         Specify the 'raw' format explicitly to remove "
+			    "the restrictions.\n", a.filename);
 		if (img_snapshot_apply(img, a.name) < 0)
 			fail(img, "Could not apply snapshot '%s': %s",
 			    a.name, err_msg());
