@@ -149,6 +149,12 @@ mkchain() {
 	fresh bad.qcow2
 	truncate -s 70000 bad.qcow2
 	refused "L1 table at 0x30000 is past the end of the file"
+	# names read before the failing check are freed (the ASan run checks)
+	fresh base.qcow2
+	rm -f bad.qcow2
+	qimg create -q -f qcow2 -b base.qcow2 -F qcow2 bad.qcow2
+	poke bad.qcow2 40 '\x00\x00\x00\x00\x10\x00\x00\x00'
+	refused "L1 table at 0x10000000 is past the end of the file"
 }
 
 @test "fmt-qcow2: feature bits: unknown refused by name, dirty and corrupt read" {

@@ -501,6 +501,10 @@ qcow2_open(struct img *img)
 	free(hdr);
 	return 0;
 fail:
+	/* the generic layer frees only what a successful open set */
+	free(img->backing_file);
+	free(img->backing_fmt);
+	img->backing_file = img->backing_fmt = NULL;
 	free(hdr);
 	return -1;
 }
