@@ -116,81 +116,29 @@ operand(struct dd *d, const char *arg)
 }
 
 /*
- * --image-opts: "driver=FMT,file.filename=NAME" (or "driver=file,
- * filename=NAME"), with cache.direct and force-share.  Errors read as
- * qemu's, naming the whole option string.
+ * --image-opts: the generic layer opens the option string; the checks of
+ * -U and force-share are qemu-img's and file-posix's.
  */
 static struct img *
-open_image_opts(const char *optstr, int flags)
+open_image_opts(const char *spec, int flags)
 {
 	struct opt_list l = { 0, NULL };
-	const char *drv, *file = NULL, *k, *v;
-	struct img *img = NULL;
-	size_t i, n;
-	bool proto;
-	int b;
+	const char *fs;
+	bool conflict, share;
 
-	if (opt_list_parse(&l, optstr) < 0)
-		goto fail;
-	drv = opt_list_get(&l, "driver");
-	proto = drv != NULL && strcmp(drv, "file") == 0;
-	if (proto)
-		drv = "raw";	/* the protocol alone reads as raw */
-	for (i = 0; i < l.n; i++) {
-		k = l.v[i].key;
-		v = l.v[i].val;
-		if (strcmp(k, "driver") == 0) {
-			continue;
-		} else if (strcmp(k, "file.filename") == 0 ||
-		    (proto && strcmp(k, "filename") == 0)) {
-			file = v;
-		} else if (strcmp(k, "file.driver") == 0 && strcmp(v, "file") == 0) {
-			continue;
-		} else if (strcmp(k, "cache.direct") == 0 && (b = opt_bool(v)) >= 0) {
-			flags = b ? flags | IMG_DIRECT : flags & ~IMG_DIRECT;
-		} else if (strcmp(k, "force-share") == 0 && (b = opt_bool(v)) >= 0) {
-			if (!b && (flags & IMG_SHARE)) {
-				opt_list_free(&l);
-				die("--force-share/-U conflicts with image options");
-			}
-			flags |= b ? IMG_SHARE : 0;
-		} else if (strcmp(k, "filename") == 0) {
-			continue;	/* a format's: qemu wants file.filename */
-		} else if (strncmp(k, "file.", 5) == 0) {
-			err_set(0, "Block protocol 'file' doesn't support the option '%s'",
-			    k + 5);
-			goto fail;
-		} else {
-			err_set(0, "Block format '%s' does not support the option '%s'",
-			    drv ? drv : "raw", k);
-			goto fail;
-		}
-	}
-	if (l.n == 0) {
-		err_set(0, "Must specify either driver or file");
-		goto fail;
-	}
-	if (file == NULL) {
-		err_set(0, "A block device must be specified for \"file\"");
-		goto fail;
-	}
-	if ((img = img_open(file, drv, flags)) == NULL) {
-		/* img_open named the file; qemu names the option string */
-		n = strlen("Could not open '") + strlen(file) + strlen("': ");
-		if (strncmp(err_msg(), "Could not open '", 16) == 0 &&
-		    strlen(err_msg()) > n)
-			err_set(0, "%s", err_msg() + n);
-		goto fail;
-	}
+	(void)opt_list_parse(&l, spec);	/* its errors: img_open_image_opts' */
+	fs = opt_list_get(&l, "force-share");
+	conflict = (flags & IMG_SHARE) && fs != NULL && strcmp(fs, "on") != 0;
+	share = (flags & IMG_SHARE) || (fs != NULL && opt_bool(fs) == 1);
 	opt_list_free(&l);
-	return img;
-fail:
-	opt_list_free(&l);
-	err_prefix("Could not open '%s'", optstr);
-	return NULL;
+	if (conflict)
+		die("--force-share/-U conflicts with image options");
+	if (share && (flags & IMG_RDWR))
+		die("Could not open '%s': force-share=on can only be used with read-only images",
+		    spec);
+	return img_open_image_opts(spec, flags);
 }
 
-/* qemu-img dd's size arithmetic: the output size, and where copying starts. */
 static bool
 dd_range(const struct dd *d, uint64_t insize, uint64_t *end, uint64_t *start)
 {
