@@ -1328,11 +1328,44 @@ alloc_stored(struct ck *k, uint64_t bytes, uint64_t *off)
 	return 0;
 }
 
+/*
+ * qcow2_free_clusters for the old snapshot table: all or nothing, and a
+ * failure is only told (qemu goes on).  A cluster without a refcount block
+ * would make qemu allocate one; that is told, not done.
+ */
+static void
+free_old_table(struct ck *k)
+{
+	uint64_t c, first, last, rc, ti;
+	int e = 0;
+
+	if (k->sn_size == 0)
+		return;
+	first = k->sn_off >> k->cb;
+	last = (k->sn_off + k->sn_size - 1) >> k->cb;
+	for (c = first; c <= last && e == 0; c++) {
+		ti = c >> k->s->rb_bits;
+		if (ti >= k->rt_size || (k->rt[ti] & QCOW2_RTE_OFFSET) == 0)
+			e = ti >= QCOW2_MAX_RT_BYTES / 8 ? EFBIG : EAGAIN;
+		else if (stored_refcount(k, c, &rc) < 0)
+			e = errno;
+		else if (rc == 0)
+			e = EINVAL;
+	}
+	if (e != 0) {
+		note(k, "qcow2_free_clusters failed: %s", strerror(e));
+		return;
+	}
+	for (c = first; c <= last; c++)
+		if (stored_refcount(k, c, &rc) == 0)
+			(void)set_stored_refcount(k, c, rc - 1);
+}
+
 /* qcow2_write_snapshots: the table anew in new clusters, then free the old. */
 static int
 write_snapshots(struct ck *k)
 {
-	uint64_t size = 0, off = 0, c, rc, end;
+	uint64_t size = 0, off = 0;
 	uint8_t *buf, hb[12];
 	uint32_t i;
 	size_t n = 0;
@@ -1363,10 +1396,7 @@ write_snapshots(struct ck *k)
 		return err_set(errno, "%s", k->img->filename);
 	}
 	free(buf);
-	end = k->sn_off + k->sn_size;
-	for (c = k->sn_off >> k->cb; k->sn_size && c <= (end - 1) >> k->cb; c++)
-		if (stored_refcount(k, c, &rc) == 0 && rc > 0)
-			(void)set_stored_refcount(k, c, rc - 1);
+	free_old_table(k);
 	k->sn_off = off;
 	k->sn_size = size;
 	return 0;
