@@ -205,6 +205,14 @@ Try 'qemu-img --help' for more information" ]
 	[ "$(threads pwrite64)" = 4 ]
 }
 
+@test "img-bench: telling a raw image's layout costs nothing on a 1 TiB sparse file" {
+	truncate -s 1T huge.raw
+	printf x | dd of=huge.raw bs=1 seek=5000 conv=notrunc status=none
+	run -0 timeout 5 img-bench -c 100 -d 4 -f raw huge.raw
+	run -0 timeout 5 img-bench -c 100 -d 4 -t none -f raw huge.raw
+	run -0 timeout 5 img-bench -c 100 -d 4 -w -f raw -o 1023G huge.raw
+}
+
 @test "img-bench: what qemu-img does wrong, img-bench does not" {
 	mkraw
 	: >src/empty.raw
