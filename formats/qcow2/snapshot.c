@@ -69,8 +69,8 @@ read_entry(struct img *img, uint64_t off, uint64_t end, struct snap *sn,
 
 	if (end - off < sizeof(h) ||
 	    qcow2_pread_meta(img, h, sizeof(h), off, "snapshot table") < 0)
-		return err_set(0, "%s: snapshot table at %#llx is truncated",
-		    img->filename, (unsigned long long)s->snapshots_offset);
+		return err_set(0, "Snapshot table at %#llx is truncated",
+		    (unsigned long long)s->snapshots_offset);
 	sn->l1_offset = get_be64(h);
 	sn->l1_size = get_be32(h + 8);
 	idlen = get_be16(h + 12);
@@ -82,11 +82,12 @@ read_entry(struct img *img, uint64_t off, uint64_t end, struct snap *sn,
 	extra = get_be32(h + 36);
 	if (extra > SN_MAX_EXTRA)
 		return err_set(0, "Too much extra metadata in snapshot table "
-		    "entry %u", i);
+		    "entry %u\nYou can force-remove this extra metadata with "
+		    "qemu-img check -r all", i);
 	len = (uint64_t)extra + idlen + namelen;
 	if (len > end - off - sizeof(h))
-		return err_set(0, "%s: snapshot table at %#llx is truncated",
-		    img->filename, (unsigned long long)s->snapshots_offset);
+		return err_set(0, "Snapshot table at %#llx is truncated",
+		    (unsigned long long)s->snapshots_offset);
 	var = xmalloc(len + 1);
 	if (qcow2_pread_meta(img, var, len, off + sizeof(h), "snapshot table") < 0) {
 		free(var);
@@ -131,7 +132,8 @@ read_snaps(struct img *img, struct snaps *t)
 		t->n = i + 1;
 		if (read_entry(img, off, end, &t->v[i], &off, i) < 0) {
 			snaps_free(t);
-			return -1;
+			/* qemu reads the table when it opens the image */
+			return err_prefix("Could not open '%s'", img->filename);
 		}
 		last = off;
 		if (t->v[i].disk_size == UINT64_MAX)
@@ -428,12 +430,12 @@ read_l1(struct img *img, const struct snap *sn)
 	if (fmt_file_size(img, &fsize) < 0)
 		return NULL;
 	if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES) {
-		err_set(EFBIG, "Snapshot L1 table too large");
+		err_set(0, "Snapshot L1 table too large");
 		return NULL;
 	}
 	if ((sn->l1_offset & (s->cluster_size - 1)) ||
 	    sn->l1_offset > fsize || (uint64_t)sn->l1_size * 8 > fsize - sn->l1_offset) {
-		err_set(EINVAL, "Snapshot L1 table offset invalid");
+		err_set(0, "Snapshot L1 table offset invalid");
 		return NULL;
 	}
 	buf = xmalloc(sn->l1_size ? (size_t)sn->l1_size * 8 : 1);
