@@ -296,6 +296,36 @@ mkbase() {
 	check_same b.qcow2 -r all
 }
 
+@test "img-check: an unaligned preallocated zero cluster is zeroed by -r all" {
+	local l2
+	qimg create -q -f qcow2 z.qcow2 64M
+	qio -c 'write -P 1 0 256k' z.qcow2 >/dev/null
+	poke_be z.qcow2 $((L2 + 8 * 16)) 8 $(((1 << 63) | 0x90201))
+	check_ro 2 z.qcow2
+	grep -qx 'ERROR offset=90200: Preallocated cluster is not properly aligned; L2 entry corrupted.' i.err
+	check_same z.qcow2 -r leaks
+	check_fix all 0 z.qcow2
+	grep -qx 'Repairing offset=90200: Preallocated cluster is not properly aligned; L2 entry corrupted.' i.err
+	# the same with extended L2 entries (a 16-byte entry, all subclusters zero)
+	qimg create -q -f qcow2 -o extended_l2=on,cluster_size=128k x.qcow2 64M
+	qio -c 'write -P 1 0 4k' x.qcow2 >/dev/null
+	l2=$(($(be64_at x.qcow2 "$(be64_at x.qcow2 40)") & 0xfffffffffe00))
+	poke_be x.qcow2 $((l2 + 16)) 8 $(((1 << 63) | 0xc0200))
+	poke_be x.qcow2 $((l2 + 24)) 8 $((0xffffffff << 32))
+	check_ro 2 x.qcow2
+	check_fix all 0 x.qcow2
+}
+
+@test "img-check: a reference past the refcount width overflows (refcount_bits=1)" {
+	qimg create -q -f qcow2 -o refcount_bits=1 r.qcow2 64M
+	qio -c 'write -P 1 0 256k' r.qcow2 >/dev/null
+	poke_be r.qcow2 $((L2 + 64)) 8 "$(be64_at r.qcow2 $L2)"
+	check_ro 2 r.qcow2
+	grep -qx 'ERROR: overflow cluster offset=0x50000' i.err
+	check_fix leaks 2 r.qcow2
+	check_fix all 2 r.qcow2
+}
+
 @test "img-check: a dirty lazy-refcounts image is repaired and marked clean" {
 	qimg create -q -f qcow2 -o lazy_refcounts=on d.qcow2 64M
 	qio -c 'write -P 1 0 256k' -c abort d.qcow2 >/dev/null 2>&1 || true
