@@ -18,6 +18,7 @@
 #include "../lib/map.h"
 #include "../lib/opt.h"
 #include "../lib/proc.h"
+#include "../lib/progress.h"
 #include "../formats/img.h"
 
 #define SECTOR		512
@@ -70,10 +71,10 @@ struct step {
 	bool		 counted;	/* qemu-img counts it in its progress */
 };
 
-/* qemu's progress: "    (12.34/100%)\r" on stdout, at least 1% apart. */
+/* Where -p is: the chunks qemu-img counts, and how far the stream went. */
 struct progress {
 	bool		 on;
-	float		 last;		/* the value printed last */
+	bool		 ended;		/* progress_end() done */
 	struct step	*step;		/* the map, when on */
 	size_t		 n;
 	size_t		 end;		/* the steps of the pipeline running */
@@ -342,30 +343,6 @@ check_args(struct conv *c, int argc, char **argv)
 	c->dst = argv[argc - 1];
 }
 
-static void
-progress_show(float v)
-{
-	if (v > 100)
-		v = 100;
-	if (v > prog.last + 1.0f || v < prog.last - 1.0f || v == 100 || v == 0) {
-		prog.last = v;
-		if (prog.on) {
-			printf("    (%3.2f/100%%)\r", (double)v);
-			fflush(stdout);
-		}
-	}
-}
-
-static void
-progress_end(void)
-{
-	if (prog.on) {
-		putchar('\n');
-		fflush(stdout);
-	}
-	prog.on = false;
-}
-
 /* Account the chunks the first `bytes` bytes of the stream finished. */
 static void
 progress_stream(uint64_t bytes, void *arg)
@@ -386,8 +363,8 @@ progress_stream(uint64_t bytes, void *arg)
 			if (!e->counted)
 				continue;
 			prog.done += n;
-			progress_show((float)(100.0 * (double)prog.done /
-			    (double)prog.total));
+			progress_print((float)(100.0 * (double)prog.done /
+			    (double)prog.total), 0);
 		}
 	}
 }
@@ -451,7 +428,8 @@ at_exit(void)
 {
 	if (stop_unlink != NULL)
 		unlink(stop_unlink);
-	progress_end();
+	if (!prog.ended)
+		progress_end();
 }
 
 /* Pass on what the stages said when they succeeded (warnings). */
@@ -864,7 +842,8 @@ main(int argc, char *argv[])
 		parse_opt(&c, ch, argv);
 	check_args(&c, argc, argv);
 	prog.on = c.progress && !c.quiet;
-	progress_show(0);
+	progress_init(prog.on, 1.0f);
+	progress_print(0, 100);
 	atexit(at_exit);
 	catch_signals();
 	src = xcalloc((size_t)c.nsrc, sizeof(*src));
@@ -879,8 +858,9 @@ main(int argc, char *argv[])
 		create_target(&c);
 	for (i = 0; i < c.nsrc; i++)
 		copy(&c, &src[i]);
-	progress_show(100);
+	progress_print(100, 0);
 	progress_end();
+	prog.ended = true;
 	stop_unlink = NULL;
 	for (i = 0; i < c.nsrc; i++) {
 		if (src[i].write_fd != src[i].cat_fd)
