@@ -253,8 +253,8 @@ opts_target(const struct opt_list *o, const char **file, const char **fmt)
 	} else if (drv != NULL && fmt_find(drv) == NULL) {
 		return err_set(0, "Unknown driver '%s'", drv);
 	}
-	if (check_keys(o, drv) < 0)
-		return -1;
+	if (drv != NULL && check_keys(o, drv) < 0)
+		return -1;	/* without a driver, after probing (open_one) */
 	if (*file == NULL && (drv == NULL || !fmt_find(drv)->nofile))
 		return err_set(0, "A block device must be specified for \"file\"");
 	return 0;
@@ -355,8 +355,12 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 	if (fmt != NULL && fmt_find(fmt) != NULL && fmt_find(fmt)->nofile) {
 		img->ops = fmt_find(fmt);
 		img->filename = (free(img->filename), xstrdup(""));
+	} else if (*filename == '\0') {
+		err_set(0, "The 'file' block driver requires a file name");
+		goto fail;
 	} else if (open_file(img, filename, flags) < 0 ||
-	    in_chain(c, img->fd, filename) < 0 || choose_format(img, fmt) < 0) {
+	    in_chain(c, img->fd, filename) < 0 || choose_format(img, fmt) < 0 ||
+	    (o != NULL && fmt == NULL && check_keys(o, img->ops->name) < 0)) {
 		goto fail;
 	}
 	img->priv = xcalloc(1, img->ops->priv_size ? img->ops->priv_size : 1);
@@ -410,6 +414,10 @@ img_open_image_opts(const char *spec, int flags)
 	struct img *img = NULL;
 	const char *file, *fmt;
 
+	if (*spec == '\0') {
+		err_set(0, "Could not open '': Must specify either driver or file");
+		return NULL;
+	}
 	/* a bare first item is the implied "file" key, as in qemu's parser */
 	if (*spec != '\0' && spec[strcspn(spec, "=,")] != '=') {
 		char *first = xasprintf("%.*s", (int)strcspn(spec, ","), spec);
@@ -653,6 +661,8 @@ img_actual_size(struct img *img)
 {
 	struct stat st;
 
+	if (img->ops->actual_size != NULL)
+		return img->ops->actual_size(img);
 	if (img->fd < 0)
 		return 0;
 	if (fstat(img->fd, &st) < 0)
