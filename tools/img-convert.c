@@ -53,6 +53,10 @@ struct conv {
 	const char	*dst;
 	int		 nsrc;
 	uint64_t	 size;		/* the target's: the sources' sum */
+	const char	*backing;	/* -B */
+	const char	*backing_fmt;	/* -F */
+	bool		 has_backing;	/* -B or -o backing_file: sources' tops only */
+	int64_t		 backing_size;	/* the new target's backing file's; -1: unknown */
 };
 
 /* One source: its map, as img-cat reads it and as img-write lays it out. */
@@ -129,7 +133,9 @@ usage(void)
 	    "  -U, --force-share  open the source shared with other users\n"
 	    "  -t cache, -T src_cache, -m num_coroutines, -W, -r rate_limit\n"
 	    "                     accepted; they change only speed\n"
-	    "  -c, -C, -B, -F, -l, --object, --image-opts, --target-image-opts,\n"
+	    "  -B backing_file    the target's backing file: copy only the sources' top\n"
+	    "  -F backing_fmt     its format\n"
+	    "  -c, -C, -l, --object, --image-opts, --target-image-opts,\n"
 	    "  --bitmaps, --skip-broken-bitmaps, --salvage\n"
 	    "                     not supported yet: refused\n"
 	    "\nSee img-convert(1).\n", usage_text);
@@ -230,7 +236,7 @@ static bool
 refused(struct conv *c, int ch)
 {
 	switch (ch) {
-	case 'B': case 'C': case 'c': case 'F': case 'l':
+	case 'C': case 'c': case 'l':
 	case OPT_OBJECT: case OPT_IMAGE_OPTS: case OPT_TARGET_IMAGE_OPTS:
 	case OPT_SALVAGE: case OPT_BITMAPS: case OPT_SKIP_BROKEN:
 		if (c->unsupported == NULL)
@@ -253,6 +259,12 @@ parse_opt(struct conv *c, int ch, char **argv)
 		break;
 	case 'O':
 		c->out_fmt = optarg;
+		break;
+	case 'B':
+		c->backing = optarg;
+		break;
+	case 'F':
+		c->backing_fmt = optarg;
 		break;
 	case 'o':
 		add_options(c, optarg);
@@ -548,27 +560,68 @@ mout_close(struct map_out *m)
 	return m->fd;
 }
 
+/* Cut e at off when off falls inside it: e keeps the head, tail gets the rest. */
+static bool
+split_at(struct map_ext *e, struct map_ext *tail, int64_t off)
+{
+	*tail = *e;
+	if (off <= 0 || (uint64_t)off <= e->start ||
+	    (uint64_t)off >= e->start + e->length)
+		return false;
+	e->length = (uint64_t)off - e->start;
+	tail->start = (uint64_t)off;
+	tail->length -= e->length;
+	tail->offset += e->length;
+	return true;
+}
+
+/*
+ * One extent of a source, as qemu-img treats it (convert_iteration_sectors):
+ * with a target backing file only the source's top counts, and what it
+ * leaves unallocated, or zero past the end of that backing file, is left
+ * alone; -S 0 makes zero extents data; progress counts what remains.
+ */
+static void
+take(const struct conv *c, const struct source *s, struct map_ext *e,
+    struct map_out *cat, struct map_out *wr)
+{
+	if (c->has_backing && (e->depth > 0 || (e->zero &&
+	    c->backing_size >= 0 && e->start >= (uint64_t)c->backing_size)))
+		return;
+	if (c->sparse == 0) {
+		e->present = e->data = true;
+		e->zero = false;
+	}
+	if (cat != NULL)
+		mout_put(cat, e);
+	if (s->base != 0)
+		mout_put(wr, e);
+	progress_add(c, e);
+}
+
 /*
  * The map of one source, read back from img-map's output: its size and
  * progress steps.  -S 0 allocates the whole target, zeroes included, as
  * qemu-img does by writing zero buffers: the maps handed on then call every
  * extent data, so img-cat streams the zeroes too and img-write writes them.
  * A source after the first lands further on: img-write's map is moved there.
+ * With a target backing file the maps keep only what take() keeps.
  */
 static void
 load_map(struct conv *c, struct source *s, int fd)
 {
 	struct map_out cat, wr;
 	struct map_reader *r;
-	struct map_ext e;
+	struct map_ext e, tail;
 	uint64_t end = 0;
+	bool rewrite = c->sparse == 0 || c->has_backing;
 	FILE *f;
 	int ret;
 
 	/* img-map left the shared offset at its end */
 	if (lseek(fd, 0, SEEK_SET) < 0 || (f = fdopen(dup(fd), "r")) == NULL)
 		die_errno("map");
-	if (c->sparse == 0)
+	if (rewrite)
 		mout_open(&cat, 0);
 	if (s->base != 0)
 		mout_open(&wr, s->base);
@@ -578,20 +631,16 @@ load_map(struct conv *c, struct source *s, int fd)
 			die("map: extent at %llu leaves a gap",
 			    (unsigned long long)e.start);
 		end = e.start + e.length;
-		if (c->sparse == 0) {
-			e.present = e.data = true;
-			e.zero = false;
-			mout_put(&cat, &e);
-		}
-		if (s->base != 0)
-			mout_put(&wr, &e);
-		progress_add(c, &e);
+		/* qemu-img steps apart where the target's backing file ends */
+		if (split_at(&e, &tail, c->backing_size))
+			take(c, s, &e, rewrite ? &cat : NULL, &wr);
+		take(c, s, &tail, rewrite ? &cat : NULL, &wr);
 	}
 	if (ret < 0)
 		die("%s", err_msg());
 	map_reader_free(r);
 	fclose(f);
-	s->cat_fd = c->sparse == 0 ? mout_close(&cat) : fd;
+	s->cat_fd = rewrite ? mout_close(&cat) : fd;
 	s->write_fd = s->base != 0 ? mout_close(&wr) : s->cat_fd;
 	if (s->cat_fd != fd)
 		close(fd);
@@ -738,6 +787,42 @@ driver_opts(const struct conv *c, const struct opt_list *o,
 	}
 }
 
+/* qemu-img's refusals of a target backing file, once the sources are open. */
+static void
+check_backing(const struct conv *c)
+{
+	if (c->target_is_zero && c->has_backing)
+		die("Cannot use --target-is-zero when the destination image has "
+		    "a backing file");
+	if (c->nsrc > 1 && c->has_backing)
+		die("Having a backing file for the target makes no sense when "
+		    "concatenating multiple input images");
+}
+
+/* add_old_style_options() for -B and -F, then qemu-img's checks of them. */
+static void
+backing_opts(const struct conv *c, struct opt_list *o)
+{
+	const struct opt_desc *own = img_create_opts(c->out_fmt);
+
+	if (c->backing != NULL) {
+		if (find_desc(own, "backing_file") == NULL)
+			die("Backing file not supported for file format '%s'",
+			    c->out_fmt);
+		opt_list_set(o, "backing_file", c->backing);
+	}
+	if (c->backing_fmt != NULL) {
+		if (find_desc(own, "backing_fmt") == NULL)
+			die("Backing file format not supported for file format "
+			    "'%s'", c->out_fmt);
+		opt_list_set(o, "backing_fmt", c->backing_fmt);
+	}
+	check_backing(c);
+	if (opt_list_get(o, "backing_file") != NULL &&
+	    opt_list_get(o, "backing_fmt") == NULL)
+		die("Use of backing file requires explicit backing format");
+}
+
 static void
 create_target(struct conv *c)
 {
@@ -750,8 +835,7 @@ create_target(struct conv *c)
 		die("Format driver '%s' does not support image creation",
 		    c->out_fmt);
 	driver_opts(c, &c->o, &o);
-	if (opt_list_get(&o, "backing_file") != NULL)
-		die("convert: a target backing file is not supported yet");
+	backing_opts(c, &o);
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)c->size);
 	opt_list_set(&o, "size", size);
 	check_not_source(c);
@@ -788,6 +872,7 @@ check_target(struct conv *c)
 	struct img *img;
 	uint64_t size;
 
+	check_backing(c);
 	check_not_source(c);
 	if ((img = img_open(c->dst, c->out_fmt, IMG_RDWR)) == NULL)
 		die("%s", err_msg());
@@ -815,7 +900,8 @@ copy(const struct conv *c, const struct source *s)
 	proc_argf(&p[1], "--map=/dev/fd/%d", s->write_fd);
 	proc_argf(&p[1], "-S%llu", (unsigned long long)c->sparse);
 	/* a new target reads as zeroes, unless -S 0 asks for it allocated */
-	if (c->target_is_zero || (!c->no_create && c->sparse != 0))
+	if (c->target_is_zero || (!c->no_create && c->sparse != 0 &&
+	    !c->has_backing))
 		proc_arg(&p[1], "--target-is-zero");
 	proc_arg(&p[1], c->dst);
 	p[1].in = prog.on ? b[0] : a[0];
@@ -828,6 +914,34 @@ copy(const struct conv *c, const struct source *s)
 	} else {
 		run_stages(p, 2, -1, -1);
 	}
+}
+
+/*
+ * A target backing file (-B, or -o backing_file; -B wins as in qemu-img):
+ * then only the sources' tops are copied, and zeroes past the end of the
+ * new target's backing file are left alone, so its size is wanted.
+ */
+static void
+find_backing(struct conv *c)
+{
+	const char *name = c->backing, *fmt = c->backing_fmt;
+	struct img *img;
+	char *path;
+
+	if (name == NULL)
+		name = opt_list_get(&c->o, "backing_file");
+	if (fmt == NULL)
+		fmt = opt_list_get(&c->o, "backing_fmt");
+	c->has_backing = name != NULL;
+	c->backing_size = -1;
+	if (!c->has_backing || c->no_create)
+		return;
+	/* unknown when it cannot be opened: the target's own open will say */
+	path = img_backing_path(c->dst, name);
+	if ((img = img_open(path, fmt, IMG_SHARE)) != NULL)
+		c->backing_size = (int64_t)img->size;
+	img_close(img);
+	free(path);
 }
 
 int
@@ -846,6 +960,7 @@ main(int argc, char *argv[])
 	progress_print(0, 100);
 	atexit(at_exit);
 	catch_signals();
+	find_backing(&c);
 	src = xcalloc((size_t)c.nsrc, sizeof(*src));
 	for (i = 0; i < c.nsrc; i++) {
 		src[i].name = c.src[i];
