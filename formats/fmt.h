@@ -129,6 +129,12 @@ struct fmt_ops {
 	int	(*amend)(struct img *img, const struct opt_list *o, bool force);
 	/* The options amend takes, for "-o help"; ends with { NULL }. */
 	const struct opt_desc *amend_opts;
+	/*
+	 * Bytes all the image's files take on disk (st_blocks), for a format
+	 * whose data lives in more files than img->fd (vmdk extents); -1 on
+	 * error.  NULL: img->fd's.
+	 */
+	int64_t	(*actual_size)(struct img *img);
 };
 
 const struct fmt_ops	*fmt_find(const char *name);

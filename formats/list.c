@@ -5,11 +5,13 @@
 #include "fmt.h"
 
 extern const struct fmt_ops raw_ops, qcow2_ops, null_ops;
+extern const struct fmt_ops vmdk_ops;
 
 const struct fmt_ops *const fmt_list[] = {
 	&qcow2_ops,
 	&raw_ops,
 	&null_ops,
+	&vmdk_ops,
 	NULL,
 };
 
