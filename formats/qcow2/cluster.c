@@ -4,6 +4,7 @@
  * docs/interop/qcow2.txt, "Cluster mapping" and "Extended L2 Entries".
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,13 +154,11 @@ scan_table(struct img *img, uint64_t l2off, const uint8_t *l2, uint64_t *pos,
 			r->type = t;
 			r->host = host;
 			r->entry = e;
-		} else if (t != r->type || t == QCOW2_COMPRESSED ||
+		} else if (t != r->type ||
 		    (has_host(t) && host != r->host + (*pos - start))) {
 			return 0;
 		}
 		*pos = piece_end(s, *pos, e, bm, t);
-		if (t == QCOW2_COMPRESSED)	/* one at a time, as qemu */
-			return 0;
 	}
 	return 1;
 }
@@ -329,6 +328,118 @@ load_compressed(struct img *img, uint64_t entry)
 	return 0;
 }
 
+/* The L2 entry of the cluster at guest offset off (whose table exists). */
+static int
+entry_at(struct img *img, uint64_t off, uint64_t *e)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t l2off;
+	uint8_t *l2;
+
+	if (l2_lookup(img, off / qcow2_l2_span(s), &l2off, &l2) < 0)
+		return -1;
+	*e = l2 ? qcow2_l2_entry(s, l2, (off >> s->cluster_bits) &
+	    (qcow2_l2_entries(s) - 1)) : 0;
+	return 0;
+}
+
+/* Decompression jobs: worker t takes clusters t, t + nt, t + 2 nt, ... */
+struct zjob {
+	struct img	*img;
+	const uint64_t	*ents;
+	uint64_t	 n;
+	uint8_t		*dst;
+	unsigned	 t, nt;
+	uint64_t	 bad;		/* host offset that failed, or 0 */
+	int		 errnum;
+};
+
+static void *
+zworker(void *arg)
+{
+	struct zjob *j = arg;
+	struct qcow2 *s = j->img->priv;
+	uint8_t *buf = xmalloc(2 * s->cluster_size);
+	uint64_t i, off, len;
+
+	for (i = j->t; i < j->n && j->bad == 0; i += j->nt) {
+		qcow2_entry_range(s, j->ents[i], &off, &len);
+		/* csize_mask bounds len to two clusters */
+		if (io_pread_zero(j->img->fd, buf, len, off) < 0)
+			j->errnum = errno;
+		if (j->errnum || decompress(s, j->dst + i * s->cluster_size,
+		    buf, len) < 0)
+			j->bad = off ? off : 1;
+	}
+	free(buf);
+	return NULL;
+}
+
+/*
+ * n whole compressed clusters from guest offset off into dst, on up to
+ * four threads, as qemu's pool of QCOW2_MAX_THREADS.
+ */
+static int
+decompress_many(struct img *img, uint64_t off, uint64_t n, uint8_t *dst)
+{
+	struct qcow2 *s = img->priv;
+	struct zjob j[4];
+	pthread_t tid[4];
+	bool started[4];
+	uint64_t *ents = xmalloc(n * sizeof(*ents)), i;
+	unsigned nt = (unsigned)MIN(n, 4), t;
+	int r = 0;
+
+	for (i = 0; i < n; i++)
+		if (entry_at(img, off + i * s->cluster_size, &ents[i]) < 0) {
+			free(ents);
+			return -1;
+		}
+	for (t = 0; t < nt; t++) {
+		j[t] = (struct zjob){ img, ents, n, dst, t, nt, 0, 0 };
+		started[t] = t > 0 &&
+		    pthread_create(&tid[t], NULL, zworker, &j[t]) == 0;
+		if (t > 0 && !started[t])
+			zworker(&j[t]);		/* no thread: do it here */
+	}
+	zworker(&j[0]);
+	for (t = 1; t < nt; t++) {
+		if (started[t])
+			pthread_join(tid[t], NULL);
+		if (j[t].bad && !j[0].bad)
+			j[0] = j[t];
+	}
+	free(ents);
+	if (j[0].bad)
+		r = err_set(j[0].errnum, "%s: compressed cluster at %#llx does "
+		    "not decompress", img->filename,
+		    (unsigned long long)j[0].bad);
+	return r;
+}
+
+/* Compressed clusters: whole ones in parallel, partial ones cached. */
+static int
+read_compressed(struct img *img, uint64_t off, uint64_t len, uint8_t *p)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, head, n, e;
+
+	for (; len > 0; off += n, p += n, len -= n) {
+		head = off & (cs - 1);
+		if (head == 0 && len >= cs) {
+			n = ROUND_DOWN(len, cs);
+			if (decompress_many(img, off, n / cs, p) < 0)
+				return -1;
+			continue;
+		}
+		n = MIN(len, cs - head);
+		if (entry_at(img, off, &e) < 0 || load_compressed(img, e) < 0)
+			return -1;
+		memcpy(p, s->zc_buf + head, n);
+	}
+	return 0;
+}
+
 static int
 read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p)
 {
@@ -347,7 +458,6 @@ read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p)
 int
 qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
-	struct qcow2 *s = img->priv;
 	uint8_t *p = buf;
 	struct run r;
 
@@ -362,9 +472,8 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 				    (unsigned long long)r.host);
 			break;
 		case QCOW2_COMPRESSED:
-			if (load_compressed(img, r.entry) < 0)
+			if (read_compressed(img, off, r.len, p) < 0)
 				return -1;
-			memcpy(p, s->zc_buf + (off & (s->cluster_size - 1)), r.len);
 			break;
 		case QCOW2_ZERO:
 		case QCOW2_ZERO_ALLOC:
