@@ -303,8 +303,7 @@ fake_stage() {
 @test "img-convert: options not supported yet are refused in one line, nothing created" {
 	local o
 	mkraw a.raw
-	for o in -c -C "-l snap" --salvage --bitmaps --image-opts \
-	    --target-image-opts "--object secret,id=s,data=x"; do
+	for o in -c -C "-l snap" --salvage --bitmaps --target-image-opts; do
 		# shellcheck disable=SC2086
 		run -1 --separate-stderr img-convert $o a.raw x.raw
 		[ -z "$output" ] && [ "${#stderr_lines[@]}" -eq 1 ] ||
@@ -331,6 +330,30 @@ fake_stage() {
 	-O nosuch -o help a.raw x.raw
 	EOF
 	[ ! -e x.raw ] && [ ! -e x.qcow2 ]
+}
+
+@test "img-convert: --image-opts and --object reach the stages that open the sources" {
+	local args
+	mkraw a.raw
+	mkchain
+	while IFS= read -r args; do
+		rm -f q.raw o.raw
+		# shellcheck disable=SC2086
+		qemu-img convert $args q.raw
+		# shellcheck disable=SC2086
+		run img-convert $args o.raw
+		[ "$status" -eq 0 ] || { echo "args: $args: $output"; return 1; }
+		cmp q.raw o.raw
+	done <<-EOF
+	--image-opts driver=qcow2,file.filename=top.qcow2
+	--image-opts driver=raw,file.filename=a.raw file.filename=top.qcow2
+	--object secret,id=s0,data=x a.raw
+	EOF
+	same_error --image-opts -f raw driver=raw,file.filename=a.raw x.raw
+	same_error --image-opts driver=qcow2,file.filename=nothere x.raw
+	cp a.raw keep.raw
+	same_error --image-opts driver=raw,file.filename=a.raw a.raw
+	cmp a.raw keep.raw
 }
 
 @test "img-convert: performance-only options are accepted" {

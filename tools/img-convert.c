@@ -49,6 +49,9 @@ struct conv {
 	bool		 no_create;	/* -n */
 	bool		 target_is_zero;
 	bool		 share;		/* -U */
+	bool		 image_opts;	/* --image-opts: sources are option strings */
+	char		**objects;	/* --object, for the stages that open sources */
+	size_t		 nobjects;
 	char		**src;		/* the sources, concatenated in this order */
 	const char	*dst;
 	int		 nsrc;
@@ -135,7 +138,9 @@ usage(void)
 	    "                     accepted; they change only speed\n"
 	    "  -B backing_file    the target's backing file: copy only the sources' top\n"
 	    "  -F backing_fmt     its format\n"
-	    "  -c, -C, -l, --object, --image-opts, --target-image-opts,\n"
+	    "  --image-opts       the sources are option strings (driver=...,file.filename=...)\n"
+	    "  --object objectdef passed on to the stages that open the sources\n"
+	    "  -c, -C, -l, --target-image-opts,\n"
 	    "  --bitmaps, --skip-broken-bitmaps, --salvage\n"
 	    "                     not supported yet: refused\n"
 	    "\nSee img-convert(1).\n", usage_text);
@@ -237,7 +242,7 @@ refused(struct conv *c, int ch)
 {
 	switch (ch) {
 	case 'C': case 'c': case 'l':
-	case OPT_OBJECT: case OPT_IMAGE_OPTS: case OPT_TARGET_IMAGE_OPTS:
+	case OPT_TARGET_IMAGE_OPTS:
 	case OPT_SALVAGE: case OPT_BITMAPS: case OPT_SKIP_BROKEN:
 		if (c->unsupported == NULL)
 			c->unsupported = unsupported_name(ch, longopts);
@@ -300,6 +305,14 @@ parse_opt(struct conv *c, int ch, char **argv)
 		break;
 	case OPT_TARGET_IS_ZERO:
 		c->target_is_zero = true;
+		break;
+	case OPT_IMAGE_OPTS:
+		c->image_opts = true;
+		break;
+	case OPT_OBJECT:
+		c->objects = xrealloc(c->objects,
+		    (c->nobjects + 1) * sizeof(*c->objects));
+		c->objects[c->nobjects++] = optarg;
 		break;
 	case OPT_LONG:
 	case OPT_SHORT:
@@ -506,10 +519,17 @@ run_stages(struct proc *p, size_t n, int relay_from, int relay_to)
 		proc_free(&p[i]);
 }
 
+/* The options of the stages that open the sources: img-map and img-cat. */
 static void
 common_args(const struct conv *c, struct proc *p, const char *prog_)
 {
+	size_t i;
+
 	proc_arg(p, prog_);
+	for (i = 0; i < c->nobjects; i++)
+		proc_argf(p, "--object=%s", c->objects[i]);
+	if (c->image_opts)
+		proc_arg(p, "--image-opts");
 	if (c->fmt) {
 		proc_arg(p, "-f");
 		proc_arg(p, c->fmt);
@@ -682,7 +702,9 @@ check_not_source(const struct conv *c)
 	if (c->share || stat(c->dst, &st) < 0)
 		return;
 	for (i = 0; i < c->nsrc; i++) {
-		if ((img = img_open(c->src[i], c->fmt, IMG_SHARE)) == NULL)
+		img = c->image_opts ? img_open_image_opts(c->src[i], IMG_SHARE) :
+		    img_open(c->src[i], c->fmt, IMG_SHARE);
+		if (img == NULL)
 			continue;	/* img-map opened it: let its stages say */
 		for (l = img; l != NULL; l = l->backing)
 			if (fstat(l->fd, &ls) == 0 && ls.st_dev == st.st_dev &&
@@ -985,6 +1007,7 @@ main(int argc, char *argv[])
 	free(src);
 	free(prog.step);
 	free(c.options);
+	free(c.objects);
 	opt_list_free(&c.o);
 	return close_stdout();
 }
