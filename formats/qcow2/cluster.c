@@ -27,7 +27,6 @@ struct run {
 	int		 type;		/* enum qcow2_type or QCOW2_INVALID */
 	uint64_t	 len;
 	uint64_t	 host;		/* host offset of the first byte, if any */
-	uint64_t	 entry;		/* L2 entry of the first cluster */
 };
 
 static bool
@@ -153,7 +152,6 @@ scan_table(struct img *img, uint64_t l2off, const uint8_t *l2, uint64_t *pos,
 		if (*pos == start) {
 			r->type = t;
 			r->host = host;
-			r->entry = e;
 		} else if (t != r->type ||
 		    (has_host(t) && host != r->host + (*pos - start))) {
 			return 0;
