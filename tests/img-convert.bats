@@ -303,7 +303,7 @@ fake_stage() {
 @test "img-convert: options not supported yet are refused in one line, nothing created" {
 	local o
 	mkraw a.raw
-	for o in -c -C "-l snap" --salvage --bitmaps --target-image-opts; do
+	for o in -c "-l snap" --salvage --bitmaps --target-image-opts; do
 		# shellcheck disable=SC2086
 		run -1 --separate-stderr img-convert $o a.raw x.raw
 		[ -z "$output" ] && [ "${#stderr_lines[@]}" -eq 1 ] ||
@@ -354,6 +354,22 @@ fake_stage() {
 	cp a.raw keep.raw
 	same_error --image-opts driver=raw,file.filename=a.raw a.raw
 	cmp a.raw keep.raw
+}
+
+@test "img-convert: -C copies data extents whole, as qemu-img's copy offloading" {
+	local f
+	qimg create -q -f raw z.raw 4M
+	qio -f raw -c 'write -P 1 0 64k' -c 'write -P 0 64k 64k' -c 'write -P 1 128k 64k' \
+	    z.raw >/dev/null
+	for f in raw qcow2; do
+		qimg convert -C -O $f z.raw q.$f
+		run img-convert -C -O $f z.raw o.$f
+		[ "$status" -eq 0 ]
+		same_result o.$f q.$f z.raw
+	done
+	same_error -C -S 4k z.raw x.raw
+	run -1 --separate-stderr img-convert -C -n z.raw o.raw
+	[[ $stderr == *"not supported yet" ]]
 }
 
 @test "img-convert: performance-only options are accepted" {

@@ -44,6 +44,8 @@ struct conv {
 	char		*options;	/* -o, accumulated as qemu-img does */
 	struct opt_list	 o;		/* the same, parsed */
 	uint64_t	 sparse;	/* -S in bytes; 0: fully allocate */
+	bool		 sparse_set;	/* -S given */
+	bool		 copy_range;	/* -C: data extents copied whole */
 	bool		 progress;
 	bool		 quiet;
 	bool		 no_create;	/* -n */
@@ -140,7 +142,8 @@ usage(void)
 	    "  -F backing_fmt     its format\n"
 	    "  --image-opts       the sources are option strings (driver=...,file.filename=...)\n"
 	    "  --object objectdef passed on to the stages that open the sources\n"
-	    "  -c, -C, -l, --target-image-opts,\n"
+	    "  -C                 copy data extents whole (no zero detection)\n"
+	    "  -c, -l, --target-image-opts,\n"
 	    "  --bitmaps, --skip-broken-bitmaps, --salvage\n"
 	    "                     not supported yet: refused\n"
 	    "\nSee img-convert(1).\n", usage_text);
@@ -203,6 +206,7 @@ static void
 sparse_arg(struct conv *c, const char *arg)
 {
 	c->sparse = size_arg("buffer size for sparse output", arg);
+	c->sparse_set = true;
 	if (c->sparse % SECTOR != 0 || c->sparse > SPARSE_MAX)
 		die("Invalid buffer size for sparse output specified. Valid sizes "
 		    "are multiples of %d up to %d. Select 0 to disable sparse "
@@ -241,7 +245,7 @@ static bool
 refused(struct conv *c, int ch)
 {
 	switch (ch) {
-	case 'C': case 'c': case 'l':
+	case 'c': case 'l':
 	case OPT_TARGET_IMAGE_OPTS:
 	case OPT_SALVAGE: case OPT_BITMAPS: case OPT_SKIP_BROKEN:
 		if (c->unsupported == NULL)
@@ -267,6 +271,9 @@ parse_opt(struct conv *c, int ch, char **argv)
 		break;
 	case 'B':
 		c->backing = optarg;
+		break;
+	case 'C':
+		c->copy_range = true;
 		break;
 	case 'F':
 		c->backing_fmt = optarg;
@@ -346,6 +353,8 @@ check_args(struct conv *c, int argc, char **argv)
 	if (c->unsupported != NULL)
 		die("convert: option '%s' is not supported yet",
 		    c->unsupported);
+	if (c->copy_range && c->sparse_set)
+		die("Cannot enable copy offloading when -S is used");
 	if (c->no_create && c->options)
 		die("-o has no effect when skipping image creation");
 	if (c->target_is_zero && !c->no_create)
@@ -920,7 +929,9 @@ copy(const struct conv *c, const struct source *s)
 	proc_arg(&p[1], "img-write");
 	proc_argf(&p[1], "-f%s", c->out_fmt);
 	proc_argf(&p[1], "--map=/dev/fd/%d", s->write_fd);
-	proc_argf(&p[1], "-S%llu", (unsigned long long)c->sparse);
+	/* -C copies data extents whole, zeroes and all, as copy offloading does */
+	proc_argf(&p[1], "-S%llu",
+	    c->copy_range ? 0ULL : (unsigned long long)c->sparse);
 	/* a new target reads as zeroes, unless -S 0 asks for it allocated */
 	if (c->target_is_zero || (!c->no_create && c->sparse != 0 &&
 	    !c->has_backing))
@@ -956,6 +967,10 @@ find_backing(struct conv *c)
 		fmt = opt_list_get(&c->o, "backing_fmt");
 	c->has_backing = name != NULL;
 	c->backing_size = -1;
+	/* there zero extents are written, and img-write -S 0 would not unmap them */
+	if (c->copy_range && (c->no_create || c->has_backing))
+		die("convert: option '-C' with -n or a target backing file is not "
+		    "supported yet");
 	if (!c->has_backing || c->no_create)
 		return;
 	/* unknown when it cannot be opened: the target's own open will say */
