@@ -70,6 +70,7 @@ struct ck {
 	uint64_t		 l2_at;		/* where check_l2 read it from */
 	bool			 l2_zero;	/* and it was all zeroes */
 	bool			 rb_dirty;	/* repaired refcounts not yet written */
+	uint64_t		 free_idx;	/* where qemu's allocator looks first */
 	bool			 signaled;
 	bool			 fatal;		/* qemu drops the driver: no more writes */
 	uint64_t		 incompat, autoclear;
@@ -963,6 +964,8 @@ calculate(struct ck *k, struct img_check *res, bool *rebuild)
 static int
 update_refcount(struct ck *k, uint64_t c, uint64_t want)
 {
+	if (want == 0 && c < k->free_idx)
+		k->free_idx = c;	/* qemu's free_cluster_index */
 	return set_stored_refcount(k, c, want);
 }
 
@@ -1314,18 +1317,56 @@ alloc_stored(struct ck *k, uint64_t bytes, uint64_t *off)
 {
 	uint64_t n = DIV_ROUND_UP(bytes, k->cs), c, run = 0, rc, i;
 
-	for (c = 0; run < n; c++) {
+	for (c = k->free_idx; run < n; c++) {
 		if (stored_refcount(k, c, &rc) < 0)
 			return err_set(errno, "%s", k->img->filename);
 		run = rc ? 0 : run + 1;
 	}
+	k->free_idx = c;
 	c -= n;
 	for (i = 0; i < n; i++)
-		if (overlap_check(k, OL_RB, (c + i) << k->cb, k->cs) < 0 ||
-		    set_stored_refcount(k, c + i, 1) < 0)
+		if (set_stored_refcount(k, c + i, 1) < 0)
 			return err_set(EIO, "%s", k->img->filename);
 	*off = c << k->cb;
 	return 0;
+}
+
+/*
+ * qemu's alloc_refcount_block when it frees a cluster that has no refcount
+ * block: a new block at the first free cluster, hooked into the table when
+ * the table has room (then qemu retries: EAGAIN); a table that would have
+ * to grow past its limit leaves the new cluster leaked (EFBIG).  The errno
+ * qemu's free fails with.
+ */
+static int
+new_refblock(struct ck *k, uint64_t ti)
+{
+	uint64_t c, rc;
+	uint8_t *b, e[8];
+
+	for (c = k->free_idx; stored_refcount(k, c, &rc) == 0 && rc != 0; c++)
+		;
+	k->free_idx = c + 1;
+	if (ti >= k->rt_size && ti < QCOW2_MAX_RT_BYTES / 8)
+		return EAGAIN;		/* qemu grows the table: not done here */
+	if ((c >> k->s->rb_bits) != ti && (set_stored_refcount(k, c, 1) < 0 ||
+	    flush_rb(k) < 0))
+		return EIO;
+	if (ti >= k->rt_size)
+		return EFBIG;
+	b = xcalloc(1, k->cs);
+	if ((c >> k->s->rb_bits) == ti)
+		rc_set(k->s->refcount_order, b,
+		    c & (((uint64_t)1 << k->s->rb_bits) - 1), 1);
+	put_be64(e, c << k->cb);
+	if (write_meta(k, b, k->cs, c << k->cb) < 0 ||
+	    write_meta(k, e, 8, k->rt_off + 8 * ti) < 0) {
+		free(b);
+		return EIO;
+	}
+	free(b);
+	k->rt[ti] = c << k->cb;
+	return EAGAIN;
 }
 
 /*
@@ -1346,7 +1387,7 @@ free_old_table(struct ck *k)
 	for (c = first; c <= last && e == 0; c++) {
 		ti = c >> k->s->rb_bits;
 		if (ti >= k->rt_size || (k->rt[ti] & QCOW2_RTE_OFFSET) == 0)
-			e = ti >= QCOW2_MAX_RT_BYTES / 8 ? EFBIG : EAGAIN;
+			e = new_refblock(k, ti);
 		else if (stored_refcount(k, c, &rc) < 0)
 			e = errno;
 		else if (rc == 0)
