@@ -138,6 +138,10 @@ mkchain() {
 	refused_as_qemu "L1 table is too small"
 	bad 24 '\x7f\xff\xff\xff\xff\xff\xff\xff'
 	refused_as_qemu "Image is too big"
+	# a size that is no multiple of 512 counts whole sectors
+	bad 24 '\x00\x00\x00\x00\x00\x0f\x42\x41'
+	same info --output=json bad.qcow2
+	same map --output=json bad.qcow2
 }
 
 @test "fmt-qcow2: tables past the end of the file are refused in one line" {

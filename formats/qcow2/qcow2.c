@@ -483,7 +483,7 @@ qcow2_open(struct img *img)
 	set_geometry(s, &h);
 	if (check_tables(img, &h) < 0)
 		goto fail;
-	img->size = h.size;
+	img->size = ROUND_DOWN(h.size, 512);	/* qemu counts whole sectors */
 	ext_end = h.backing_offset ? h.backing_offset : s->cluster_size;
 	if (read_extensions(img, hdr, h.header_length, ext_end, NULL, NULL) < 0)
 		goto fail;
