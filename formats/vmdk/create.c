@@ -249,8 +249,9 @@ vmdk_new_backing(struct vmdk_new *n, const char *fmt)
 		return -1;
 	if (strcmp(img_format(b), "vmdk") != 0)
 		r = err_set(0, "backing_file must be a vmdk image");
-	else
-		n->parent_cid = ((struct vmdk *)b->priv)->cid;
+	else if (vmdk_read_cid(b->fd, ((struct vmdk *)b->priv)->desc_offset,
+	    false, &n->parent_cid) < 0)
+		r = err_set(0, "Failed to read parent CID");
 	img_close(b);
 	return r;
 }

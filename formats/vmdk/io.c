@@ -285,7 +285,9 @@ vmdk_write_cid(struct img *img)
 {
 	struct vmdk *s = img->priv;
 	char desc[VMDK_DESC_SIZE], tail[VMDK_DESC_SIZE], *p;
+	uint64_t wlen;
 	uint32_t cid;
+	off_t end;
 	int n;
 
 	if (io_pread_zero(img->fd, desc, sizeof(desc), s->desc_offset) < 0)
@@ -306,7 +308,13 @@ vmdk_write_cid(struct img *img)
 			    "%s", tail);
 		s->cid = cid;
 	}
-	if (io_pwrite(img->fd, desc, sizeof(desc), s->desc_offset) < 0 ||
+	/* qemu rewrites the descriptor's sectors, at most 20 of them */
+	if ((end = lseek(img->fd, 0, SEEK_END)) < 0)
+		return err_set(errno, "%s: descriptor", img->filename);
+	wlen = (uint64_t)end > s->desc_offset ?
+	    MIN(sizeof(desc), ROUND_UP((uint64_t)end - s->desc_offset,
+	    VMDK_SECTOR)) : sizeof(desc);
+	if (io_pwrite(img->fd, desc, wlen, s->desc_offset) < 0 ||
 	    fmt_sync(img) < 0)
 		return err_set(errno, "%s: descriptor", img->filename);
 	s->cid_updated = true;
@@ -526,7 +534,10 @@ vmdk_note(struct img_check *res, const char *before, uint64_t sector,
 		res->note(line, res->note_arg);
 }
 
-/* qemu's vmdk check: every grain must lie inside its extent file. */
+/*
+ * qemu's vmdk check: every grain must lie inside its extent file.  The
+ * first bad one stops it, and qemu-img then says "Check failed".
+ */
 int
 vmdk_check(struct img *img, int fix, struct img_check *res)
 {
@@ -549,7 +560,7 @@ vmdk_check(struct img *img, int fix, struct img_check *res)
 			vmdk_note(res, "could not get cluster_offset for sector",
 			    sec, "");
 			res->corruptions++;
-			return 0;
+			return err_set(EINVAL, "bad grain table");
 		}
 		if (r != G_OK)
 			continue;
@@ -559,7 +570,7 @@ vmdk_check(struct img *img, int fix, struct img_check *res)
 			vmdk_note(res, "cluster offset for sector", sec,
 			    " points after EOF");
 			res->corruptions++;
-			return 0;
+			return err_set(EINVAL, "grain past EOF");
 		}
 	}
 	return 0;

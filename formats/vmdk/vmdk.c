@@ -81,12 +81,8 @@ vmdk_read_desc(int fd, const char *name, uint64_t off, size_t *lenp)
 		return NULL;
 	}
 	size = (uint64_t)end;
-	if (size < 4) {
-		err_set(0, "File is too small, not a valid image");
-		return NULL;
-	}
 	size = MIN(size, VMDK_DESC_MAX);
-	buf = xmalloc(size + 1);
+	buf = xcalloc(1, MAX(size, 4) + 1);
 	if (io_pread_zero(fd, buf, size, off) < 0) {
 		err_set(errno, "Could not read from file");
 		free(buf);
@@ -138,6 +134,10 @@ vmdk_read_table(struct vmdk_extent *e, uint64_t off, uint32_t **out,
 	uint32_t *t;
 	size_t i, n = e->l1_size;
 
+	/* qemu's request limit: BDRV_MAX_LENGTH, INT64_MAX in whole GiB */
+	if (off > (INT64_MAX & ~((1ull << 30) - 1)) - n * sizeof(*t))
+		return err_set(EIO, "Could not read %s from extent '%s'", what,
+		    e->path);
 	if ((t = calloc(n ? n : 1, sizeof(*t))) == NULL)
 		return err_set(ENOMEM, "%s", e->path);
 	/* past the end of the file reads as zeroes, as in qemu */
@@ -190,9 +190,10 @@ vmdk_init_sparse(struct img *img, struct vmdk_extent *e, const uint8_t *h,
 		return err_set(0, "VMDK version 3 must be read only");
 	if (gtes > VMDK_MAX_GTES)
 		return err_set(0, "L2 table size too big");
-	if (gtes == 0 || gran == 0 || gran > UINT64_MAX / gtes)
-		return err_set(0, "L2 table size too small");
-	e->l1_entry_sectors = gtes * gran;
+	/* qemu holds grains per directory entry in 32 bits */
+	if ((uint32_t)(gtes * gran) == 0)
+		return err_set(0, "L1 entry size is invalid");
+	e->l1_entry_sectors = (uint32_t)(gtes * gran);
 	l1 = cap / e->l1_entry_sectors + (cap % e->l1_entry_sectors != 0);
 	if (DIV_ROUND_UP(fsize, VMDK_SECTOR) < grain_off)
 		return err_set(0, "File truncated, expecting at least %" PRId64
@@ -201,18 +202,16 @@ vmdk_init_sparse(struct img *img, struct vmdk_extent *e, const uint8_t *h,
 		return err_set(0, "Invalid granularity, image may be corrupt");
 	if (l1 > VMDK_MAX_L1)
 		return err_set(0, "L1 size too big");
-	/* sector numbers past 2^55 would overflow byte offsets */
-	if (gd > (UINT64_MAX >> 9) || rgd > (UINT64_MAX >> 9) ||
-	    cap > (UINT64_MAX >> 10))
-		return err_set(0, "%s: grain directory offset out of range",
-		    e->path);
+	if (cap > (UINT64_MAX >> 10))
+		return err_set(0, "%s: capacity out of range", e->path);
 	e->version = version;
 	e->sectors = cap;
 	e->cluster_sectors = gran;
 	e->l2_size = gtes;
 	e->l1_size = (uint32_t)l1;
-	e->l1_off = gd * VMDK_SECTOR;
-	e->l1_backup_off = (flags & VMDK4_FLAG_RGD) ? rgd * VMDK_SECTOR : 0;
+	/* byte offsets wrap as in qemu; vmdk_read_table bounds them */
+	e->l1_off = gd << 9;
+	e->l1_backup_off = (flags & VMDK4_FLAG_RGD) ? rgd << 9 : 0;
 	e->marker = (flags & VMDK4_FLAG_MARKER) != 0;
 	e->zero_grain = (flags & VMDK4_FLAG_ZERO_GRAIN) != 0;
 	e->next_cluster_sector = ROUND_UP(DIV_ROUND_UP(fsize, VMDK_SECTOR), gran);
@@ -433,7 +432,7 @@ vmdk_open_text(struct img *img, const char *path, const char *buf)
 	if (++s->depth > VMDK_MAX_NESTING)
 		return err_set(0, "%s: descriptors nested too deeply", path);
 	if (vmdk_desc_value(buf, "createType", ct, sizeof(ct)) < 0)
-		return err_set(EINVAL, "invalid VMDK image descriptor");
+		return err_set(0, "invalid VMDK image descriptor");
 	for (i = 0; types[i] != NULL && strcmp(types[i], ct) != 0; i++)
 		;
 	if (types[i] == NULL)
@@ -444,7 +443,7 @@ vmdk_open_text(struct img *img, const char *path, const char *buf)
 	return vmdk_parse_extents(img, path, buf);
 }
 
-/* The CID or parentCID in the descriptor at desc_offset (0xffffffff: none). */
+/* The CID or parentCID in the descriptor at desc_offset; -1 if none. */
 int
 vmdk_read_cid(int fd, uint64_t desc_offset, bool parent, uint32_t *cid)
 {
@@ -457,10 +456,11 @@ vmdk_read_cid(int fd, uint64_t desc_offset, bool parent, uint32_t *cid)
 	desc[sizeof(desc) - 1] = '\0';
 	*cid = 0xffffffff;
 	if ((p = strstr(desc, name)) == NULL)
-		return 0;
+		return err_set(EINVAL, "no %s", name);
 	p += strlen(name) + 1;
-	if (sscanf(p, "%x", &v) == 1)
-		*cid = v;
+	if (sscanf(p, "%x", &v) != 1)
+		return err_set(EINVAL, "no %s", name);
+	*cid = v;
 	return 0;
 }
 
@@ -478,7 +478,7 @@ vmdk_parent(struct img *img)
 		return 0;
 	p += strlen("parentFileNameHint") + 2;
 	if ((q = strchr(p, '"')) == NULL || q - p > 4095)
-		return err_set(EINVAL, "%s: bad parentFileNameHint", img->filename);
+		return err_set(EINVAL, "Could not open '%s'", img->filename);
 	img->backing_file = xasprintf("%.*s", (int)(q - p), p);
 	img->backing_fmt = xstrdup("vmdk");
 	return 0;
@@ -516,10 +516,12 @@ vmdk_open(struct img *img)
 		break;
 	}
 	free(buf);
-	if (r < 0 || vmdk_parent(img) < 0 ||
-	    vmdk_read_cid(img->fd, s->desc_offset, false, &s->cid) < 0 ||
-	    vmdk_read_cid(img->fd, s->desc_offset, true, &s->parent_cid) < 0)
+	if (r < 0 || vmdk_parent(img) < 0)
 		return -1;
+	/* qemu's open fails bare ("Invalid argument") without both CIDs */
+	if (vmdk_read_cid(img->fd, s->desc_offset, false, &s->cid) < 0 ||
+	    vmdk_read_cid(img->fd, s->desc_offset, true, &s->parent_cid) < 0)
+		return err_set(err_errno(), "Could not open '%s'", img->filename);
 	if (s->n == 0)
 		return err_set(0, "%s: the descriptor names no extent",
 		    img->filename);
