@@ -1,7 +1,9 @@
 /* Option values: qemu's size suffixes, -o lists with ",," escapes. */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -225,4 +227,50 @@ opt_list_free(struct opt_list *l)
 	free(l->v);
 	l->v = NULL;
 	l->n = 0;
+}
+
+int
+opt_check(const struct opt_desc *d, const char *v, char *buf, size_t size,
+    const char **val)
+{
+	unsigned long long n;
+	uint64_t u;
+	char *end;
+	int r;
+
+	*val = v;
+	switch (d->type) {
+	case OPT_BOOL:
+		if ((r = opt_bool(v)) < 0)
+			return err_set(0, "Parameter '%s' expects 'on' or 'off'",
+			    d->name);
+		*val = r ? "on" : "off";
+		return 0;
+	case OPT_NUMBER:
+		errno = 0;
+		n = strtoull(v, &end, 0);	/* qemu_strtou64: "-1" wraps */
+		if (n == ULLONG_MAX && errno == ERANGE)
+			return err_set(0, "Value '%s' is too large for parameter "
+			    "'%s'", v, d->name);
+		if (end == v || *end != '\0')
+			return err_set(0, "Parameter '%s' expects a number",
+			    d->name);
+		snprintf(buf, size, "%llu", n);
+		*val = buf;
+		return 0;
+	case OPT_SIZE:
+		if ((r = opt_size(v, &u)) == -1)
+			return err_set(0, "Parameter '%s' expects a non-negative "
+			    "number below 2^64\nOptional suffix k, M, G, T, P or "
+			    "E means kilo-, mega-, giga-, tera-, peta-\nand "
+			    "exabytes, respectively.", d->name);
+		if (r < 0)
+			return err_set(0, "Value '%s' is out of range for "
+			    "parameter '%s'", v, d->name);
+		snprintf(buf, size, "%llu", (unsigned long long)u);
+		*val = buf;
+		return 0;
+	default:
+		return 0;
+	}
 }

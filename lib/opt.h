@@ -59,4 +59,12 @@ struct opt_desc {
 	const char	*def;		/* default shown in "Formatting" lines, or NULL */
 };
 
+/*
+ * qemu_opt_parse: check v against d's type.  0 with *val the value as a
+ * driver takes it (on/off; numbers and sizes in decimal bytes, written to
+ * buf), or -1 with err_set in qemu's words ("Parameter 'x' expects ...").
+ */
+int	opt_check(const struct opt_desc *d, const char *v, char *buf,
+	    size_t size, const char **val);
+
 #endif

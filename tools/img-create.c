@@ -5,7 +5,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,45 +249,6 @@ parse_image_size(const char *s)
 	return v;
 }
 
-/* qemu_opt_parse: check a value against its type, as qemu words it */
-static void
-check_value(const char *file, const struct opt_desc *d, const char *v)
-{
-	uint64_t u;
-	char *end;
-
-	switch (d->type) {
-	case OPT_BOOL:
-		if (opt_bool(v) < 0)
-			die("%s: Parameter '%s' expects 'on' or 'off'", file,
-			    d->name);
-		break;
-	case OPT_NUMBER:
-		errno = 0;
-		if (strtoull(v, &end, 0) == ULLONG_MAX && errno == ERANGE)
-			die("%s: Value '%s' is too large for parameter "
-			    "'%s'", file, v, d->name);
-		if (end == v || *end != '\0')
-			die("%s: Parameter '%s' expects a number", file,
-			    d->name);
-		break;
-	case OPT_SIZE:
-		switch (opt_size(v, &u)) {
-		case -1:
-			die("%s: Parameter '%s' expects a non-negative "
-			    "number below 2^64\nOptional suffix k, M, G, T, P "
-			    "or E means kilo-, mega-, giga-, tera-, peta-\nand "
-			    "exabytes, respectively.", file, d->name);
-		case -2:
-			die("%s: Value '%s' is out of range for parameter '%s'",
-			    file, v, d->name);
-		}
-		break;
-	default:
-		break;
-	}
-}
-
 /*
  * qemu_opts_do_parse: "key=value" (",," is a comma in the value) or a flag,
  * "key" for on and "nokey" for off; "id" is skipped.  Each is checked as
@@ -299,9 +259,9 @@ parse_options(const char *file, const char *s, const struct desc_list *l,
     struct opt_list *o)
 {
 	size_t len = strlen(s) + 1, n;
-	char *key = xmalloc(len), *val = xmalloc(len), *q;
+	char *key = xmalloc(len), *val = xmalloc(len), *q, buf[32];
 	const struct opt_desc *d;
-	const char *p = s;
+	const char *p = s, *v;
 
 	while (*p) {
 		n = strcspn(p, "=,");
@@ -328,7 +288,8 @@ parse_options(const char *file, const char *s, const struct desc_list *l,
 			continue;
 		if ((d = desc_find(l, key)) == NULL)
 			die("%s: Invalid parameter '%s'", file, key);
-		check_value(file, d, val);
+		if (opt_check(d, val, buf, sizeof(buf), &v) < 0)
+			die("%s: %s", file, err_msg());
 		opt_list_set(o, key, val);
 	}
 	free(key);
@@ -410,13 +371,12 @@ print_escaped(const char *v)
 static uint64_t
 value_number(const struct opt_desc *d, const char *v)
 {
-	uint64_t u = 0;
+	const char *canon;
+	char buf[32];
 
-	if (d->type == OPT_SIZE)
-		opt_size(v, &u);
-	else
-		u = strtoull(v, NULL, 0);
-	return u;
+	if (opt_check(d, v, buf, sizeof(buf), &canon) < 0)
+		return 0;
+	return strtoull(canon, NULL, 10);
 }
 
 /* qemu_opts_print: every option given or with a default, in table order */
@@ -462,15 +422,8 @@ driver_options(const char *fmt, const struct opt_list *o, struct opt_list *out)
 	for (i = 0; i < o->n; i++) {
 		if ((d = find_desc(img_create_opts(fmt), o->v[i].key)) == NULL)
 			continue;
-		v = o->v[i].val;
-		if (d->type == OPT_BOOL) {
-			v = opt_bool(v) ? "on" : "off";
-		} else if (d->type == OPT_SIZE || d->type == OPT_NUMBER) {
-			snprintf(buf, sizeof(buf), "%llu",
-			    (unsigned long long)value_number(d, v));
-			v = buf;
-		}
-		opt_list_set(out, d->name, v);
+		if (opt_check(d, o->v[i].val, buf, sizeof(buf), &v) == 0)
+			opt_list_set(out, d->name, v);
 	}
 }
 
