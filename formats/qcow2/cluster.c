@@ -1,18 +1,14 @@
 /*
  * qcow2 cluster mapping: L1/L2 lookup, block status, reads, allocating
- * writes, zero clusters, discard and compressed clusters.
+ * writes, zero clusters and discard.
  * docs/interop/qcow2.txt, "Cluster mapping" and "Extended L2 Entries".
  */
 #include <errno.h>
-#include <pthread.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <zlib.h>
-#include <zstd.h>
-#include <zstd_errors.h>
 
 #include "../../lib/err.h"
 #include "../../lib/int.h"
@@ -97,8 +93,8 @@ invalid:
 }
 
 /* The L2 table for L1 index l1i: *l2off 0 when there is none. */
-static int
-l2_lookup(struct img *img, uint64_t l1i, uint64_t *l2off, uint8_t **l2)
+int
+qcow2_l2_lookup(struct img *img, uint64_t l1i, uint64_t *l2off, uint8_t **l2)
 {
 	struct qcow2 *s = img->priv;
 
@@ -172,7 +168,7 @@ get_run(struct img *img, uint64_t off, uint64_t len, struct run *r)
 
 	memset(r, 0, sizeof(*r));
 	while (more && pos < end) {
-		if (l2_lookup(img, pos / span, &l2off, &l2) < 0)
+		if (qcow2_l2_lookup(img, pos / span, &l2off, &l2) < 0)
 			return -1;
 		if (l2 == NULL) {
 			if (pos != off && r->type != QCOW2_UNALLOC)
@@ -259,186 +255,6 @@ qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 }
 
 static int
-decompress(const struct qcow2 *s, uint8_t *dst, const uint8_t *src, size_t n)
-{
-	ZSTD_inBuffer in = { src, n, 0 };
-	ZSTD_outBuffer out = { dst, s->cluster_size, 0 };
-	ZSTD_DCtx *dc;
-	z_stream z;
-	size_t r = 0, ipos, opos;
-	int zr;
-
-	if (s->compression == QCOW2_COMPRESS_ZLIB) {
-		memset(&z, 0, sizeof(z));
-		z.next_in = (uint8_t *)src;
-		z.avail_in = (unsigned)n;
-		z.next_out = dst;
-		z.avail_out = (unsigned)s->cluster_size;
-		if (inflateInit2(&z, -12) != Z_OK)
-			return -1;
-		/* the sector-rounded input may hold more than the stream */
-		zr = inflate(&z, Z_FINISH);
-		inflateEnd(&z);
-		return (zr == Z_STREAM_END || zr == Z_BUF_ERROR) &&
-		    z.avail_out == 0 ? 0 : -1;
-	}
-	if ((dc = ZSTD_createDCtx()) == NULL)
-		return -1;
-	while (out.pos < out.size) {
-		ipos = in.pos;
-		opos = out.pos;
-		r = ZSTD_decompressStream(dc, &out, &in);
-		if (ZSTD_isError(r) || (in.pos <= ipos && out.pos <= opos))
-			break;
-	}
-	ZSTD_freeDCtx(dc);
-	return out.pos == out.size && !ZSTD_isError(r) && r == 0 ? 0 : -1;
-}
-
-/* Decompress the cluster an L2 entry describes into s->zc_buf. */
-static int
-load_compressed(struct img *img, uint64_t entry)
-{
-	struct qcow2 *s = img->priv;
-	uint64_t off, len;
-	uint8_t *buf;
-	int r;
-
-	if (s->zc_valid && s->zc_off == entry)
-		return 0;
-	qcow2_entry_range(s, entry, &off, &len);
-	if (s->zc_buf == NULL)
-		s->zc_buf = xmalloc(s->cluster_size);
-	buf = xmalloc(len);	/* at most two clusters: csize_mask bounds it */
-	if (io_pread_zero(img->fd, buf, len, off) < 0) {
-		free(buf);
-		return err_set(errno, "%s: Could not read compressed cluster "
-		    "at %#llx", img->filename, (unsigned long long)off);
-	}
-	s->zc_valid = false;
-	r = decompress(s, s->zc_buf, buf, len);
-	free(buf);
-	if (r < 0)
-		return err_set(0, "%s: compressed cluster at %#llx does not "
-		    "decompress", img->filename, (unsigned long long)off);
-	s->zc_valid = true;
-	s->zc_off = entry;
-	return 0;
-}
-
-/* The L2 entry of the cluster at guest offset off (whose table exists). */
-static int
-entry_at(struct img *img, uint64_t off, uint64_t *e)
-{
-	struct qcow2 *s = img->priv;
-	uint64_t l2off;
-	uint8_t *l2;
-
-	if (l2_lookup(img, off / qcow2_l2_span(s), &l2off, &l2) < 0)
-		return -1;
-	*e = l2 ? qcow2_l2_entry(s, l2, (off >> s->cluster_bits) &
-	    (qcow2_l2_entries(s) - 1)) : 0;
-	return 0;
-}
-
-/* Decompression jobs: worker t takes clusters t, t + nt, t + 2 nt, ... */
-struct zjob {
-	struct img	*img;
-	const uint64_t	*ents;
-	uint64_t	 n;
-	uint8_t		*dst;
-	unsigned	 t, nt;
-	uint64_t	 bad;		/* host offset that failed, or 0 */
-	int		 errnum;
-};
-
-static void *
-zworker(void *arg)
-{
-	struct zjob *j = arg;
-	struct qcow2 *s = j->img->priv;
-	uint8_t *buf = xmalloc(2 * s->cluster_size);
-	uint64_t i, off, len;
-
-	for (i = j->t; i < j->n && j->bad == 0; i += j->nt) {
-		qcow2_entry_range(s, j->ents[i], &off, &len);
-		/* csize_mask bounds len to two clusters */
-		if (io_pread_zero(j->img->fd, buf, len, off) < 0)
-			j->errnum = errno;
-		if (j->errnum || decompress(s, j->dst + i * s->cluster_size,
-		    buf, len) < 0)
-			j->bad = off ? off : 1;
-	}
-	free(buf);
-	return NULL;
-}
-
-/*
- * n whole compressed clusters from guest offset off into dst, on up to
- * four threads, as qemu's pool of QCOW2_MAX_THREADS.
- */
-static int
-decompress_many(struct img *img, uint64_t off, uint64_t n, uint8_t *dst)
-{
-	struct qcow2 *s = img->priv;
-	struct zjob j[4];
-	pthread_t tid[4];
-	bool started[4];
-	uint64_t *ents = xmalloc(n * sizeof(*ents)), i;
-	unsigned nt = (unsigned)MIN(n, 4), t;
-	int r = 0;
-
-	for (i = 0; i < n; i++)
-		if (entry_at(img, off + i * s->cluster_size, &ents[i]) < 0) {
-			free(ents);
-			return -1;
-		}
-	for (t = 0; t < nt; t++) {
-		j[t] = (struct zjob){ img, ents, n, dst, t, nt, 0, 0 };
-		started[t] = t > 0 &&
-		    pthread_create(&tid[t], NULL, zworker, &j[t]) == 0;
-		if (t > 0 && !started[t])
-			zworker(&j[t]);		/* no thread: do it here */
-	}
-	zworker(&j[0]);
-	for (t = 1; t < nt; t++) {
-		if (started[t])
-			pthread_join(tid[t], NULL);
-		if (j[t].bad && !j[0].bad)
-			j[0] = j[t];
-	}
-	free(ents);
-	if (j[0].bad)
-		r = err_set(j[0].errnum, "%s: compressed cluster at %#llx does "
-		    "not decompress", img->filename,
-		    (unsigned long long)j[0].bad);
-	return r;
-}
-
-/* Compressed clusters: whole ones in parallel, partial ones cached. */
-static int
-read_compressed(struct img *img, uint64_t off, uint64_t len, uint8_t *p)
-{
-	struct qcow2 *s = img->priv;
-	uint64_t cs = s->cluster_size, head, n, e;
-
-	for (; len > 0; off += n, p += n, len -= n) {
-		head = off & (cs - 1);
-		if (head == 0 && len >= cs) {
-			n = ROUND_DOWN(len, cs);
-			if (decompress_many(img, off, n / cs, p) < 0)
-				return -1;
-			continue;
-		}
-		n = MIN(len, cs - head);
-		if (entry_at(img, off, &e) < 0 || load_compressed(img, e) < 0)
-			return -1;
-		memcpy(p, s->zc_buf + head, n);
-	}
-	return 0;
-}
-
-static int
 read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p)
 {
 	struct img *b = img->backing;
@@ -470,7 +286,7 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 				    (unsigned long long)r.host);
 			break;
 		case QCOW2_COMPRESSED:
-			if (read_compressed(img, off, r.len, p) < 0)
+			if (qcow2_read_compressed(img, off, r.len, p) < 0)
 				return -1;
 			break;
 		case QCOW2_ZERO:
@@ -552,8 +368,8 @@ write_kind(const struct qcow2 *s, uint64_t e, uint64_t bm)
 }
 
 /* Set an entry (and, with extended L2, its subcluster bitmap). */
-static void
-set_entry(const struct qcow2 *s, uint8_t *l2, uint64_t i, uint64_t e,
+void
+qcow2_set_entry(const struct qcow2 *s, uint8_t *l2, uint64_t i, uint64_t e,
     uint64_t bm)
 {
 	qcow2_l2_set(s, l2, i, e);
@@ -684,7 +500,7 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	/* the L2 table reaches the disk after the data (qcow2_flush) */
 	for (i = 0; i < k; i++) {
 		old = qcow2_l2_entry(s, l2, idx + i);
-		set_entry(s, l2, idx + i, (host + i * cs) | QCOW2_OFLAG_COPIED,
+		qcow2_set_entry(s, l2, idx + i, (host + i * cs) | QCOW2_OFLAG_COPIED,
 		    ALL_ALLOC);
 		if (qcow2_free_entry(img, old) < 0)
 			goto out;
@@ -746,7 +562,7 @@ write_fill(struct img *img, uint64_t l2off, uint64_t idx, uint64_t e,
 	if (extend_file(img, host + cs) < 0 ||
 	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		return -1;
-	set_entry(s, l2, idx, host | QCOW2_OFLAG_COPIED, ALL_ALLOC);
+	qcow2_set_entry(s, l2, idx, host | QCOW2_OFLAG_COPIED, ALL_ALLOC);
 	qcow2_cache_dirty(&s->l2_cache, l2off);
 	s->zc_valid = false;
 	return 0;
@@ -834,7 +650,7 @@ update_one(struct img *img, uint8_t *l2, uint64_t i, int mode, int flags)
 	}
 	if (nw == old && (!s->extl2 || nbm == obm))
 		return 0;
-	set_entry(s, l2, i, nw, nbm);
+	qcow2_set_entry(s, l2, i, nw, nbm);
 	return unmap ? qcow2_free_entry(img, old) : 0;
 }
 
@@ -950,102 +766,4 @@ qcow2_discard(struct img *img, uint64_t off, uint64_t len)
 	a = ROUND_UP(off, cs);
 	b = end == img->size ? end : ROUND_DOWN(end, cs);
 	return a < b ? update_clusters(img, a, b - a, 'd', 0) : 0;
-}
-
-long
-qcow2_compress(const struct qcow2 *s, uint8_t *dst, size_t dstlen,
-    const uint8_t *src, size_t srclen)
-{
-	ZSTD_inBuffer in = { src, srclen, 0 };
-	ZSTD_outBuffer out = { dst, dstlen, 0 };
-	ZSTD_CCtx *cc;
-	z_stream z;
-	size_t r;
-	int zr;
-
-	if (s->compression == QCOW2_COMPRESS_ZLIB) {
-		memset(&z, 0, sizeof(z));
-		/* raw deflate, 4 KiB window: what qemu writes and reads */
-		if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
-		    Z_DEFAULT_STRATEGY) != Z_OK)
-			return -1;
-		z.next_in = (uint8_t *)src;
-		z.avail_in = (unsigned)srclen;
-		z.next_out = dst;
-		z.avail_out = (unsigned)dstlen;
-		zr = deflate(&z, Z_FINISH);
-		deflateEnd(&z);
-		if (zr == Z_STREAM_END)
-			return (long)(dstlen - z.avail_out);
-		return zr == Z_OK || zr == Z_BUF_ERROR ? 0 : -1;
-	}
-	if ((cc = ZSTD_createCCtx()) == NULL)
-		return -1;
-	r = ZSTD_compressStream2(cc, &out, &in, ZSTD_e_end);
-	ZSTD_freeCCtx(cc);
-	if (ZSTD_isError(r))
-		return ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall ? 0 : -1;
-	return r == 0 ? (long)out.pos : 0;
-}
-
-/* One cluster (the last may be short), compressed unless it does not shrink. */
-static int
-write_one_compressed(struct img *img, uint64_t off, size_t len,
-    const uint8_t *src, uint8_t *cbuf, uint8_t *pad)
-{
-	struct qcow2 *s = img->priv;
-	uint64_t cs = s->cluster_size, span = qcow2_l2_span(s), l2off, idx;
-	uint64_t coff, nsec, old;
-	uint8_t *l2;
-	long clen;
-
-	if (len < cs) {
-		memcpy(pad, src, len);
-		memset(pad + len, 0, cs - len);
-		src = pad;
-	}
-	/* qemu stores a cluster uncompressed when it does not shrink */
-	if ((clen = qcow2_compress(s, cbuf, cs - 1, src, cs)) < 0)
-		return err_set(0, "%s: compression failed", img->filename);
-	if (clen == 0)
-		return qcow2_write(img, off, len, src);
-	if (qcow2_l2_for_write(img, off / span, &l2off) < 0 ||
-	    (coff = qcow2_alloc_bytes(img, (uint64_t)clen)) == 0 ||
-	    qcow2_pwrite(img, cbuf, (size_t)clen, coff, "compressed cluster") < 0 ||
-	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
-		return -1;
-	nsec = (coff + (uint64_t)clen - 1) / QCOW2_SECTOR - coff / QCOW2_SECTOR;
-	idx = (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
-	old = qcow2_l2_entry(s, l2, idx);
-	set_entry(s, l2, idx, coff | QCOW2_OFLAG_COMPRESSED |
-	    (nsec << s->csize_shift), 0);
-	qcow2_cache_dirty(&s->l2_cache, l2off);
-	s->zc_valid = false;
-	return qcow2_free_entry(img, old);
-}
-
-int
-qcow2_write_compressed(struct img *img, uint64_t off, size_t len,
-    const void *buf)
-{
-	struct qcow2 *s = img->priv;
-	uint64_t cs = s->cluster_size, n;
-	const uint8_t *p = buf;
-	uint8_t *cbuf, *pad;
-	int r = 0;
-
-	if (qcow2_prepare_write(img) < 0)
-		return -1;
-	if ((off & (cs - 1)) || ((len & (cs - 1)) && off + len != img->size))
-		return err_set(EINVAL, "%s: compressed writes must cover whole "
-		    "clusters", img->filename);
-	cbuf = xmalloc(cs);
-	pad = xmalloc(cs);
-	for (; len > 0 && r == 0; off += n, p += n, len -= n) {
-		n = MIN(len, cs);
-		r = write_one_compressed(img, off, n, p, cbuf, pad);
-	}
-	free(cbuf);
-	free(pad);
-	return r;
 }

@@ -183,6 +183,12 @@ int	 qcow2_bitmap_info(struct img *img, struct jnode *data);
 int	 qcow2_bitmaps_in_use(struct img *img);
 
 /* cluster.c */
+/* The L2 table for L1 index l1i (*l2 NULL, *l2off 0: none). */
+int	 qcow2_l2_lookup(struct img *img, uint64_t l1i, uint64_t *l2off,
+	    uint8_t **l2);
+/* Set an entry and, with extended L2, its subcluster bitmap. */
+void	 qcow2_set_entry(const struct qcow2 *s, uint8_t *l2, uint64_t i,
+	    uint64_t e, uint64_t bm);
 /* The L2 table writes under L1 index l1i go to (allocated or copied). */
 int	 qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off);
 enum qcow2_type qcow2_entry_type(const struct qcow2 *s, uint64_t entry,
@@ -194,6 +200,10 @@ int	 qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf);
 int	 qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len,
 	    int flags);
 int	 qcow2_discard(struct img *img, uint64_t off, uint64_t len);
+
+/* compress.c */
+int	 qcow2_read_compressed(struct img *img, uint64_t off, uint64_t len,
+	    uint8_t *p);
 int	 qcow2_write_compressed(struct img *img, uint64_t off, size_t len,
 	    const void *buf);
 /* Compress a cluster; returns the size, 0 if it does not shrink, -1 on error. */
