@@ -151,6 +151,12 @@ qemu-img: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes." ]
 @test "img-create: a bad raw preallocation mode is refused in qemu's words" {
 	both_fail create -f raw -o preallocation=bogus a 1M
 	[ "$(cat i.err)" = "qemu-img: a: invalid parameter value: bogus" ]
+	run -1 --separate-stderr img create -f raw -o preallocation=metadata a 1M
+	[ "$stderr" = "img: a: Unsupported preallocation mode: metadata" ]
+	[ ! -e a ]
+	both create -f raw -o preallocation=falloc b 1M
+	both create -f raw -o preallocation=full c 1M
+	cmp q/c i/c
 }
 
 @test "img-create: -o help lists the raw options, with and without a file name" {
