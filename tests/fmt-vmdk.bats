@@ -1,0 +1,299 @@
+#!/usr/bin/env bats
+# The vmdk driver: qemu's images in every subformat read by us, our images
+# checked, compared and read by qemu, hostile headers and descriptors.
+load helpers
+bats_require_minimum_version 1.5.0
+
+SUBFORMATS="monolithicSparse monolithicFlat twoGbMaxExtentSparse
+twoGbMaxExtentFlat streamOptimized"
+
+# same ARGS...: qemu-img ARGS and ours installed as qemu-img: same stdout,
+# stderr (byte for byte) and status
+same() {
+	need_qemu || return 1
+	mkdir -p "$BATS_TEST_TMPDIR/ours"
+	ln -sf "$IMG_BIN/img" "$BATS_TEST_TMPDIR/ours/qemu-img"
+	command qemu-img "$@" >q.out 2>q.err && echo 0 >q.rc || echo $? >q.rc
+	"$BATS_TEST_TMPDIR/ours/qemu-img" "$@" >i.out 2>i.err && echo 0 >i.rc ||
+	    echo $? >i.rc
+	local f ok=0
+	for f in out err rc; do
+		cmp -s q.$f i.$f || { echo "--- $f differs for: $*"; diff q.$f i.$f; ok=1; }
+	done
+	return $ok
+}
+
+# pattern FILE: a 4 MiB raw file, every third 64 KiB grain filled
+pattern() {
+	python3 -c '
+import sys
+b = bytearray(4 << 20)
+for i in range(0, len(b), 65536):
+    if (i // 65536) % 3 == 0:
+        b[i:i + 65536] = bytes([i // 65536 % 251 + 1]) * 65536
+b[5000:5010] = b"0123456789"
+open(sys.argv[1], "wb").write(b)' "$1"
+}
+
+# same_read IMG: info, map (both outputs) and content equal qemu-img's
+same_read() {
+	same info "$1" || return 1
+	same info --output=json "$1" || return 1
+	same map "$1" || return 1
+	same map --output=json "$1" || return 1
+	img cat "$1" >ours.raw
+	qimg convert -O raw "$1" theirs.raw
+	cmp ours.raw theirs.raw
+}
+
+# no_cid FILE: the file without its random CID (the descriptor sectors of a
+# sparse extent keep their size: a CID one digit shorter moves no grain)
+no_cid() {
+	python3 -c '
+import re, sys
+d = open(sys.argv[1], "rb").read()
+lo, hi = (512, 10752) if d[:4] == b"KDMV" else (0, len(d))
+r = re.sub(rb"\nCID=[0-9a-f]*\n", b"\nCID=x\n", d[lo:hi], count=1)
+if lo:
+    r = r.rstrip(b"\0").ljust(hi - lo, b"\0")
+sys.stdout.buffer.write(d[:lo] + r + d[hi:])' "$1"
+}
+
+# refused MESSAGE: img info bad.vmdk fails with exactly this one line
+refused() {
+	run -1 --separate-stderr img info bad.vmdk
+	[ -z "$output" ] || { echo "stdout: $output"; return 1; }
+	[ "${#stderr_lines[@]}" -eq 1 ] || { echo "$stderr"; return 1; }
+	[ "$stderr" = "img: Could not open 'bad.vmdk': $1" ] ||
+	    { echo "got: $stderr"; echo "want: $1"; return 1; }
+}
+
+# bad OFFSET BYTES: bad.vmdk is a fresh 4 MiB sparse image with a poke
+bad() {
+	rm -f bad.vmdk
+	qimg create -q -f vmdk bad.vmdk 4M
+	poke bad.vmdk "$1" "$2"
+}
+
+# desc FILE LINES...: a descriptor file of these extent lines
+desc() {
+	local f=$1
+	shift
+	printf '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\n# Extent description\n' >"$f"
+	printf '%s\n' "$@" >>"$f"
+}
+
+@test "qemu's images in every subformat read as qemu reads them" {
+	pattern pat.raw
+	for s in $SUBFORMATS; do
+		qimg convert -f raw -O vmdk -o subformat=$s pat.raw $s.vmdk
+		same_read $s.vmdk
+	done
+}
+
+@test "qemu-io's writes, zeroed grains and split extents read the same" {
+	qimg create -q -f vmdk ms.vmdk 8M
+	qio -f vmdk -c 'write -P 0x11 0 64k' -c 'write -P 0x22 100k 200k' \
+	    -c 'write -P 0x33 7M 64k' ms.vmdk >/dev/null
+	same_read ms.vmdk
+	qimg create -q -f vmdk -o zeroed_grain=on zg.vmdk 8M
+	qio -f vmdk -c 'write -P 0x11 0 1M' -c 'write -z 128k 256k' \
+	    -c 'write -z 2M 1M' zg.vmdk >/dev/null
+	same_read zg.vmdk
+	qimg create -q -f vmdk -o subformat=twoGbMaxExtentSparse sp.vmdk 5G
+	qio -f vmdk -c 'write -P 0x44 2047M 2M' -c 'write -P 0x45 4G 64k' \
+	    sp.vmdk >/dev/null
+	same info sp.vmdk
+	same map --output=json sp.vmdk
+	same map sp.vmdk
+	# small sparse extents behind one descriptor, read whole
+	qimg create -q -f vmdk e1.vmdk 1M
+	qimg create -q -f vmdk -o zeroed_grain=on e2.vmdk 2M
+	qio -f vmdk -c 'write -P 0x61 960k 64k' e1.vmdk >/dev/null
+	qio -f vmdk -c 'write -P 0x62 0 1M' -c 'write -z 64k 64k' e2.vmdk >/dev/null
+	printf '# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType="twoGbMaxExtentSparse"\nRW 2048 SPARSE "e1.vmdk"\nRW 4096 SPARSE "e2.vmdk"\n' >two.vmdk
+	same_read two.vmdk
+	run -0 qio -f vmdk -c 'read -P 0x61 960k 64k' -c 'read -P 0x62 1M 64k' two.vmdk
+}
+
+@test "a backing chain: parentFileNameHint, COW of partial grains" {
+	qimg create -q -f vmdk base.vmdk 4M
+	qio -f vmdk -c 'write -P 0xaa 0 4M' base.vmdk >/dev/null
+	img create -q -f vmdk -b base.vmdk -F vmdk top.vmdk
+	printf hello | img write -f vmdk --offset=70000 top.vmdk
+	run -0 qimg check top.vmdk
+	[ "$output" = "No errors were found on the image." ]
+	run -0 qio -f vmdk -c 'read -P 0xaa 0 70000' -c 'read -P 0xaa 70005 4123147' top.vmdk
+	[ "$(img cat top.vmdk | dd bs=1 skip=70000 count=5 status=none)" = hello ]
+	same_read top.vmdk
+	same info --backing-chain top.vmdk
+}
+
+@test "img create: qemu's Formatting line, descriptor and layout" {
+	for spec in "x.vmdk 64M" "-o subformat=monolithicFlat f.vmdk 5M" \
+	    "-o subformat=twoGbMaxExtentSparse s.vmdk 5G" \
+	    "-o subformat=twoGbMaxExtentFlat t 3G" \
+	    "-o subformat=streamOptimized so.vmdk 300M" \
+	    "-o zeroed_grain=on,adapter_type=buslogic,hwversion=9,toolsversion=1 z.vmdk 1000" \
+	    "-o compat6=on,adapter_type=legacyESX e.vmdk 10G"; do
+		mkdir -p q i
+		(cd q && qimg create -f vmdk $spec) >q.out
+		(cd i && img create -f vmdk $spec) >i.out
+		cmp q.out i.out
+	done
+	for f in $(cd q && ls); do
+		if [ "$(stat -c %s q/$f)" -lt 100000000 ]; then
+			cmp <(no_cid q/$f) <(no_cid i/$f)
+		else
+			[ "$(stat -c %s q/$f)" = "$(stat -c %s i/$f)" ]
+		fi
+	done
+	for f in x.vmdk f.vmdk s.vmdk t so.vmdk z.vmdk e.vmdk; do
+		run -0 qimg check i/$f
+		run -0 qimg compare q/$f i/$f
+	done
+}
+
+@test "img create: bad options fail as qemu-img's" {
+	same create -f vmdk -o adapter_type=foo a.vmdk 1M
+	same create -f vmdk -o subformat=foo a.vmdk 1M
+	same create -f vmdk -o hwversion=7,compat6=on a.vmdk 1M
+	qimg create -q -f raw r.raw 1M
+	same create -f vmdk -b r.raw -F raw a.vmdk
+	[ ! -e a.vmdk ]
+	same create -f vmdk -o help
+}
+
+@test "img convert -O vmdk: every subformat checks clean and compares identical" {
+	pattern pat.raw
+	for s in $SUBFORMATS; do
+		img convert -f raw -O vmdk -o subformat=$s pat.raw $s.vmdk
+		run -0 qimg check $s.vmdk
+		[ "$output" = "No errors were found on the image." ]
+		run -0 qimg compare -f raw -F vmdk pat.raw $s.vmdk
+		run -0 qio -f vmdk -c 'read -P 1 0 5000' -c 'read -P 0 65536 131072' $s.vmdk
+	done
+	# byte for byte what qemu-img writes, but for the random CID
+	mkdir q
+	for s in streamOptimized monolithicSparse; do
+		qimg convert -f raw -O vmdk -o subformat=$s pat.raw q/$s.vmdk
+		cmp <(no_cid q/$s.vmdk) <(no_cid $s.vmdk)
+	done
+}
+
+@test "writes: grains at the end, both grain tables, a new CID" {
+	img create -q -f vmdk w.vmdk 4M
+	qimg create -q -f vmdk q.vmdk 4M
+	old=$(img info --output=json w.vmdk | grep '"cid"')
+	head -c 100000 /dev/urandom >data
+	img write -f vmdk --offset=300000 w.vmdk <data
+	qio -f vmdk -c 'write -P 0 300000 100000' q.vmdk >/dev/null
+	[ "$(img info --output=json w.vmdk | grep '"cid"')" != "$old" ]
+	run -0 qimg check w.vmdk
+	run -0 qio -f vmdk -c 'read -P 0 0 300000' -c 'read -P 0 400000 3794304' w.vmdk
+	img cat w.vmdk | cmp -s -i 300000:0 -n 100000 - data
+	# the redundant grain table says the same as the primary (qemu's layout)
+	same map --output=json w.vmdk
+	[ "$(qimg map --output=json q.vmdk | sed 's/"offset".*//')" = \
+	    "$(qimg map --output=json w.vmdk | sed 's/"offset".*//')" ]
+	cmp <(dd if=w.vmdk bs=512 skip=22 count=4 status=none) \
+	    <(dd if=w.vmdk bs=512 skip=27 count=4 status=none)
+}
+
+@test "zeroed grains: write_zeroes sets GTE 1 as qemu-io write -z does" {
+	img create -q -f vmdk -o zeroed_grain=on z.vmdk 4M
+	qio -f vmdk -c 'write -P 1 0 4M' z.vmdk >/dev/null
+	cp z.vmdk q.vmdk
+	head -c 131072 /dev/zero | img write -f vmdk --offset=65536 z.vmdk
+	qio -f vmdk -c 'write -z 65536 131072' q.vmdk >/dev/null
+	[ "$(qimg map --output=json z.vmdk)" = "$(qimg map --output=json q.vmdk)" ]
+	run -0 qimg compare z.vmdk q.vmdk
+	run -0 qimg check z.vmdk
+}
+
+@test "streamOptimized: an allocated grain is not rewritten" {
+	pattern pat.raw
+	img convert -f raw -O vmdk -o subformat=streamOptimized pat.raw s.vmdk
+	run -1 --separate-stderr img write -f vmdk s.vmdk <pat.raw
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	run -0 qimg compare -f raw pat.raw s.vmdk
+}
+
+@test "descriptor files: relative extents, FLAT offsets, VMFS" {
+	mkdir sub
+	head -c 1048576 /dev/urandom >sub/a.raw
+	head -c 524288 /dev/urandom >sub/b.raw
+	desc sub/d.vmdk 'RW 1024 FLAT "a.raw" 1024' 'RW 1024 VMFS "b.raw"' \
+	    'RDONLY 8 FLAT "a.raw" 0' 'RW 16 ZERO'
+	same_read sub/d.vmdk
+	same check sub/d.vmdk
+}
+
+@test "probe: a sparse header and a text descriptor are vmdk" {
+	qimg create -q -f vmdk s.vmdk 1M
+	qimg create -q -f vmdk -o subformat=monolithicFlat f.vmdk 1M
+	[ "$(img info --output=json s.vmdk | grep '"format": "vmdk"')" ]
+	[ "$(img info --output=json f.vmdk | grep '"format": "vmdk"')" ]
+	printf '# c\n   \nversion=1\r\nCID=1\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 8 FLAT "f-flat.vmdk" 0\n' >crlf.vmdk
+	same info crlf.vmdk
+	printf '# c\nxversion=1\n' >no.vmdk
+	same info no.vmdk
+}
+
+@test "check: qemu's words for a grain past the end of the file" {
+	bad $((27 * 512 + 16)) '\x00\x00\x00\x70'
+	same check bad.vmdk
+	run -1 img check bad.vmdk
+	same map --output=json bad.vmdk
+	qimg create -q -f vmdk ok.vmdk 1M
+	same check ok.vmdk
+	same check --output=json ok.vmdk
+}
+
+@test "hostile headers: one line each, qemu's words" {
+	bad 4 '\x07'
+	refused "Unsupported VMDK version 7"
+	bad 20 '\x00\x00\x40\x00'
+	refused "Invalid granularity, image may be corrupt"
+	bad 44 '\x00\x04\x00\x00'
+	refused "L2 table size too big"
+	bad 44 '\x00\x00\x00\x00'
+	refused "L1 entry size is invalid"
+	bad 12 '\x00\x00\x00\x00\x00\x10\x00\x00'
+	refused "L1 size too big"
+	bad 64 '\x00\x00\x01\x00'
+	refused "File truncated, expecting at least 33554432 bytes"
+	bad 56 '\xff\xff\xff\xff\xff\xff\xff\xff'
+	refused "Invalid footer"
+	bad 56 '\x00\x00\x00\x00\x00\x00\x40\x00'
+	refused "Could not read l1 table from extent 'bad.vmdk': Input/output error"
+	same info bad.vmdk
+	qimg create -q -f vmdk g.vmdk 4M
+	head -c 40 g.vmdk >bad.vmdk
+	refused "L1 entry size is invalid"
+	{ echo version=1; head -c 100000 /dev/urandom | tr -d '"'; } >bad.vmdk
+	refused "invalid VMDK image descriptor"
+}
+
+@test "a grain directory past the end of the file reads as empty, as in qemu" {
+	bad 56 '\x00\x00\x00\x10'
+	same_read bad.vmdk
+	same check bad.vmdk
+}
+
+@test "hostile descriptors: one line each" {
+	desc bad.vmdk 'RW 100 FLAT "missing.raw" 0'
+	refused "Could not open 'missing.raw': No such file or directory"
+	same info bad.vmdk
+	desc bad.vmdk 'RW 100 FLAT "x.raw"'
+	refused 'Invalid extent line: RW 100 FLAT "x.raw"'
+	printf '# Disk DescriptorFile\nversion=1\ncreateType="foo"\n' >bad.vmdk
+	refused "Unsupported image type 'foo'"
+	same info bad.vmdk
+	printf '# Disk DescriptorFile\nversion=1\nCID=1\n' >bad.vmdk
+	refused "invalid VMDK image descriptor"
+	# a descriptor naming itself as a sparse extent must not loop
+	desc bad.vmdk 'RW 100 SPARSE "bad.vmdk"'
+	run -1 --separate-stderr img info bad.vmdk
+	[ "${#stderr_lines[@]}" -eq 1 ]
+}
