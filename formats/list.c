@@ -6,12 +6,14 @@
 
 extern const struct fmt_ops raw_ops, qcow2_ops, null_ops;
 extern const struct fmt_ops vmdk_ops;
+extern const struct fmt_ops vdi_ops;
 
 const struct fmt_ops *const fmt_list[] = {
 	&qcow2_ops,
 	&raw_ops,
 	&null_ops,
 	&vmdk_ops,
+	&vdi_ops,
 	NULL,
 };
 
