@@ -347,6 +347,21 @@ writes() {
 	img cat s.qcow2 | cmp - before.raw
 }
 
+@test "fmt-qcow2: freed clusters are reused, their old bytes never shown" {
+	rm -f ru.qcow2
+	img create -q -f qcow2 ru.qcow2 64M
+	head -c 65536 /dev/zero | tr '\0' A | img-write -f qcow2 ru.qcow2
+	head -c 65536 /dev/zero | img-write -f qcow2 ru.qcow2	# frees it
+	printf hi | img-write -f qcow2 --offset=1048676 ru.qcow2
+	run -0 qimg map --output=json ru.qcow2
+	[[ ${lines[2]} == *'"offset": 327680}'* ]]		# the same cluster
+	{ head -c 1048676 /dev/zero; printf hi
+	  head -c $((67108864 - 1048678)) /dev/zero; } >want.raw
+	img cat ru.qcow2 | cmp - want.raw
+	same_content ru.qcow2
+	clean ru.qcow2
+}
+
 @test "fmt-qcow2: writes mark enabled bitmaps in use, and leak nothing" {
 	fresh bm.qcow2
 	qimg bitmap --add bm.qcow2 b0

@@ -462,6 +462,27 @@ reads_zero(struct img *img, uint64_t off, uint64_t len, bool *zero)
 }
 
 /*
+ * Zeroes in the file at [off, off+len), as qemu's file driver makes them:
+ * a zeroed range where the file system can, else a hole, else bytes.
+ */
+static int
+zero_file(struct img *img, uint64_t off, uint64_t len)
+{
+	uint8_t *z;
+	int r;
+
+	if (len == 0 || fallocate(img->fd, FALLOC_FL_ZERO_RANGE |
+	    FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0 ||
+	    fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	    (off_t)off, (off_t)len) == 0)
+		return 0;
+	z = xcalloc(1, len);
+	r = qcow2_pwrite(img, z, len, off, "zeroes");
+	free(z);
+	return r;
+}
+
+/*
  * New clusters for [off, off+bytes) covering k L2 entries from idx: the
  * partial head and tail clusters keep their old content (copy-on-write),
  * and everything lands in one pwritev.
@@ -474,6 +495,7 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	uint64_t cs = s->cluster_size, head = off & (cs - 1);
 	uint64_t tail = ROUND_UP(off + bytes, cs) - (off + bytes), host, i, old;
 	uint8_t *hbuf = NULL, *tbuf = NULL, *l2;
+	uint64_t hz = 0, tz = 0;
 	struct iovec iov[3];
 	int cnt = 0, r = -1;
 	bool z1 = true, z2 = true;
@@ -482,11 +504,18 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	if ((head || tail) && (reads_zero(img, off - head, head, &z1) < 0 ||
 	    reads_zero(img, off + bytes, tail, &z2) < 0))
 		return -1;
-	if (z1 && z2)
+	if (z1 && z2) {
+		hz = head;
+		tz = tail;
 		head = tail = 0;
+	}
 	if ((head && cow_read(img, off - head, head, hbuf = xmalloc(head)) < 0) ||
 	    (tail && cow_read(img, off + bytes, tail, tbuf = xmalloc(tail)) < 0) ||
 	    (host = qcow2_alloc_clusters(img, k)) == 0)
+		goto out;
+	/* reused clusters hold old bytes: holes there must be made */
+	if (host < s->file_size && (zero_file(img, host, hz) < 0 ||
+	    zero_file(img, host + hz + bytes, tz) < 0))
 		goto out;
 	if (head)
 		iov[cnt++] = (struct iovec){ hbuf, head };
@@ -511,22 +540,6 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 out:
 	free(hbuf);
 	free(tbuf);
-	return r;
-}
-
-/* Zeroes in the file at [off, off+len): a hole where the file system can. */
-static int
-zero_file(struct img *img, uint64_t off, uint64_t len)
-{
-	uint8_t *z;
-	int r;
-
-	if (len == 0 || fallocate(img->fd, FALLOC_FL_PUNCH_HOLE |
-	    FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
-		return 0;
-	z = xcalloc(1, len);
-	r = qcow2_pwrite(img, z, len, off, "zeroes");
-	free(z);
 	return r;
 }
 
