@@ -15,7 +15,8 @@ both() {
 	want=$(command qemu-img resize "${@:1:n-1}" "q.$ext" "$size" 2>&1) || wstat=$?
 	got=$(img-resize "${@:1:n-1}" "i.$ext" "$size" 2>&1) || gstat=$?
 	want=${want//q.$ext/X} got=${got//i.$ext/X}
-	want=${want//qemu-img/PROG} got=${got//img-resize/PROG}
+	want=${want//qemu-img:/PROG:} got=${got//img-resize:/PROG:}
+	want=${want//"'qemu-img --help'"/HELP} got=${got//"'img-resize --help'"/HELP}
 	if [ "$want" != "$got" ] || [ "$wstat" != "$gstat" ]; then
 		echo "qemu-img resize $* (exit $wstat):"; echo "$want"
 		echo "img-resize $* (exit $gstat):"; echo "$got"

@@ -14,7 +14,8 @@ both() {
 	want=$(command qemu-img snapshot "$@" q.qcow2 2>&1) || wstat=$?
 	got=$(img-snapshot "$@" i.qcow2 2>&1) || gstat=$?
 	want=${want//q.qcow2/X} got=${got//i.qcow2/X}
-	want=${want//qemu-img/PROG} got=${got//img-snapshot/PROG}
+	want=${want//qemu-img:/PROG:} got=${got//img-snapshot:/PROG:}
+	want=${want//"'qemu-img --help'"/HELP} got=${got//"'img-snapshot --help'"/HELP}
 	if [ "$want" != "$got" ] || [ "$wstat" != "$gstat" ]; then
 		echo "qemu-img snapshot $* (exit $wstat):"; echo "$want"
 		echo "img-snapshot $* (exit $gstat):"; echo "$got"
@@ -141,7 +142,8 @@ qemu_image() {
 	qimg create -q -f qcow2 -o refcount_bits=1 a.qcow2 4M
 	qio -c 'write -P 1 0 1M' a.qcow2 >/dev/null
 	both a.qcow2 -c s		# every refcount would overflow: -EINVAL
-	qimg check -q i.qcow2
+	# the L1 copy leaks, in qemu's image as in ours
+	diff <(qemu-img check q.qcow2 2>&1) <(qemu-img check i.qcow2 2>&1)
 	qimg snapshot -l i.qcow2 | wc -l | grep -qx 0
 	for o in compat=0.10 cluster_size=512 refcount_bits=2 refcount_bits=64; do
 		qimg create -q -f qcow2 -o $o a.qcow2 4M
@@ -179,22 +181,22 @@ qemu_image() {
 	[ "${stderr_lines[0]}" = "img-snapshot: Expecting one image file name" ]
 }
 
-@test "img-snapshot: missing, garbage and truncated files: one line, status 1" {
+@test "img-snapshot: missing, garbage and truncated files as qemu-img sees them" {
 	run -1 --separate-stderr img-snapshot -l nonexistent
 	[ "$stderr" = "img-snapshot: Could not open 'nonexistent': Could not open 'nonexistent': No such file or directory" ]
 	qemu_image
+	# past the end of the file the snapshot table reads as zeroes, as in qemu
 	cp a.qcow2 t.qcow2
 	truncate -s 200k t.qcow2
-	run -1 --separate-stderr img-snapshot -l t.qcow2
-	[ "${#stderr_lines[@]}" -eq 1 ] && [[ $stderr == "img-snapshot: "* ]]
-	cp a.qcow2 n.qcow2
-	poke n.qcow2 60 '\x00\x01\x00\x00'	# nb_snapshots 65536: past the table
-	cp n.qcow2 n0.qcow2
-	for a in -l "-c x" "-a first" "-d first"; do
-		run -1 --separate-stderr img-snapshot $a n.qcow2
-		[ "${#stderr_lines[@]}" -eq 1 ] && [[ $stderr == "img-snapshot: "* ]]
-		cmp n.qcow2 n0.qcow2
+	for a in -l "-a first" "-d first"; do
+		both t.qcow2 $a
+		cmp t.qcow2 i.qcow2
 	done
+	cp a.qcow2 n.qcow2
+	poke n.qcow2 60 '\x00\x01\x00\x00'	# nb_snapshots 65536: the limit
+	both n.qcow2 -c x
+	cmp n.qcow2 i.qcow2
+	both n.qcow2 -d nope
 	cp a.qcow2 x.qcow2
 	off=$(od -A n -t u8 --endian=big -j 64 -N 8 x.qcow2 | tr -d ' ')
 	poke x.qcow2 $((off + 36)) '\x00\x01\x00\x00'	# extra data 64 KiB
@@ -202,6 +204,14 @@ qemu_image() {
 	[ "$stderr" = "img-snapshot: Could not open 'x.qcow2': Too much extra metadata in snapshot table entry 0
 You can force-remove this extra metadata with qemu-img check -r all" ]
 	same_as_qemu info x.qcow2
+	for a in "-c y" "-a first" "-d first"; do
+		both x.qcow2 $a
+		cmp x.qcow2 i.qcow2
+	done
+	cp a.qcow2 l.qcow2
+	poke l.qcow2 $((off + 4)) '\x00\x00\x02\x00'	# L1 table offset unaligned
+	both l.qcow2 -a first
+	both l.qcow2 -d first
 }
 
 @test "img-snapshot: --help and the hidden option lists" {

@@ -220,7 +220,9 @@ int
 main(int argc, char *argv[])
 {
 	struct args a = { .cache = "writeback" };
+	struct img_snapshot *sn = NULL;
 	struct img *img;
+	size_t n = 0;
 	/* the cache mode is checked only: metadata writes are not O_DIRECT-sized */
 	int i, r, flags = IMG_RDWR;
 
@@ -248,10 +250,16 @@ main(int argc, char *argv[])
 	}
 	img = a.image_opts ? img_open_image_opts(a.filename, flags) :
 	    img_open(a.filename, a.fmt, flags);
+	/* qemu reads the snapshot table when it opens the image */
+	if (img != NULL && img_snapshot_list(img, &sn, &n) < 0) {
+		img_close(img);
+		img = NULL;
+	}
 	if (img == NULL) {
 		free(a.options);
 		die("%s", err_msg());
 	}
+	img_snapshots_free(sn, n);
 	r = has_help(a.options) ? print_help(img_format(img)) : amend(&a, img);
 	img_close(img);
 	free(a.options);

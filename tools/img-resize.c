@@ -243,8 +243,10 @@ int
 main(int argc, char *argv[])
 {
 	struct args a = { .prealloc = IMG_PREALLOC_OFF };
+	struct img_snapshot *sn;
 	struct img *img;
 	int64_t size;
+	size_t n;
 
 	prog_init(argv[0]);
 	parse(&a, argc, argv);
@@ -256,6 +258,10 @@ main(int argc, char *argv[])
 	    img_open(a.filename, a.fmt, IMG_RDWR);
 	if (img == NULL)
 		die("%s", err_msg());
+	/* qemu reads the snapshot table when it opens the image */
+	if (img_snapshot_list(img, &sn, &n) < 0)
+		fail(img, "%s", err_msg());
+	img_snapshots_free(sn, n);
 	size = new_size(a.size, (int64_t)img->size);
 	if (size <= 0)
 		fail(img, "New image size must be positive");

@@ -178,7 +178,10 @@ int
 main(int argc, char *argv[])
 {
 	struct args a = { .action = 0 };
+	const char *msg, *nl;
+	struct img_snapshot *sn;
 	struct img *img;
+	size_t n;
 	int flags;
 
 	prog_init(argv[0]);
@@ -191,6 +194,10 @@ main(int argc, char *argv[])
 	    img_open(a.filename, NULL, flags);
 	if (img == NULL)
 		die("%s", err_msg());
+	/* qemu reads the snapshot table when it opens the image */
+	if (img_snapshot_list(img, &sn, &n) < 0)
+		fail(img, "%s", err_msg());
+	img_snapshots_free(sn, n);
 	switch (a.action) {
 	case 'l':
 		list(img);
@@ -208,9 +215,16 @@ main(int argc, char *argv[])
 			    "will be restricted.\n"
 			    "         Specify the 'raw' format explicitly to remove "
 			    "the restrictions.\n", a.filename);
-		if (img_snapshot_apply(img, a.name) < 0)
-			fail(img, "Could not apply snapshot '%s': %s",
-			    a.name, err_msg());
+		if (img_snapshot_apply(img, a.name) < 0) {
+			/* a cause qemu reports first comes on a line before */
+			msg = err_msg();
+			if ((nl = strchr(msg, '\n')) != NULL) {
+				fprintf(stderr, "%s: %.*s\n", prog_name(),
+				    (int)(nl - msg), msg);
+				msg = nl + 1;
+			}
+			fail(img, "Could not apply snapshot '%s': %s", a.name, msg);
+		}
 		break;
 	case 'd':
 		if (img_snapshot_delete(img, a.name) < 0)

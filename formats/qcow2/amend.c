@@ -416,22 +416,31 @@ expand_zero_clusters(struct img *img)
 	struct qcow2 *s = img->priv;
 	uint64_t *offs = NULL, *l1;
 	uint32_t *sizes = NULL, n = 0, i;
+	char why[512];
 	int r;
 
 	if (expand_l1(img, s->l1, s->l1_size) < 0 ||
 	    qcow2_snapshot_l1s(img, &offs, &sizes, &n) < 0)
-		return -1;
+		return err_prefix("Failed to turn zero into data clusters");
 	for (i = 0, r = 0; i < n && r == 0; i++) {
 		if ((l1 = qcow2_read_l1(img, offs[i], sizes[i])) == NULL) {
-			r = -1;
-			break;
+			/* qemu reports the table on a line of its own */
+			snprintf(why, sizeof(why), "%s", err_msg());
+			err_set(0, "%s\n%s: Failed to turn zero into data "
+			    "clusters: %s", why, prog_name(),
+			    strerror(qcow2_l1_errno(why)));
+			free(offs);
+			free(sizes);
+			return -1;
 		}
 		r = expand_l1(img, l1, sizes[i]);
 		free(l1);
 	}
 	free(offs);
 	free(sizes);
-	return r < 0 ? -1 : qcow2_flush(img);
+	if (r < 0 || qcow2_flush(img) < 0)
+		return err_prefix("Failed to turn zero into data clusters");
+	return 0;
 }
 
 /* qcow2_downgrade: what v2 cannot hold is refused, zero clusters expanded. */
@@ -449,7 +458,7 @@ downgrade(struct img *img)
 		    "incompatible features %#llx set", (unsigned long long)
 		    (s->incompat & ~QCOW2_INCOMPAT_COMPRESSION));
 	if (expand_zero_clusters(img) < 0)
-		return err_prefix("Failed to turn zero into data clusters");
+		return -1;
 	s->incompat = 0;
 	return write_header(img, 2, 0, 0, 4);
 }

@@ -227,6 +227,7 @@ int	 qcow2_snapshot_create(struct img *img, const struct img_snapshot *sn);
 int	 qcow2_snapshot_apply(struct img *img, const char *name);
 int	 qcow2_snapshot_delete(struct img *img, const char *name);
 uint64_t *qcow2_read_l1(struct img *img, uint64_t off, uint32_t n);
+int	 qcow2_l1_errno(const char *msg);
 int	 qcow2_snapshot_l1s(struct img *img, uint64_t **offs, uint32_t **sizes,
 	    uint32_t *n);
 int	 qcow2_snapshot_upgrade(struct img *img);

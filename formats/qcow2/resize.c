@@ -99,17 +99,62 @@ grow_l1(struct img *img, uint64_t n)
 	return 0;
 }
 
+/* Host ranges a shrink drops, to hand back to the file system afterwards. */
+struct dropped {
+	struct qcow2_free	*v;
+	size_t			 n, cap;
+};
+
+static void
+note_dropped(struct dropped *d, uint64_t off, uint64_t len)
+{
+	if (len == 0)
+		return;
+	if (d->n == d->cap) {
+		d->cap = d->cap ? 2 * d->cap : 64;
+		d->v = xrealloc(d->v, d->cap * sizeof(*d->v));
+	}
+	d->v[d->n].off = off;
+	d->v[d->n].len = len;
+	d->n++;
+}
+
 /* Forget an L2 entry (and its extended bitmap), dropping its reference. */
 static int
-clear_entry(struct img *img, uint8_t *l2, uint64_t i)
+clear_entry(struct img *img, uint8_t *l2, uint64_t i, struct dropped *d)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t e = qcow2_l2_entry(s, l2, i);
+	uint64_t e = qcow2_l2_entry(s, l2, i), off, len;
 
 	qcow2_l2_set(s, l2, i, 0);
 	if (s->extl2)
 		put_be64(l2 + (i << 4) + 8, 0);
+	qcow2_entry_range(s, e, &off, &len);
+	note_dropped(d, off, len);
 	return qcow2_free_entry(img, e);
+}
+
+/*
+ * qemu discards what a shrink frees (QCOW2_DISCARD_ALWAYS): the clusters
+ * left without a reference become holes in the file.
+ */
+static void
+punch_dropped(struct img *img, struct dropped *d)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t c, last, rc;
+	size_t i;
+
+	for (i = 0; i < d->n; i++) {
+		last = (d->v[i].off + d->v[i].len - 1) >> s->cluster_bits;
+		for (c = d->v[i].off >> s->cluster_bits; c <= last; c++)
+			if (qcow2_refcount_get(img, c, &rc) == 0 && rc == 0)
+				(void)fallocate(img->fd, FALLOC_FL_PUNCH_HOLE |
+				    FALLOC_FL_KEEP_SIZE, (off_t)(c << s->cluster_bits),
+				    (off_t)s->cluster_size);
+	}
+	free(d->v);
+	memset(d, 0, sizeof(*d));
 }
 
 /*
@@ -120,7 +165,7 @@ clear_entry(struct img *img, uint8_t *l2, uint64_t i)
  * its size, as qemu's does.
  */
 static int
-drop_tail(struct img *img, uint64_t from, uint64_t nl1)
+drop_tail(struct img *img, uint64_t from, uint64_t nl1, struct dropped *d)
 {
 	struct qcow2 *s = img->priv;
 	uint64_t span = qcow2_l2_span(s), i, j, l2off, start;
@@ -144,10 +189,11 @@ drop_tail(struct img *img, uint64_t from, uint64_t nl1)
 			return -1;
 		for (j = start; j < qcow2_l2_entries(s); j++)
 			if (qcow2_l2_entry(s, l2, j) != 0 &&
-			    clear_entry(img, l2, j) < 0)
+			    clear_entry(img, l2, j, d) < 0)
 				return -1;
 		if (start == 0 && i >= nl1) {
 			s->l1[i] = 0;
+			note_dropped(d, l2off, s->cluster_size);
 			qcow2_defer_free(img, l2off, s->cluster_size);
 		} else {
 			qcow2_cache_dirty(&s->l2_cache, l2off);
@@ -250,11 +296,44 @@ prealloc_area(struct img *img, uint64_t from, uint64_t to, int mode)
 	return 0;
 }
 
+/*
+ * bdrv_co_truncate: a backing file that reaches past the old end would
+ * show through the new area, so it is zeroed: zero clusters where whole,
+ * zero bytes in the old last cluster.  v2 has no zero clusters.
+ */
+static int
+zero_new_area(struct img *img, uint64_t old, uint64_t size)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t start = ROUND_UP(old, s->cluster_size), len;
+	uint8_t *z;
+	int r = 0;
+
+	if (img->backing == NULL || img->backing->size <= old || size <= old)
+		return 0;
+	if (s->version < 3)
+		return err_set(ENOTSUP, "Failed to zero out new clusters");
+	img->size = size;
+	if (size > start &&
+	    qcow2_write_zeroes(img, start, size - start, 0) < 0)
+		r = err_prefix("Failed to zero out new clusters");
+	if (r == 0 && start > old) {
+		len = MIN(start, size) - old;
+		z = xcalloc(1, len);
+		if (qcow2_write(img, old, len, z) < 0)
+			r = err_prefix("Failed to zero out the new area");
+		free(z);
+	}
+	img->size = old;
+	return r;
+}
+
 int
 qcow2_resize(struct img *img, uint64_t size, int prealloc)
 {
 	struct qcow2 *s = img->priv;
 	uint64_t old = img->size, nl1 = DIV_ROUND_UP(size, qcow2_l2_span(s));
+	struct dropped d = { NULL, 0, 0 };
 	uint8_t b[8];
 
 	if (size & 511)
@@ -268,8 +347,10 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 		if (prealloc != IMG_PREALLOC_OFF)
 			return err_set(0, "Preallocation can't be used for "
 			    "shrinking an image");
-		if (drop_tail(img, ROUND_UP(size, s->cluster_size), nl1) < 0)
+		if (drop_tail(img, ROUND_UP(size, s->cluster_size), nl1, &d) < 0) {
+			free(d.v);
 			return err_prefix("Failed to discard cropped clusters");
+		}
 	} else if (grow_l1(img, nl1) < 0) {
 		return -1;
 	}
@@ -278,8 +359,11 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 	    "entries is not supported", img->filename) :
 	    prealloc_area(img, old, size, prealloc)) < 0)
 		return -1;
-	if (qcow2_flush(img) < 0)
+	if (zero_new_area(img, old, size) < 0 || qcow2_flush(img) < 0) {
+		free(d.v);
 		return -1;
+	}
+	punch_dropped(img, &d);
 	put_be64(b, size);
 	if (qcow2_pwrite(img, b, 8, 24, "qcow2 header") < 0 || sync_fd(img) < 0)
 		return -1;

@@ -57,20 +57,21 @@ snaps_free(struct snaps *t)
 	memset(t, 0, sizeof(*t));
 }
 
-/* Decode the entry at off; *next: where the following one starts. */
+/*
+ * Decode the entry at off; *len: its size before padding.  As qemu reads
+ * it, bytes past the end of the file read as zeroes (the table's size is
+ * capped by the caller).
+ */
 static int
-read_entry(struct img *img, uint64_t off, uint64_t end, struct snap *sn,
-    uint64_t *next, uint32_t i)
+read_entry(struct img *img, uint64_t off, struct snap *sn, uint64_t *len,
+    uint32_t i)
 {
-	struct qcow2 *s = img->priv;
 	uint8_t h[QCOW2_SNAPSHOT_ENTRY], *var;
 	uint32_t idlen, namelen, extra;
-	uint64_t len;
+	uint64_t n;
 
-	if (end - off < sizeof(h) ||
-	    qcow2_pread_meta(img, h, sizeof(h), off, "snapshot table") < 0)
-		return err_set(0, "Snapshot table at %#llx is truncated",
-		    (unsigned long long)s->snapshots_offset);
+	if (io_pread_zero(img->fd, h, sizeof(h), off) < 0)
+		return err_set(errno, "Failed to read snapshot table");
 	sn->l1_offset = get_be64(h);
 	sn->l1_size = get_be32(h + 8);
 	idlen = get_be16(h + 12);
@@ -84,14 +85,11 @@ read_entry(struct img *img, uint64_t off, uint64_t end, struct snap *sn,
 		return err_set(0, "Too much extra metadata in snapshot table "
 		    "entry %u\nYou can force-remove this extra metadata with "
 		    "qemu-img check -r all", i);
-	len = (uint64_t)extra + idlen + namelen;
-	if (len > end - off - sizeof(h))
-		return err_set(0, "Snapshot table at %#llx is truncated",
-		    (unsigned long long)s->snapshots_offset);
-	var = xmalloc(len + 1);
-	if (qcow2_pread_meta(img, var, len, off + sizeof(h), "snapshot table") < 0) {
+	n = (uint64_t)extra + idlen + namelen;
+	var = xmalloc(n + 1);
+	if (io_pread_zero(img->fd, var, n, off + sizeof(h)) < 0) {
 		free(var);
-		return -1;
+		return err_set(errno, "Failed to read snapshot table");
 	}
 	sn->extra_size = extra;
 	sn->disk_size = UINT64_MAX;
@@ -109,38 +107,46 @@ read_entry(struct img *img, uint64_t off, uint64_t end, struct snap *sn,
 	sn->id = xasprintf("%.*s", (int)idlen, (char *)var + extra);
 	sn->name = xasprintf("%.*s", (int)namelen, (char *)var + extra + idlen);
 	free(var);
-	*next = ROUND_UP(off + sizeof(h) + len, 8);
+	*len = sizeof(h) + n;
 	return 0;
 }
 
-/* The snapshot table, bounds-checked entry by entry (qcow2_read_snapshots). */
+/*
+ * The snapshot table, entry by entry, as qcow2_read_snapshots: at most
+ * QCOW_MAX_SNAPSHOTS_SIZE bytes in all.  Errors read as qemu's failure to
+ * open the image.
+ */
 static int
 read_snaps(struct img *img, struct snaps *t)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t off = s->snapshots_offset, end, fsize, last = 0;
+	uint64_t off = s->snapshots_offset, len = 0, size = 0;
 	uint32_t i;
 
 	memset(t, 0, sizeof(*t));
 	if (s->nb_snapshots == 0)
 		return 0;
-	if (fmt_file_size(img, &fsize) < 0)
-		return -1;
-	end = off < fsize ? MIN(fsize, off + SN_MAX_TABLE) : off;
 	t->v = xcalloc(s->nb_snapshots, sizeof(*t->v));
 	for (i = 0; i < s->nb_snapshots; i++) {
 		t->n = i + 1;
-		if (read_entry(img, off, end, &t->v[i], &off, i) < 0) {
-			snaps_free(t);
-			/* qemu reads the table when it opens the image */
-			return err_prefix("Could not open '%s'", img->filename);
+		off = s->snapshots_offset + ROUND_UP(size, 8);
+		if (read_entry(img, off, &t->v[i], &len, i) < 0)
+			goto fail;
+		size = ROUND_UP(size, 8) + len;
+		if (size > SN_MAX_TABLE) {
+			err_set(0, "Snapshot table is too big\nYou can force-remove "
+			    "all %u overhanging snapshots with qemu-img check -r "
+			    "all", s->nb_snapshots - i);
+			goto fail;
 		}
-		last = off;
 		if (t->v[i].disk_size == UINT64_MAX)
 			t->v[i].disk_size = img->size;
 	}
-	t->bytes = last - s->snapshots_offset;
+	t->bytes = size;
 	return 0;
+fail:
+	snaps_free(t);
+	return err_prefix("Could not open '%s'", img->filename);
 }
 
 int
@@ -269,8 +275,21 @@ static int
 add_ref(struct img *img, uint64_t off, uint64_t len, int addend,
     struct journal *j)
 {
+	struct qcow2 *s = img->priv;
+	uint64_t ti = (off >> s->cluster_bits) >> s->rb_bits;
+
 	if (addend == 0)
 		return 0;
+	/*
+	 * qemu's update_refcount cannot create a refcount block here: its
+	 * alloc_refcount_block answers -EAGAIN (qemu-iotests 080).
+	 */
+	if (addend > 0 && ti >= QCOW2_MAX_RT_BYTES / 8)
+		return err_set(EFBIG, "%s: no refcount table for cluster %#llx",
+		    img->filename, (unsigned long long)off);
+	if (addend > 0 && (ti >= s->rt_size || !(s->rt[ti] & QCOW2_RTE_OFFSET)))
+		return err_set(EAGAIN, "%s: no refcount block for cluster %#llx",
+		    img->filename, (unsigned long long)off);
 	if (qcow2_refcount_update(img, off, len, addend) < 0) {
 		/* qemu's update_refcount fails an overflow with -EINVAL */
 		if (err_errno() == ERANGE)
@@ -547,9 +566,8 @@ qcow2_snapshot_create(struct img *img, const struct img_snapshot *in)
 	/* every reference gains one, and is durable before the table names it */
 	r = -1;
 	if (update_active(img, 1, &jr) < 0) {
+		/* the L1 copy leaks, as qemu leaves it (qemu-iotests 112) */
 		journal_undo(img, &jr);
-		(void)qcow2_refcount_update(img, sn->l1_offset, ROUND_UP(
-		    (uint64_t)s->l1_size * 8, s->cluster_size), -1);
 		goto out;
 	}
 	if (qcow2_flush(img) < 0)
@@ -574,6 +592,7 @@ qcow2_snapshot_apply(struct img *img, const char *name)
 	struct journal jr = { NULL, 0, 0 };
 	struct snap *sn;
 	uint64_t *l1 = NULL, *cur;
+	char why[512];
 	bool changed;
 	int i, r = -1;
 
@@ -584,8 +603,15 @@ qcow2_snapshot_apply(struct img *img, const char *name)
 		goto out;
 	}
 	sn = &t.v[i];
-	if (check_writable(img) < 0 || (l1 = read_l1(img, sn)) == NULL)
+	if (check_writable(img) < 0)
 		goto out;
+	if ((l1 = read_l1(img, sn)) == NULL) {
+		/* qemu reports the table, then "Failed to load snapshot" */
+		snprintf(why, sizeof(why), "%s", err_msg());
+		err_set(0, "%s\nFailed to load snapshot: %s", why,
+		    strerror(qcow2_l1_errno(why)));
+		goto out;
+	}
 	if (sn->disk_size != img->size &&
 	    qcow2_resize(img, sn->disk_size, IMG_PREALLOC_OFF) < 0)
 		goto out;
@@ -669,6 +695,13 @@ out:
 	free(l1);
 	snaps_free(&t);
 	return r;
+}
+
+/* The errno qemu's validate_table gives with a read_l1 message. */
+int
+qcow2_l1_errno(const char *msg)
+{
+	return strstr(msg, "too large") != NULL ? EFBIG : EINVAL;
 }
 
 /* A snapshot L1 table at off of n entries, bounds-checked; NULL with err_set. */
