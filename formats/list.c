@@ -5,6 +5,7 @@
 #include "fmt.h"
 
 extern const struct fmt_ops raw_ops, qcow2_ops, null_ops;
+extern const struct fmt_ops bochs_ops, cloop_ops;
 extern const struct fmt_ops vmdk_ops;
 extern const struct fmt_ops vdi_ops;
 
@@ -12,6 +13,7 @@ const struct fmt_ops *const fmt_list[] = {
 	&qcow2_ops,
 	&raw_ops,
 	&null_ops,
+	&bochs_ops, &cloop_ops,
 	&vmdk_ops,
 	&vdi_ops,
 	NULL,

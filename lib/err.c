@@ -101,7 +101,7 @@ err_errno(void)
 static void
 vmsg(const char *fmt, va_list ap, int errnum)
 {
-	fflush(stdout);
+	/* no fflush(stdout): as qemu-img, errors pass buffered output (2>&1 order) */
 	fprintf(stderr, "%s: ", progname);
 	vfprintf(stderr, fmt, ap);
 	if (errnum)
