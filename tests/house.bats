@@ -235,6 +235,8 @@ settle() {
 	[ "$output" = $'human\njson' ]
 	run complete_words img map --output = j		# bash splits at "="
 	[ "$output" = json ]
+	run complete_words img map --output =
+	[ "$output" = $'human\njson' ]
 	run complete_words img-info --output=h
 	[ "$output" = --output=human ]
 	touch some-file.qcow2
