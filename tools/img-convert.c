@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -753,49 +752,6 @@ find_desc(const struct opt_desc *d, const char *name)
 }
 
 /*
- * qemu_opt_parse() on one value, as qemu words it; the value as the driver
- * takes it (numbers in bytes, booleans on/off) goes to buf.
- */
-static const char *
-check_value(const struct opt_desc *d, const char *v, char *buf, size_t size)
-{
-	unsigned long long n;
-	uint64_t u;
-	char *end;
-	int r;
-
-	switch (d->type) {
-	case OPT_BOOL:
-		if ((r = opt_bool(v)) < 0)
-			die("Parameter '%s' expects 'on' or 'off'", d->name);
-		return r ? "on" : "off";
-	case OPT_NUMBER:
-		errno = 0;
-		n = strtoull(v, &end, 0);
-		if (n == ULLONG_MAX && errno == ERANGE)
-			die("Value '%s' is too large for parameter '%s'", v,
-			    d->name);
-		if (end == v || *end != '\0')
-			die("Parameter '%s' expects a number", d->name);
-		snprintf(buf, size, "%llu", n);
-		return buf;
-	case OPT_SIZE:
-		if ((r = opt_size(v, &u)) == -1)
-			die("Parameter '%s' expects a non-negative number below "
-			    "2^64\nOptional suffix k, M, G, T, P or E means kilo-, "
-			    "mega-, giga-, tera-, peta-\nand exabytes, respectively.",
-			    d->name);
-		if (r < 0)
-			die("Value '%s' is out of range for parameter '%s'", v,
-			    d->name);
-		snprintf(buf, size, "%llu", (unsigned long long)u);
-		return buf;
-	default:
-		return v;
-	}
-}
-
-/*
  * qemu_opts_do_parse() on the -o list: every name known to the format or
  * the file protocol, every value of its type; out gets the driver's own.
  */
@@ -812,7 +768,8 @@ driver_opts(const struct conv *c, const struct opt_list *o,
 		if ((d = find_desc(own, o->v[i].key)) == NULL &&
 		    (d = find_desc(file_opts, o->v[i].key)) == NULL)
 			die("Invalid parameter '%s'", o->v[i].key);
-		v = check_value(d, o->v[i].val, buf, sizeof(buf));
+		if (opt_check(d, o->v[i].val, buf, sizeof(buf), &v) < 0)
+			die("%s", err_msg());
 		if (find_desc(own, d->name) != NULL)
 			opt_list_set(out, d->name, v);
 	}
