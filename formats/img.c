@@ -76,6 +76,7 @@ static int
 open_file(struct img *img, const char *filename, int flags)
 {
 	int oflags = (flags & IMG_RDWR) ? O_RDWR : O_RDONLY;
+	struct stat st;
 
 	/*
 	 * IMG_DIRECT (cache=none) does not become O_DIRECT: drivers read
@@ -85,6 +86,9 @@ open_file(struct img *img, const char *filename, int flags)
 	img->fd = open(filename, oflags | O_CLOEXEC);
 	if (img->fd < 0)
 		return err_set(errno, "Could not open '%s'", filename);
+	if (fstat(img->fd, &st) == 0 && S_ISDIR(st.st_mode))
+		return err_set(0, "'file' driver requires '%s' to be a regular file",
+		    filename);
 	return 0;
 }
 

@@ -158,9 +158,24 @@ raw_prealloc(int fd, const char *filename, const char *mode, uint64_t size)
 static const uint8_t raw_first_block[4096];
 
 static int
+check_prealloc(const char *filename, const char *mode)
+{
+	if (mode == NULL || !strcmp(mode, "off") || !strcmp(mode, "falloc") ||
+	    !strcmp(mode, "full"))
+		return 0;
+	if (!strcmp(mode, "metadata"))
+		return err_set(0, "%s: Unsupported preallocation mode: %s",
+		    filename, mode);
+	return err_set(0, "%s: invalid parameter value: %s", filename, mode);
+}
+
+static int
 raw_create(const char *filename, uint64_t size, const struct opt_list *o)
 {
 	int fd;
+
+	if (check_prealloc(filename, opt_list_get(o, "preallocation")) < 0)
+		return -1;
 
 	fd = open(filename, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
