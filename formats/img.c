@@ -105,7 +105,9 @@ choose_format(struct img *img, const char *fmt)
 	}
 	if ((n = io_pread(img->fd, buf, sizeof(buf), 0)) < 0)
 		return err_set(errno, "Could not read image for determining its format");
-	img->ops = fmt_probe(buf, (size_t)n, img->filename);
+	/* an empty file is raw without asking the drivers, as in qemu */
+	img->ops = n == 0 ? fmt_find("raw") :
+	    fmt_probe(buf, (size_t)n, img->filename);
 	img->probed = true;
 	return 0;
 }
