@@ -297,3 +297,50 @@ desc() {
 	run -1 --separate-stderr img info bad.vmdk
 	[ "${#stderr_lines[@]}" -eq 1 ]
 }
+
+@test "streamOptimized from a source with small clusters: grains assembled" {
+	qimg create -q -f qcow2 -o cluster_size=512 sq.qcow2 8M
+	qio -f qcow2 -c 'write -P 0xa 0 512' -c 'write -P 0xb 10240 512' \
+	    -c 'write -P 0xc 1M 4k' sq.qcow2 >/dev/null
+	mkdir q
+	qimg convert -f qcow2 -O vmdk -o subformat=streamOptimized sq.qcow2 q/s.vmdk
+	img convert -f qcow2 -O vmdk -o subformat=streamOptimized sq.qcow2 s.vmdk
+	cmp <(no_cid q/s.vmdk) <(no_cid s.vmdk)
+	run -0 qimg compare -f qcow2 -F vmdk sq.qcow2 s.vmdk
+	run -0 qimg check s.vmdk
+}
+
+# cowd FILE: a 2 MiB VMDK3 ("COWD") image with 4 KiB grains, three allocated
+cowd() {
+	python3 -c '
+import struct, sys
+f = bytearray(512 * 80)
+h = struct.pack(">I", 0x434f5744) + struct.pack("<10I", 1, 3, 4096, 8, 20, 1, 0, 0, 0, 0)
+f[:len(h)] = h
+d = b"# Disk DescriptorFile\nversion=1\nCID=abcdef01\nparentCID=ffffffff\ncreateType=\"vmfsSparse\"\n"
+f[512:512 + len(d)] = d
+struct.pack_into("<I", f, 20 * 512, 21)
+for i, s in ((0, 60), (5, 68), (6, 76)):
+    struct.pack_into("<I", f, 21 * 512 + 4 * i, s)
+f[60 * 512:61 * 512] = b"A" * 512
+f[68 * 512:76 * 512] = b"B" * 4096
+f[76 * 512:80 * 512] = b"C" * 2048
+open(sys.argv[1], "wb").write(bytes(f))' "$1"
+}
+
+@test "VMDK3 (COWD) extents: read and written as qemu does" {
+	cowd c.vmdk
+	same_read c.vmdk
+	same check c.vmdk
+	printf xyz | img write -f vmdk --offset=100000 c.vmdk
+	run -0 qimg check c.vmdk
+	run -0 qio -f vmdk -c 'read -P 0x41 0 512' -c 'read -P 0x42 20480 4096' c.vmdk
+	[ "$(qio -f vmdk -c 'read -v 100000 3' c.vmdk | head -1)" = "000186a0:  78 79 7a  xyz" ]
+	same_read c.vmdk
+}
+
+@test "flat subformats refuse zeroed grains, after the compat6 check" {
+	same create -f vmdk -o subformat=monolithicFlat,zeroed_grain=on f.vmdk 1M
+	[ ! -e f.vmdk ] && [ ! -e f-flat.vmdk ]
+	same create -f vmdk -o subformat=twoGbMaxExtentFlat,zeroed_grain=on,compat6=on,hwversion=4 f.vmdk 1M
+}

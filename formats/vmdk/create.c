@@ -282,6 +282,8 @@ vmdk_new_opts(struct vmdk_new *n, const struct opt_list *o)
 		return err_set(0, "invalid parameter value: %s", v);
 	if (n->compat6 && n->hw != NULL)
 		return err_set(0, "compat6 cannot be enabled with hwversion set");
+	if (n->zeroed && (n->sub == SUB_FLAT || n->sub == SUB_SPLIT_FLAT))
+		return err_set(0, "Flat image can't enable zeroed grain");
 	return vmdk_new_backing(n, opt_list_get(o, "backing_fmt"));
 }
 

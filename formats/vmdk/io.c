@@ -59,7 +59,7 @@ vmdk_gt(struct vmdk_extent *e, uint64_t off)
 	if (g->off == off && g->e != NULL)
 		return g->e;
 	if (g->e == NULL)
-		g->e = xmalloc(VMDK_MAX_GTES * sizeof(uint32_t));
+		g->e = xmalloc(VMDK3_GTES * sizeof(uint32_t));
 	g->off = 0;
 	if (io_pread_zero(e->fd, g->e, e->l2_size * sizeof(uint32_t), off) < 0) {
 		err_set(errno, "%s: grain table at %#" PRIx64, e->path, off);
@@ -151,9 +151,15 @@ static int
 vmdk_grain_status(struct vmdk_extent *e, uint64_t off, uint64_t *host,
     unsigned *flags)
 {
+	uint64_t cb = vmdk_cluster_bytes(e);
 	struct vmdk_loc l;
-	int r = vmdk_locate(e, off, &l);
+	int r;
 
+	if (e->pend != NULL && e->pend_off == off - vmdk_ext_off(e, off) % cb) {
+		*flags = ST_DATA;
+		return 0;
+	}
+	r = vmdk_locate(e, off, &l);
 	*flags = 0;
 	switch (r) {
 	case G_ERROR:
@@ -165,8 +171,7 @@ vmdk_grain_status(struct vmdk_extent *e, uint64_t off, uint64_t *host,
 		*flags = ST_DATA;
 		if (!e->compressed) {
 			*flags |= ST_OFFSET;
-			*host = l.sector * VMDK_SECTOR +
-			    vmdk_ext_off(e, off) % vmdk_cluster_bytes(e);
+			*host = l.sector * VMDK_SECTOR + vmdk_ext_off(e, off) % cb;
 		}
 		break;
 	}
@@ -260,9 +265,11 @@ vmdk_read(struct img *img, uint64_t off, size_t len, void *buf)
 		cb = vmdk_cluster_bytes(e);
 		in = vmdk_ext_off(e, off) % cb;
 		n = MIN(len, cb - in);
-		if ((r = vmdk_locate(e, off, &l)) == G_ERROR)
+		if (e->pend != NULL && e->pend_off == off - in) {
+			memcpy(p, e->pend + in, n);
+		} else if ((r = vmdk_locate(e, off, &l)) == G_ERROR) {
 			return -1;
-		if (r != G_OK) {
+		} else if (r != G_OK) {
 			memset(p, 0, n);
 		} else if (e->compressed) {
 			if (vmdk_read_compressed(e, l.sector, in, n, p) < 0)
@@ -359,19 +366,104 @@ vmdk_fill_grain(struct img *img, struct vmdk_extent *e, uint64_t goff,
 	return img_read(img->backing, goff, bn, g);
 }
 
+/* A compressed grain behind its marker, as qemu writes it. */
+static int
+vmdk_put_compressed(struct vmdk_extent *e, uint64_t sec, uint64_t goff,
+    const uint8_t *g, uint64_t *end)
+{
+	uint64_t cb = vmdk_cluster_bytes(e);
+	uLongf zlen = (uLongf)(2 * cb);
+	uint8_t *mk;
+	int r;
+
+	if (!e->marker)
+		return err_set(EINVAL, "%s: compressed grains need markers",
+		    e->path);
+	/* zeroed beyond the data: qemu zero-fills the grain first */
+	mk = xcalloc(1, MARKER_SIZE + 2 * cb);
+	if (compress2(mk + MARKER_SIZE, &zlen, g, (uLong)cb,
+	    Z_DEFAULT_COMPRESSION) != Z_OK || zlen == 0) {
+		free(mk);
+		return err_set(EINVAL, "%s: cannot compress grain at %#" PRIx64,
+		    e->path, goff);
+	}
+	put_le64(mk, goff / VMDK_SECTOR);
+	put_le32(mk + 8, (uint32_t)zlen);
+	r = io_pwrite(e->fd, mk, MAX(cb, MARKER_SIZE + zlen), sec * VMDK_SECTOR);
+	free(mk);
+	if (r < 0)
+		return err_set(errno, "%s: write at %#" PRIx64, e->path,
+		    sec * VMDK_SECTOR);
+	/* the next compressed grain follows in the next sector */
+	*end = DIV_ROUND_UP(sec * VMDK_SECTOR + MARKER_SIZE + zlen, VMDK_SECTOR);
+	return 0;
+}
+
+/* Write grain g (whole) at the end of the extent, then point l's GTEs at it. */
+static int
+vmdk_alloc_grain(struct vmdk_extent *e, struct vmdk_loc *l, uint64_t goff,
+    const uint8_t *g)
+{
+	uint64_t sec = e->next_cluster_sector, end = 0;
+
+	if (l->entry == NULL)
+		return err_set(EIO, "%s: no grain table for grain directory "
+		    "entry %" PRIu32, e->path, l->l1_index);
+	if (sec > UINT32_MAX)
+		return err_set(EFBIG, "%s: extent is full", e->path);
+	if (e->compressed) {
+		if (vmdk_put_compressed(e, sec, goff, g, &end) < 0)
+			return -1;
+	} else {
+		if (io_pwrite(e->fd, g, vmdk_cluster_bytes(e), sec * VMDK_SECTOR) < 0)
+			return err_set(errno, "%s: write at %#" PRIx64, e->path,
+			    sec * VMDK_SECTOR);
+		end = sec + e->cluster_sectors;
+	}
+	/* grain first, then the tables that point at it */
+	e->next_cluster_sector = end;
+	return vmdk_gte_update(e, l, (uint32_t)sec);
+}
+
+/*
+ * A stream-optimized extent takes whole grains once each, but img-write
+ * lays down only the data extents of its source: a grain written in
+ * pieces is assembled here and compressed when another grain is written,
+ * or at flush.
+ */
+int
+vmdk_pend_flush(struct vmdk_extent *e)
+{
+	struct vmdk_loc l;
+	int r;
+
+	if (e->pend == NULL)
+		return 0;
+	if ((r = vmdk_locate(e, e->pend_off, &l)) != G_ERROR)
+		r = r == G_OK ? err_set(EIO, "Could not write to allocated "
+		    "cluster for streamOptimized") :
+		    vmdk_alloc_grain(e, &l, e->pend_off, e->pend);
+	free(e->pend);
+	e->pend = NULL;
+	return r;
+}
+
 static int
 vmdk_write_grain(struct img *img, struct vmdk_extent *e, uint64_t off,
     uint64_t in, uint64_t n, const uint8_t *p)
 {
-	uint64_t cb = vmdk_cluster_bytes(e), goff = off - in, sec, end;
-	uint8_t *g, *z, *mk;
+	uint64_t cb = vmdk_cluster_bytes(e), goff = off - in;
 	struct vmdk_loc l;
-	uLongf zlen;
+	uint8_t *g;
 	int r;
 
+	if (e->pend != NULL && e->pend_off == goff) {
+		memcpy(e->pend + in, p, n);
+		return 0;
+	}
 	if ((r = vmdk_locate(e, off, &l)) == G_ERROR)
 		return -1;
-	if (r == G_OK && !e->flat && e->compressed)
+	if (r == G_OK && e->compressed)
 		return err_set(EIO, "Could not write to allocated cluster for "
 		    "streamOptimized");
 	if (r == G_OK) {
@@ -379,51 +471,22 @@ vmdk_write_grain(struct img *img, struct vmdk_extent *e, uint64_t off,
 			return err_set(errno, "%s: write", e->path);
 		return 0;
 	}
-	if (l.entry == NULL)
-		return err_set(EIO, "%s: no grain table for grain directory "
-		    "entry %" PRIu32, e->path, l.l1_index);
-	sec = e->next_cluster_sector;
+	if (vmdk_pend_flush(e) < 0 || (r = vmdk_locate(e, off, &l)) == G_ERROR)
+		return -1;
 	g = xmalloc(cb);
 	if (vmdk_fill_grain(img, e, goff, r == G_ZEROED, g) < 0) {
 		free(g);
 		return -1;
 	}
 	memcpy(g + in, p, n);
-	if (!e->compressed) {
-		r = io_pwrite(e->fd, g, cb, sec * VMDK_SECTOR);
-		end = sec + e->cluster_sectors;
-	} else {
-		/* whole grains only, each behind its marker */
-		zlen = (uLongf)(2 * cb);
-		mk = xcalloc(1, MARKER_SIZE + 2 * cb);
-		z = mk + MARKER_SIZE;
-		if (in != 0 || n < cb || !e->marker ||
-		    compress2(z, &zlen, g, (uLong)cb, Z_DEFAULT_COMPRESSION) !=
-		    Z_OK || zlen == 0) {
-			free(mk);
-			free(g);
-			return err_set(EINVAL, "%s: cannot write a partial "
-			    "compressed grain at %#" PRIx64, e->path, off);
-		}
-		put_le64(mk, goff / VMDK_SECTOR);
-		put_le32(mk + 8, (uint32_t)zlen);
-		/* qemu zero-fills the whole grain before writing it short */
-		memset(z + zlen, 0, cb > zlen + MARKER_SIZE ?
-		    cb - zlen - MARKER_SIZE : 0);
-		r = io_pwrite(e->fd, mk, MAX(cb, MARKER_SIZE + zlen),
-		    sec * VMDK_SECTOR);
-		end = DIV_ROUND_UP(sec * VMDK_SECTOR + MARKER_SIZE + zlen,
-		    VMDK_SECTOR);
-		free(mk);
+	if (e->compressed && (in != 0 || n < cb)) {
+		e->pend = g;
+		e->pend_off = goff;
+		return 0;
 	}
+	r = vmdk_alloc_grain(e, &l, goff, g);
 	free(g);
-	if (r < 0)
-		return err_set(errno, "%s: write at %#" PRIx64, e->path,
-		    sec * VMDK_SECTOR);
-	if (sec > UINT32_MAX)
-		return err_set(EFBIG, "%s: extent is full", e->path);
-	e->next_cluster_sector = end;
-	return vmdk_gte_update(e, &l, (uint32_t)sec);
+	return r;
 }
 
 int
@@ -515,6 +578,9 @@ vmdk_flush(struct img *img)
 	struct vmdk *s = img->priv;
 	size_t i;
 
+	for (i = 0; i < s->n; i++)
+		if (vmdk_pend_flush(&s->ext[i]) < 0)
+			return -1;
 	for (i = 0; i < s->n; i++)
 		if (s->ext[i].own_fd && !(img->flags & IMG_NO_FLUSH) &&
 		    fdatasync(s->ext[i].fd) < 0 && errno != EINVAL)

@@ -223,6 +223,40 @@ vmdk_init_sparse(struct img *img, struct vmdk_extent *e, const uint8_t *h,
 	return 0;
 }
 
+/* A "COWD" extent (VMware's older sparse format); takes the fd. */
+static int
+vmdk_open_cowd(struct img *img, int fd, bool own, const char *path,
+    const char *type, const uint8_t *h, uint64_t fsize)
+{
+	struct vmdk *s = img->priv;
+	struct vmdk_extent *e;
+	uint32_t gran = get_le32(h + 16), l1 = get_le32(h + 24);
+
+	e = vmdk_add_extent(s);
+	e->fd = fd;
+	e->own_fd = own;
+	e->path = xstrdup(path);
+	e->type = type ? xstrdup(type) : NULL;
+	if (gran > VMDK_MAX_GRAIN_SECTORS)
+		return err_set(0, "Invalid granularity, image may be corrupt");
+	if (l1 > VMDK_MAX_L1)
+		return err_set(0, "L1 size too big");
+	/* qemu divides by it unchecked */
+	if (gran == 0)
+		return err_set(0, "%s: COWD grain size is 0", path);
+	e->sectors = get_le32(h + 12);
+	e->cluster_sectors = gran;
+	e->l2_size = VMDK3_GTES;
+	e->l1_size = l1;
+	e->l1_entry_sectors = (uint64_t)VMDK3_GTES * gran;
+	e->l1_off = (uint64_t)get_le32(h + 20) << 9;
+	e->next_cluster_sector = ROUND_UP(DIV_ROUND_UP(fsize, VMDK_SECTOR), gran);
+	if (vmdk_read_table(e, e->l1_off, &e->l1, "l1 table") < 0)
+		return -1;
+	vmdk_link_extent(img, s, e);
+	return 0;
+}
+
 /* A "KDMV" sparse extent in fd (named path); takes the fd. */
 static int
 vmdk_open_sparse(struct img *img, int fd, bool own, const char *path,
@@ -242,11 +276,8 @@ vmdk_open_sparse(struct img *img, int fd, bool own, const char *path,
 		goto fail;
 	}
 	fsize = (uint64_t)end;
-	if (get_be32(h) == VMDK3_MAGIC) {
-		r = err_set(ENOTSUP, "%s: VMDK3 (COWD) extents are not supported",
-		    path);
-		goto fail;
-	}
+	if (get_be32(h) == VMDK3_MAGIC)
+		return vmdk_open_cowd(img, fd, own, path, type, h, fsize);
 	if (get_le64(h + 12) == 0 && (desc = get_le64(h + 28)) != 0) {
 		/* no capacity: the header only points at a descriptor */
 		if (desc > (UINT64_MAX >> 9) / 2) {
@@ -490,6 +521,9 @@ vmdk_close(struct img *img)
 	struct vmdk *s = img->priv;
 	size_t i;
 
+	/* close cannot fail: a grain still assembling goes out as it can */
+	for (i = 0; i < s->n; i++)
+		(void)vmdk_pend_flush(&s->ext[i]);
 	for (i = 0; i < s->n; i++)
 		vmdk_free_extent(&s->ext[i]);
 	free(s->ext);
@@ -539,7 +573,7 @@ vmdk_info(struct img *img, struct img_info *info)
 	/* qemu shows the first extent's grain size, none for a flat one */
 	if (!s->ext[0].flat)
 		info->cluster_size = s->ext[0].cluster_sectors * VMDK_SECTOR;
-	jn_str(d, "create-type", s->create_type);
+	jn_str(d, "create-type", s->create_type ? s->create_type : "");
 	jn_int(d, "cid", s->cid);
 	jn_int(d, "parent-cid", s->parent_cid);
 	arr = jn_arr(d, "extents");

@@ -33,6 +33,7 @@
 #define VMDK_MAX_GRAIN_SECTORS	0x200000
 #define VMDK_MAX_L1		(32u * 1024 * 1024)
 #define VMDK_MAX_GTES		512
+#define VMDK3_GTES		4096	/* a COWD grain table's fixed size */
 #define VMDK_GT_CACHE		64	/* grain tables cached per extent */
 
 struct vmdk_gt {
@@ -58,6 +59,8 @@ struct vmdk_extent {
 	uint32_t	*l1, *l1_backup;
 	uint64_t	 next_cluster_sector;
 	struct vmdk_gt	 gt[VMDK_GT_CACHE];
+	uint8_t		*pend;		/* stream grain being assembled, or NULL */
+	uint64_t	 pend_off;	/* its guest offset */
 };
 
 struct vmdk {
@@ -75,6 +78,8 @@ int	vmdk_read_cid(int fd, uint64_t desc_offset, bool parent, uint32_t *cid);
 /* io.c */
 struct vmdk_extent *vmdk_find_extent(struct vmdk *s, uint64_t sector);
 void	vmdk_gt_free(struct vmdk_extent *e);
+/* Write out a stream grain still being assembled. 0 or -1. */
+int	vmdk_pend_flush(struct vmdk_extent *e);
 int	vmdk_read(struct img *img, uint64_t off, size_t len, void *buf);
 int	vmdk_write(struct img *img, uint64_t off, size_t len, const void *buf);
 int	vmdk_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags);
