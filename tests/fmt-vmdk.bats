@@ -344,3 +344,24 @@ open(sys.argv[1], "wb").write(bytes(f))' "$1"
 	[ ! -e f.vmdk ] && [ ! -e f-flat.vmdk ]
 	same create -f vmdk -o subformat=twoGbMaxExtentFlat,zeroed_grain=on,compat6=on,hwversion=4 f.vmdk 1M
 }
+
+@test "a write that copies from a changed parent fails, as in qemu" {
+	qimg create -q -f vmdk b.vmdk 1M
+	img create -q -f vmdk -b b.vmdk -F vmdk t.vmdk
+	qio -f vmdk -c 'write 0 512' b.vmdk >/dev/null
+	run -1 --separate-stderr bash -c 'printf x | img write -f vmdk t.vmdk'
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	run -1 qio -f vmdk -c 'write 0 512' t.vmdk
+	[ "$output" = "write failed: Invalid argument" ]
+}
+
+@test "check -r, resize, amend, measure, rebase -u: qemu-img's refusals" {
+	qimg create -q -f vmdk b.vmdk 1M
+	qimg create -q -f vmdk c.vmdk 1M
+	same check -r all b.vmdk
+	same check -r leaks b.vmdk
+	same resize b.vmdk 2M
+	same amend -o zeroed_grain=on b.vmdk
+	same measure -O vmdk --size 1G
+	same rebase -u -b c.vmdk -F vmdk b.vmdk
+}

@@ -352,6 +352,22 @@ vmdk_gte_update(struct vmdk_extent *e, struct vmdk_loc *l, uint32_t v)
 	return 0;
 }
 
+/*
+ * Copying from a backing file needs the parent the image was made from:
+ * a vmdk whose CID is our parentCID (a backing file of another format
+ * has none, so qemu refuses it too).
+ */
+static bool
+vmdk_cid_valid(struct img *img)
+{
+	struct vmdk *s = img->priv, *p;
+
+	if (strcmp(img_format(img->backing), "vmdk") != 0)
+		return false;
+	p = img->backing->priv;
+	return p->cid == s->parent_cid;
+}
+
 /* Bytes of the grain around [in, in+n) that a new grain copies from below. */
 static int
 vmdk_fill_grain(struct img *img, struct vmdk_extent *e, uint64_t goff,
@@ -360,6 +376,9 @@ vmdk_fill_grain(struct img *img, struct vmdk_extent *e, uint64_t goff,
 	uint64_t cb = vmdk_cluster_bytes(e), bn;
 
 	memset(g, 0, cb);
+	if (img->backing != NULL && !vmdk_cid_valid(img))
+		return err_set(EINVAL, "%s: the backing file's CID is not the "
+		    "parentCID", img->filename);
 	if (img->backing == NULL || zeroed || goff >= img->backing->size)
 		return 0;
 	bn = MIN(cb, img->backing->size - goff);
@@ -614,8 +633,9 @@ vmdk_check(struct img *img, int fix, struct img_check *res)
 	off_t end;
 	int r;
 
+	/* qemu's vmdk check cannot repair: qemu-img says checks are unsupported */
 	if (fix)
-		return err_set(ENOTSUP, "Operation not supported");
+		return err_set(0, IMG_CHECK_NOTSUP);
 	for (sec = 0; sec < total; sec += e->cluster_sectors) {
 		if ((e = vmdk_find_extent(s, sec)) == NULL) {
 			vmdk_note(res, "could not find extent for sector", sec, "");

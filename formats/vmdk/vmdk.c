@@ -459,8 +459,9 @@ vmdk_open_text(struct img *img, const char *path, const char *buf)
 	struct vmdk *s = img->priv;
 	char ct[128];
 	size_t i;
+	int r;
 
-	if (++s->depth > VMDK_MAX_NESTING)
+	if (s->depth + 1 > VMDK_MAX_NESTING)
 		return err_set(0, "%s: descriptors nested too deeply", path);
 	if (vmdk_desc_value(buf, "createType", ct, sizeof(ct)) < 0)
 		return err_set(0, "invalid VMDK image descriptor");
@@ -471,7 +472,10 @@ vmdk_open_text(struct img *img, const char *path, const char *buf)
 	free(s->create_type);
 	s->create_type = xstrdup(ct);
 	s->desc_offset = 0;
-	return vmdk_parse_extents(img, path, buf);
+	s->depth++;
+	r = vmdk_parse_extents(img, path, buf);
+	s->depth--;
+	return r;
 }
 
 /* The CID or parentCID in the descriptor at desc_offset; -1 if none. */
