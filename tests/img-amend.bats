@@ -177,6 +177,16 @@ images() {
 	cp v3.qcow2 i.qcow2
 	[ "$(qimg amend -p -o lazy_refcounts=on q.qcow2 | od -c)" = \
 	    "$(img-amend -p -o lazy_refcounts=on i.qcow2 | od -c)" ]
+	# zero clusters expanded per L1 entry, in the snapshot too; refcount walks
+	qimg create -q -f qcow2 p.qcow2 4G
+	qio -c 'write -z 0 64k' -c 'write -z 3G 64k' p.qcow2 >/dev/null
+	for o in compat=0.10 refcount_bits=8 snap compat=0.10; do
+		[ $o = snap ] && { qimg snapshot -c s p.qcow2; continue; }
+		cp p.qcow2 pq.qcow2
+		cp p.qcow2 pi.qcow2
+		[ "$(qimg amend -p -o $o pq.qcow2 | od -c)" = \
+		    "$(img-amend -p -o $o pi.qcow2 | od -c)" ]
+	done
 	run -0 img-amend -q -p -o lazy_refcounts=off i.qcow2
 	[ -z "$output" ]
 	run -0 img-amend --force -t none -o lazy_refcounts=on --image-opts \

@@ -13,9 +13,43 @@
 #include "../../lib/err.h"
 #include "../../lib/int.h"
 #include "../../lib/io.h"
+#include "../../lib/progress.h"
 #include "qcow2.h"
 
 #define FEATURE_ENTRY	48
+
+/*
+ * Progress as qemu's qcow2_amend_helper_cb reports it through qemu-img's
+ * amend_status_cb: each operation's work, the ones still to come
+ * projected from those done.  Printed only when the program turned
+ * progress on (lib/progress).
+ */
+enum { OP_NONE, OP_UPGRADE, OP_REFCOUNT, OP_DOWNGRADE };
+
+static struct {
+	int	 total, done, cur, last;
+	int64_t	 off_done, last_work;
+} pg;
+
+static void
+pg_status(int64_t off, int64_t work)
+{
+	int64_t cur, proj;
+
+	if (pg.total == 0 || work <= 0)
+		return;
+	if (pg.cur != pg.last) {
+		if (pg.last != OP_NONE) {
+			pg.off_done += pg.last_work;
+			pg.done++;
+		}
+		pg.last = pg.cur;
+	}
+	pg.last_work = work;
+	cur = pg.off_done + work;
+	proj = cur * (pg.total - pg.done - 1) / (pg.done + 1);
+	progress_print(100.f * (float)(pg.off_done + off) / (float)(cur + proj), 0);
+}
 
 /* What amend may change, in the order qemu's parse loop visits them. */
 const struct opt_desc qcow2_amend_opts[] = {
@@ -334,9 +368,15 @@ upgrade(struct img *img)
 {
 	struct qcow2 *s = img->priv;
 
+	pg.cur = OP_UPGRADE;
+	pg_status(0, 2);
 	if (qcow2_snapshot_upgrade(img) < 0)
 		return err_prefix("Failed to update the snapshot table");
-	return write_header(img, 3, 0, 0, s->refcount_order);
+	pg_status(1, 2);
+	if (write_header(img, 3, 0, 0, s->refcount_order) < 0)
+		return -1;
+	pg_status(2, 2);
+	return 0;
 }
 
 /* A zero cluster of table l2off becomes a data cluster of zeroes (v2 has none). */
@@ -379,9 +419,10 @@ expand_entry(struct img *img, uint64_t l2off, uint64_t j, uint64_t l2rc)
 	return 0;
 }
 
-/* qcow2_expand_zero_clusters for one L1 table. */
+/* qcow2_expand_zero_clusters for one L1 table; *seen of total entries done. */
 static int
-expand_l1(struct img *img, const uint64_t *l1, uint32_t n)
+expand_l1(struct img *img, const uint64_t *l1, uint32_t n, int64_t *seen,
+    int64_t total)
 {
 	struct qcow2 *s = img->priv;
 	uint64_t l2off, l2rc, j, e;
@@ -389,8 +430,10 @@ expand_l1(struct img *img, const uint64_t *l1, uint32_t n)
 	uint8_t *l2;
 
 	for (i = 0; i < n; i++) {
-		if ((l2off = l1[i] & QCOW2_L1E_OFFSET) == 0)
+		if ((l2off = l1[i] & QCOW2_L1E_OFFSET) == 0) {
+			pg_status(++*seen, total);
 			continue;
+		}
 		if (l2off & (s->cluster_size - 1))
 			return err_set(0, "%s: L2 table offset %#llx unaligned "
 			    "(L1 index: %#x)", img->filename,
@@ -406,6 +449,7 @@ expand_l1(struct img *img, const uint64_t *l1, uint32_t n)
 			if (expand_entry(img, l2off, j, l2rc) < 0)
 				return -1;
 		}
+		pg_status(++*seen, total);
 	}
 	return 0;
 }
@@ -416,12 +460,20 @@ expand_zero_clusters(struct img *img)
 	struct qcow2 *s = img->priv;
 	uint64_t *offs = NULL, *l1;
 	uint32_t *sizes = NULL, n = 0, i;
+	int64_t seen = 0, total;
 	char why[512];
 	int r;
 
-	if (expand_l1(img, s->l1, s->l1_size) < 0 ||
-	    qcow2_snapshot_l1s(img, &offs, &sizes, &n) < 0)
+	if (qcow2_snapshot_l1s(img, &offs, &sizes, &n) < 0)
 		return err_prefix("Failed to turn zero into data clusters");
+	for (total = s->l1_size, i = 0; i < n; i++)
+		total += sizes[i];
+	pg.cur = OP_DOWNGRADE;
+	if (expand_l1(img, s->l1, s->l1_size, &seen, total) < 0) {
+		free(offs);
+		free(sizes);
+		return err_prefix("Failed to turn zero into data clusters");
+	}
 	for (i = 0, r = 0; i < n && r == 0; i++) {
 		if ((l1 = qcow2_read_l1(img, offs[i], sizes[i])) == NULL) {
 			/* qemu reports the table on a line of its own */
@@ -433,7 +485,7 @@ expand_zero_clusters(struct img *img)
 			free(sizes);
 			return -1;
 		}
-		r = expand_l1(img, l1, sizes[i]);
+		r = expand_l1(img, l1, sizes[i], &seen, total);
 		free(l1);
 	}
 	free(offs);
@@ -523,6 +575,14 @@ change_order(struct img *img, unsigned order)
 
 	if (qcow2_flush(img) < 0 || (rc = all_refcounts(img, &n)) == NULL)
 		return -1;
+	/* qemu walks the refcount table three times in the usual case */
+	pg.cur = OP_REFCOUNT;
+	for (i = 0; i < 3; i++) {
+		for (max = 0; max < s->rt_size; max++)
+			pg_status((int64_t)(i * s->rt_size + max),
+			    (int64_t)(3 * s->rt_size));
+		pg_status((int64_t)((i + 1) * s->rt_size), (int64_t)(3 * s->rt_size));
+	}
 	max = order == 6 ? UINT64_MAX : (1ull << (1u << order)) - 1;
 	for (i = 0; i < n; i++)
 		if (rc[i] > max) {
@@ -607,6 +667,9 @@ qcow2_amend(struct img *img, const struct opt_list *o, bool force)
 	(void)force;		/* qemu uses it for LUKS keyslots only */
 	if (check_opts(img, o) < 0 || parse_amend(img, o, &a) < 0)
 		return -1;
+	memset(&pg, 0, sizeof(pg));
+	pg.total = (a.version != s->version) +
+	    (a.refcount_order != s->refcount_order);
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
 	old = s->version;

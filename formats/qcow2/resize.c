@@ -188,7 +188,8 @@ drop_tail(struct img *img, uint64_t from, uint64_t nl1, struct dropped *d)
 		if ((l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 			return -1;
 		for (j = start; j < qcow2_l2_entries(s); j++)
-			if (qcow2_l2_entry(s, l2, j) != 0 &&
+			if ((qcow2_l2_entry(s, l2, j) != 0 ||
+			    qcow2_l2_bitmap(s, l2, j) != 0) &&
 			    clear_entry(img, l2, j, d) < 0)
 				return -1;
 		if (start == 0 && i >= nl1) {
