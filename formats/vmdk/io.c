@@ -146,24 +146,33 @@ vmdk_flat_status(struct vmdk_extent *e, uint64_t hoff, uint64_t len,
 	st->len = MIN(len, (uint64_t)hole - hoff);
 }
 
-/* Status of one grain; the run merges neighbours of the same kind. */
+/*
+ * Status at off and the bytes it holds for: to the grain's end, or to the
+ * end of a grain directory entry that has no table (a whole empty span).
+ */
 static int
 vmdk_grain_status(struct vmdk_extent *e, uint64_t off, uint64_t *host,
-    unsigned *flags)
+    unsigned *flags, uint64_t *span)
 {
-	uint64_t cb = vmdk_cluster_bytes(e);
+	uint64_t cb = vmdk_cluster_bytes(e), l1b;
 	struct vmdk_loc l;
 	int r;
 
+	*span = cb - vmdk_ext_off(e, off) % cb;
+	*flags = 0;
 	if (e->pend != NULL && e->pend_off == off - vmdk_ext_off(e, off) % cb) {
 		*flags = ST_DATA;
 		return 0;
 	}
-	r = vmdk_locate(e, off, &l);
-	*flags = 0;
-	switch (r) {
+	switch ((r = vmdk_locate(e, off, &l))) {
 	case G_ERROR:
 		return -1;
+	case G_UNALLOC:
+		if (l.entry == NULL) {
+			l1b = e->l1_entry_sectors * VMDK_SECTOR;
+			*span = l1b - vmdk_ext_off(e, off) % l1b;
+		}
+		break;
 	case G_ZEROED:
 		*flags = ST_ZERO;
 		break;
@@ -178,20 +187,40 @@ vmdk_grain_status(struct vmdk_extent *e, uint64_t off, uint64_t *host,
 	return 0;
 }
 
+/* One run of grains of the same kind (data runs contiguous in the file). */
+static int
+vmdk_sparse_status(struct vmdk_extent *e, uint64_t off, uint64_t len,
+    struct fmt_status *st)
+{
+	uint64_t n = 0, host = 0, span;
+	unsigned f;
+
+	while (n < len) {
+		if (vmdk_grain_status(e, off + n, &host, &f, &span) < 0)
+			return -1;
+		if (n == 0) {
+			st->flags = f;
+			st->offset = host;
+		} else if (f != st->flags ||
+		    ((f & ST_OFFSET) && host != st->offset + n)) {
+			break;
+		}
+		n += MIN(span, len - n);
+	}
+	st->len = n;
+	return 0;
+}
+
 int
 vmdk_block_status(struct img *img, uint64_t off, uint64_t len,
     struct fmt_status *st)
 {
 	struct vmdk *s = img->priv;
 	struct vmdk_extent *e = vmdk_find_extent(s, off / VMDK_SECTOR);
-	uint64_t cb, n, ext_end, host = 0, h2 = 0;
-	unsigned f2;
 
 	if (e == NULL)
 		return err_set(EIO, "%s: no extent at %#" PRIx64, img->filename, off);
-	ext_end = e->end_sector * VMDK_SECTOR;
-	len = MIN(len, ext_end - off);
-	cb = vmdk_cluster_bytes(e);
+	len = MIN(len, e->end_sector * VMDK_SECTOR - off);
 	st->file = e->path;
 	if (e->flat) {
 		st->offset = e->flat_start + vmdk_ext_off(e, off);
@@ -199,19 +228,7 @@ vmdk_block_status(struct img *img, uint64_t off, uint64_t len,
 		vmdk_flat_status(e, st->offset, len, st);
 		return 0;
 	}
-	if (vmdk_grain_status(e, off, &host, &st->flags) < 0)
-		return -1;
-	st->offset = host;
-	n = MIN(len, cb - vmdk_ext_off(e, off) % cb);
-	while (n < len) {
-		if (vmdk_grain_status(e, off + n, &h2, &f2) < 0)
-			return -1;
-		if (f2 != st->flags || ((f2 & ST_OFFSET) && h2 != host + n))
-			break;
-		n += MIN(cb, len - n);
-	}
-	st->len = n;
-	return 0;
+	return vmdk_sparse_status(e, off, len, st);
 }
 
 static int
@@ -629,7 +646,7 @@ vmdk_check(struct img *img, int fix, struct img_check *res)
 	struct vmdk *s = img->priv;
 	struct vmdk_extent *e;
 	struct vmdk_loc l;
-	uint64_t sec, total = img->size / VMDK_SECTOR;
+	uint64_t sec, rem, total = img->size / VMDK_SECTOR;
 	off_t end;
 	int r;
 
@@ -647,6 +664,12 @@ vmdk_check(struct img *img, int fix, struct img_check *res)
 			    sec, "");
 			res->corruptions++;
 			return err_set(EINVAL, "bad grain table");
+		}
+		if (r == G_UNALLOC && l.entry == NULL) {
+			/* no table: the rest of its span is empty too */
+			rem = e->l1_entry_sectors - (sec - (e->end_sector -
+			    e->sectors)) % e->l1_entry_sectors;
+			sec += (rem - 1) / e->cluster_sectors * e->cluster_sectors;
 		}
 		if (r != G_OK)
 			continue;
