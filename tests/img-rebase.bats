@@ -95,3 +95,14 @@ both() {
 	run -1 --separate-stderr img-rebase --bogus x
 	[ "${stderr_lines[1]}" = "Try 'img-rebase --help' for more information" ]
 }
+
+@test "img-rebase: onto a longer image in the chain, the short layer's zero tail stays" {
+	qimg create -q -f qcow2 new.qcow2 320k
+	qimg create -q -f qcow2 -b new.qcow2 -F qcow2 old.qcow2 256k
+	qimg create -q -f qcow2 -b old.qcow2 -F qcow2 top.qcow2 320k
+	qio -f qcow2 -c 'write -P 1 0 320k' new.qcow2 >/dev/null
+	qio -f qcow2 -c 'write -P 2 0 256k' old.qcow2 >/dev/null
+	qimg convert -O raw top.qcow2 before.raw
+	run -0 img rebase -b new.qcow2 -F qcow2 top.qcow2
+	run -0 qimg compare before.raw top.qcow2
+}

@@ -88,8 +88,9 @@ allocated_between(struct img *from, struct img *upto, uint64_t off,
 	struct img *l;
 
 	for (l = from; l && l != upto; l = l->backing) {
+		/* past a short layer's end everything below reads as zeroes */
 		if (off >= l->size)
-			continue;
+			return 1;
 		if (img_status_layer(l, off, MIN(*n, l->size - off), &e) < 0)
 			return -1;
 		*n = e.length;
