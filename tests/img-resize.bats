@@ -84,6 +84,22 @@ same_result() {
 	done
 }
 
+@test "img-resize: preallocating keeps what the old last cluster held" {
+	qimg create -q -f raw base.raw 1M
+	qio -f raw -c 'write -P 7 0 1M' base.raw >/dev/null
+	for p in metadata falloc full; do
+		qimg create -q -f qcow2 -b base.raw -F raw -o cluster_size=64k t.qcow2 31k
+		run -0 img-resize --preallocation=$p t.qcow2 128k
+		qio -c 'read -P 7 0 31k' -c 'read -P 0 31k 97k' t.qcow2 >/dev/null
+		qimg check -q t.qcow2
+		qimg create -q -f qcow2 -o preallocation=metadata m.qcow2 2048000
+		qio -c 'write -P 5 0 2048000' m.qcow2 >/dev/null
+		run -0 img-resize --preallocation=$p m.qcow2 +16k
+		qio -c 'read -P 5 0 2048000' -c 'read -P 0 2048000 16k' m.qcow2 >/dev/null
+		qimg check -q m.qcow2
+	done
+}
+
 @test "img-resize: raw files grow, shrink and preallocate as qemu-img's" {
 	qimg create -q -f raw a.raw 1M
 	qio -f raw -c 'write -P 7 0 1M' a.raw >/dev/null

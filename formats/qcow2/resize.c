@@ -252,6 +252,48 @@ fill_area(struct img *img, uint64_t host, uint64_t len, int mode)
 }
 
 /*
+ * The cluster holding an unaligned old end: qemu allocates it anew
+ * (falloc, full) or when it has none (metadata), copying what the disk
+ * held before the old end into it (perform_cow).  *last: end of the host
+ * cluster used.
+ */
+static int
+prealloc_head(struct img *img, uint64_t old, int mode, uint64_t *last)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, span = qcow2_l2_span(s);
+	uint64_t cstart = ROUND_DOWN(old, cs), l2off, idx, e, host = 0;
+	uint8_t *l2, *buf;
+	int r;
+
+	if (cstart == old)
+		return 0;
+	if (qcow2_l2_for_write(img, cstart / span, &l2off) < 0 ||
+	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+		return -1;
+	idx = (cstart >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
+	e = qcow2_l2_entry(s, l2, idx);
+	if (mode == IMG_PREALLOC_METADATA && e != 0)
+		return 0;
+	buf = xmalloc(old - cstart);
+	r = qcow2_read(img, cstart, old - cstart, buf);
+	if (r == 0 && (host = qcow2_alloc_clusters(img, 1)) == 0)
+		r = -1;
+	if (r == 0)
+		r = fill_area(img, host, cs, mode);
+	if (r == 0)
+		r = qcow2_pwrite(img, buf, old - cstart, host, "data");
+	free(buf);
+	if (r < 0 || (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+		return -1;
+	qcow2_l2_set(s, l2, idx, host | QCOW2_OFLAG_COPIED);
+	qcow2_cache_dirty(&s->l2_cache, l2off);
+	s->zc_valid = false;
+	*last = host + cs;
+	return qcow2_free_entry(img, e);
+}
+
+/*
  * Host clusters for every unallocated guest cluster of [from, to), one
  * contiguous run per L2 table, as qemu's preallocate_co (metadata) and
  * its falloc/full truncate; the file then covers them.
@@ -264,7 +306,9 @@ prealloc_area(struct img *img, uint64_t from, uint64_t to, int mode)
 	uint64_t l2off, idx, k, i, host, last = 0;
 	uint8_t *l2;
 
-	for (pos = ROUND_DOWN(from, cs); pos < to; pos = end) {
+	if (prealloc_head(img, from, mode, &last) < 0)
+		return -1;
+	for (pos = ROUND_UP(from, cs); pos < to; pos = end) {
 		end = MIN(to, (pos | (span - 1)) + 1);
 		if (qcow2_l2_for_write(img, pos / span, &l2off) < 0 ||
 		    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
