@@ -8,7 +8,7 @@ extern const struct fmt_ops raw_ops, qcow2_ops, null_ops;
 extern const struct fmt_ops bochs_ops, cloop_ops;
 extern const struct fmt_ops vmdk_ops;
 extern const struct fmt_ops vdi_ops;
-extern const struct fmt_ops qed_ops, qcow_ops;
+extern const struct fmt_ops qed_ops, qcow_ops, parallels_ops;
 
 const struct fmt_ops *const fmt_list[] = {
 	&qcow2_ops,
@@ -17,7 +17,7 @@ const struct fmt_ops *const fmt_list[] = {
 	&bochs_ops, &cloop_ops,
 	&vmdk_ops,
 	&vdi_ops,
-	&qed_ops, &qcow_ops,
+	&qed_ops, &qcow_ops, &parallels_ops,
 	NULL,
 };
 
