@@ -58,7 +58,8 @@ vmdk_init_sparse_file(int fd, uint64_t cap, bool compress, bool zeroed)
 	uint32_t flags = VMDK4_FLAG_NL_DETECT | VMDK4_FLAG_RGD;
 	int r;
 
-	grains = DIV_ROUND_UP(cap, VMDK_GRAIN_SECTORS);
+	/* qemu counts grains in 32 bits: past 256 TiB its tables wrap, ours too */
+	grains = (uint32_t)DIV_ROUND_UP(cap, VMDK_GRAIN_SECTORS);
 	gt_count = DIV_ROUND_UP(grains, VMDK_MAX_GTES);
 	gd_sectors = DIV_ROUND_UP(gt_count * 4, VMDK_SECTOR);
 	rgd = 1 + 20;

@@ -410,7 +410,7 @@ vmdk_open_extent(struct img *img, const char *desc_path, const char *type,
 			s->ext[before].type = xstrdup(type);
 		}
 	} else {
-		r = err_set(ENOTSUP, "Unsupported extent type '%s'", type);
+		r = err_set(0, "Unsupported extent type '%s'", type);
 	}
 	free(path);
 	return r;
