@@ -236,12 +236,17 @@ vmdk_read_compressed(struct vmdk_extent *e, uint64_t sector, uint64_t in_off,
     size_t len, uint8_t *buf)
 {
 	uint64_t cb = vmdk_cluster_bytes(e);
-	uint8_t *raw = xmalloc(2 * cb), *out = xcalloc(1, cb);
+	uint8_t *raw = malloc(2 * cb), *out = calloc(1, cb);
 	const uint8_t *data = raw;
 	uLongf outlen = cb;
 	uint64_t dlen = cb;
 	int r = -1;
 
+	/* grains reach 1 GiB (qemu's cap): an allocation may fail */
+	if (raw == NULL || out == NULL) {
+		err_set(ENOMEM, "%s: grain of %" PRIu64 " bytes", e->path, cb);
+		goto out;
+	}
 	if (io_pread_zero(e->fd, raw, 2 * cb, sector * VMDK_SECTOR) < 0) {
 		err_set(errno, "%s: read at %#" PRIx64, e->path, sector * VMDK_SECTOR);
 		goto out;
@@ -416,7 +421,9 @@ vmdk_put_compressed(struct vmdk_extent *e, uint64_t sec, uint64_t goff,
 		return err_set(EINVAL, "%s: compressed grains need markers",
 		    e->path);
 	/* zeroed beyond the data: qemu zero-fills the grain first */
-	mk = xcalloc(1, MARKER_SIZE + 2 * cb);
+	if ((mk = calloc(1, MARKER_SIZE + 2 * cb)) == NULL)
+		return err_set(ENOMEM, "%s: grain of %" PRIu64 " bytes", e->path,
+		    cb);
 	if (compress2(mk + MARKER_SIZE, &zlen, g, (uLong)cb,
 	    Z_DEFAULT_COMPRESSION) != Z_OK || zlen == 0) {
 		free(mk);
@@ -509,7 +516,9 @@ vmdk_write_grain(struct img *img, struct vmdk_extent *e, uint64_t off,
 	}
 	if (vmdk_pend_flush(e) < 0 || (r = vmdk_locate(e, off, &l)) == G_ERROR)
 		return -1;
-	g = xmalloc(cb);
+	if ((g = malloc(cb)) == NULL)
+		return err_set(ENOMEM, "%s: grain of %" PRIu64 " bytes", e->path,
+		    cb);
 	if (vmdk_fill_grain(img, e, goff, r == G_ZEROED, g) < 0) {
 		free(g);
 		return -1;
