@@ -244,13 +244,13 @@ put_ext(uint8_t *p, uint32_t magic, const uint8_t *data, uint32_t len)
 }
 
 /*
- * The old header's extensions in [start, end), but the feature table (and
- * for v2 the bitmaps), appended to out at *off; first pass (want_first)
+ * The old header's extensions in [start, end), but the feature table,
+ * appended to out at *off; first pass (want_first)
  * takes the backing format, data file and crypto ones, as qemu orders them.
  */
 static int
 copy_exts(const uint8_t *old, size_t start, size_t end, uint8_t *out,
-    size_t *off, size_t cs, int version, bool want_first)
+    size_t *off, size_t cs, bool want_first)
 {
 	uint32_t magic, len;
 	size_t n;
@@ -266,8 +266,8 @@ copy_exts(const uint8_t *old, size_t start, size_t end, uint8_t *out,
 			return -1;
 		first = magic == QCOW2_EXT_BACKING_FMT ||
 		    magic == QCOW2_EXT_DATA_FILE || magic == QCOW2_EXT_CRYPTO;
-		if (first == want_first && magic != QCOW2_EXT_FEATURES &&
-		    !(version < 3 && magic == QCOW2_EXT_BITMAPS)) {
+		/* qemu keeps the bitmaps extension in a v2 header too */
+		if (first == want_first && magic != QCOW2_EXT_FEATURES) {
 			if (*off + n + 8 > cs)
 				return -1;
 			*off += put_ext(out + *off, magic, old + start + 8, len);
@@ -319,7 +319,7 @@ write_header(struct img *img, int version, uint64_t compat, uint64_t autoclear,
 		h[104] = (uint8_t)s->compression;
 		off = QCOW2_OUR_HEADER;
 	}
-	if (copy_exts(old, hlen, ext_end, h, &off, cs, version, true) < 0)
+	if (copy_exts(old, hlen, ext_end, h, &off, cs, true) < 0)
 		goto nospace;
 	memset(ft, 0, sizeof(ft));
 	for (i = 0; i < ARRAY_SIZE(feature_names); i++) {
@@ -329,7 +329,7 @@ write_header(struct img *img, int version, uint64_t compat, uint64_t autoclear,
 	}
 	if (version >= 3 && off + 8 + sizeof(ft) + 8 + blen <= cs)
 		off += put_ext(h + off, QCOW2_EXT_FEATURES, ft, sizeof(ft));
-	if (copy_exts(old, hlen, ext_end, h, &off, cs, version, false) < 0 ||
+	if (copy_exts(old, hlen, ext_end, h, &off, cs, false) < 0 ||
 	    off + 8 + blen > cs)
 		goto nospace;
 	off += 8;			/* the end of the extensions */
