@@ -70,7 +70,7 @@ vmdk_probe(const uint8_t *buf, size_t len, const char *filename)
 
 /* The first bytes of a file (at most VMDK_DESC_MAX), NUL-terminated. */
 static char *
-vmdk_read_desc(int fd, const char *name, uint64_t off, size_t *lenp)
+vmdk_read_desc(int fd, const char *name, uint64_t off)
 {
 	uint64_t size;
 	off_t end;
@@ -89,8 +89,6 @@ vmdk_read_desc(int fd, const char *name, uint64_t off, size_t *lenp)
 		return NULL;
 	}
 	buf[size] = '\0';
-	if (lenp != NULL)
-		*lenp = size;
 	return buf;
 }
 
@@ -284,7 +282,7 @@ vmdk_open_sparse(struct img *img, int fd, bool own, const char *path,
 			r = err_set(0, "%s: descriptor offset out of range", path);
 			goto fail;
 		}
-		if ((buf = vmdk_read_desc(fd, path, desc * VMDK_SECTOR, NULL)) ==
+		if ((buf = vmdk_read_desc(fd, path, desc * VMDK_SECTOR)) ==
 		    NULL) {
 			r = -1;
 			goto fail;
@@ -541,7 +539,7 @@ vmdk_open(struct img *img)
 	char *buf;
 	int r;
 
-	if ((buf = vmdk_read_desc(img->fd, img->filename, 0, NULL)) == NULL)
+	if ((buf = vmdk_read_desc(img->fd, img->filename, 0)) == NULL)
 		return -1;
 	switch (get_be32(buf)) {
 	case VMDK4_MAGIC:
