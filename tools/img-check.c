@@ -286,6 +286,7 @@ main(int argc, char *argv[])
 
 	prog_init(argv[0]);
 	parse(&a, argc, argv);
+	a.flags |= IMG_NO_REPAIR;	/* qemu-img check opens BDRV_O_CHECK */
 	if (a.output == NULL)
 		a.output = "human";
 	if (opt_output(a.output) < 0)

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -422,7 +423,8 @@ check_supported(struct img *img)
 		return err_set(0, "Unsupported qcow2 feature(s): external data file");
 	if (s->crypt_method != 0)
 		return err_set(0, "Unsupported qcow2 feature(s): encryption");
-	if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && (img->flags & IMG_RDWR))
+	if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && (img->flags & IMG_RDWR) &&
+	    (img->flags & IMG_NO_REPAIR))
 		return err_set(0, "Image is dirty (lazy refcounts); repair it "
 		    "with 'qemu-img check -r all' before writing");
 	return 0;
@@ -464,6 +466,46 @@ read_header_cluster(struct img *img)
 	return hdr;
 }
 
+static void	free_state(struct img *);
+
+/* The header's incompatible feature bits, durable before we go on. */
+static int
+set_incompat(struct img *img, uint64_t bits)
+{
+	struct qcow2 *s = img->priv;
+	uint8_t b[8];
+
+	put_be64(b, bits);
+	if (qcow2_pwrite(img, b, 8, 72, "qcow2 header") < 0 ||
+	    fmt_sync(img) < 0)
+		return -1;
+	s->incompat = bits;
+	return 0;
+}
+
+static void
+note_stderr(const char *line, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "%s\n", line);
+}
+
+/*
+ * qemu opening a dirty image (lazy refcounts) for writing repairs it as
+ * check -r all does, printing what the check finds, unless it opens for a
+ * check (IMG_NO_REPAIR: check_supported refused it).
+ */
+static int
+repair_dirty(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+
+	if (!(s->incompat & QCOW2_INCOMPAT_DIRTY) || !(img->flags & IMG_RDWR))
+		return 0;
+	fflush(stdout);
+	return qcow2_repair_dirty(img, note_stderr, NULL);
+}
+
 static int
 qcow2_open(struct img *img)
 {
@@ -499,6 +541,11 @@ qcow2_open(struct img *img)
 	init_caches(img, h.size);
 	s->opened = true;
 	free(hdr);
+	hdr = NULL;
+	if (repair_dirty(img) < 0) {
+		free_state(img);
+		goto fail;
+	}
 	return 0;
 fail:
 	/* the generic layer frees only what a successful open set */
@@ -510,12 +557,10 @@ fail:
 }
 
 static void
-qcow2_close(struct img *img)
+free_state(struct img *img)
 {
 	struct qcow2 *s = img->priv;
 
-	if (s->l2_cache.ents != NULL && (img->flags & IMG_RDWR))
-		(void)qcow2_flush(img);
 	qcow2_cache_free(&s->l2_cache);
 	qcow2_cache_free(&s->rb_cache);
 	free(s->l1);
@@ -524,6 +569,22 @@ qcow2_close(struct img *img)
 	free(s->data_file);
 	free(s->frees);
 	free(s->zc_buf);
+	s->l1 = s->rt = NULL;
+	s->l1_dirty = NULL;
+	s->data_file = NULL;
+	s->frees = NULL;
+	s->zc_buf = NULL;
+}
+
+static void
+qcow2_close(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+
+	if (s->l2_cache.ents != NULL && (img->flags & IMG_RDWR) &&
+	    qcow2_flush(img) == 0 && s->lazy_dirty)
+		(void)set_incompat(img, s->incompat & ~QCOW2_INCOMPAT_DIRTY);
+	free_state(img);
 }
 
 /*
@@ -549,6 +610,13 @@ qcow2_prepare_write(struct img *img)
 		    (fdatasync(img->fd) < 0 && errno != EINVAL))
 			return err_set(errno, "%s: Could not update qcow2 header",
 			    img->filename);
+	}
+	/* qemu's qcow2_mark_dirty: refcounts may lag until a clean close */
+	if ((s->compat & QCOW2_COMPAT_LAZY) && s->version >= 3 &&
+	    !(s->incompat & QCOW2_INCOMPAT_DIRTY)) {
+		if (set_incompat(img, s->incompat | QCOW2_INCOMPAT_DIRTY) < 0)
+			return -1;
+		s->lazy_dirty = true;
 	}
 	if (qcow2_bitmaps_in_use(img) < 0)
 		return -1;
@@ -1095,6 +1163,8 @@ qcow2_create(const char *filename, uint64_t size, const struct opt_list *o)
 int	qcow2_measure(const struct opt_list *o, struct img *in, uint64_t size,
 	    struct img_measure *m);
 bool	qcow2_bitmaps_size(struct img *img, uint64_t cs, uint64_t *size);
+int	qcow2_set_backing(struct img *img, const char *file, const char *fmt);
+int	qcow2_make_empty(struct img *img);
 
 const struct fmt_ops qcow2_ops = {
 	.name			= "qcow2",
@@ -1115,6 +1185,7 @@ const struct fmt_ops qcow2_ops = {
 	.measure		= qcow2_measure,
 	.bitmaps_size		= qcow2_bitmaps_size,
 	.check			= qcow2_check,
+	.set_backing		= qcow2_set_backing,
 	.resize			= qcow2_resize,
 	.snapshot_list		= qcow2_snapshot_list,
 	.snapshot_create	= qcow2_snapshot_create,
@@ -1122,4 +1193,5 @@ const struct fmt_ops qcow2_ops = {
 	.snapshot_delete	= qcow2_snapshot_delete,
 	.amend			= qcow2_amend,
 	.amend_opts		= qcow2_amend_opts,
+	.make_empty		= qcow2_make_empty,
 };

@@ -133,6 +133,7 @@ struct qcow2 {
 	uint64_t	 free_byte;		/* compressed packing: next free byte, or 0 */
 	int		 prealloc;		/* metadata preallocation: -1 unknown */
 	bool		 write_ready;
+	bool		 lazy_dirty;		/* we set the dirty bit (lazy refcounts) */
 	bool		 opened;		/* open done: messages name the file */		/* first-write header updates done */
 
 	struct qcow2_free {
