@@ -184,13 +184,13 @@ static const char *const node_keys[] = {
 	"driver", "node-name", "read-only", "auto-read-only", "force-share",
 	"discard", "detect-zeroes", "cache.direct", "cache.no-flush", NULL,
 };
-/* ... on format nodes (qcow2's and raw's runtime options among them). */
+/* ... on format nodes (qcow2's, raw's and vpc's runtime options among them). */
 static const char *const format_keys[] = {
 	"backing", "lazy-refcounts", "pass-discard-request",
 	"pass-discard-snapshot", "pass-discard-other", "overlap-check",
 	"cache-size", "l2-cache-size", "l2-cache-entry-size",
 	"refcount-cache-size", "cache-clean-interval", "data-file",
-	"offset", "size", "read-zeroes", "latency-ns", NULL,
+	"offset", "size", "read-zeroes", "latency-ns", "force_size_calc", NULL,
 };
 /* ... on the file protocol node. */
 static const char *const file_keys[] = {

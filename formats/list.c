@@ -5,19 +5,19 @@
 #include "fmt.h"
 
 extern const struct fmt_ops raw_ops, qcow2_ops, null_ops;
-extern const struct fmt_ops bochs_ops, cloop_ops;
 extern const struct fmt_ops vmdk_ops;
-extern const struct fmt_ops vdi_ops;
+extern const struct fmt_ops vdi_ops, vpc_ops;
 extern const struct fmt_ops qed_ops, qcow_ops, parallels_ops;
+extern const struct fmt_ops bochs_ops, cloop_ops;
 
 const struct fmt_ops *const fmt_list[] = {
 	&qcow2_ops,
 	&raw_ops,
 	&null_ops,
-	&bochs_ops, &cloop_ops,
 	&vmdk_ops,
-	&vdi_ops,
+	&vdi_ops, &vpc_ops,
 	&qed_ops, &qcow_ops, &parallels_ops,
+	&bochs_ops, &cloop_ops,
 	NULL,
 };
 
