@@ -308,6 +308,12 @@ desc() {
 	cmp <(no_cid q/s.vmdk) <(no_cid s.vmdk)
 	run -0 qimg compare -f qcow2 -F vmdk sq.qcow2 s.vmdk
 	run -0 qimg check s.vmdk
+	# a disk ending inside a grain: the last grain is compressed short
+	head -c 100000 /dev/urandom >odd.raw
+	qimg convert -f raw -O vmdk -o subformat=streamOptimized odd.raw q/o.vmdk
+	img convert -f raw -O vmdk -o subformat=streamOptimized odd.raw o.vmdk
+	cmp <(no_cid q/o.vmdk) <(no_cid o.vmdk)
+	same_read o.vmdk
 }
 
 # cowd FILE: a 2 MiB VMDK3 ("COWD") image with 4 KiB grains, three allocated

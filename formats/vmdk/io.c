@@ -413,6 +413,8 @@ vmdk_put_compressed(struct vmdk_extent *e, uint64_t sec, uint64_t goff,
     const uint8_t *g, uint64_t *end)
 {
 	uint64_t cb = vmdk_cluster_bytes(e);
+	/* the last grain holds only what lies before the extent's end */
+	uint64_t clen = MIN(cb, e->end_sector * VMDK_SECTOR - goff);
 	uLongf zlen = (uLongf)(2 * cb);
 	uint8_t *mk;
 	int r;
@@ -424,7 +426,7 @@ vmdk_put_compressed(struct vmdk_extent *e, uint64_t sec, uint64_t goff,
 	if ((mk = calloc(1, MARKER_SIZE + 2 * cb)) == NULL)
 		return err_set(ENOMEM, "%s: grain of %" PRIu64 " bytes", e->path,
 		    cb);
-	if (compress2(mk + MARKER_SIZE, &zlen, g, (uLong)cb,
+	if (compress2(mk + MARKER_SIZE, &zlen, g, (uLong)clen,
 	    Z_DEFAULT_COMPRESSION) != Z_OK || zlen == 0) {
 		free(mk);
 		return err_set(EINVAL, "%s: cannot compress grain at %#" PRIx64,
