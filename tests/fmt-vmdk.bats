@@ -371,3 +371,40 @@ open(sys.argv[1], "wb").write(bytes(f))' "$1"
 	same measure -O vmdk --size 1G
 	same rebase -u -b c.vmdk -F vmdk b.vmdk
 }
+
+# sesparse DIR: DIR/x.vmdk, a 32 MiB seSparse disk: data, zero and unmapped
+# grains in two grain tables
+sesparse() {
+	python3 -c '
+import struct, sys
+d = sys.argv[1]
+c = bytearray(512)
+vals = [0xcafebabe, 0x200000001, 65536, 8, 64, 0, 0, 0, 0, 0, 1, 1,
+    0, 0, 0, 0, 2, 1, 8, 128, 0, 0, 0, 0, 200, 1000]
+for i, v in enumerate(vals):
+    struct.pack_into("<Q", c, 8 * i, v)
+f = bytearray(512 * 300)
+f[0:512] = c
+struct.pack_into("<Q", f, 512, 0xcafecafe)
+struct.pack_into("<Q", f, 1024, 0x1000000000000000)
+struct.pack_into("<Q", f, 1032, 0x1000000000000001)
+def grain(n):
+    return (3 << 60) | ((n & 0xfff) << 48) | (n >> 12)
+for t, i, v in ((0, 0, grain(0)), (0, 1, grain(1)), (0, 5, 2 << 60),
+    (0, 6, 1 << 60), (1, 3, grain(2))):
+    struct.pack_into("<Q", f, (8 + 64 * t) * 512 + 8 * i, v)
+for g, ch in ((0, b"a"), (1, b"b"), (2, b"c")):
+    f[(200 + 8 * g) * 512:(200 + 8 * g) * 512 + 4096] = ch * 4096
+open(d + "/x-sesparse.vmdk", "wb").write(bytes(f))
+open(d + "/x.vmdk", "w").write("# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType=\"seSparse\"\n\n# Extent description\nRW 65536 SESPARSE \"x-sesparse.vmdk\"\n")' "$1"
+}
+
+@test "seSparse extents: read as qemu reads them, never written" {
+	mkdir se
+	sesparse se
+	same_read se/x.vmdk
+	same check se/x.vmdk
+	same snapshot -c s se/x.vmdk
+	poke se/x-sesparse.vmdk 0 '\xbf'
+	same info se/x.vmdk
+}

@@ -25,7 +25,7 @@ enum { G_ERROR = -1, G_OK, G_UNALLOC, G_ZEROED };
 struct vmdk_loc {
 	uint64_t	 sector;	/* grain's sector in the extent, when G_OK */
 	uint32_t	 l1_index, l2_index;
-	uint32_t	*entry;		/* the cached GTE */
+	uint64_t	*entry;		/* the cached GTE */
 };
 
 struct vmdk_extent *
@@ -50,25 +50,79 @@ vmdk_gt_free(struct vmdk_extent *e)
 }
 
 /* The grain table at byte offset off, cached; past EOF reads as zeroes. */
-static uint32_t *
+static uint64_t *
 vmdk_gt(struct vmdk_extent *e, uint64_t off)
 {
 	struct vmdk_gt *g = &e->gt[(off / VMDK_SECTOR) % VMDK_GT_CACHE];
+	size_t esize = e->sesparse ? 8 : 4;
+	uint8_t *raw;
 	uint32_t i;
 
 	if (g->off == off && g->e != NULL)
 		return g->e;
 	if (g->e == NULL)
-		g->e = xmalloc(VMDK3_GTES * sizeof(uint32_t));
+		g->e = xmalloc(VMDK3_GTES * sizeof(uint64_t));
 	g->off = 0;
-	if (io_pread_zero(e->fd, g->e, e->l2_size * sizeof(uint32_t), off) < 0) {
+	/* decoded in place from the end, so raw entries are read before */
+	raw = (uint8_t *)g->e;
+	if (io_pread_zero(e->fd, raw, e->l2_size * esize, off) < 0) {
 		err_set(errno, "%s: grain table at %#" PRIx64, e->path, off);
 		return NULL;
 	}
-	for (i = 0; i < e->l2_size; i++)
-		g->e[i] = get_le32(&g->e[i]);
+	for (i = e->l2_size; i-- > 0;)
+		g->e[i] = esize == 8 ? get_le64(raw + 8 * i) : get_le32(raw + 4 * i);
 	g->off = off;
 	return g->e;
+}
+
+/*
+ * The sector of grain directory entry i's table (0: none).  A seSparse
+ * entry is 0x1 in its top nibble and a table number in its low 32 bits.
+ */
+static int
+vmdk_gd_entry(struct vmdk_extent *e, uint32_t i, uint64_t *sector)
+{
+	uint64_t v;
+
+	if (!e->sesparse) {
+		*sector = e->l1[i];
+		return 0;
+	}
+	v = e->se_l1[i];
+	*sector = 0;
+	if (v == 0)
+		return 0;
+	if ((v & 0xffffffff00000000ull) != 0x1000000000000000ull)
+		return err_set(EIO, "%s: bad grain directory entry %" PRIu32,
+		    e->path, i);
+	/* tables of 4096 8-byte entries: 64 sectors each */
+	*sector = e->se_gt_off + (v & 0xffffffffull) * 64;
+	if (*sector > UINT32_MAX)
+		return err_set(EIO, "%s: bad grain directory entry %" PRIu32,
+		    e->path, i);
+	return 0;
+}
+
+/* A seSparse grain table entry: kind in the top nibble. */
+static int
+vmdk_se_gte(struct vmdk_extent *e, uint64_t v, struct vmdk_loc *l)
+{
+	switch (v >> 60) {
+	case 0:
+		if (v != 0)
+			break;
+		return G_UNALLOC;
+	case 1:		/* unmapped reads as zeroes too */
+	case 2:
+		return G_ZEROED;
+	case 3:
+		v = ((v & 0x0fff000000000000ull) >> 48) |
+		    ((v & 0x0000ffffffffffffull) << 12);
+		l->sector = e->se_grain_off + v * e->cluster_sectors;
+		return G_OK;
+	}
+	err_set(EIO, "%s: bad grain table entry %#" PRIx64, e->path, v);
+	return G_ERROR;
 }
 
 /* Extent-relative byte offset of a guest offset. */
@@ -81,8 +135,7 @@ vmdk_ext_off(struct vmdk_extent *e, uint64_t off)
 static int
 vmdk_locate(struct vmdk_extent *e, uint64_t off, struct vmdk_loc *l)
 {
-	uint64_t sec = vmdk_ext_off(e, off) / VMDK_SECTOR;
-	uint32_t *gt, v;
+	uint64_t sec = vmdk_ext_off(e, off) / VMDK_SECTOR, gts, *gt, v;
 
 	memset(l, 0, sizeof(*l));
 	if (e->flat) {
@@ -95,13 +148,17 @@ vmdk_locate(struct vmdk_extent *e, uint64_t off, struct vmdk_loc *l)
 		    e->path, l->l1_index);
 		return G_ERROR;
 	}
-	if (e->l1[l->l1_index] == 0)
+	if (vmdk_gd_entry(e, l->l1_index, &gts) < 0)
+		return G_ERROR;
+	if (gts == 0)
 		return G_UNALLOC;
-	if ((gt = vmdk_gt(e, (uint64_t)e->l1[l->l1_index] * VMDK_SECTOR)) == NULL)
+	if ((gt = vmdk_gt(e, gts * VMDK_SECTOR)) == NULL)
 		return G_ERROR;
 	l->l2_index = (uint32_t)(sec / e->cluster_sectors % e->l2_size);
 	l->entry = &gt[l->l2_index];
 	v = *l->entry;
+	if (e->sesparse)
+		return vmdk_se_gte(e, v, l);
 	if (e->zero_grain && v == VMDK_GTE_ZEROED)
 		return G_ZEROED;
 	if (v == 0)

@@ -110,6 +110,7 @@ vmdk_free_extent(struct vmdk_extent *e)
 	vmdk_gt_free(e);
 	free(e->l1);
 	free(e->l1_backup);
+	free(e->se_l1);
 	free(e->path);
 	free(e->type);
 	if (e->own_fd && e->fd >= 0)
@@ -375,6 +376,99 @@ vmdk_add_flat(struct img *img, const char *path, const char *type,
 	return 0;
 }
 
+/* seSparse headers: VMware's fixed values, anything else refused by name. */
+static int
+vmdk_se_headers(const uint8_t *c, const uint8_t *v)
+{
+	static const uint8_t zero[304];
+
+	if (get_le64(c) != VMDK_SE_CONST_MAGIC)
+		return err_set(0, "Bad const header magic: 0x%016" PRIx64,
+		    get_le64(c));
+	if (get_le64(c + 8) != VMDK_SE_VERSION)
+		return err_set(0, "Unsupported version: 0x%016" PRIx64,
+		    get_le64(c + 8));
+	if (get_le64(c + 24) != 8)
+		return err_set(0, "Unsupported grain size: %" PRIu64,
+		    get_le64(c + 24));
+	if (get_le64(c + 32) != 64)
+		return err_set(0, "Unsupported grain table size: %" PRIu64,
+		    get_le64(c + 32));
+	if (get_le64(c + 40) != 0)
+		return err_set(0, "Unsupported flags: 0x%016" PRIx64,
+		    get_le64(c + 40));
+	if (get_le64(c + 48) || get_le64(c + 56) || get_le64(c + 64) ||
+	    get_le64(c + 72))
+		return err_set(0, "Unsupported reserved bits: 0x%016" PRIx64
+		    " 0x%016" PRIx64 " 0x%016" PRIx64 " 0x%016" PRIx64,
+		    get_le64(c + 48), get_le64(c + 56), get_le64(c + 64),
+		    get_le64(c + 72));
+	if (memcmp(c + 208, zero, sizeof(zero)) != 0)
+		return err_set(0, "Unsupported non-zero const header padding");
+	if (get_le64(v) != VMDK_SE_VOLATILE_MAGIC)
+		return err_set(0, "Bad volatile header magic: 0x%016" PRIx64,
+		    get_le64(v));
+	if (get_le64(v + 24) != 0)
+		return err_set(0, "Image is dirty, Replaying journal not supported");
+	if (memcmp(v + 32, zero, 480 - 304) != 0 || memcmp(v + 32 + 176, zero,
+	    304) != 0)
+		return err_set(0, "Unsupported non-zero volatile header padding");
+	return 0;
+}
+
+/* An ESXi seSparse extent, read-only as in qemu; takes the fd. */
+static int
+vmdk_open_sesparse(struct img *img, int fd, const char *path)
+{
+	struct vmdk *s = img->priv;
+	struct vmdk_extent *e;
+	uint8_t c[VMDK_SECTOR], v[VMDK_SECTOR];
+	uint64_t l1, i;
+
+	e = vmdk_add_extent(s);
+	e->fd = fd;
+	e->own_fd = true;
+	e->path = xstrdup(path);
+	e->type = xstrdup("SESPARSE");
+	if (img->flags & IMG_RDWR)
+		return err_set(0, "No write support for seSparse images available");
+	if (io_pread_zero(fd, c, sizeof(c), 0) < 0)
+		return err_set(errno, "Could not read const header from file "
+		    "'%s'", path);
+	if (get_le64(c + 80) > (UINT64_MAX >> 9) || io_pread_zero(fd, v,
+	    sizeof(v), get_le64(c + 80) * VMDK_SECTOR) < 0)
+		return err_set(EIO, "Could not read volatile header from file "
+		    "'%s'", path);
+	if (vmdk_se_headers(c, v) < 0)
+		return -1;
+	l1 = get_le64(c + 136) * VMDK_SECTOR / 8;
+	if (l1 > VMDK_MAX_L1)
+		return err_set(0, "L1 size too big");
+	e->sesparse = true;
+	e->sectors = get_le64(c + 16);
+	if (e->sectors > (UINT64_MAX >> 10))
+		return err_set(0, "%s: capacity out of range", path);
+	e->cluster_sectors = 8;
+	e->l2_size = VMDK3_GTES;
+	e->l1_size = (uint32_t)l1;
+	e->l1_entry_sectors = (uint64_t)VMDK3_GTES * 8;
+	e->l1_off = get_le64(c + 128) << 9;
+	e->se_gt_off = get_le64(c + 144);
+	e->se_grain_off = get_le64(c + 192);
+	if (e->l1_off > (INT64_MAX & ~((1ull << 30) - 1)) - l1 * 8)
+		return err_set(EIO, "Could not read l1 table from extent '%s'",
+		    path);
+	if ((e->se_l1 = calloc(l1 ? l1 : 1, 8)) == NULL)
+		return err_set(ENOMEM, "%s", path);
+	if (io_pread_zero(fd, e->se_l1, l1 * 8, e->l1_off) < 0)
+		return err_set(errno, "Could not read l1 table from extent '%s'",
+		    path);
+	for (i = 0; i < l1; i++)
+		e->se_l1[i] = get_le64(&e->se_l1[i]);
+	vmdk_link_extent(img, s, e);
+	return 0;
+}
+
 /* "Invalid extent line: ..." names the line up to its end. */
 static int
 vmdk_bad_line(const char *p)
@@ -407,6 +501,12 @@ vmdk_open_extent(struct img *img, const char *desc_path, const char *type,
 			free(s->ext[before].type);
 			s->ext[before].type = xstrdup(type);
 		}
+	} else if (!strcmp(type, "SESPARSE")) {
+		if ((fd = vmdk_open_file(img, path)) < 0) {
+			free(path);
+			return -1;
+		}
+		r = vmdk_open_sesparse(img, fd, path);
 	} else {
 		r = err_set(0, "Unsupported extent type '%s'", type);
 	}

@@ -24,6 +24,9 @@
 #define VMDK4_GD_AT_END		UINT64_MAX
 
 #define VMDK_GTE_ZEROED		1	/* grain table entry of a zeroed grain */
+#define VMDK_SE_CONST_MAGIC	0xcafebabeull
+#define VMDK_SE_VOLATILE_MAGIC	0xcafecafeull
+#define VMDK_SE_VERSION		0x0000000200000001ull
 #define VMDK_MARKER_EOS		0
 #define VMDK_MARKER_FOOTER	3
 
@@ -38,7 +41,7 @@
 
 struct vmdk_gt {
 	uint64_t	 off;		/* byte offset of the table; 0: empty slot */
-	uint32_t	*e;
+	uint64_t	*e;		/* entries, decoded from 32 or 64 bits */
 };
 
 struct vmdk_extent {
@@ -47,6 +50,10 @@ struct vmdk_extent {
 	int		 fd;
 	bool		 own_fd;
 	bool		 flat, compressed, marker, zero_grain;
+	bool		 sesparse;	/* ESXi seSparse: 64-bit tables, read-only */
+	uint64_t	 se_gt_off;	/* seSparse: sector of the grain tables */
+	uint64_t	 se_grain_off;	/* seSparse: sector of the grains */
+	uint64_t	*se_l1;		/* seSparse: raw grain directory */
 	uint32_t	 version;
 	uint64_t	 sectors;	/* virtual size of this extent */
 	uint64_t	 end_sector;	/* sum of the sizes up to this one */
