@@ -119,11 +119,13 @@ write_entry(struct qcow2_cache *c, struct qcow2_centry *e)
 	if (c->depends != NULL && c->depends->ndirty > 0) {
 		if (write_all(c->depends) < 0)
 			return -1;
-		if (fdatasync(c->img->fd) < 0 && errno != EINVAL)
-			return err_set(errno, "%s: fsync", c->img->filename);
+		if (fmt_sync(c->img) < 0)
+			return -1;
 		return write_all(c);
 	}
-	if (qcow2_pwrite(c->img, e->data, s->cluster_size, e->off, c->what) < 0)
+	if (qcow2_pre_write(c->img, e->off, s->cluster_size,
+	    c == &s->l2_cache ? QCOW2_OL_ACTIVE_L2 : QCOW2_OL_RB) < 0 ||
+	    qcow2_pwrite(c->img, e->data, s->cluster_size, e->off, c->what) < 0)
 		return -1;
 	set_dirty(c, e, false);
 	return 0;

@@ -72,22 +72,22 @@ classify(struct img *img, uint64_t l2off, uint64_t idx, uint64_t entry,
 		goto invalid;
 	t = (int)qcow2_entry_type(s, entry, bitmap, sc);
 	if (s->version < 3 && (t == QCOW2_ZERO || t == QCOW2_ZERO_ALLOC)) {
-		err_set(0, "%s: Zero cluster entry found in pre-v3 image "
-		    "(L2 offset: %#llx, L2 index: %#llx)", img->filename,
+		qcow2_corrupt(img, "Zero cluster entry found in pre-v3 image "
+		    "(L2 offset: %#llx, L2 index: %#llx)",
 		    (unsigned long long)l2off, (unsigned long long)idx);
 		return QCOW2_INVALID;
 	}
 	if (has_host(t) && (entry & QCOW2_L2E_OFFSET & (s->cluster_size - 1))) {
-		err_set(0, "%s: Cluster allocation offset %#llx unaligned "
-		    "(L2 offset: %#llx, L2 index: %#llx)", img->filename,
+		qcow2_corrupt(img, "Cluster allocation offset %#llx unaligned "
+		    "(L2 offset: %#llx, L2 index: %#llx)",
 		    (unsigned long long)(entry & QCOW2_L2E_OFFSET),
 		    (unsigned long long)l2off, (unsigned long long)idx);
 		return QCOW2_INVALID;
 	}
 	return t;
 invalid:
-	err_set(0, "%s: Invalid cluster entry found (L2 offset: %#llx, "
-	    "L2 index: %#llx)", img->filename, (unsigned long long)l2off,
+	qcow2_corrupt(img, "Invalid cluster entry found (L2 offset: %#llx, "
+	    "L2 index: %#llx)", (unsigned long long)l2off,
 	    (unsigned long long)idx);
 	return QCOW2_INVALID;
 }
@@ -103,8 +103,8 @@ qcow2_l2_lookup(struct img *img, uint64_t l1i, uint64_t *l2off, uint8_t **l2)
 	if (*l2off == 0)
 		return 0;
 	if (*l2off & (s->cluster_size - 1))
-		return err_set(0, "%s: L2 table offset %#llx unaligned "
-		    "(L1 index: %#llx)", img->filename,
+		return qcow2_corrupt(img, "L2 table offset %#llx unaligned "
+		    "(L1 index: %#llx)",
 		    (unsigned long long)*l2off, (unsigned long long)l1i);
 	*l2 = qcow2_cache_get(&s->l2_cache, *l2off);
 	return *l2 ? 0 : -1;
@@ -316,8 +316,8 @@ qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
 	uint8_t *t, *copy = NULL;
 
 	if (old & (s->cluster_size - 1))
-		return err_set(0, "%s: L2 table offset %#llx unaligned "
-		    "(L1 index: %#llx)", img->filename,
+		return qcow2_corrupt(img, "L2 table offset %#llx unaligned "
+		    "(L1 index: %#llx)",
 		    (unsigned long long)old, (unsigned long long)l1i);
 	if (old != 0 && (e & QCOW2_OFLAG_COPIED)) {
 		*l2off = old;
@@ -511,7 +511,8 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	}
 	if ((head && cow_read(img, off - head, head, hbuf = xmalloc(head)) < 0) ||
 	    (tail && cow_read(img, off + bytes, tail, tbuf = xmalloc(tail)) < 0) ||
-	    (host = qcow2_alloc_clusters(img, k)) == 0)
+	    (host = qcow2_alloc_clusters(img, k)) == 0 ||
+	    qcow2_pre_write(img, host, k * cs, 0) < 0)
 		goto out;
 	/* reused clusters hold old bytes: holes there must be made */
 	if (host < s->file_size && (zero_file(img, host, hz) < 0 ||
@@ -558,6 +559,8 @@ write_fill(struct img *img, uint64_t l2off, uint64_t idx, uint64_t e,
 	uint8_t *l2, *buf;
 	int r;
 
+	if (qcow2_pre_write(img, host, cs, 0) < 0)
+		return -1;
 	if (s->extl2) {
 		buf = xmalloc(cs);
 		r = cow_read(img, off - head, cs, buf);
@@ -612,6 +615,9 @@ write_run(struct img *img, uint64_t l2off, uint64_t off, uint64_t n,
 		return write_fill(img, l2off, idx, e0, off, *done, p);
 	if (kind == W_NEW)
 		return write_new(img, l2off, idx, k, off, *done, p);
+	if (qcow2_pre_write(img, (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1)),
+	    *done, 0) < 0)
+		return -1;
 	if (io_pwrite(img->fd, p, *done, (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1))) < 0)
 		return err_set(errno, "%s: Could not write data", img->filename);
 	return 0;

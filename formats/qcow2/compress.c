@@ -255,6 +255,7 @@ write_one_compressed(struct img *img, uint64_t off, size_t len,
 		return qcow2_write(img, off, len, src);
 	if (qcow2_l2_for_write(img, off / span, &l2off) < 0 ||
 	    (coff = qcow2_alloc_bytes(img, (uint64_t)clen)) == 0 ||
+	    qcow2_pre_write(img, coff, (uint64_t)clen, 0) < 0 ||
 	    qcow2_pwrite(img, cbuf, (size_t)clen, coff, "compressed cluster") < 0 ||
 	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		return -1;

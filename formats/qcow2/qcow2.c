@@ -469,8 +469,8 @@ read_header_cluster(struct img *img)
 static void	free_state(struct img *);
 
 /* The header's incompatible feature bits, durable before we go on. */
-static int
-set_incompat(struct img *img, uint64_t bits)
+int
+qcow2_set_incompat(struct img *img, uint64_t bits)
 {
 	struct qcow2 *s = img->priv;
 	uint8_t b[8];
@@ -582,8 +582,8 @@ qcow2_close(struct img *img)
 	struct qcow2 *s = img->priv;
 
 	if (s->l2_cache.ents != NULL && (img->flags & IMG_RDWR) &&
-	    qcow2_flush(img) == 0 && s->lazy_dirty)
-		(void)set_incompat(img, s->incompat & ~QCOW2_INCOMPAT_DIRTY);
+	    !s->fatal && qcow2_flush(img) == 0 && s->lazy_dirty && !s->fatal)
+		(void)qcow2_set_incompat(img, s->incompat & ~QCOW2_INCOMPAT_DIRTY);
 	free_state(img);
 }
 
@@ -598,6 +598,8 @@ qcow2_prepare_write(struct img *img)
 	struct qcow2 *s = img->priv;
 	uint8_t b[8];
 
+	if (s->fatal)
+		return err_set(EIO, "%s: Could not write", img->filename);
 	if (s->write_ready)
 		return 0;
 	if (!(img->flags & IMG_RDWR))
@@ -614,7 +616,7 @@ qcow2_prepare_write(struct img *img)
 	/* qemu's qcow2_mark_dirty: refcounts may lag until a clean close */
 	if ((s->compat & QCOW2_COMPAT_LAZY) && s->version >= 3 &&
 	    !(s->incompat & QCOW2_INCOMPAT_DIRTY)) {
-		if (set_incompat(img, s->incompat | QCOW2_INCOMPAT_DIRTY) < 0)
+		if (qcow2_set_incompat(img, s->incompat | QCOW2_INCOMPAT_DIRTY) < 0)
 			return -1;
 		s->lazy_dirty = true;
 	}

@@ -133,7 +133,8 @@ struct qcow2 {
 	uint64_t	 free_byte;		/* compressed packing: next free byte, or 0 */
 	int		 prealloc;		/* metadata preallocation: -1 unknown */
 	bool		 write_ready;
-	bool		 lazy_dirty;		/* we set the dirty bit (lazy refcounts) */
+	bool		 lazy_dirty;
+	bool		 fatal;			/* marked corrupt: no more writes */		/* we set the dirty bit (lazy refcounts) */
 	bool		 opened;		/* open done: messages name the file */		/* first-write header updates done */
 
 	struct qcow2_free {
@@ -217,6 +218,22 @@ int	 qcow2_check(struct img *img, int fix, struct img_check *res);
 int	 qcow2_repair_dirty(struct img *img, void (*note)(const char *, void *),
 	    void *arg);
 
+/* corrupt.c: qemu's QCOW2_OL_* groups a write may be allowed to overlap */
+enum {
+	QCOW2_OL_HEADER		= 1 << 0,
+	QCOW2_OL_ACTIVE_L1	= 1 << 1,
+	QCOW2_OL_ACTIVE_L2	= 1 << 2,
+	QCOW2_OL_RT		= 1 << 3,
+	QCOW2_OL_RB		= 1 << 4,
+	QCOW2_OL_SNAPSHOTS	= 1 << 5,
+};
+/* Metadata corruption found: marks an image open for writing corrupt. -1. */
+int	 qcow2_corrupt(struct img *img, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+/* qemu's overlap check before writing [off, off+len), but groups ign. */
+int	 qcow2_pre_write(struct img *img, uint64_t off, uint64_t len,
+	    unsigned ign);
+
 /* resize.c */
 int	 qcow2_resize(struct img *img, uint64_t size, int prealloc);
 /* Make table (n entries, taken over) the active L1, at new clusters. */
@@ -241,6 +258,8 @@ int	 qcow2_amend(struct img *img, const struct opt_list *o, bool force);
 int	 qcow2_flush(struct img *img);
 /* The first write's header work: refuse corrupt images, clear autoclear bits. */
 int	 qcow2_prepare_write(struct img *img);
+/* Write the header's incompatible feature bits (and fsync). */
+int	 qcow2_set_incompat(struct img *img, uint64_t bits);
 int	 qcow2_pwrite(struct img *img, const void *buf, size_t len,
 	    uint64_t off, const char *what);
 int	 qcow2_pread_meta(struct img *img, void *buf, size_t len, uint64_t off,

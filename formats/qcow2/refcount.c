@@ -81,8 +81,8 @@ refblock(struct img *img, uint64_t ti, bool *none)
 		return NULL;
 	}
 	if (off & (s->cluster_size - 1)) {
-		err_set(0, "%s: refcount block offset %#llx unaligned "
-		    "(reftable index: %#llx)", img->filename,
+		qcow2_corrupt(img, "refcount block offset %#llx unaligned "
+		    "(reftable index: %#llx)",
 		    (unsigned long long)off, (unsigned long long)ti);
 		return NULL;
 	}
