@@ -161,6 +161,7 @@ desc() {
 	qimg create -q -f raw r.raw 1M
 	same create -f vmdk -b r.raw -F raw a.vmdk
 	[ ! -e a.vmdk ]
+	same create -f vmdk -u -b missing.vmdk -F vmdk u.vmdk 1M
 	same create -f vmdk -o help
 }
 

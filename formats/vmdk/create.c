@@ -245,9 +245,13 @@ vmdk_new_backing(struct vmdk_new *n, const char *fmt)
 		return err_set(0, "backing_file must be a vmdk image");
 	path = img_backing_path(n->filename, n->backing);
 	b = img_open(path, NULL, IMG_NO_BACKING | IMG_SHARE);
-	free(path);
-	if (b == NULL)
+	if (b == NULL) {
+		/* qemu names the file that failed once */
+		err_unprefix("Could not open '%s'", path);
+		free(path);
 		return -1;
+	}
+	free(path);
 	if (strcmp(img_format(b), "vmdk") != 0)
 		r = err_set(0, "backing_file must be a vmdk image");
 	else if (vmdk_read_cid(b->fd, ((struct vmdk *)b->priv)->desc_offset,
