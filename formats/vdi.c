@@ -44,7 +44,8 @@ enum {
 
 struct vdi {
 	uint8_t		 hdr[VDI_HEADER_SIZE];	/* as read, rewritten on allocation */
-	uint32_t	*bmap;			/* host order */
+	uint32_t	*bmap;			/* host order, nmap entries */
+	uint32_t	 nmap;			/* entries the file holds */
 	uint32_t	 blocks;
 	uint32_t	 allocated;
 	uint32_t	 type;
@@ -118,6 +119,17 @@ vdi_check_header(const uint8_t *h, uint64_t *disk_size)
 	return 0;
 }
 
+/*
+ * A block map entry: past the end of the file qemu reads zeroes, so there
+ * every block is block 0.  Only the entries in the file are kept, so a
+ * hostile header cannot make us allocate more memory than the file's size.
+ */
+static uint32_t
+vdi_entry(const struct vdi *s, uint64_t blk)
+{
+	return blk < s->nmap ? s->bmap[blk] : 0;
+}
+
 static int
 vdi_open(struct img *img)
 {
@@ -135,19 +147,13 @@ vdi_open(struct img *img)
 	s->type = get_le32(s->hdr + VDI_H_TYPE);
 	s->offset_bmap = get_le32(s->hdr + VDI_H_OFFSET_BMAP);
 	s->offset_data = get_le32(s->hdr + VDI_H_OFFSET_DATA);
-	/*
-	 * Every writer stores the whole map, so a map past the end of the
-	 * file is a damaged or hostile image; refusing it also bounds the
-	 * memory the map takes by the file's size.
-	 */
-	len = ROUND_UP((uint64_t)s->blocks * 4, VDI_SECTOR);
 	if (fmt_file_size(img, &fsize) < 0)
 		return -1;
-	if (s->offset_bmap + len > fsize)
-		return err_set(0, "VDI block map at 0x%" PRIx64 " (%" PRIu64
-		    " bytes) is past the end of the file", s->offset_bmap, len);
-	if ((buf = malloc(len ? len : 1)) == NULL ||
-	    (s->bmap = malloc(len ? len : 1)) == NULL) {
+	len = fsize > s->offset_bmap ? fsize - s->offset_bmap : 0;
+	s->nmap = (uint32_t)MIN(s->blocks, DIV_ROUND_UP(len, 4));
+	len = (uint64_t)s->nmap * 4;
+	if ((buf = malloc(len + 1)) == NULL ||
+	    (s->bmap = malloc(len + 1)) == NULL) {
 		free(buf);
 		return err_set(ENOMEM, "Could not allocate the VDI block map");
 	}
@@ -155,9 +161,27 @@ vdi_open(struct img *img)
 		free(buf);
 		return err_set(errno, "Could not read the VDI block map");
 	}
-	for (i = 0; i < s->blocks; i++)
+	for (i = 0; i < s->nmap; i++)
 		s->bmap[i] = get_le32(buf + 4 * i);
 	free(buf);
+	return 0;
+}
+
+/* Keep entries up to blk in memory (a write past the file's map). */
+static int
+vdi_grow_map(struct img *img, uint64_t blk)
+{
+	struct vdi *s = img->priv;
+	uint32_t *m;
+
+	if (blk < s->nmap)
+		return 0;
+	if ((m = realloc(s->bmap, (blk + 1) * 4)) == NULL)
+		return err_set(ENOMEM, "%s: could not grow the VDI block map",
+		    img->filename);
+	memset(m + s->nmap, 0, (blk + 1 - s->nmap) * 4);
+	s->bmap = m;
+	s->nmap = (uint32_t)blk + 1;
 	return 0;
 }
 
@@ -186,7 +210,7 @@ vdi_read(struct img *img, uint64_t off, size_t len, void *buf)
 	for (; len > 0; off += n, p += n, len -= n) {
 		inblk = off % VDI_BLOCK_SIZE;
 		n = MIN(len, VDI_BLOCK_SIZE - inblk);
-		e = s->bmap[off / VDI_BLOCK_SIZE];
+		e = vdi_entry(s, off / VDI_BLOCK_SIZE);
 		if (!VDI_IS_ALLOCATED(e))
 			memset(p, 0, n);
 		else if (io_pread_zero(img->fd, p, n, vdi_host(s, e, inblk)) < 0)
@@ -236,12 +260,12 @@ vdi_block_status(struct img *img, uint64_t off, uint64_t len,
 {
 	struct vdi *s = img->priv;
 	uint64_t blk = off / VDI_BLOCK_SIZE, end = off + len, next, n;
-	uint32_t e = s->bmap[blk], f;
+	uint32_t e = vdi_entry(s, blk), f;
 	bool zero;
 
 	next = MIN(end, (blk + 1) * VDI_BLOCK_SIZE);
 	while (next < end) {
-		f = s->bmap[++blk];
+		f = vdi_entry(s, ++blk);
 		if (VDI_IS_ALLOCATED(e) != VDI_IS_ALLOCATED(f) ||
 		    (VDI_IS_ALLOCATED(e) && f != e + (blk - off / VDI_BLOCK_SIZE)))
 			break;
@@ -281,7 +305,7 @@ vdi_write_map(struct img *img, uint64_t first, uint64_t last)
 	len = (last - first) * 4;
 	buf = xcalloc(1, len);
 	for (i = first; i < last && i < s->blocks; i++)
-		put_le32(buf + 4 * (i - first), s->bmap[i]);
+		put_le32(buf + 4 * (i - first), vdi_entry(s, i));
 	r = io_pwrite(img->fd, buf, len, s->offset_bmap + first * 4);
 	free(buf);
 	if (r < 0)
@@ -305,6 +329,8 @@ vdi_alloc(struct img *img, uint64_t blk, uint64_t inblk, const uint8_t *p,
 		*block = xmalloc(VDI_BLOCK_SIZE);
 	memset(*block, 0, VDI_BLOCK_SIZE);
 	memcpy(*block + inblk, p, n);
+	if (vdi_grow_map(img, blk) < 0)
+		return -1;
 	if (io_pwrite(img->fd, *block, VDI_BLOCK_SIZE,
 	    vdi_host(s, s->allocated, 0)) < 0)
 		return err_set(errno, "%s: write at %#" PRIx64, img->filename,
@@ -327,7 +353,7 @@ vdi_write(struct img *img, uint64_t off, size_t len, const void *buf)
 		blk = off / VDI_BLOCK_SIZE;
 		inblk = off % VDI_BLOCK_SIZE;
 		n = MIN(len, VDI_BLOCK_SIZE - inblk);
-		e = s->bmap[blk];
+		e = vdi_entry(s, blk);
 		if (!VDI_IS_ALLOCATED(e)) {
 			if ((r = vdi_alloc(img, blk, inblk, p, n, &block)) == 0) {
 				first = MIN(first, blk);
@@ -361,47 +387,55 @@ vdi_info(struct img *img, struct img_info *info)
 	return 0;
 }
 
-/* qemu's vdi_check: map entries in range and unique, the count right. */
+static void
+vdi_note(struct img_check *res, const char *line)
+{
+	res->corruptions++;
+	if (res->note)
+		res->note(line, res->note_arg);
+}
+
+/*
+ * qemu's vdi_check: map entries in range and each data block used once,
+ * the count right.  A used-block bitmap: at most 64 MiB for 2^29 blocks.
+ */
 static int
 vdi_check(struct img *img, int fix, struct img_check *res)
 {
 	struct vdi *s = img->priv;
-	uint32_t *owner, i, e, count = 0;
+	uint32_t i, e, count = 0;
+	uint8_t *used;
 	char line[128];
 
 	if (fix)
 		return err_set(0, IMG_CHECK_NOTSUP);
-	if ((owner = malloc((size_t)s->blocks * 4 + 1)) == NULL)
+	if ((used = calloc(1, s->blocks / 8 + 1)) == NULL)
 		return err_set(ENOMEM, "Could not allocate memory");
-	memset(owner, 0xff, (size_t)s->blocks * 4);
 	for (i = 0; i < s->blocks; i++) {
-		e = s->bmap[i];
+		e = vdi_entry(s, i);
 		if (!VDI_IS_ALLOCATED(e))
 			continue;
 		if (e >= s->blocks) {
 			snprintf(line, sizeof(line), "ERROR: block index %" PRIu32
 			    " too large, is %" PRIu32, i, e);
-		} else {
-			count++;
-			if (!VDI_IS_ALLOCATED(owner[e])) {
-				owner[e] = e;
-				continue;
-			}
-			snprintf(line, sizeof(line), "ERROR: block index %" PRIu32
-			    " also used by %" PRIu32, owner[e], e);
+			vdi_note(res, line);
+			continue;
 		}
-		res->corruptions++;
-		if (res->note)
-			res->note(line, res->note_arg);
+		count++;
+		if (used[e / 8] & (1 << e % 8)) {
+			/* qemu names the data block twice */
+			snprintf(line, sizeof(line), "ERROR: block index %" PRIu32
+			    " also used by %" PRIu32, e, e);
+			vdi_note(res, line);
+		}
+		used[e / 8] |= 1 << e % 8;
 	}
 	if (count != s->allocated) {
 		snprintf(line, sizeof(line), "ERROR: allocated blocks mismatch, is %"
 		    PRIu32 ", should be %" PRIu32, count, s->allocated);
-		res->corruptions++;
-		if (res->note)
-			res->note(line, res->note_arg);
+		vdi_note(res, line);
 	}
-	free(owner);
+	free(used);
 	return 0;
 }
 
