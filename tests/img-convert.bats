@@ -303,7 +303,7 @@ fake_stage() {
 @test "img-convert: options not supported yet are refused in one line, nothing created" {
 	local o
 	mkraw a.raw
-	for o in -c "-l snap" --salvage --bitmaps --target-image-opts; do
+	for o in "-l snap" --salvage --bitmaps --target-image-opts; do
 		# shellcheck disable=SC2086
 		run -1 --separate-stderr img-convert $o a.raw x.raw
 		[ -z "$output" ] && [ "${#stderr_lines[@]}" -eq 1 ] ||
@@ -504,4 +504,38 @@ fake_stage() {
 	run -1 --separate-stderr img-convert a b -O
 	[ "$stderr" = $'img-convert: missing argument for option \'-O\'\nTry \'img-convert --help\' for more information' ]
 	same_error
+}
+
+@test "img-convert: -c compresses as qemu-img does: same content and allocation" {
+	mkraw a.raw
+	mkchain
+	for src in a.raw top.qcow2; do
+		for o in "" "-o cluster_size=4k" "-o compression_type=zstd"; do
+			rm -f q.qcow2 i.qcow2
+			# shellcheck disable=SC2086
+			qimg convert -c -O qcow2 $o $src q.qcow2
+			# shellcheck disable=SC2086
+			run -0 img convert -c -O qcow2 $o $src i.qcow2
+			run -0 qimg check i.qcow2
+			run -0 qimg compare $src i.qcow2
+			diff <(qimg map --output=json q.qcow2 | sed 's/, "offset": [0-9]*//') \
+			    <(qimg map --output=json i.qcow2 | sed 's/, "offset": [0-9]*//')
+		done
+	done
+}
+
+@test "img-convert: -c to a format without compression is qemu-img's error, nothing left" {
+	mkraw a.raw
+	same_error -c -O raw a.raw x.raw
+	[ ! -e x.raw ]
+	same_error -c -C -O qcow2 a.raw x.qcow2
+}
+
+@test "img-convert: -c as a pipeline of the primitives" {
+	mkraw a.raw
+	img create -q -f qcow2 p.qcow2 32M
+	img-map --output=json a.raw > m
+	img-cat --map m a.raw | img-write -c -n --map m p.qcow2
+	run -0 qimg compare a.raw p.qcow2
+	run -0 qimg check p.qcow2
 }

@@ -45,6 +45,7 @@ struct conv {
 	uint64_t	 sparse;	/* -S in bytes; 0: fully allocate */
 	bool		 sparse_set;	/* -S given */
 	bool		 copy_range;	/* -C: data extents copied whole */
+	bool		 compressed;	/* -c */
 	bool		 progress;
 	bool		 quiet;
 	bool		 no_create;	/* -n */
@@ -244,7 +245,7 @@ static bool
 refused(struct conv *c, int ch)
 {
 	switch (ch) {
-	case 'c': case 'l':
+	case 'l':
 	case OPT_TARGET_IMAGE_OPTS:
 	case OPT_SALVAGE: case OPT_BITMAPS: case OPT_SKIP_BROKEN:
 		if (c->unsupported == NULL)
@@ -260,6 +261,9 @@ parse_opt(struct conv *c, int ch, char **argv)
 	if (refused(c, ch))
 		return;
 	switch (ch) {
+	case 'c':
+		c->compressed = true;
+		break;
 	case 'h':
 		usage();
 	case 'f':
@@ -886,6 +890,10 @@ copy(const struct conv *c, const struct source *s)
 	proc_arg(&p[1], "img-write");
 	proc_argf(&p[1], "-f%s", c->out_fmt);
 	proc_argf(&p[1], "--map=/dev/fd/%d", s->write_fd);
+	if (c->compressed)
+		proc_arg(&p[1], "-c");
+	/* qemu-img convert's target cache defaults to unsafe: no fsync */
+	proc_argf(&p[1], "-t%s", c->cache ? c->cache : "unsafe");
 	/* -C copies data extents whole, zeroes and all, as copy offloading does */
 	proc_argf(&p[1], "-S%llu",
 	    c->copy_range ? 0ULL : (unsigned long long)c->sparse);
@@ -925,6 +933,11 @@ find_backing(struct conv *c)
 	c->has_backing = name != NULL;
 	c->backing_size = -1;
 	/* there zero extents are written, and img-write -S 0 would not unmap them */
+	if (c->compressed && c->copy_range)
+		die("Cannot enable copy offloading when -c is used");
+	if (c->compressed && (c->no_create || c->has_backing))
+		die("convert: option '-c' with -n or a target backing file is not "
+		    "supported yet");
 	if (c->copy_range && (c->no_create || c->has_backing))
 		die("convert: option '-C' with -n or a target backing file is not "
 		    "supported yet");

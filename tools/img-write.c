@@ -22,7 +22,7 @@
 
 static const char usage_text[] =
     "usage: img-write [-f fmt] [--offset=offset] [--map=mapfile]\n"
-    "                 [-S sparse_size] [-n | --target-is-zero] [-t cache]\n"
+    "                 [-S sparse_size] [-n | --target-is-zero] [-t cache] [-c]\n"
     "                 filename\n";
 
 enum { OPT_OFFSET = 256, OPT_MAP, OPT_LONG, OPT_SHORT };
@@ -35,6 +35,7 @@ static const struct option longopts[] = {
 	{ "sparse-size", required_argument, NULL, 'S' },
 	{ "target-is-zero", no_argument, NULL, 'n' },
 	{ "cache", required_argument, NULL, 't' },
+	{ "compress", no_argument, NULL, 'c' },
 	{ "long-options", no_argument, NULL, OPT_LONG },
 	{ "short-options", no_argument, NULL, OPT_SHORT },
 	{ NULL, 0, NULL, 0 },
@@ -47,6 +48,7 @@ struct write_args {
 	uint64_t	 sparse;
 	bool		 target_zero;
 	int		 flags;		/* IMG_NO_FLUSH for -t unsafe */
+	bool		 compress;	/* -c */
 };
 
 /* One step of a map: take len bytes of stream for data, none for zeroes. */
@@ -76,6 +78,11 @@ struct sink {
 	size_t		 bufsize;	/* a multiple of sparse */
 	uint64_t	 got;		/* stream bytes read so far */
 	bool		 seekable;	/* stdin is a regular file: skip its holes */
+	/* -c: a cluster-aligned window of the target, written compressed */
+	uint64_t	 cs;		/* cluster size; 0: not compressing */
+	uint64_t	 wbase;		/* target offset of win[0] */
+	uint8_t		*win;
+	bool		 wdirty;	/* win holds data */
 };
 
 static _Noreturn void
@@ -92,6 +99,7 @@ usage(void)
 	    "                           0: write everything)\n"
 	    "  -n, --target-is-zero     the image reads as zeroes: skip zero "
 	    "ranges\n"
+	    "  -c, --compress           write data clusters compressed (with -n)\n"
 	    "  -t, --cache=mode         writeback (default) syncs at the end; "
 	    "unsafe never\n"
 	    "                           syncs (img-convert's default, as "
@@ -110,7 +118,7 @@ list_options(int what)
 		for (o = longopts; o->name; o++)
 			printf("--%s\n", o->name);
 	else
-		puts("-f\n-S\n-n\n-t\n-h");
+		puts("-f\n-S\n-n\n-t\n-c\n-h");
 	exit(close_stdout());
 }
 
@@ -127,6 +135,59 @@ sparse_arg(const char *s)
 }
 
 static uint8_t zero_buf[IO_BUFSIZE];	/* bss: costs nothing until written */
+
+/*
+ * -c: the window's clusters that hold data go out compressed, in runs
+ * (the driver compresses a run on several threads); all-zero clusters
+ * are skipped, the target reading as zeroes.  Partly written clusters are
+ * completed with zeroes, as qemu-img convert -c compresses whole clusters.
+ */
+static int
+win_flush(struct sink *s)
+{
+	uint64_t i, j, n = IO_BUFSIZE / s->cs, end;
+
+	if (!s->wdirty)
+		return 0;
+	s->wdirty = false;
+	for (i = 0; i < n; i = j) {
+		for (; i < n && is_zero(s->win + i * s->cs, s->cs); i++)
+			;
+		for (j = i; j < n && !is_zero(s->win + j * s->cs, s->cs); j++)
+			;
+		if (i == j || s->wbase + i * s->cs >= s->img->size)
+			break;
+		end = MIN(s->wbase + j * s->cs, s->img->size);
+		if (img_write_compressed(s->img, s->wbase + i * s->cs,
+		    end - (s->wbase + i * s->cs), s->win + i * s->cs) < 0)
+			return -1;
+	}
+	memset(s->win, 0, IO_BUFSIZE);
+	return 0;
+}
+
+static int
+win_put(struct sink *s, uint64_t off, const uint8_t *p, uint64_t len)
+{
+	uint64_t n;
+
+	while (len > 0) {
+		if (off < s->wbase || off >= s->wbase + IO_BUFSIZE) {
+			if (win_flush(s) < 0)
+				return -1;
+			s->wbase = ROUND_DOWN(off, IO_BUFSIZE);
+		}
+		n = MIN(len, s->wbase + IO_BUFSIZE - off);
+		if (p != NULL) {
+			memcpy(s->win + (off - s->wbase), p, n);
+			s->wdirty = true;
+			p += n;
+		}
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
 
 static int
 zero_flush(struct sink *s)
@@ -151,6 +212,8 @@ zero_flush(struct sink *s)
 static int
 zero_add(struct sink *s, uint64_t off, uint64_t len)
 {
+	if (s->cs)
+		return 0;	/* the window and the target read as zeroes */
 	if (s->zlen > 0 && s->zstart + s->zlen == off) {
 		s->zlen += len;
 		return 0;
@@ -165,6 +228,8 @@ zero_add(struct sink *s, uint64_t off, uint64_t len)
 static int
 emit(struct sink *s, uint64_t off, const uint8_t *p, size_t len, bool zero)
 {
+	if (s->cs)
+		return zero ? 0 : win_put(s, off, p, len);
 	if (zero)
 		return zero_add(s, off, len);
 	if (zero_flush(s) < 0)
@@ -345,6 +410,26 @@ write_map(struct sink *s, const struct plan *p)
 	return 0;
 }
 
+static void
+start_compress(struct sink *s)
+{
+	struct img_info info;
+
+	if (!img_can_compress(s->img))
+		die("Compression not supported for this file format");
+	if (!s->target_zero)
+		die("-c needs --target-is-zero: compressed clusters go to a fresh image");
+	if (img_get_info(s->img, &info) < 0)
+		die("%s", err_msg());
+	s->cs = info.cluster_size;
+	jn_free(info.specific);
+	img_snapshots_free(info.snapshots, info.nb_snapshots);
+	if (s->cs == 0 || IO_BUFSIZE % s->cs != 0)
+		die("Compression not supported for this file format");
+	s->win = io_alloc(IO_BUFSIZE);
+	memset(s->win, 0, IO_BUFSIZE);
+}
+
 static int
 write_at(struct sink *s, uint64_t off)
 {
@@ -367,7 +452,7 @@ parse_args(int argc, char *argv[], struct write_args *a)
 {
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":hf:S:nt:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hf:S:nt:c", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -379,6 +464,9 @@ parse_args(int argc, char *argv[], struct write_args *a)
 			break;
 		case 'n':
 			a->target_zero = true;
+			break;
+		case 'c':
+			a->compress = true;
 			break;
 		case 't':
 			if (strcmp(optarg, "unsafe") == 0)
@@ -433,6 +521,8 @@ main(int argc, char *argv[])
 		die("%s", err_msg());
 	s.sparse = a.sparse;
 	s.target_zero = a.target_zero;
+	if (a.compress)
+		start_compress(&s);
 	s.bufsize = MAX(IO_BUFSIZE, a.sparse);
 	s.buf = io_alloc(s.bufsize);
 	io_pipe_grow(STDIN_FILENO);
@@ -440,7 +530,7 @@ main(int argc, char *argv[])
 	    lseek(STDIN_FILENO, 0, SEEK_CUR) >= 0;
 	ret = a.map ? write_map(&s, &p) : write_at(&s, a.offset);
 	/* what was written reaches the disk even when the stream was wrong */
-	if (zero_flush(&s) < 0 && ret == 0)
+	if ((zero_flush(&s) < 0 || (s.cs && win_flush(&s) < 0)) && ret == 0)
 		ret = -1;
 	if (ret < 0) {
 		char *msg = xstrdup(err_msg());

@@ -233,24 +233,19 @@ qcow2_compress(const struct qcow2 *s, uint8_t *dst, size_t dstlen,
 }
 
 /* One cluster (the last may be short), compressed unless it does not shrink. */
+/*
+ * Store one cluster whose compressed form is cbuf[0..clen) (clen 0: it
+ * did not shrink, so src goes out as is, as qemu stores it).
+ */
 static int
-write_one_compressed(struct img *img, uint64_t off, size_t len,
-    const uint8_t *src, uint8_t *cbuf, uint8_t *pad)
+store_compressed(struct img *img, uint64_t off, size_t len,
+    const uint8_t *src, const uint8_t *cbuf, long clen)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t cs = s->cluster_size, span = qcow2_l2_span(s), l2off, idx;
+	uint64_t span = qcow2_l2_span(s), l2off, idx;
 	uint64_t coff, nsec, old;
 	uint8_t *l2;
-	long clen;
 
-	if (len < cs) {
-		memcpy(pad, src, len);
-		memset(pad + len, 0, cs - len);
-		src = pad;
-	}
-	/* qemu stores a cluster uncompressed when it does not shrink */
-	if ((clen = qcow2_compress(s, cbuf, cs - 1, src, cs)) < 0)
-		return err_set(0, "%s: compression failed", img->filename);
 	if (clen == 0)
 		return qcow2_write(img, off, len, src);
 	if (qcow2_l2_for_write(img, off / span, &l2off) < 0 ||
@@ -269,14 +264,77 @@ write_one_compressed(struct img *img, uint64_t off, size_t len,
 	return qcow2_free_entry(img, old);
 }
 
+/* Compression jobs: worker t takes clusters t, t + nt, ... of a run. */
+struct cjob {
+	const struct qcow2 *s;
+	const uint8_t	*src;		/* n clusters, the last maybe short */
+	size_t		 len;
+	uint8_t		*dst;		/* n * cluster_size */
+	long		*clen;
+	uint64_t	 n;
+	unsigned	 t, nt;
+};
+
+static void *
+cworker(void *arg)
+{
+	struct cjob *j = arg;
+	uint64_t cs = j->s->cluster_size, i;
+	uint8_t *pad = xmalloc(cs);
+	const uint8_t *src;
+	size_t n;
+
+	for (i = j->t; i < j->n; i += j->nt) {
+		src = j->src + i * cs;
+		n = (size_t)MIN(cs, j->len - i * cs);
+		if (n < cs) {	/* the disk's last cluster: pad with zeroes */
+			memcpy(pad, src, n);
+			memset(pad + n, 0, cs - n);
+			src = pad;
+		}
+		/* a result not smaller than cs - 1 is stored uncompressed */
+		j->clen[i] = qcow2_compress(j->s, j->dst + i * cs, cs - 1, src, cs);
+	}
+	free(pad);
+	return NULL;
+}
+
+/*
+ * Compress n clusters on up to four threads (qemu's QCOW2_MAX_THREADS):
+ * the pipeline's writer side then uses both cores while the reader
+ * streams.
+ */
+static void
+compress_many(const struct qcow2 *s, const uint8_t *src, size_t len,
+    uint8_t *dst, long *clen, uint64_t n)
+{
+	struct cjob j[4];
+	pthread_t tid[4];
+	bool started[4];
+	unsigned nt = (unsigned)MIN(n, 4), t;
+
+	for (t = 0; t < nt; t++) {
+		j[t] = (struct cjob){ s, src, len, dst, clen, n, t, nt };
+		started[t] = t > 0 &&
+		    pthread_create(&tid[t], NULL, cworker, &j[t]) == 0;
+		if (t > 0 && !started[t])
+			cworker(&j[t]);
+	}
+	cworker(&j[0]);
+	for (t = 1; t < nt; t++)
+		if (started[t])
+			pthread_join(tid[t], NULL);
+}
+
 int
 qcow2_write_compressed(struct img *img, uint64_t off, size_t len,
     const void *buf)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t cs = s->cluster_size, n;
+	uint64_t cs = s->cluster_size, n, nc, i;
 	const uint8_t *p = buf;
-	uint8_t *cbuf, *pad;
+	uint8_t *cbuf;
+	long *clen;
 	int r = 0;
 
 	if (qcow2_prepare_write(img) < 0)
@@ -284,13 +342,19 @@ qcow2_write_compressed(struct img *img, uint64_t off, size_t len,
 	if ((off & (cs - 1)) || ((len & (cs - 1)) && off + len != img->size))
 		return err_set(EINVAL, "%s: compressed writes must cover whole "
 		    "clusters", img->filename);
-	cbuf = xmalloc(cs);
-	pad = xmalloc(cs);
-	for (; len > 0 && r == 0; off += n, p += n, len -= n) {
-		n = MIN(len, cs);
-		r = write_one_compressed(img, off, n, p, cbuf, pad);
+	nc = DIV_ROUND_UP(len, cs);
+	cbuf = xmalloc(nc * cs);
+	clen = xcalloc(nc, sizeof(*clen));
+	compress_many(s, p, len, cbuf, clen, nc);
+	for (i = 0; i < nc && r == 0; i++) {
+		n = MIN(len - i * cs, cs);
+		if (clen[i] < 0)
+			r = err_set(0, "%s: compression failed", img->filename);
+		else
+			r = store_compressed(img, off + i * cs, n, p + i * cs,
+			    cbuf + i * cs, clen[i]);
 	}
 	free(cbuf);
-	free(pad);
+	free(clen);
 	return r;
 }
