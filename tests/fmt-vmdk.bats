@@ -409,3 +409,10 @@ open(d + "/x.vmdk", "w").write("# Disk DescriptorFile\nversion=1\nCID=12345678\n
 	poke se/x-sesparse.vmdk 0 '\xbf'
 	same info se/x.vmdk
 }
+
+@test "a header without capacity points at a descriptor, as qemu reads it" {
+	qimg create -q -f vmdk z.vmdk 0
+	same info z.vmdk
+	run -1 --separate-stderr img info z.vmdk
+	[ "$stderr" = "img: Could not open 'z.vmdk': Unsupported image type 'monolithicSparse'" ]
+}

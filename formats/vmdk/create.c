@@ -101,7 +101,7 @@ vmdk_init_sparse_file(int fd, uint64_t cap, bool compress, bool zeroed)
 	return r;
 }
 
-/* An extent file of cap sectors: flat (sized, first block written) or sparse. */
+/* An extent file of cap sectors: flat (first block written) or sparse. */
 static int
 vmdk_make_extent(const char *path, uint64_t cap, const struct vmdk_new *n)
 {

@@ -256,6 +256,26 @@ vmdk_open_cowd(struct img *img, int fd, bool own, const char *path,
 	return 0;
 }
 
+/* A header without capacity only points at a descriptor; takes the fd. */
+static int
+vmdk_open_pointer(struct img *img, int fd, bool own, const char *path,
+    uint64_t desc)
+{
+	char *buf = NULL;
+	int r;
+
+	if (desc > (UINT64_MAX >> 9) / 2)
+		r = err_set(0, "%s: descriptor offset out of range", path);
+	else if ((buf = vmdk_read_desc(fd, path, desc * VMDK_SECTOR)) == NULL)
+		r = -1;
+	else
+		r = vmdk_open_text(img, path, buf);
+	free(buf);
+	if (own)
+		close(fd);
+	return r;
+}
+
 /* A "KDMV" sparse extent in fd (named path); takes the fd. */
 static int
 vmdk_open_sparse(struct img *img, int fd, bool own, const char *path,
@@ -264,9 +284,8 @@ vmdk_open_sparse(struct img *img, int fd, bool own, const char *path,
 	struct vmdk *s = img->priv;
 	struct vmdk_extent *e;
 	uint8_t h[VMDK_HDR_SIZE];
-	uint64_t fsize, desc;
+	uint64_t fsize;
 	off_t end;
-	char *buf;
 	int r;
 
 	if ((end = lseek(fd, 0, SEEK_END)) < 0 ||
@@ -277,23 +296,8 @@ vmdk_open_sparse(struct img *img, int fd, bool own, const char *path,
 	fsize = (uint64_t)end;
 	if (get_be32(h) == VMDK3_MAGIC)
 		return vmdk_open_cowd(img, fd, own, path, type, h, fsize);
-	if (get_le64(h + 12) == 0 && (desc = get_le64(h + 28)) != 0) {
-		/* no capacity: the header only points at a descriptor */
-		if (desc > (UINT64_MAX >> 9) / 2) {
-			r = err_set(0, "%s: descriptor offset out of range", path);
-			goto fail;
-		}
-		if ((buf = vmdk_read_desc(fd, path, desc * VMDK_SECTOR)) ==
-		    NULL) {
-			r = -1;
-			goto fail;
-		}
-		if (own)
-			close(fd);
-		r = vmdk_open_text(img, path, buf);
-		free(buf);
-		return r;
-	}
+	if (get_le64(h + 12) == 0 && get_le64(h + 28) != 0)
+		return vmdk_open_pointer(img, fd, own, path, get_le64(h + 28));
 	if (s->create_type == NULL)
 		s->create_type = xstrdup("monolithicSparse");
 	e = vmdk_add_extent(s);
