@@ -57,7 +57,11 @@ static int
 vdi_probe(const uint8_t *buf, size_t len, const char *filename)
 {
 	(void)filename;
-	if (len < VDI_HEADER_SIZE)
+	/*
+	 * qemu probes a zero-padded sector: a file as short as the signature's
+	 * end is a vdi image to it, so check only that far.
+	 */
+	if (len < VDI_H_SIGNATURE + 4)
 		return 0;
 	return get_le32(buf + VDI_H_SIGNATURE) == VDI_SIGNATURE ? 100 : 0;
 }
@@ -142,6 +146,8 @@ vdi_open(struct img *img)
 		return err_set(errno, "Could not read VDI header");
 	if (vdi_check_header(s->hdr, &img->size) < 0)
 		return -1;
+	/* the header qemu rewrites on allocation carries the rounded size */
+	put_le64(s->hdr + VDI_H_DISK_SIZE, img->size);
 	s->blocks = get_le32(s->hdr + VDI_H_BLOCKS);
 	s->allocated = get_le32(s->hdr + VDI_H_ALLOCATED);
 	s->type = get_le32(s->hdr + VDI_H_TYPE);

@@ -226,6 +226,11 @@ refused() {
 	head -c 100 t.vdi >bad.vdi
 	refused "unsupported VDI image (sector size 0 is not 512)"
 	same info -f vdi bad.vdi
+	same info bad.vdi
+	head -c 68 t.vdi >bad.vdi
+	same info bad.vdi
+	head -c 67 t.vdi >bad.vdi
+	same info bad.vdi
 	head -c 4096 /dev/urandom >bad.vdi
 	run -1 --separate-stderr img info -f vdi bad.vdi
 	[ "${#stderr_lines[@]}" -eq 1 ]
