@@ -135,6 +135,12 @@ struct fmt_ops {
 	 * error.  NULL: img->fd's.
 	 */
 	int64_t	(*actual_size)(struct img *img);
+	/*
+	 * Whether a read may fall through to the backing file (vmdk: only
+	 * while the backing file's CID is the image's parentCID).  0, or -1
+	 * with err_set.  NULL: always.
+	 */
+	int	(*backing_read_ok)(struct img *img);
 };
 
 const struct fmt_ops	*fmt_find(const char *name);

@@ -510,6 +510,10 @@ img_read(struct img *img, uint64_t off, size_t len, void *buf)
 		} else if (st.flags & ST_DATA) {
 			if (img->ops->read(img, off, n, p) < 0)
 				return -1;
+		} else if (img->backing != NULL &&
+		    img->ops->backing_read_ok != NULL &&
+		    img->ops->backing_read_ok(img) < 0) {
+			return -1;
 		} else if (img->backing != NULL && off < img->backing->size) {
 			bn = MIN(n, img->backing->size - off);
 			if (img_read(img->backing, off, bn, p) < 0)

@@ -360,6 +360,10 @@ open(sys.argv[1], "wb").write(bytes(f))' "$1"
 	[ "${#stderr_lines[@]}" -eq 1 ]
 	run -1 qio -f vmdk -c 'write 0 512' t.vmdk
 	[ "$output" = "write failed: Invalid argument" ]
+	# reads through to the changed parent fail too; the map does not read
+	same compare b.vmdk t.vmdk
+	same map t.vmdk
+	run -1 img cat t.vmdk
 }
 
 @test "check -r, resize, amend, measure, rebase -u: qemu-img's refusals" {

@@ -447,6 +447,16 @@ vmdk_cid_valid(struct img *img)
 	return p->cid == s->parent_cid;
 }
 
+/* Reads that fall through to the backing file need the same parent. */
+int
+vmdk_backing_read_ok(struct img *img)
+{
+	if (!vmdk_cid_valid(img))
+		return err_set(EINVAL, "%s: the backing file's CID is not the "
+		    "parentCID", img->filename);
+	return 0;
+}
+
 /* Bytes of the grain around [in, in+n) that a new grain copies from below. */
 static int
 vmdk_fill_grain(struct img *img, struct vmdk_extent *e, uint64_t goff,
@@ -455,9 +465,8 @@ vmdk_fill_grain(struct img *img, struct vmdk_extent *e, uint64_t goff,
 	uint64_t cb = vmdk_cluster_bytes(e), bn;
 
 	memset(g, 0, cb);
-	if (img->backing != NULL && !vmdk_cid_valid(img))
-		return err_set(EINVAL, "%s: the backing file's CID is not the "
-		    "parentCID", img->filename);
+	if (img->backing != NULL && vmdk_backing_read_ok(img) < 0)
+		return -1;
 	if (img->backing == NULL || zeroed || goff >= img->backing->size)
 		return 0;
 	bn = MIN(cb, img->backing->size - goff);

@@ -738,4 +738,5 @@ const struct fmt_ops vmdk_ops = {
 	.info		= vmdk_info,
 	.check		= vmdk_check,
 	.actual_size	= vmdk_actual_size,
+	.backing_read_ok = vmdk_backing_read_ok,
 };

@@ -94,6 +94,7 @@ int	vmdk_block_status(struct img *img, uint64_t off, uint64_t len,
 	    struct fmt_status *st);
 int	vmdk_check(struct img *img, int fix, struct img_check *res);
 int	vmdk_flush(struct img *img);
+int	vmdk_backing_read_ok(struct img *img);
 /* create.c */
 int	vmdk_create(const char *filename, uint64_t size, const struct opt_list *o);
 extern const struct opt_desc vmdk_create_opts[];
