@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 #include <zstd_errors.h>
@@ -264,7 +265,10 @@ store_compressed(struct img *img, uint64_t off, size_t len,
 	return qcow2_free_entry(img, old);
 }
 
-/* Compression jobs: worker t takes clusters t, t + nt, ... of a run. */
+/*
+ * Compression jobs: workers take the next cluster of a run from a shared
+ * counter, so a worker that gets less CPU (a busy machine) holds up no one.
+ */
 struct cjob {
 	const struct qcow2 *s;
 	const uint8_t	*src;		/* n clusters, the last maybe short */
@@ -272,7 +276,7 @@ struct cjob {
 	uint8_t		*dst;		/* n * cluster_size */
 	long		*clen;
 	uint64_t	 n;
-	unsigned	 t, nt;
+	uint64_t	 next;		/* the next cluster to take (atomic) */
 };
 
 static void *
@@ -284,7 +288,7 @@ cworker(void *arg)
 	const uint8_t *src;
 	size_t n;
 
-	for (i = j->t; i < j->n; i += j->nt) {
+	while ((i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->n) {
 		src = j->src + i * cs;
 		n = (size_t)MIN(cs, j->len - i * cs);
 		if (n < cs) {	/* the disk's last cluster: pad with zeroes */
@@ -300,27 +304,24 @@ cworker(void *arg)
 }
 
 /*
- * Compress n clusters on up to four threads (qemu's QCOW2_MAX_THREADS):
- * the pipeline's writer side then uses both cores while the reader
- * streams.
+ * Compress n clusters on one thread per core, at most four (qemu's
+ * QCOW2_MAX_THREADS): the pipeline's writer side then uses every core
+ * while the reader streams.
  */
 static void
 compress_many(const struct qcow2 *s, const uint8_t *src, size_t len,
     uint8_t *dst, long *clen, uint64_t n)
 {
-	struct cjob j[4];
+	struct cjob j = { s, src, len, dst, clen, n, 0 };
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	pthread_t tid[4];
 	bool started[4];
-	unsigned nt = (unsigned)MIN(n, 4), t;
+	unsigned nt, t;
 
-	for (t = 0; t < nt; t++) {
-		j[t] = (struct cjob){ s, src, len, dst, clen, n, t, nt };
-		started[t] = t > 0 &&
-		    pthread_create(&tid[t], NULL, cworker, &j[t]) == 0;
-		if (t > 0 && !started[t])
-			cworker(&j[t]);
-	}
-	cworker(&j[0]);
+	nt = (unsigned)MIN(n, (uint64_t)MIN(MAX(cores, 1), 4));
+	for (t = 1; t < nt; t++)
+		started[t] = pthread_create(&tid[t], NULL, cworker, &j) == 0;
+	cworker(&j);
 	for (t = 1; t < nt; t++)
 		if (started[t])
 			pthread_join(tid[t], NULL);
