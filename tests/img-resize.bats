@@ -84,6 +84,22 @@ same_result() {
 	done
 }
 
+@test "img-resize: growing over a longer backing file reads zeroes, as qemu" {
+	qimg create -q -f raw base.raw 1M
+	qio -f raw -c 'write -P 7 0 1M' base.raw >/dev/null
+	for o in extended_l2=off extended_l2=on compat=0.10; do
+		for size in 40k 41k 64k 1000k; do
+			qimg create -q -f qcow2 -o $o -b base.raw -F raw t.qcow2 $size
+			both t.qcow2 1M
+			cmp q.qcow2 i.qcow2 || [ "$size" = 41k ]
+			[ "$o" = compat=0.10 ] && continue
+			qimg compare -q q.qcow2 i.qcow2
+			qimg check -q i.qcow2
+			qio -c "read -P 7 0 $size" i.qcow2 >/dev/null
+		done
+	done
+}
+
 @test "img-resize: preallocating keeps what the old last cluster held" {
 	qimg create -q -f raw base.raw 1M
 	qio -f raw -c 'write -P 7 0 1M' base.raw >/dev/null

@@ -342,28 +342,65 @@ prealloc_area(struct img *img, uint64_t from, uint64_t to, int mode)
 }
 
 /*
+ * Extended L2: the subclusters from *start to the end of its cluster (or
+ * to size) get their zero bits, as qemu's zero_l2_subclusters; *start
+ * moves to the next cluster.
+ */
+static int
+zero_subclusters(struct img *img, uint64_t *start, uint64_t size)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, cend = ROUND_DOWN(*start, cs) + cs;
+	uint64_t l2off, idx, bm, mask;
+	unsigned a, b;
+	uint8_t *l2;
+
+	if (!s->extl2 || (*start & (cs - 1)) == 0)
+		return 0;
+	cend = MIN(cend, size);
+	a = (unsigned)((*start & (cs - 1)) >> s->sc_bits);
+	b = (unsigned)(DIV_ROUND_UP(cend - ROUND_DOWN(*start, cs),
+	    (uint64_t)1 << s->sc_bits));
+	if (qcow2_l2_for_write(img, *start / qcow2_l2_span(s), &l2off) < 0 ||
+	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+		return -1;
+	idx = (*start >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
+	mask = (b >= 32 ? 0xffffffffull : (1ull << b) - 1) & ~((1ull << a) - 1);
+	bm = (qcow2_l2_bitmap(s, l2, idx) | mask << 32) & ~mask;
+	qcow2_set_entry(s, l2, idx, qcow2_l2_entry(s, l2, idx), bm);
+	qcow2_cache_dirty(&s->l2_cache, l2off);
+	s->zc_valid = false;
+	*start = ROUND_DOWN(*start, cs) + cs;
+	return 0;
+}
+
+/*
  * bdrv_co_truncate: a backing file that reaches past the old end would
- * show through the new area, so it is zeroed: zero clusters where whole,
- * zero bytes in the old last cluster.  v2 has no zero clusters.
+ * show through the new area, so it is zeroed: zero (sub)clusters where
+ * whole, zero bytes in the old last one.  v2 has no zero clusters: it
+ * fails unless the zero bytes suffice.
  */
 static int
 zero_new_area(struct img *img, uint64_t old, uint64_t size)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t start = ROUND_UP(old, s->cluster_size), len;
+	uint64_t start = ROUND_UP(old, (uint64_t)1 << s->sc_bits), head, len;
 	uint8_t *z;
 	int r = 0;
 
 	if (img->backing == NULL || img->backing->size <= old || size <= old)
 		return 0;
-	if (s->version < 3)
+	if (s->version < 3 && size > start)
 		return err_set(ENOTSUP, "Failed to zero out new clusters");
 	img->size = size;
-	if (size > start &&
+	head = start;
+	if (size > start && zero_subclusters(img, &start, size) < 0)
+		r = err_prefix("Failed to zero out new clusters");
+	if (r == 0 && size > start &&
 	    qcow2_write_zeroes(img, start, size - start, 0) < 0)
 		r = err_prefix("Failed to zero out new clusters");
-	if (r == 0 && start > old) {
-		len = MIN(start, size) - old;
+	if (r == 0 && head > old) {
+		len = MIN(head, size) - old;
 		z = xcalloc(1, len);
 		if (qcow2_write(img, old, len, z) < 0)
 			r = err_prefix("Failed to zero out the new area");
