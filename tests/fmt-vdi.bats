@@ -249,3 +249,17 @@ refused() {
 	[ "$stderr" = "img: h.vdi: VDI block map entry 2 (2147483647) is out of range" ] ||
 	    { echo "$stderr"; false; }
 }
+
+@test "vdi: a discarded block (0xfffffffe) reads as zeroes, and is rewritten" {
+	qimg create -q -f vdi d.vdi 4M
+	qio -f vdi -c 'write -P 9 0 2M' d.vdi >/dev/null
+	poke d.vdi $((0x204)) '\xfe\xff\xff\xff'
+	same map --output=json d.vdi
+	same map d.vdi
+	same_content d.vdi
+	head -c 4096 /dev/zero | tr '\0' '\011' >nine
+	img write -f vdi --offset=1M d.vdi <nine
+	run -0 qio -f vdi -c 'read -P 9 1M 4k' -c 'read -P 0 1028k 1020k' d.vdi
+	[[ "$output" != *fail* ]]
+	same map --output=json d.vdi
+}

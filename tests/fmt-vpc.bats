@@ -253,3 +253,17 @@ refused() {
 	EOF
 	refused "Could not open 'bad.vpc': File too large"
 }
+
+@test "vpc: a write marks the block's sector bitmap all in use, as qemu" {
+	qimg create -q -f vpc b.vpc 4M
+	qio -f vpc -c 'write -P 7 0 4k' b.vpc >/dev/null
+	# block 0's bitmap is the sector at 2048 (after the 512-byte BAT)
+	head -c 512 /dev/zero | dd of=b.vpc bs=512 seek=4 conv=notrunc status=none
+	cp b.vpc q.vpc
+	head -c 512 /dev/zero | tr '\0' '\010' >eight
+	img write -f vpc --offset=8192 b.vpc <eight
+	qio -f vpc -c 'write -P 8 8k 512' q.vpc >/dev/null
+	cmp <(dd if=b.vpc bs=512 skip=4 count=1 status=none) \
+	    <(dd if=q.vpc bs=512 skip=4 count=1 status=none)
+	cmp b.vpc q.vpc
+}
