@@ -654,6 +654,35 @@ img_status(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
 }
 
 int
+img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
+    uint64_t *host, uint64_t *n)
+{
+	struct fmt_status st;
+	struct img *cur = img;
+
+	if (check_range(img, off, len) < 0)
+		return -1;
+	for (;;) {
+		if (layer_status(cur, off, len, &st) < 0)
+			return -1;
+		*n = st.len;
+		if (st.flags & ST_ZERO)
+			return 0;
+		if (st.flags & ST_DATA) {
+			if (!(st.flags & ST_OFFSET) || st.file != NULL || cur->fd < 0)
+				return 0;
+			*fd = cur->fd;
+			*host = st.offset;
+			return 1;
+		}
+		if (cur->backing == NULL || off >= cur->backing->size)
+			return 0;
+		len = MIN(st.len, cur->backing->size - off);
+		cur = cur->backing;
+	}
+}
+
+int
 img_get_info(struct img *img, struct img_info *info)
 {
 	memset(info, 0, sizeof(*info));

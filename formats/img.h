@@ -105,6 +105,15 @@ int		 img_status(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
 /* Block status of this layer only (no chain): same fields, depth 0. */
 int		 img_status_layer(struct img *img, uint64_t off, uint64_t len, struct map_ext *e);
 
+/*
+ * Where the bytes at [off, off+len) lie verbatim in an image file, through
+ * the chain: 1 with *fd, *host and *n (the run, <= len) set, so callers can
+ * splice or copy_file_range them; 0 with *n set when that run does not
+ * (zeroes, compressed, past a backing file's end); -1 on error.
+ */
+int		 img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
+		    uint64_t *host, uint64_t *n);
+
 int		 img_get_info(struct img *img, struct img_info *info);
 /* Bytes the image's files take on disk (st_blocks), or -1. */
 int64_t		 img_actual_size(struct img *img);

@@ -55,6 +55,7 @@ struct cat_args {
 struct out {
 	uint8_t		*buf;		/* IO_BUFSIZE, aligned */
 	bool		 seekable;	/* a regular file, writing at its end */
+	bool		 pipe;		/* a pipe: file bytes can be spliced in */
 	uint64_t	 pos;		/* offset in that file */
 	uint64_t	 end;		/* highest offset written or skipped */
 };
@@ -115,6 +116,8 @@ out_init(struct out *o)
 	 * Into a regular file that ends where we start (`> file`), zeroes can
 	 * be holes: seek over them, set the length at the end.
 	 */
+	if (fstat(STDOUT_FILENO, &st) == 0 && S_ISFIFO(st.st_mode))
+		o->pipe = true;
 	if (fstat(STDOUT_FILENO, &st) == 0 && S_ISREG(st.st_mode) &&
 	    (fl = fcntl(STDOUT_FILENO, F_GETFL)) >= 0 && !(fl & O_APPEND) &&
 	    (pos = lseek(STDOUT_FILENO, 0, SEEK_CUR)) >= 0 &&
@@ -162,9 +165,37 @@ out_close(struct out *o)
 	free(o->buf);
 }
 
-/* Copy [off, off+len) of the virtual disk, through the backing chain. */
+/*
+ * Bytes stored verbatim in an image file go into a pipe by splice: page
+ * cache pages move, no copy through our buffer.  false: use read/write.
+ */
+static bool
+out_splice(struct out *o, int fd, uint64_t host, uint64_t len)
+{
+	loff_t in = (loff_t)host;
+	ssize_t r;
+
+	while (len > 0) {
+		r = splice(fd, &in, STDOUT_FILENO, NULL, (size_t)MIN(len, 1u << 30),
+		    SPLICE_F_MORE);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && o->pos == 0 && (errno == EINVAL || errno == ENOSYS)) {
+			o->pipe = false;	/* not here: read and write */
+			return false;
+		}
+		if (r <= 0)
+			die_errno("stdout");
+		o->pos += (uint64_t)r;
+		len -= (uint64_t)r;
+	}
+	o->end = MAX(o->end, o->pos);
+	return true;
+}
+
+/* Read [off, off+len) of the virtual disk, through the backing chain, and write it. */
 static int
-copy(struct img *img, struct out *o, uint64_t off, uint64_t len)
+copy_read(struct img *img, struct out *o, uint64_t off, uint64_t len)
 {
 	size_t n;
 
@@ -176,6 +207,26 @@ copy(struct img *img, struct out *o, uint64_t off, uint64_t len)
 		out_write(o, o->buf, n);
 	}
 	return 0;
+}
+
+/* Copy [off, off+len): runs stored verbatim are spliced, the rest read. */
+static int
+copy(struct img *img, struct out *o, uint64_t off, uint64_t len)
+{
+	uint64_t host, run;
+	int fd, r;
+
+	while (o->pipe && len > 0) {
+		if ((r = img_host_run(img, off, len, &fd, &host, &run)) < 0)
+			return -1;
+		if (r == 1 && !out_splice(o, fd, host, run))
+			break;
+		if (r == 0 && copy_read(img, o, off, run) < 0)
+			return -1;
+		off += run;
+		len -= run;
+	}
+	return copy_read(img, o, off, len);
 }
 
 /* The whole range: data is read, zero extents come from zero_buf or are holes. */
