@@ -327,6 +327,22 @@ out:
 	return r;
 }
 
+/* Bytes from off (n known) whose grains follow each other from host on. */
+static uint64_t
+vmdk_contiguous(struct vmdk_extent *e, uint64_t off, uint64_t len, uint64_t n,
+    uint64_t host)
+{
+	uint64_t cb = vmdk_cluster_bytes(e);
+	uint64_t end = MIN(len, e->end_sector * VMDK_SECTOR - off);
+	struct vmdk_loc l;
+
+	while (n < end && !e->flat && (e->pend == NULL || e->pend_off !=
+	    off + n) && vmdk_locate(e, off + n, &l) == G_OK &&
+	    l.sector * VMDK_SECTOR == host + n)
+		n += MIN(cb, end - n);
+	return n;
+}
+
 int
 vmdk_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
@@ -353,10 +369,11 @@ vmdk_read(struct img *img, uint64_t off, size_t len, void *buf)
 		} else if (e->compressed) {
 			if (vmdk_read_compressed(e, l.sector, in, n, p) < 0)
 				return -1;
-		} else if (io_pread_zero(e->fd, p, n, l.sector * VMDK_SECTOR + in) <
-		    0) {
-			return err_set(errno, "%s: read at %#" PRIx64, e->path,
-			    l.sector * VMDK_SECTOR + in);
+		} else {
+			n = vmdk_contiguous(e, off, len, n, l.sector * VMDK_SECTOR + in);
+			if (io_pread_zero(e->fd, p, n, l.sector * VMDK_SECTOR + in) < 0)
+				return err_set(errno, "%s: read at %#" PRIx64,
+				    e->path, l.sector * VMDK_SECTOR + in);
 		}
 		p += n;
 		off += n;
@@ -489,7 +506,7 @@ vmdk_put_compressed(struct vmdk_extent *e, uint64_t sec, uint64_t goff,
 		return err_set(EINVAL, "%s: compressed grains need markers",
 		    e->path);
 	/* zeroed beyond the data: qemu zero-fills the grain first */
-	if ((mk = calloc(1, MARKER_SIZE + 2 * cb)) == NULL)
+	if ((mk = calloc(1, MARKER_SIZE + 2 * cb + VMDK_SECTOR)) == NULL)
 		return err_set(ENOMEM, "%s: grain of %" PRIu64 " bytes", e->path,
 		    cb);
 	if (compress2(mk + MARKER_SIZE, &zlen, g, (uLong)clen,
@@ -500,7 +517,12 @@ vmdk_put_compressed(struct vmdk_extent *e, uint64_t sec, uint64_t goff,
 	}
 	put_le64(mk, goff / VMDK_SECTOR);
 	put_le32(mk + 8, (uint32_t)zlen);
-	r = io_pwrite(e->fd, mk, MAX(cb, MARKER_SIZE + zlen), sec * VMDK_SECTOR);
+	/*
+	 * Up to the sector's end: qemu-img convert ends a stream by
+	 * rounding the file up to whole sectors.
+	 */
+	r = io_pwrite(e->fd, mk, MAX(cb, ROUND_UP(MARKER_SIZE + zlen,
+	    VMDK_SECTOR)), sec * VMDK_SECTOR);
 	free(mk);
 	if (r < 0)
 		return err_set(errno, "%s: write at %#" PRIx64, e->path,
