@@ -420,3 +420,20 @@ open(d + "/x.vmdk", "w").write("# Disk DescriptorFile\nversion=1\nCID=12345678\n
 	run -1 --separate-stderr img info z.vmdk
 	[ "$stderr" = "img: Could not open 'z.vmdk': Unsupported image type 'monolithicSparse'" ]
 }
+
+@test "mixed extents: no cluster size nor dirty flag, zero writes fall back" {
+	qimg create -q -f vmdk e1.vmdk 1M
+	qimg create -q -f vmdk -o zeroed_grain=on e3.vmdk 1M
+	head -c 1048576 /dev/urandom >f.raw
+	qio -f vmdk -c 'write -P 7 0 64k' e1.vmdk >/dev/null
+	printf '# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType="vmfs"\nRW 2048 SPARSE "e1.vmdk"\nRW 2048 FLAT "f.raw" 0\nRW 2048 VMFS "f.raw"\n' >m.vmdk
+	same_read m.vmdk
+	printf '# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType="vmfs"\nRW 2048 FLAT "f.raw" 0\nRW 2048 SPARSE "e1.vmdk"\n' >m2.vmdk
+	same_read m2.vmdk
+	# zeroed grains in one extent only: qemu writes zero data everywhere
+	printf '# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType="twoGbMaxExtentSparse"\nRW 2048 SPARSE "e3.vmdk"\nRW 2048 SPARSE "e1.vmdk"\n' >m3.vmdk
+	head -c 2097152 /dev/zero | img write -f vmdk m3.vmdk
+	run -0 qimg map --output=json m3.vmdk
+	[ "${lines[0]}" = '[{ "start": 0, "length": 1048576, "depth": 0, "present": true, "zero": false, "data": true, "offset": 65536},' ]
+	same_read m3.vmdk
+}

@@ -676,8 +676,18 @@ vmdk_info(struct img *img, struct img_info *info)
 	struct jnode *d = jn_new_obj(), *arr, *x;
 	size_t i;
 
-	/* qemu shows the first extent's grain size, none for a flat one */
-	if (!s->ext[0].flat)
+	/*
+	 * qemu's vmdk_get_info: extents of different kinds (flat or not,
+	 * compressed or not, grain sizes) leave no cluster size and no dirty
+	 * flag; a flat first extent has no cluster size.
+	 */
+	for (i = 1; i < s->n; i++)
+		if (s->ext[i].flat != s->ext[0].flat ||
+		    s->ext[i].compressed != s->ext[0].compressed ||
+		    (!s->ext[0].flat &&
+		    s->ext[i].cluster_sectors != s->ext[0].cluster_sectors))
+			info->no_dirty_flag = true;
+	if (!info->no_dirty_flag && !s->ext[0].flat)
 		info->cluster_size = s->ext[0].cluster_sectors * VMDK_SECTOR;
 	jn_str(d, "create-type", s->create_type ? s->create_type : "");
 	jn_int(d, "cid", s->cid);
