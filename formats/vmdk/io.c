@@ -696,6 +696,11 @@ vmdk_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
 	for (; len > 0; off += n, len -= n) {
 		e = vmdk_find_extent(s, off / VMDK_SECTOR);
 		n = vmdk_cluster_bytes(e);
+		if (e->pend != NULL && e->pend_off == off) {
+			/* a stream grain still assembling is zeroed whole */
+			free(e->pend);
+			e->pend = NULL;
+		}
 		if ((r = vmdk_locate(e, off, &l)) == G_ERROR)
 			return -1;
 		if (l.entry == NULL)
