@@ -116,6 +116,23 @@ same_result() {
 	done
 }
 
+@test "img-resize: extended L2 images preallocate too" {
+	qimg create -q -f raw base.raw 1M
+	qio -f raw -c 'write -P 255 0 1M' base.raw >/dev/null
+	for p in metadata falloc full; do
+		qimg create -q -f qcow2 -o extended_l2=on -F raw -b base.raw t.qcow2 503k
+		both t.qcow2 --preallocation=$p 1013k
+		qio -c 'read -P 255 0 503k' -c 'read -P 0 503k 510k' i.qcow2 >/dev/null
+		qimg compare -q q.qcow2 i.qcow2
+		qimg check -q i.qcow2
+		qimg create -q -f qcow2 -o extended_l2=on n.qcow2 503k
+		qio -c 'write -P 255 0 503k' n.qcow2 >/dev/null
+		both n.qcow2 --preallocation=$p 1013k
+		qio -c 'read -P 255 0 503k' -c 'read -P 0 503k 510k' i.qcow2 >/dev/null
+		qimg check -q i.qcow2
+	done
+}
+
 @test "img-resize: raw files grow, shrink and preallocate as qemu-img's" {
 	qimg create -q -f raw a.raw 1M
 	qio -f raw -c 'write -P 7 0 1M' a.raw >/dev/null

@@ -262,7 +262,7 @@ prealloc_head(struct img *img, uint64_t old, int mode, uint64_t *last)
 {
 	struct qcow2 *s = img->priv;
 	uint64_t cs = s->cluster_size, span = qcow2_l2_span(s);
-	uint64_t cstart = ROUND_DOWN(old, cs), l2off, idx, e, host = 0;
+	uint64_t cstart = ROUND_DOWN(old, cs), l2off, idx, e, host = 0, n;
 	uint8_t *l2, *buf;
 	int r;
 
@@ -286,7 +286,10 @@ prealloc_head(struct img *img, uint64_t old, int mode, uint64_t *last)
 	free(buf);
 	if (r < 0 || (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		return -1;
-	qcow2_l2_set(s, l2, idx, host | QCOW2_OFLAG_COPIED);
+	/* extended L2: the copied subclusters are allocated, the rest not */
+	n = DIV_ROUND_UP(old - cstart, (uint64_t)1 << s->sc_bits);
+	qcow2_set_entry(s, l2, idx, host | QCOW2_OFLAG_COPIED,
+	    n >= 32 ? 0xffffffffull : (1ull << n) - 1);
 	qcow2_cache_dirty(&s->l2_cache, l2off);
 	s->zc_valid = false;
 	*last = host + cs;
@@ -315,7 +318,8 @@ prealloc_area(struct img *img, uint64_t from, uint64_t to, int mode)
 			return -1;
 		idx = (pos >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
 		k = DIV_ROUND_UP(end - pos, cs);
-		while (k > 0 && qcow2_l2_entry(s, l2, idx) != 0) {
+		while (k > 0 && (qcow2_l2_entry(s, l2, idx) != 0 ||
+		    qcow2_l2_bitmap(s, l2, idx) != 0)) {
 			idx++;
 			k--;
 		}
@@ -326,8 +330,8 @@ prealloc_area(struct img *img, uint64_t from, uint64_t to, int mode)
 			return -1;
 		for (i = 0; i < k; i++)
 			if (qcow2_l2_entry(s, l2, idx + i) == 0)
-				qcow2_l2_set(s, l2, idx + i,
-				    (host + i * cs) | QCOW2_OFLAG_COPIED);
+				qcow2_set_entry(s, l2, idx + i,
+				    (host + i * cs) | QCOW2_OFLAG_COPIED, 0);
 		qcow2_cache_dirty(&s->l2_cache, l2off);
 		if (fill_area(img, host, k * cs, mode) < 0)
 			return -1;
@@ -437,9 +441,7 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 		return -1;
 	}
 	if (prealloc != IMG_PREALLOC_OFF && size > old &&
-	    (s->extl2 ? err_set(ENOTSUP, "%s: preallocation with extended L2 "
-	    "entries is not supported", img->filename) :
-	    prealloc_area(img, old, size, prealloc)) < 0)
+	    prealloc_area(img, old, size, prealloc) < 0)
 		return -1;
 	if (zero_new_area(img, old, size) < 0 || qcow2_flush(img) < 0) {
 		free(d.v);
