@@ -184,8 +184,10 @@ mkchain() {
 	bad 32 '\x00\x00\x00\x03'
 	refused_as_qemu "Unsupported encryption method 3"
 	# what we do not implement is refused by name, never guessed at
-	bad 72 '\x00\x00\x00\x00\x00\x00\x00\x04'
-	refused "Unsupported qcow2 feature(s): external data file"
+	bad 72 '\x00\x00\x00\x00\x00\x00\x00\x04'	# no data file extension
+	same info bad.qcow2	# qemu-img info needs no data file
+	run -1 --separate-stderr img map bad.qcow2
+	[ "$stderr" = "img: Could not open 'bad.qcow2': 'data-file' is required for this image" ]
 	bad 32 '\x00\x00\x00\x01'
 	refused "Unsupported qcow2 feature(s): encryption"
 	# dirty (lazy refcounts) and corrupt images read fine

@@ -484,6 +484,8 @@ check_alloc_entry(struct ck *k, struct img_check *res, uint64_t l2off,
 			res->fragmented_clusters++;
 		*next = off + k->cs;
 	}
+	if (s->has_data)	/* an external data file has no refcounts */
+		return 0;
 	return inc_refs(k, res, off, k->cs);
 }
 
@@ -553,7 +555,8 @@ check_l2(struct ck *k, struct img_check *res, uint64_t l2off, int flags)
 		if (!s->extl2 && (entry & QCOW2_OFLAG_ZERO))
 			t = entry & QCOW2_L2E_OFFSET ? QCOW2_ZERO_ALLOC : QCOW2_ZERO;
 		else
-			t = entry & QCOW2_L2E_OFFSET ? QCOW2_NORMAL : QCOW2_UNALLOC;
+			t = qcow2_entry_host(s, entry) ? QCOW2_NORMAL :
+			    QCOW2_UNALLOC;
 		if (t == QCOW2_NORMAL || t == QCOW2_ZERO_ALLOC) {
 			if (check_alloc_entry(k, res, l2off, i, entry, bitmap,
 			    flags, &next) < 0)
@@ -1202,9 +1205,12 @@ oflag_l2(struct ck *k, struct img_check *res, uint64_t l2off, bool repair)
 	}
 	for (j = 0; j < qcow2_l2_entries(s); j++) {
 		e = qcow2_l2_entry(s, k->l2, j);
-		if ((e & QCOW2_OFLAG_COMPRESSED) || !(e & QCOW2_L2E_OFFSET))
+		if ((e & QCOW2_OFLAG_COMPRESSED) || !qcow2_entry_host(s, e))
 			continue;
-		if (stored_refcount(k, (e & QCOW2_L2E_OFFSET) >> k->cb, &rc) < 0)
+		if (s->has_data)
+			rc = 1;		/* data file clusters: always 1 */
+		else if (stored_refcount(k, (e & QCOW2_L2E_OFFSET) >> k->cb,
+		    &rc) < 0)
 			continue;
 		if ((rc == 1) == ((e & QCOW2_OFLAG_COPIED) != 0))
 			continue;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -42,13 +43,14 @@ enum qcow2_type
 qcow2_entry_type(const struct qcow2 *s, uint64_t entry, uint64_t bitmap,
     unsigned sc)
 {
-	bool host = (entry & QCOW2_L2E_OFFSET) != 0;
+	bool host = qcow2_entry_host(s, entry);
 
 	if (entry & QCOW2_OFLAG_COMPRESSED)
 		return QCOW2_COMPRESSED;
 	if (!s->extl2) {
 		if (entry & QCOW2_OFLAG_ZERO)
-			return host ? QCOW2_ZERO_ALLOC : QCOW2_ZERO;
+			return entry & QCOW2_L2E_OFFSET ? QCOW2_ZERO_ALLOC :
+			    QCOW2_ZERO;
 		return host ? QCOW2_NORMAL : QCOW2_UNALLOC;
 	}
 	if (bitmap & (1ull << (sc + 32)))
@@ -191,16 +193,18 @@ get_run(struct img *img, uint64_t off, uint64_t len, struct run *r)
 static void
 file_zero(struct img *img, struct fmt_status *st)
 {
+	struct stat sb;
 	off_t d, h;
 	uint64_t fsize;
 
-	if (fmt_file_size(img, &fsize) < 0)
+	if (fstat(qcow2_dfd(img), &sb) < 0)
 		return;
+	fsize = (uint64_t)sb.st_size;
 	if (st->offset >= fsize) {
 		st->flags |= ST_ZERO;
 		return;
 	}
-	d = lseek(img->fd, (off_t)st->offset, SEEK_DATA);
+	d = lseek(qcow2_dfd(img), (off_t)st->offset, SEEK_DATA);
 	if (d < 0) {
 		if (errno == ENXIO)
 			st->flags |= ST_ZERO;
@@ -211,9 +215,20 @@ file_zero(struct img *img, struct fmt_status *st)
 		st->len = MIN(st->len, (uint64_t)d - st->offset);
 		return;
 	}
-	h = lseek(img->fd, (off_t)st->offset, SEEK_HOLE);
+	h = lseek(qcow2_dfd(img), (off_t)st->offset, SEEK_HOLE);
 	if (h > d)
 		st->len = MIN(st->len, (uint64_t)h - st->offset);
+}
+
+/* An image opened for info only, without its external data file. */
+static int
+data_missing(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+
+	if (s->data_file == NULL)
+		return err_set(0, "'data-file' is required for this image");
+	return err_set(ENOENT, "Could not open '%s'", s->data_file);
 }
 
 int
@@ -223,10 +238,14 @@ qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 	struct qcow2 *s = img->priv;
 	struct run r;
 
+	if (s->data_missing)
+		return data_missing(img);
 	if (get_run(img, off, len, &r) < 0)
 		return -1;
 	st->len = r.len;
 	st->offset = r.host;
+	if (s->has_data)
+		st->file = s->data_path;
 	switch (r.type) {
 	case QCOW2_NORMAL:
 		st->flags = ST_DATA | ST_OFFSET;
@@ -272,15 +291,18 @@ read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p)
 int
 qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
+	struct qcow2 *s = img->priv;
 	uint8_t *p = buf;
 	struct run r;
 
+	if (s->data_missing)
+		return data_missing(img);
 	while (len > 0) {
 		if (get_run(img, off, len, &r) < 0)
 			return -1;
 		switch (r.type) {
 		case QCOW2_NORMAL:
-			if (io_pread_zero(img->fd, p, r.len, r.host) < 0)
+			if (io_pread_zero(qcow2_dfd(img), p, r.len, r.host) < 0)
 				return err_set(errno, "%s: Could not read data "
 				    "at %#llx", img->filename,
 				    (unsigned long long)r.host);
@@ -360,7 +382,7 @@ static enum wkind
 write_kind(const struct qcow2 *s, uint64_t e, uint64_t bm)
 {
 	if ((e & QCOW2_OFLAG_COMPRESSED) || !(e & QCOW2_OFLAG_COPIED) ||
-	    !(e & QCOW2_L2E_OFFSET))
+	    !qcow2_entry_host(s, e))
 		return W_NEW;
 	if (s->extl2 ? bm == ALL_ALLOC : !(e & QCOW2_OFLAG_ZERO))
 		return W_IN_PLACE;
@@ -379,19 +401,47 @@ qcow2_set_entry(const struct qcow2 *s, uint8_t *l2, uint64_t i, uint64_t e,
 
 /* The entry holds a host cluster or compressed data (qemu's is_allocated). */
 static bool
-holds_data(uint64_t e)
+holds_data(const struct qcow2 *s, uint64_t e)
 {
-	return (e & QCOW2_OFLAG_COMPRESSED) || (e & QCOW2_L2E_OFFSET);
+	return (e & QCOW2_OFLAG_COMPRESSED) || qcow2_entry_host(s, e);
+}
+
+/* The size of the file data clusters go to, as far as we grew it. */
+static uint64_t *
+data_size(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+
+	return s->has_data ? &s->data_size : &s->file_size;
+}
+
+static int
+data_pwrite(struct img *img, const void *buf, size_t len, uint64_t off)
+{
+	if (io_pwrite(qcow2_dfd(img), buf, len, off) < 0)
+		return err_set(errno, "%s: Could not write data",
+		    img->filename);
+	if (off + len > *data_size(img))
+		*data_size(img) = off + len;
+	return 0;
+}
+
+/* qemu's overlap check for data; an external data file holds no metadata */
+static int
+data_check(struct img *img, uint64_t off, uint64_t len)
+{
+	struct qcow2 *s = img->priv;
+
+	return s->has_data ? 0 : qcow2_pre_write(img, off, len, 0);
 }
 
 static int
 write_vec(struct img *img, struct iovec *iov, int cnt, uint64_t off)
 {
-	struct qcow2 *s = img->priv;
 	ssize_t r;
 
 	while (cnt > 0) {
-		r = pwritev(img->fd, iov, cnt, (off_t)off);
+		r = pwritev(qcow2_dfd(img), iov, cnt, (off_t)off);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -409,8 +459,8 @@ write_vec(struct img *img, struct iovec *iov, int cnt, uint64_t off)
 			iov->iov_len -= (size_t)r;
 		}
 	}
-	if (off > s->file_size)
-		s->file_size = off;
+	if (off > *data_size(img))
+		*data_size(img) = off;
 	return 0;
 }
 
@@ -418,13 +468,11 @@ write_vec(struct img *img, struct iovec *iov, int cnt, uint64_t off)
 static int
 extend_file(struct img *img, uint64_t end)
 {
-	struct qcow2 *s = img->priv;
-
-	if (end <= s->file_size)
+	if (end <= *data_size(img))
 		return 0;
-	if (ftruncate(img->fd, (off_t)end) < 0)
+	if (ftruncate(qcow2_dfd(img), (off_t)end) < 0)
 		return err_set(errno, "%s: Could not resize file", img->filename);
-	s->file_size = end;
+	*data_size(img) = end;
 	return 0;
 }
 
@@ -471,13 +519,13 @@ zero_file(struct img *img, uint64_t off, uint64_t len)
 	uint8_t *z;
 	int r;
 
-	if (len == 0 || fallocate(img->fd, FALLOC_FL_ZERO_RANGE |
+	if (len == 0 || fallocate(qcow2_dfd(img), FALLOC_FL_ZERO_RANGE |
 	    FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0 ||
-	    fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-	    (off_t)off, (off_t)len) == 0)
+	    fallocate(qcow2_dfd(img), FALLOC_FL_PUNCH_HOLE |
+	    FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
 		return 0;
 	z = xcalloc(1, len);
-	r = qcow2_pwrite(img, z, len, off, "zeroes");
+	r = data_pwrite(img, z, len, off);
 	free(z);
 	return r;
 }
@@ -487,6 +535,19 @@ zero_file(struct img *img, uint64_t off, uint64_t len)
  * partial head and tail clusters keep their old content (copy-on-write),
  * and everything lands in one pwritev.
  */
+/*
+ * k new clusters for the guest clusters from goff: in an external data
+ * file at the same offsets, as qemu puts them; 0 on error.
+ */
+static int
+alloc_data(struct img *img, uint64_t goff, uint64_t k, uint64_t *host)
+{
+	struct qcow2 *s = img->priv;
+
+	*host = s->has_data ? goff : qcow2_alloc_clusters(img, k);
+	return s->has_data || *host != 0 ? 0 : -1;
+}
+
 static int
 write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
     uint64_t off, uint64_t bytes, const uint8_t *p)
@@ -511,11 +572,11 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	}
 	if ((head && cow_read(img, off - head, head, hbuf = xmalloc(head)) < 0) ||
 	    (tail && cow_read(img, off + bytes, tail, tbuf = xmalloc(tail)) < 0) ||
-	    (host = qcow2_alloc_clusters(img, k)) == 0 ||
-	    qcow2_pre_write(img, host, k * cs, 0) < 0)
+	    alloc_data(img, off - head, k, &host) < 0 ||
+	    data_check(img, host, k * cs) < 0)
 		goto out;
 	/* reused clusters hold old bytes: holes there must be made */
-	if (host < s->file_size && (zero_file(img, host, hz) < 0 ||
+	if (host < *data_size(img) && (zero_file(img, host, hz) < 0 ||
 	    zero_file(img, host + hz + bytes, tz) < 0))
 		goto out;
 	if (head)
@@ -559,18 +620,18 @@ write_fill(struct img *img, uint64_t l2off, uint64_t idx, uint64_t e,
 	uint8_t *l2, *buf;
 	int r;
 
-	if (qcow2_pre_write(img, host, cs, 0) < 0)
+	if (data_check(img, host, cs) < 0)
 		return -1;
 	if (s->extl2) {
 		buf = xmalloc(cs);
 		r = cow_read(img, off - head, cs, buf);
 		memcpy(buf + head, p, bytes);
 		if (r == 0)
-			r = qcow2_pwrite(img, buf, cs, host, "data");
+			r = data_pwrite(img, buf, cs, host);
 		free(buf);
 		if (r < 0)
 			return -1;
-	} else if (io_pwrite(img->fd, p, bytes, host + head) < 0 ||
+	} else if (io_pwrite(qcow2_dfd(img), p, bytes, host + head) < 0 ||
 	    zero_file(img, host, head) < 0 ||
 	    zero_file(img, host + head + bytes, cs - head - bytes) < 0) {
 		return err_set(errno, "%s: Could not write data", img->filename);
@@ -615,12 +676,11 @@ write_run(struct img *img, uint64_t l2off, uint64_t off, uint64_t n,
 		return write_fill(img, l2off, idx, e0, off, *done, p);
 	if (kind == W_NEW)
 		return write_new(img, l2off, idx, k, off, *done, p);
-	if (qcow2_pre_write(img, (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1)),
-	    *done, 0) < 0)
+	if (data_check(img, (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1)),
+	    *done) < 0)
 		return -1;
-	if (io_pwrite(img->fd, p, *done, (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1))) < 0)
-		return err_set(errno, "%s: Could not write data", img->filename);
-	return 0;
+	return data_pwrite(img, p, *done, (e0 & QCOW2_L2E_OFFSET) +
+	    (off & (cs - 1)));
 }
 
 int
@@ -654,14 +714,14 @@ update_one(struct img *img, uint8_t *l2, uint64_t i, int mode, int flags)
 
 	if (mode == 'z') {
 		unmap = (old & QCOW2_OFLAG_COMPRESSED) ||
-		    ((flags & IMG_ZERO_UNMAP) && holds_data(old));
+		    ((flags & IMG_ZERO_UNMAP) && holds_data(s, old));
 		nw = unmap ? 0 : old;
 		if (s->extl2)
 			nbm = ALL_ZEROES;
 		else
 			nw |= QCOW2_OFLAG_ZERO;
 	} else {
-		unmap = holds_data(old);
+		unmap = holds_data(s, old);
 		if (has_backing(img) || unmap) {
 			nw = !s->extl2 && s->version >= 3 ? QCOW2_OFLAG_ZERO : 0;
 			nbm = ALL_ZEROES;
@@ -753,6 +813,9 @@ qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
 
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
+	/* a raw data file stays valid: its bytes become zeroes */
+	if (s->has_data && (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW))
+		return write_zero_bytes(img, off, len);
 	if (s->version < 3) {
 		if (!has_backing(img) && !(off & (cs - 1)) &&
 		    (!(end & (cs - 1)) || end == img->size))
@@ -779,6 +842,8 @@ qcow2_discard(struct img *img, uint64_t off, uint64_t len)
 
 	if (s->version < 3 && has_backing(img))
 		return 0;	/* stale backing data would show through */
+	if (s->has_data && (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW))
+		return 0;	/* the raw data file keeps its data */
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
 	/* partial clusters are ignored, but for the disk's last one */

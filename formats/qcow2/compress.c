@@ -338,6 +338,10 @@ qcow2_write_compressed(struct img *img, uint64_t off, size_t len,
 	long *clen;
 	int r = 0;
 
+	/* qemu: no compressed clusters in an external data file */
+	if (s->has_data)
+		return err_set(ENOTSUP, "%s", img->filename);
+
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
 	if ((off & (cs - 1)) || ((len & (cs - 1)) && off + len != img->size))

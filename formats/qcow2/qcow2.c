@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "../../lib/err.h"
 #include "../../lib/int.h"
@@ -419,8 +420,6 @@ check_supported(struct img *img)
 {
 	struct qcow2 *s = img->priv;
 
-	if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
-		return err_set(0, "Unsupported qcow2 feature(s): external data file");
 	if (s->crypt_method != 0)
 		return err_set(0, "Unsupported qcow2 feature(s): encryption");
 	if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && (img->flags & IMG_RDWR) &&
@@ -467,6 +466,56 @@ read_header_cluster(struct img *img)
 }
 
 static void	free_state(struct img *);
+
+/* qemu-img info's open (no backing chain, read-only) needs no data file. */
+static bool
+info_only(const struct img *img)
+{
+	return (img->flags & IMG_NO_BACKING) && !(img->flags & IMG_RDWR);
+}
+
+/*
+ * The external data file the header names, opened as the image is.  As
+ * qemu 7.2 does, a relative name is relative to the working directory,
+ * not to the image.  qemu-img info (IMG_NO_BACKING, read-only) goes on
+ * without it.
+ */
+static int
+open_data_file(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+	struct stat st;
+	int e;
+
+	s->data_fd = -1;
+	if (!(s->incompat & QCOW2_INCOMPAT_DATA_FILE))
+		return 0;
+	if (s->data_file == NULL && !info_only(img))
+		return err_set(0, "'data-file' is required for this image");
+	if (s->data_file == NULL) {
+		s->data_missing = true;
+		return 0;
+	}
+	s->data_path = xstrdup(s->data_file);
+	s->data_fd = open(s->data_path, ((img->flags & IMG_RDWR) ? O_RDWR :
+	    O_RDONLY) | O_CLOEXEC);
+	if (s->data_fd < 0) {
+		e = errno;
+		if (info_only(img)) {
+			s->data_missing = true;
+			return 0;
+		}
+		err_set(e, "Could not open '%s'", s->data_path);
+		free(s->data_path);
+		s->data_path = NULL;
+		return -1;
+	}
+	s->has_data = true;
+	if (fstat(s->data_fd, &st) < 0)
+		return err_set(errno, "Could not open '%s'", s->data_path);
+	s->data_size = (uint64_t)st.st_size;
+	return 0;
+}
 
 /* The header's incompatible feature bits, durable before we go on. */
 int
@@ -529,7 +578,8 @@ qcow2_open(struct img *img)
 	ext_end = h.backing_offset ? h.backing_offset : s->cluster_size;
 	if (read_extensions(img, hdr, h.header_length, ext_end, NULL, NULL) < 0)
 		goto fail;
-	if (read_backing_name(img, &h, hdr) < 0 || check_supported(img) < 0)
+	if (read_backing_name(img, &h, hdr) < 0 || check_supported(img) < 0 ||
+	    open_data_file(img) < 0)
 		goto fail;
 	s->rt_size = (uint64_t)s->rt_clusters << (s->cluster_bits - 3);
 	if (read_table(img, s->l1_offset, s->l1_size, &s->l1, "L1 table") < 0 ||
@@ -549,6 +599,10 @@ qcow2_open(struct img *img)
 	return 0;
 fail:
 	/* the generic layer frees only what a successful open set */
+	if (s->data_fd > 0)
+		close(s->data_fd);
+	s->data_fd = -1;
+	free(s->data_path);
 	free(img->backing_file);
 	free(img->backing_fmt);
 	img->backing_file = img->backing_fmt = NULL;
@@ -567,6 +621,12 @@ free_state(struct img *img)
 	free(s->l1_dirty);
 	free(s->rt);
 	free(s->data_file);
+	free(s->data_path);
+	if (s->has_data)
+		close(s->data_fd);
+	s->has_data = false;
+	s->data_fd = -1;
+	s->data_path = NULL;
 	free(s->frees);
 	free(s->zc_buf);
 	s->l1 = s->rt = NULL;
@@ -605,8 +665,10 @@ qcow2_prepare_write(struct img *img)
 	if (!(img->flags & IMG_RDWR))
 		return err_set(EBADF, "%s: image is open read-only",
 		    img->filename);
-	if (s->version >= 3 && (s->autoclear & ~QCOW2_AUTOCLEAR_BITMAPS)) {
-		s->autoclear &= QCOW2_AUTOCLEAR_BITMAPS;
+	if (s->version >= 3 && (s->autoclear & ~(QCOW2_AUTOCLEAR_BITMAPS |
+	    QCOW2_AUTOCLEAR_DATA_RAW))) {
+		s->autoclear &= QCOW2_AUTOCLEAR_BITMAPS |
+		    QCOW2_AUTOCLEAR_DATA_RAW;
 		put_be64(b, s->autoclear);
 		if (qcow2_pwrite(img, b, 8, 88, "qcow2 header") < 0 ||
 		    (fdatasync(img->fd) < 0 && errno != EINVAL))
@@ -787,6 +849,8 @@ struct copts {
 	unsigned	 compression;
 	unsigned	 refcount_order;
 	const char	*backing, *backing_fmt;
+	const char	*data_file;
+	bool		 data_raw;
 };
 
 static const char *const prealloc_modes[] = {
@@ -933,8 +997,11 @@ parse_create(const struct opt_list *o, struct copts *c)
 		return err_set(0, "Non-zlib compression type is only supported "
 		    "with compatibility level 1.1 and above (use version=v3 or "
 		    "greater)");
-	if (opt_list_get(o, "data_file"))
-		return err_set(ENOTSUP, "external data files are not supported");
+	c->data_file = opt_list_get(o, "data_file");
+	c->data_raw = opt_on(o, "data_file_raw");
+	/* a raw data file maps every cluster 1:1: qemu preallocates metadata */
+	if (c->data_raw && c->prealloc == 0)
+		c->prealloc = 1;
 	if (opt_on(o, "encryption") || opt_list_get(o, "encrypt.format"))
 		return err_set(ENOTSUP, "encryption is not supported");
 	return 0;
@@ -972,8 +1039,10 @@ build_header(uint8_t *h, const struct copts *c)
 	off = QCOW2_V2_HEADER;
 	if (c->version >= 3) {
 		put_be64(h + 72, (c->extl2 ? QCOW2_INCOMPAT_EXTL2 : 0) |
-		    (c->compression ? QCOW2_INCOMPAT_COMPRESSION : 0));
+		    (c->compression ? QCOW2_INCOMPAT_COMPRESSION : 0) |
+		    (c->data_file ? QCOW2_INCOMPAT_DATA_FILE : 0));
 		put_be64(h + 80, c->lazy ? QCOW2_COMPAT_LAZY : 0);
+		put_be64(h + 88, c->data_raw ? QCOW2_AUTOCLEAR_DATA_RAW : 0);
 		put_be32(h + 96, c->refcount_order);
 		put_be32(h + 100, QCOW2_OUR_HEADER);
 		h[104] = (uint8_t)c->compression;
@@ -982,6 +1051,9 @@ build_header(uint8_t *h, const struct copts *c)
 	if (c->backing_fmt != NULL)
 		off += put_ext(h + off, QCOW2_EXT_BACKING_FMT, c->backing_fmt,
 		    (uint32_t)strlen(c->backing_fmt));
+	if (c->data_file != NULL)
+		off += put_ext(h + off, QCOW2_EXT_DATA_FILE, c->data_file,
+		    (uint32_t)strlen(c->data_file));
 	/* qemu leaves the table out where it would crowd the backing name */
 	if (c->version >= 3 && cs > 4096) {
 		memset(ft, 0, sizeof(ft));
@@ -1030,6 +1102,10 @@ write_skeleton(const char *filename, const struct copts *c)
 		free(buf);
 		return err_set(EINVAL, "Could not assign backing file '%s'",
 		    c->backing);
+	}
+	if (c->data_file && strlen(c->data_file) > cs / 2) {
+		free(buf);
+		return err_set(EINVAL, "Data file name too long");
 	}
 	build_header(buf, c);
 	put_be64(buf + cs, 2 * cs);		/* refcount block: cluster 2 */
@@ -1086,7 +1162,10 @@ make_l1(struct img *img, uint64_t size)
 	return qcow2_pwrite(img, b, 24, 24, "qcow2 header");
 }
 
-/* Metadata preallocation: every L2 table and data cluster, in qemu's order. */
+/*
+ * Metadata preallocation: every L2 table and data cluster, in qemu's order;
+ * in an external data file the data clusters sit at their guest offsets.
+ */
 static int
 prealloc_metadata(struct img *img)
 {
@@ -1096,8 +1175,10 @@ prealloc_metadata(struct img *img)
 
 	for (off = 0; off < img->size; off += span) {
 		k = DIV_ROUND_UP(MIN(span, img->size - off), s->cluster_size);
-		if (qcow2_l2_for_write(img, off / span, &l2off) < 0 ||
-		    (host = qcow2_alloc_clusters(img, k)) == 0 ||
+		if (qcow2_l2_for_write(img, off / span, &l2off) < 0)
+			return -1;
+		host = s->has_data ? off : qcow2_alloc_clusters(img, k);
+		if ((host == 0 && !s->has_data) ||
 		    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 			return -1;
 		for (i = 0; i < k; i++)
@@ -1106,6 +1187,31 @@ prealloc_metadata(struct img *img)
 		qcow2_cache_dirty(&s->l2_cache, l2off);
 	}
 	return 0;
+}
+
+/* falloc and full preallocate an external data file's disk as well. */
+static int
+prealloc_data(struct img *img, int mode)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t off, n;
+	uint8_t *z;
+	int r = 0;
+
+	if (mode == 2 && (r = posix_fallocate(s->data_fd, 0,
+	    (off_t)img->size)) != 0)
+		return err_set(r, "Could not preallocate data for the new file");
+	if (mode != 3)
+		return 0;
+	z = xcalloc(1, 1u << 20);
+	for (off = 0; off < img->size && r == 0; off += n) {
+		n = MIN(img->size - off, 1u << 20);
+		if (io_pwrite(s->data_fd, z, n, off) < 0)
+			r = err_set(errno, "Could not preallocate data for the "
+			    "new file");
+	}
+	free(z);
+	return r;
 }
 
 /* The file covers every allocated cluster; falloc/full back it with blocks. */
@@ -1117,6 +1223,8 @@ prealloc_file(struct img *img, int mode)
 	uint8_t *z;
 	int r;
 
+	if (s->has_data && prealloc_data(img, mode) < 0)
+		return -1;
 	if (mode == 2 && (r = posix_fallocate(img->fd, 0, (off_t)end)) != 0)
 		return err_set(r, "Could not preallocate data for the new file");
 	if (mode == 3) {
@@ -1136,6 +1244,27 @@ prealloc_file(struct img *img, int mode)
 	return 0;
 }
 
+/* A new, empty external data file of the disk's size, as qemu's file driver. */
+static int
+create_data_file(const struct copts *c, uint64_t size)
+{
+	int fd;
+
+	if (c->data_file == NULL)
+		return 0;
+	fd = open(c->data_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return err_set(errno, "Could not create '%s'", c->data_file);
+	if (ftruncate(fd, (off_t)ROUND_UP(size, 512)) < 0) {
+		err_set(errno, "Could not resize file");
+		close(fd);
+		return -1;
+	}
+	if (close(fd) < 0)
+		return err_set(errno, "Could not create '%s'", c->data_file);
+	return 0;
+}
+
 static int
 qcow2_create(const char *filename, uint64_t size, const struct opt_list *o)
 {
@@ -1143,7 +1272,8 @@ qcow2_create(const char *filename, uint64_t size, const struct opt_list *o)
 	struct img *img;
 	int r;
 
-	if (parse_create(o, &c) < 0 || write_skeleton(filename, &c) < 0)
+	if (parse_create(o, &c) < 0 || create_data_file(&c, size) < 0 ||
+	    write_skeleton(filename, &c) < 0)
 		return err_prefix("%s", filename);
 	if ((img = img_open(filename, "qcow2", IMG_RDWR | IMG_NO_BACKING)) == NULL)
 		return -1;
@@ -1193,6 +1323,7 @@ const struct fmt_ops qcow2_ops = {
 	.snapshot_create	= qcow2_snapshot_create,
 	.snapshot_apply		= qcow2_snapshot_apply,
 	.snapshot_delete	= qcow2_snapshot_delete,
+	.snapshot_load		= qcow2_snapshot_load,
 	.amend			= qcow2_amend,
 	.amend_opts		= qcow2_amend_opts,
 	.make_empty		= qcow2_make_empty,

@@ -124,7 +124,12 @@ struct qcow2 {
 	uint32_t	 nb_snapshots;
 	uint32_t	 nb_bitmaps;
 	uint64_t	 bm_dir_offset, bm_dir_size;
-	char		*data_file;
+	char		*data_file;		/* as the header names it */
+	bool		 has_data;		/* data clusters live in data_fd */
+	bool		 data_missing;		/* opened for info without it */
+	int		 data_fd;
+	char		*data_path;		/* data_file resolved, for map */
+	uint64_t	 data_size;		/* data file size, as we grew it */
 
 	struct qcow2_cache l2_cache, rb_cache;
 	uint64_t	 file_size;		/* at open, plus what we appended */
@@ -244,6 +249,8 @@ int	 qcow2_snapshot_list(struct img *img, struct img_snapshot **sn,
 int	 qcow2_snapshot_create(struct img *img, const struct img_snapshot *sn);
 int	 qcow2_snapshot_apply(struct img *img, const char *name);
 int	 qcow2_snapshot_delete(struct img *img, const char *name);
+int	 qcow2_snapshot_load(struct img *img, const char *id, const char *name,
+	    bool by_either);
 uint64_t *qcow2_read_l1(struct img *img, uint64_t off, uint32_t n);
 int	 qcow2_l1_errno(const char *msg);
 int	 qcow2_snapshot_l1s(struct img *img, uint64_t **offs, uint32_t **sizes,
@@ -264,6 +271,26 @@ int	 qcow2_pwrite(struct img *img, const void *buf, size_t len,
 	    uint64_t off, const char *what);
 int	 qcow2_pread_meta(struct img *img, void *buf, size_t len, uint64_t off,
 	    const char *what);
+
+/* The file guest data clusters live in: the external data file or ours. */
+static inline int
+qcow2_dfd(const struct img *img)
+{
+	const struct qcow2 *s = img->priv;
+
+	return s->has_data ? s->data_fd : img->fd;
+}
+
+/*
+ * Whether a (non-compressed) entry has a host cluster: offset 0 is one in
+ * an external data file when COPIED says so, as in qemu.
+ */
+static inline bool
+qcow2_entry_host(const struct qcow2 *s, uint64_t e)
+{
+	return (e & QCOW2_L2E_OFFSET) != 0 || (s->has_data &&
+	    (e & QCOW2_OFLAG_COPIED) && !(e & QCOW2_OFLAG_COMPRESSED));
+}
 
 static inline uint64_t
 qcow2_l2_entries(const struct qcow2 *s)

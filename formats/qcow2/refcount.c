@@ -349,6 +349,9 @@ qcow2_free_entry(struct img *img, uint64_t entry)
 	uint64_t off, len;
 
 	qcow2_entry_range(s, entry, &off, &len);
+	/* clusters in an external data file have no refcounts */
+	if (s->has_data && !(entry & QCOW2_OFLAG_COMPRESSED))
+		return 0;
 	return qcow2_defer_free(img, off, len);
 }
 
