@@ -121,6 +121,14 @@ struct fmt_ops {
 	/* Delete the snapshot numbered or named name.  As above. */
 	int	(*snapshot_delete)(struct img *img, const char *name);
 	/*
+	 * Show a snapshot's disk instead of the active one, img open
+	 * read-only (qemu's bdrv_snapshot_load_tmp): by id and/or name, or
+	 * with by_either, id tried as an id then as a name.  NULL: "does not
+	 * support temporarily loading internal snapshots".
+	 */
+	int	(*snapshot_load)(struct img *img, const char *id, const char *name,
+		    bool by_either);
+	/*
 	 * Change the image's options o (keys of create_opts; the driver says
 	 * which it cannot change, in qemu's words), img open read-write;
 	 * force is --force.  0 or -1 with err_set.  NULL: "Format driver

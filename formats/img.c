@@ -654,6 +654,35 @@ img_status(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
 }
 
 int
+img_snapshot_load(struct img *img, const char *param)
+{
+	struct opt_list o = { 0, NULL };
+	const char *id, *name;
+	size_t i;
+	int r;
+
+	if (img->ops->snapshot_load == NULL)
+		return err_set(0, "Block format '%s' used by device '' does not support temporarily loading internal snapshots",
+		    img->ops->name);
+	if (strncmp(param, "snapshot.", 9) != 0)
+		return img->ops->snapshot_load(img, param, NULL, true);
+	if (opt_list_parse(&o, param) < 0)
+		return -1;
+	for (i = 0; i < o.n; i++)
+		if (strcmp(o.v[i].key, "snapshot.id") &&
+		    strcmp(o.v[i].key, "snapshot.name")) {
+			err_set(0, "Invalid parameter '%s'", o.v[i].key);
+			opt_list_free(&o);
+			return -1;
+		}
+	id = opt_list_get(&o, "snapshot.id");
+	name = opt_list_get(&o, "snapshot.name");
+	r = img->ops->snapshot_load(img, id, name, false);
+	opt_list_free(&o);
+	return r;
+}
+
+int
 img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
     uint64_t *host, uint64_t *n)
 {

@@ -212,6 +212,12 @@ void		 img_snapshots_free(struct img_snapshot *sn, size_t n);
 int		 img_snapshot_create(struct img *img, const struct img_snapshot *sn);
 int		 img_snapshot_apply(struct img *img, const char *name);
 int		 img_snapshot_delete(struct img *img, const char *name);
+/*
+ * qemu-img's -l SNAPSHOT_PARAM: "snapshot.id=X,snapshot.name=Y" or a bare
+ * id or name; img must be open read-only.  The message is the reason only
+ * (callers prefix "Failed to load snapshot: ").
+ */
+int		 img_snapshot_load(struct img *img, const char *param);
 /* Change the -o options o of an open read-write image (qemu-img amend). */
 int		 img_amend(struct img *img, const struct opt_list *o, bool force);
 /* Whether img's format can amend options at all. */

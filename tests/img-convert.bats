@@ -539,3 +539,25 @@ fake_stage() {
 	run -0 qimg compare a.raw p.qcow2
 	run -0 qimg check p.qcow2
 }
+
+@test "img-convert: -l converts an internal snapshot, as qemu-img" {
+	qimg create -q -f qcow2 s.qcow2 16M
+	qio -c 'write -P 1 0 1M' s.qcow2 >/dev/null
+	qimg snapshot -c snap1 s.qcow2
+	qio -c 'write -P 2 0 2M' s.qcow2 >/dev/null
+	for l in snap1 1 snapshot.id=1 snapshot.name=snap1; do
+		rm -f q.raw i.raw
+		qimg convert -l $l -O raw s.qcow2 q.raw
+		run -0 img convert -l $l -O raw s.qcow2 i.raw
+		cmp q.raw i.raw
+	done
+	for args in "-l nope -O raw s.qcow2 x.raw" "-l snap1 -O raw s.qcow2 s.qcow2 x.raw" \
+	    "-l snapshot.name=snap1,snapshot.id=2 -O raw s.qcow2 x.raw"; do
+		# shellcheck disable=SC2086
+		same_error $args
+		[ ! -e x.raw ]
+	done
+	# the snapshot's own map and bytes, by the primitives
+	img-map --output=json --snapshot=snap1 s.qcow2 > m
+	img-cat --snapshot=snap1 s.qcow2 | cmp - q.raw
+}

@@ -24,7 +24,8 @@ static const char usage_text[] =
     "               filename\n";
 
 enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS, OPT_OFFSET, OPT_LENGTH, OPT_MAP,
-	OPT_LONG, OPT_SHORT };
+	OPT_LONG, OPT_SHORT, OPT_SNAPSHOT
+};
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
@@ -32,6 +33,7 @@ static const struct option longopts[] = {
 	{ "force-share", no_argument, NULL, 'U' },
 	{ "object", required_argument, NULL, OPT_OBJECT },
 	{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+	{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
 	{ "offset", required_argument, NULL, OPT_OFFSET },
 	{ "length", required_argument, NULL, OPT_LENGTH },
 	{ "map", required_argument, NULL, OPT_MAP },
@@ -49,6 +51,7 @@ struct cat_args {
 	uint64_t	 length;
 	bool		 has_range;	/* --offset or --length given */
 	bool		 has_length;
+	const char	*snapshot;	/* --snapshot: an internal snapshot's disk */
 };
 
 /* Where the bytes go: stdout, which may be a regular file we can leave holes in. */
@@ -71,6 +74,7 @@ usage(void)
 	    "(driver=...,file.filename=...)\n"
 	    "      --object=objdef   accepted for qemu-img compatibility\n"
 	    "  -U, --force-share     open the image in shared mode\n"
+	    "      --snapshot=param  an internal snapshot's disk (as convert -l)\n"
 	    "      --offset=offset   start at this byte (default 0)\n"
 	    "      --length=len      write len bytes (default: to the end)\n"
 	    "      --map=mapfile     write only the bytes of the map's data "
@@ -301,6 +305,9 @@ parse_args(int argc, char *argv[], struct cat_args *a)
 		case OPT_IMAGE_OPTS:
 			a->image_opts = true;
 			break;
+		case OPT_SNAPSHOT:
+			a->snapshot = optarg;
+			break;
 		case OPT_OFFSET:
 			a->offset = size_arg("offset", optarg);
 			a->has_range = true;
@@ -346,6 +353,8 @@ main(int argc, char *argv[])
 	    img_open(argv[optind], a.fmt, a.flags | IMG_NO_PROBE_WARN);
 	if (img == NULL)
 		die("%s", err_msg());
+	if (a.snapshot != NULL && img_snapshot_load(img, a.snapshot) < 0)
+		die("Failed to load snapshot: %s", err_msg());
 	if (!a.has_length)
 		a.length = a.offset < img->size ? img->size - a.offset : 0;
 	if (a.offset > img->size || a.length > img->size - a.offset)

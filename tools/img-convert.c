@@ -46,6 +46,7 @@ struct conv {
 	bool		 sparse_set;	/* -S given */
 	bool		 copy_range;	/* -C: data extents copied whole */
 	bool		 compressed;	/* -c */
+	const char	*snapshot;	/* -l: the sources' internal snapshot */
 	bool		 progress;
 	bool		 quiet;
 	bool		 no_create;	/* -n */
@@ -245,7 +246,6 @@ static bool
 refused(struct conv *c, int ch)
 {
 	switch (ch) {
-	case 'l':
 	case OPT_TARGET_IMAGE_OPTS:
 	case OPT_SALVAGE: case OPT_BITMAPS: case OPT_SKIP_BROKEN:
 		if (c->unsupported == NULL)
@@ -261,6 +261,9 @@ parse_opt(struct conv *c, int ch, char **argv)
 	if (refused(c, ch))
 		return;
 	switch (ch) {
+	case 'l':
+		c->snapshot = optarg;
+		break;
 	case 'c':
 		c->compressed = true;
 		break;
@@ -378,6 +381,9 @@ check_args(struct conv *c, int argc, char **argv)
 		die("Invalid cache option: %s", c->cache);
 	c->src = argv + optind;
 	c->dst = argv[argc - 1];
+	if (c->snapshot && strncmp(c->snapshot, "snapshot.", 9) != 0 &&
+	    c->nsrc > 1)
+		die("No support for concatenating multiple snapshot");
 }
 
 /* Account the chunks the first `bytes` bytes of the stream finished. */
@@ -548,6 +554,8 @@ common_args(const struct conv *c, struct proc *p, const char *prog_)
 	}
 	if (c->share)
 		proc_arg(p, "-U");
+	if (c->snapshot)
+		proc_argf(p, "--snapshot=%s", c->snapshot);
 }
 
 /* A map being written as qemu-img map's JSON: one extent held back to know the last. */

@@ -14,7 +14,8 @@ static const char usage_text[] =
     "               [--start-offset=offset] [--max-length=len]\n"
     "               [--output=ofmt] [-U] filename\n";
 
-enum { OPT_OUTPUT = 256, OPT_OBJECT, OPT_IMAGE_OPTS, OPT_LONG, OPT_SHORT };
+enum { OPT_OUTPUT = 256, OPT_OBJECT, OPT_IMAGE_OPTS, OPT_LONG, OPT_SHORT,
+    OPT_SNAPSHOT };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
@@ -22,6 +23,7 @@ static const struct option longopts[] = {
 	{ "output", required_argument, NULL, OPT_OUTPUT },
 	{ "object", required_argument, NULL, OPT_OBJECT },
 	{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+	{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
 	{ "force-share", no_argument, NULL, 'U' },
 	{ "start-offset", required_argument, NULL, 's' },
 	{ "max-length", required_argument, NULL, 'l' },
@@ -37,6 +39,7 @@ struct map_args {
 	bool		 image_opts;
 	int64_t		 start;
 	int64_t		 max_length;	/* -1: to the end */
+	const char	*snapshot;	/* --snapshot: map an internal snapshot */
 };
 
 static _Noreturn void
@@ -51,6 +54,7 @@ usage(void)
 	    "  -l, --max-length=len    map at most len bytes\n"
 	    "      --output=ofmt       human (default) or json\n"
 	    "  -U, --force-share       open the image in shared mode\n"
+	    "      --snapshot=param    map an internal snapshot (as convert -l)\n"
 	    "  -h, --help              show this help\n"
 	    "\nSee img-map(1).\n", usage_text);
 	exit(0);
@@ -195,6 +199,9 @@ main(int argc, char *argv[])
 		case OPT_IMAGE_OPTS:
 			a.image_opts = true;
 			break;
+		case OPT_SNAPSHOT:
+			a.snapshot = optarg;
+			break;
 		case OPT_LONG:
 		case OPT_SHORT:
 			list_options(c);
@@ -215,6 +222,8 @@ main(int argc, char *argv[])
 	    img_open(argv[optind], a.fmt, a.flags);
 	if (img == NULL)
 		die("%s", err_msg());
+	if (a.snapshot != NULL && img_snapshot_load(img, a.snapshot) < 0)
+		die("Failed to load snapshot: %s", err_msg());
 	if (map_image(img, &a) < 0) {
 		img_close(img);
 		die("%s", err_msg());

@@ -778,3 +778,45 @@ qcow2_snapshot_downgrade_ok(struct img *img)
 	return r;
 }
 
+
+/*
+ * qcow2_snapshot_load_tmp: a read-only image shows the snapshot's disk
+ * (its L1 table in place of the active one) until it is closed.  With
+ * only one of id and name given, the other is not compared; with a
+ * single string (by_either), it is tried as an id, then as a name.
+ */
+int
+qcow2_snapshot_load(struct img *img, const char *id, const char *name,
+    bool by_either)
+{
+	struct qcow2 *s = img->priv;
+	struct snaps t;
+	uint64_t *l1;
+	int i;
+
+	if (img->flags & IMG_RDWR)
+		return err_set(0, "Device '' is writable, cannot load a snapshot");
+	if (read_snaps(img, &t) < 0)
+		return -1;
+	i = find(&t, id, by_either ? NULL : name);
+	if (i < 0 && by_either)
+		i = find(&t, NULL, id);
+	if (i < 0) {
+		snaps_free(&t);
+		return err_set(0, "Can't find snapshot");
+	}
+	if ((l1 = read_l1(img, &t.v[i])) == NULL) {
+		snaps_free(&t);
+		return -1;
+	}
+	free(s->l1);
+	free(s->l1_dirty);
+	s->l1 = l1;
+	s->l1_size = t.v[i].l1_size;
+	s->l1_offset = t.v[i].l1_offset;
+	s->l1_dirty = xcalloc(s->l1_size ? s->l1_size : 1, 1);
+	s->any_l1_dirty = false;
+	s->zc_valid = false;
+	snaps_free(&t);
+	return 0;
+}
