@@ -222,29 +222,47 @@ qcow_kind(uint64_t e)
 	return e & QCOW_OFLAG_COMPRESSED ? 2 : 1;
 }
 
+/* Whether the L2 table covering off is absent (all its clusters unallocated). */
+static bool
+qcow_no_l2(const struct qcow *s, uint64_t off)
+{
+	uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
+
+	return l1i >= s->l1_avail || s->l1[l1i] == 0;
+}
+
 /*
  * The clusters alike from off (at most len bytes): unallocated,
- * compressed, or plain and contiguous on disk.
+ * compressed, or plain and contiguous on disk.  Absent L2 tables are
+ * skipped whole, so a huge empty disk maps in a few steps.
  */
 static int
 qcow_run(struct img *img, uint64_t off, uint64_t len, uint64_t *e,
     uint64_t *n)
 {
 	struct qcow *s = img->priv;
-	uint64_t cs = s->cluster_size, in = off & (cs - 1), next, f, k;
+	uint64_t cs = s->cluster_size, span = cs << s->l2_bits;
+	uint64_t in = off & (cs - 1), pos, f, k;
 
 	if (qcow_entry(img, off, e) < 0)
 		return -1;
-	*n = MIN(len, cs - in);
-	for (k = 1; *n < len; k++) {
-		next = off - in + k * cs;
-		if (qcow_entry(img, next, &f) < 0)
+	pos = off - in + cs;
+	if (*e == 0 && qcow_no_l2(s, off))
+		pos = ROUND_DOWN(off, span) + span;
+	while (pos - off < len) {
+		if (*e == 0 && qcow_no_l2(s, pos)) {
+			pos += span;
+			continue;
+		}
+		if (qcow_entry(img, pos, &f) < 0)
 			return -1;
+		k = (pos - (off - in)) / cs;
 		if (qcow_kind(f) != qcow_kind(*e) ||
 		    (qcow_kind(f) == 1 && f != *e + k * cs))
 			break;
-		*n = MIN(len, next + cs - off);
+		pos += cs;
 	}
+	*n = MIN(len, pos - off);
 	return 0;
 }
 
