@@ -572,7 +572,7 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	}
 	if ((head && cow_read(img, off - head, head, hbuf = xmalloc(head)) < 0) ||
 	    (tail && cow_read(img, off + bytes, tail, tbuf = xmalloc(tail)) < 0) ||
-	    alloc_data(img, off - head, k, &host) < 0 ||
+	    alloc_data(img, off & ~(cs - 1), k, &host) < 0 ||
 	    data_check(img, host, k * cs) < 0)
 		goto out;
 	/* reused clusters hold old bytes: holes there must be made */
