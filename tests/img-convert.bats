@@ -561,3 +561,15 @@ fake_stage() {
 	img-map --output=json --snapshot=snap1 s.qcow2 > m
 	img-cat --snapshot=snap1 s.qcow2 | cmp - q.raw
 }
+
+@test "img-convert: a failed convert removes only a target it made, never an old file" {
+	qimg create -q -f qcow2 cz.qcow2 1M
+	qio -c 'write -c -P 7 0 64k' cz.qcow2 >/dev/null
+	# garbage over the compressed cluster: img-cat fails after the target exists
+	printf '\xff%.0s' $(seq 16) | dd of=cz.qcow2 bs=1 seek=$((0x50000)) conv=notrunc status=none
+	echo keep > old.raw
+	run -1 img convert -O raw cz.qcow2 old.raw
+	[ -e old.raw ]
+	run -1 img convert -O raw cz.qcow2 new.raw
+	[ ! -e new.raw ]
+}

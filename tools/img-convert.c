@@ -827,6 +827,8 @@ static void
 create_target(struct conv *c)
 {
 	struct opt_list o = { 0, NULL };
+	struct stat st;
+	bool existed;
 	char size[32];
 
 	if (!img_format_known(c->out_fmt))
@@ -839,6 +841,7 @@ create_target(struct conv *c)
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)c->size);
 	opt_list_set(&o, "size", size);
 	check_not_source(c);
+	existed = stat(c->dst, &st) == 0;
 	if (img_create(c->dst, c->out_fmt, c->size, &o) < 0) {
 		/* the driver names the file first; qemu-img says it once */
 		err_unprefix("%s", c->dst);
@@ -846,7 +849,9 @@ create_target(struct conv *c)
 		    err_msg());
 	}
 	opt_list_free(&o);
-	stop_unlink = c->dst;
+	/* only a file we made goes on failure: never a device or an old file */
+	if (!existed)
+		stop_unlink = c->dst;
 }
 
 /* -o help: img-create prints the options, as qemu-img create -o help does. */
