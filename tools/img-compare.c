@@ -19,6 +19,7 @@
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
+#include "../lib/progress.h"
 #include "../formats/img.h"
 
 /* Exit codes, qemu-img's */
@@ -111,69 +112,6 @@ struct cmp {
 	int		 go_fd;		/* parent -> helper: a batch is ready */
 	int		 done_fd;	/* helper -> parent: it has no more jobs */
 };
-
-/*
- * Progress as qemu's util/qemu-progress.c prints it, float arithmetic and
- * all, so `-p` output matches byte for byte.  Off, SIGUSR1 prints one line
- * on stderr instead.
- */
-static struct {
-	bool	 on;
-	float	 cur;
-	float	 last;
-	float	 min_skip;
-} prog;
-static volatile sig_atomic_t usr1;
-
-static void
-on_usr1(int sig)
-{
-	(void)sig;
-	usr1 = 1;
-}
-
-static void
-progress_init(bool on, float min_skip)
-{
-	struct sigaction sa;
-
-	prog.on = on;
-	prog.min_skip = min_skip;
-	if (on)
-		return;
-	memset(&sa, 0, sizeof(sa));
-	sigfillset(&sa.sa_mask);
-	sa.sa_handler = on_usr1;
-	sigaction(SIGUSR1, &sa, NULL);
-}
-
-static void
-progress_print(float delta, int max)
-{
-	float current = max == 0 ? delta : prog.cur + delta / 100 * max;
-
-	if (current > 100)
-		current = 100;
-	prog.cur = current;
-	if (current > prog.last + prog.min_skip || current == 100 ||
-	    current == 0) {
-		prog.last = prog.cur;
-		if (prog.on) {
-			printf("    (%3.2f/100%%)\r", prog.cur);
-			fflush(stdout);
-		} else if (usr1) {
-			fprintf(stderr, "    (%3.2f/100%%)\n", prog.cur);
-			usr1 = 0;
-		}
-	}
-}
-
-static void
-progress_end(void)
-{
-	if (prog.on)
-		putchar('\n');
-}
 
 /* qemu_progress_print(((float)chunk / progress_base) * 100, 100) */
 static void
