@@ -437,3 +437,25 @@ open(d + "/x.vmdk", "w").write("# Disk DescriptorFile\nversion=1\nCID=12345678\n
 	[ "${lines[0]}" = '[{ "start": 0, "length": 1048576, "depth": 0, "present": true, "zero": false, "data": true, "offset": 65536},' ]
 	same_read m3.vmdk
 }
+
+@test "streamOptimized with its grain directory in the footer" {
+	pattern pat.raw
+	qimg convert -f raw -O vmdk -o subformat=streamOptimized pat.raw s.vmdk
+	python3 -c '
+import struct, sys
+d = bytearray(open(sys.argv[1], "rb").read())
+hdr = bytes(d[0:512])
+d[56:64] = struct.pack("<Q", 0xffffffffffffffff)
+d += bytes(-len(d) % 512)
+fm = bytearray(512)
+struct.pack_into("<QII", fm, 0, 1, 0, 3)
+d += fm + hdr + bytes(512)
+open(sys.argv[2], "wb").write(bytes(d))' s.vmdk foot.vmdk
+	same_read foot.vmdk
+	same check foot.vmdk
+	# a footer without its end-of-stream marker is refused
+	truncate -s -512 foot.vmdk
+	cp foot.vmdk bad.vmdk
+	refused "Invalid footer"
+	same info bad.vmdk
+}
