@@ -240,6 +240,9 @@ qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 
 	if (s->data_missing)
 		return data_missing(img);
+	/* as qemu's, one answer never crosses an L2 table: compare -p and -s
+	 * step by them */
+	len = MIN(len, qcow2_l2_span(s) - (off & (qcow2_l2_span(s) - 1)));
 	if (get_run(img, off, len, &r) < 0)
 		return -1;
 	st->len = r.len;
