@@ -404,7 +404,9 @@ print_formatting(const char *file, const char *fmt, const struct desc_list *l,
 			printf("%s", v);
 		sep = " ";
 	}
+	/* flushed before any error, as qemu's bdrv_img_create does */
 	printf("\n");
+	fflush(stdout);
 }
 
 /*
