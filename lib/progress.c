@@ -47,7 +47,8 @@ progress_print(float delta, int max)
 	if (current > 100)
 		current = 100;
 	prog.cur = current;
-	if (current > prog.last + prog.min_skip || current == 100 ||
+	if (current > prog.last + prog.min_skip ||
+	    current < prog.last - prog.min_skip || current == 100 ||
 	    current == 0) {
 		prog.last = prog.cur;
 		if (prog.on) {
