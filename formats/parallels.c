@@ -191,6 +191,11 @@ prl_run(const struct prl *s, uint64_t sector, uint64_t nb, uint64_t *n)
 
 	*n = 0;
 	do {
+		/* past the BAT in memory everything is unallocated */
+		if (start < 0 && (sector + *n) / s->tracks >= s->bat_avail) {
+			*n = nb;
+			break;
+		}
 		off = prl_sector(s, sector + *n);
 		if (*n > 0 && (start < 0 ? off >= 0 : off != start +
 		    (int64_t)*n))

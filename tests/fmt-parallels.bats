@@ -1,0 +1,233 @@
+#!/usr/bin/env bats
+# The parallels driver: qemu's images read by img, img's images read by
+# qemu, the in-use mark, check and repair, hostile headers.
+load helpers
+bats_require_minimum_version 1.5.0
+
+# same ARGS...: qemu-img ARGS and ours installed as qemu-img: same stdout,
+# stderr and status
+same() {
+	need_qemu || return 1
+	mkdir -p "$BATS_TEST_TMPDIR/ours"
+	ln -sf "$IMG_BIN/img" "$BATS_TEST_TMPDIR/ours/qemu-img"
+	command qemu-img "$@" >q.out 2>q.err && echo 0 >q.rc || echo $? >q.rc
+	"$BATS_TEST_TMPDIR/ours/qemu-img" "$@" >i.out 2>i.err && echo 0 >i.rc ||
+	    echo $? >i.rc
+	local f ok=0
+	for f in out err rc; do
+		cmp -s q.$f i.$f || { echo "--- $f differs for: $*"; diff q.$f i.$f; ok=1; }
+	done
+	return $ok
+}
+
+# same_content IMG: img cat IMG equals qemu-img convert -O raw IMG
+same_content() {
+	img cat "$1" >ours.raw
+	qimg convert -O raw "$1" theirs.raw
+	cmp ours.raw theirs.raw
+}
+
+# same_view IMG: info and map, human and json, as qemu-img shows them
+same_view() {
+	same info "$1" && same info --output=json "$1" &&
+	    same map "$1" && same map --output=json "$1" && same_content "$1"
+}
+
+# patterned IMG FMT: qemu-io writes three patterns
+patterned() {
+	qio -f "$2" -c 'write -P 0x11 0 4k' -c 'write -P 0x22 1536k 700k' \
+	    -c 'write -P 0x33 5M 1k' "$1" >/dev/null
+}
+
+# reads_patterns IMG: qemu-io reads back what patterned wrote
+reads_patterns() {
+	run -0 qio -f parallels -c 'read -P 0x11 0 4k' \
+	    -c 'read -P 0x22 1536k 700k' -c 'read -P 0x33 5M 1k' \
+	    -c 'read -P 0 4k 1020k' -c 'read -P 0 3M 2M' "$1"
+	[[ "$output" != *fail* ]] || { echo "$output"; return 1; }
+}
+
+# bad OFFSET BYTES: bad.prl is an 8 MiB qemu image with two clusters, poked
+bad() {
+	rm -f bad.prl
+	qimg create -q -f parallels bad.prl 8M
+	qio -f parallels -c 'write -P 1 0 1M' -c 'write -P 2 3M 1k' bad.prl >/dev/null
+	poke bad.prl "$1" "$2"
+}
+
+# refused MESSAGE: img info -f parallels bad.prl fails with exactly this line
+refused() {
+	run -1 --separate-stderr img info -f parallels bad.prl
+	[ -z "$output" ] || { echo "stdout: $output"; return 1; }
+	[ "${#stderr_lines[@]}" -eq 1 ] || { echo "$stderr"; return 1; }
+	[ "$stderr" = "img: Could not open 'bad.prl': $1" ] ||
+	    { echo "got: $stderr"; echo "want: $1"; return 1; }
+	same info -f parallels bad.prl
+}
+
+@test "parallels: an empty qemu image: info, map, content" {
+	qimg create -q -f parallels e.prl 64M
+	same_view e.prl
+	same check e.prl
+	same check --output=json e.prl
+}
+
+@test "parallels: qemu-io patterns read the same" {
+	qimg create -q -f parallels p.prl 8M
+	patterned p.prl parallels
+	same_view p.prl
+	same info -f parallels p.prl
+	same check p.prl
+}
+
+@test "parallels: a qemu convert with small clusters reads the same" {
+	qimg create -q -f raw p.raw 7M
+	patterned p.raw raw
+	qimg convert -O parallels -o cluster_size=64k p.raw p.prl
+	same_view p.prl
+	cmp <(img cat p.prl) p.raw
+}
+
+@test "parallels: old-style WithoutFreeSpace images (BAT in sectors)" {
+	qimg create -q -f parallels o.prl 8M
+	patterned o.prl parallels
+	# one-cluster-per-entry images become sector offsets: 2048 sectors a cluster
+	poke o.prl 0 'WithoutFreeSpace'
+	same_view o.prl
+}
+
+@test "parallels: create prints qemu's line and makes qemu's layout" {
+	same create -f parallels a.prl 64M
+	run -0 img create -f parallels ours.prl 3M
+	[ "$output" = "Formatting 'ours.prl', fmt=parallels size=3145728 cluster_size=1048576" ]
+	qimg create -q -f parallels theirs.prl 3M
+	cmp ours.prl theirs.prl
+	img create -q -f parallels -o cluster_size=1000 ours.prl 100000
+	qimg create -q -f parallels -o cluster_size=1000 theirs.prl 100000
+	cmp ours.prl theirs.prl
+	same info ours.prl
+}
+
+@test "parallels: -o help and bad options as qemu-img" {
+	same create -f parallels -o help
+	same create -f parallels x.prl 0
+	same create -f parallels -o cluster_size=4T x.prl 1M
+	same create -f parallels -o cluster_size=512 x.prl 4T
+	same create -f parallels -b x.raw x.prl 1M
+}
+
+@test "parallels: img convert makes what qemu makes, byte for byte" {
+	qimg create -q -f raw p.raw 7M
+	patterned p.raw raw
+	run -0 img convert -O parallels p.raw ours.prl
+	qimg convert -O parallels p.raw theirs.prl
+	cmp ours.prl theirs.prl
+	run -0 qimg check ours.prl
+	run -0 qimg compare p.raw ours.prl
+	reads_patterns ours.prl
+	same map --output=json ours.prl
+}
+
+@test "parallels: img writes into images; qemu checks and reads them" {
+	img create -q -f parallels w.prl 7M
+	qimg create -q -f raw p.raw 7M
+	patterned p.raw raw
+	img write -f parallels w.prl <p.raw
+	run -0 qimg check w.prl
+	run -0 qimg compare w.prl p.raw
+	reads_patterns w.prl
+	# into a qemu image with clusters allocated: same bytes as qemu-io
+	qimg create -q -f parallels w1.prl 8M
+	patterned w1.prl parallels
+	cp w1.prl w2.prl
+	head -c 5000 /dev/urandom >pat
+	img write -f parallels --offset=3000000 w1.prl <pat
+	qio -f parallels -c 'write -s pat 3000000 5000' w2.prl >/dev/null
+	cmp w1.prl w2.prl
+	# the in-use mark is cleared on close
+	[ "$(xxd -s 44 -l 4 -p w1.prl)" = 00000000 ]
+}
+
+@test "parallels: an image not closed cleanly: read-only, check repairs" {
+	bad 44 'Ynot'
+	same info bad.prl
+	same map bad.prl
+	same check bad.prl
+	same check --output=json bad.prl
+	head -c 512 /dev/zero >z
+	run -1 --separate-stderr img write -f parallels bad.prl <z
+	[ "$stderr" = "img: Could not open 'bad.prl': parallels: Image was not closed correctly; cannot be opened read/write" ]
+	cp bad.prl b2.prl
+	qimg check -r all bad.prl >q.out 2>q.err || true
+	img check -r all b2.prl >i.out 2>i.err || true
+	cmp q.out i.out
+	cmp q.err i.err
+	cmp bad.prl b2.prl
+}
+
+@test "parallels: clusters outside the image and leaks: qemu's check" {
+	bad 68 '\xff\xff\0\0'
+	same check bad.prl
+	same map bad.prl
+	cp bad.prl b2.prl
+	qimg check -r all bad.prl >q.out 2>q.err || true
+	img check -r all b2.prl >i.out 2>i.err || true
+	cmp q.out i.out
+	cmp q.err i.err
+	cmp bad.prl b2.prl
+	bad 0 'W'
+	truncate -s 10M bad.prl
+	same check bad.prl
+	same check --output=json bad.prl
+	cp bad.prl b2.prl
+	qimg check -r leaks bad.prl >/dev/null 2>&1 || true
+	img check -r leaks b2.prl >/dev/null 2>&1 || true
+	cmp bad.prl b2.prl
+}
+
+@test "parallels: probing finds it" {
+	qimg create -q -f parallels p.prl 1M
+	run -0 img info --output=json p.prl
+	[[ "$output" == *'"format": "parallels"'* ]]
+}
+
+@test "parallels: bad magic, version, geometry: qemu's one line" {
+	bad 0 'X'
+	refused "Image not in Parallels format"
+	bad 16 '\x03'
+	refused "Image not in Parallels format"
+	bad 28 '\0\0\0\0'
+	refused "Invalid image: Zero sectors per track"
+	bad 28 '\0\0\0\x10'
+	refused "Invalid image: Too big cluster"
+	bad 32 '\0\0\0\x40'
+	refused "Catalog too large"
+}
+
+@test "parallels: truncated headers, huge sizes and garbage: one line, exit 1" {
+	qimg create -q -f parallels t.prl 8M
+	# the rest reads as zeroes: an empty disk, as qemu says
+	head -c 30 t.prl >bad.prl
+	same info -f parallels bad.prl
+	head -c 10 t.prl >bad.prl
+	refused "Image not in Parallels format"
+	bad 36 '\0\0\0\0\0\0\0\x01'
+	run -1 --separate-stderr img info bad.prl
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	head -c 4096 /dev/urandom >bad.prl
+	run -1 --separate-stderr img info -f parallels bad.prl
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ "$stderr" == "img: Could not open 'bad.prl': "* ]]
+}
+
+@test "parallels: a BAT past the end of the file, a disk past the BAT" {
+	# the BAT claims more entries than the file holds: they read as unallocated
+	bad 32 '\0\0\x10'
+	same info bad.prl
+	same map --output=json bad.prl
+	same_content bad.prl
+	# a disk larger than its BAT covers: qemu asserts, img maps it
+	bad 36 '\0\0\0\0\0\x01'
+	run -0 img map --output=json bad.prl
+	[[ "$output" == *'{ "start": 4194304, "length": 562949949227008, "depth": 0, "present": false, "zero": true, "data": false}]' ]]
+}
