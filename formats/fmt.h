@@ -149,6 +149,10 @@ struct fmt_ops {
 	 * with err_set.  NULL: always.
 	 */
 	int	(*backing_read_ok)(struct img *img);
+	/* img_bitmap's work (img.h).  NULL: the format has no bitmaps. */
+	int	(*bitmap)(struct img *img, const char *name,
+		    const struct img_bitmap_act *acts, size_t n,
+		    uint64_t granularity, struct img *src, size_t *failed);
 };
 
 const struct fmt_ops	*fmt_find(const char *name);

@@ -895,6 +895,20 @@ img_set_backing(struct img *img, const char *file, const char *fmt)
 }
 
 int
+img_bitmap(struct img *img, const char *name, const struct img_bitmap_act *acts,
+    size_t n, uint64_t granularity, struct img *src, size_t *failed)
+{
+	*failed = 0;
+	if (img->ops->bitmap != NULL)
+		return img->ops->bitmap(img, name, acts, n, granularity, src,
+		    failed);
+	if (n > 0 && acts[0].act == IMG_BM_ADD)
+		return err_set(0, "Can't store persistent bitmaps to %s: "
+		    "Operation not supported", img->filename);
+	return err_set(0, "Dirty bitmap '%s' not found", name);
+}
+
+int
 img_make_empty(struct img *img)
 {
 	if (img->ops->make_empty != NULL)

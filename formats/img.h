@@ -225,4 +225,23 @@ bool		 img_can_amend(const struct img *img);
 /* The options format fmt can amend (sorted for help by the caller), or NULL. */
 const struct opt_desc *img_amend_opts(const char *fmt);
 
+/* img-bitmap's actions on one persistent dirty bitmap (qemu-img bitmap). */
+enum { IMG_BM_ADD, IMG_BM_REMOVE, IMG_BM_CLEAR, IMG_BM_ENABLE, IMG_BM_DISABLE,
+	IMG_BM_MERGE };
+
+struct img_bitmap_act {
+	int		 act;
+	const char	*src;		/* IMG_BM_MERGE: the source bitmap */
+};
+
+/*
+ * Apply n actions in order to bitmap name of img (open read-write); merge
+ * sources are bitmaps of src (NULL: img); granularity 0: the default.
+ * What succeeded before a failure is kept, as in qemu.  0, or -1 with
+ * err_set (qemu's reason alone) and *failed the failing action's index.
+ */
+int		 img_bitmap(struct img *img, const char *name,
+		    const struct img_bitmap_act *acts, size_t n,
+		    uint64_t granularity, struct img *src, size_t *failed);
+
 #endif

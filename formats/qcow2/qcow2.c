@@ -1327,4 +1327,5 @@ const struct fmt_ops qcow2_ops = {
 	.amend			= qcow2_amend,
 	.amend_opts		= qcow2_amend_opts,
 	.make_empty		= qcow2_make_empty,
+	.bitmap			= qcow2_bitmap,
 };

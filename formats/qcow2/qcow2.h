@@ -188,6 +188,10 @@ int	 qcow2_detect_prealloc(struct img *img);
 int	 qcow2_bitmap_info(struct img *img, struct jnode *data);
 /* Mark enabled bitmaps in use: writes are not tracked in them. */
 int	 qcow2_bitmaps_in_use(struct img *img);
+/* img_bitmap: add, remove, clear, enable, disable, merge. */
+int	 qcow2_bitmap(struct img *img, const char *name,
+	    const struct img_bitmap_act *acts, size_t n, uint64_t granularity,
+	    struct img *src, size_t *failed);
 
 /* cluster.c */
 /* The L2 table for L1 index l1i (*l2 NULL, *l2off 0: none). */
