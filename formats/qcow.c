@@ -638,8 +638,13 @@ qcow_create(const char *filename, uint64_t size, const struct opt_list *o)
 	const char *backing = opt_list_get(o, "backing_file");
 	const char *enc = opt_list_get(o, "encryption");
 	const char *efmt = opt_list_get(o, "encrypt.format");
+	const char *bfmt = opt_list_get(o, "backing_fmt");
 	int fd, r;
 
+	/* qcow cannot record a backing format, but qemu checks it names one */
+	if (bfmt != NULL && !img_format_known(bfmt))
+		return err_set(0, "%s: unrecognized backing format '%s'",
+		    filename, bfmt);
 	if (efmt != NULL && strcmp(efmt, "aes") != 0)
 		return err_set(0, "%s: Unsupported encryption format",
 		    filename);
