@@ -104,6 +104,7 @@ struct vhdx {
 	struct vhdx_region regions[4];		/* header, log, BAT, metadata */
 	size_t		 nregions;
 	bool		 written;		/* headers updated for writing */
+	bool		 replayed;		/* the log was replayed on open */
 };
 
 static uint32_t	crc32c_table[256];
@@ -233,42 +234,244 @@ vhdx_overlaps(const struct vhdx *s, uint64_t start, uint64_t len)
 	return false;
 }
 
+/* The circular log: where it lies in the file, and its current GUID. */
+struct vhdx_log {
+	uint64_t	 off;
+	uint64_t	 len;
+	const uint8_t	*guid;
+};
+
+/* log entry header fields */
+enum {
+	VHDX_L_CSUM = 4, VHDX_L_LEN = 8, VHDX_L_SEQ = 16, VHDX_L_NDESC = 24,
+	VHDX_L_GUID = 32, VHDX_L_FLUSHED = 48, VHDX_L_LAST = 56,
+};
+#define VHDX_LOG_SECTOR		(4 * KIB)
+
+/* Read n log sectors from pos on, wrapping at the log's end. */
+static int
+vhdx_log_read(struct img *img, const struct vhdx_log *l, uint64_t pos,
+    uint8_t *buf, uint64_t n)
+{
+	uint64_t i;
+
+	for (i = 0; i < n; i++) {
+		pos %= l->len;
+		if (io_pread_zero(img->fd, buf + i * VHDX_LOG_SECTOR,
+		    VHDX_LOG_SECTOR, l->off + pos) < 0)
+			return err_set(errno, "Could not read the VHDX log");
+		pos += VHDX_LOG_SECTOR;
+	}
+	return 0;
+}
+
+static uint64_t
+vhdx_desc_sectors(uint32_t ndesc)
+{
+	return DIV_ROUND_UP((uint64_t)ndesc + 2, 128);
+}
+
 /*
- * A log with an entry of the current log GUID needs replaying, which
- * qemu does on a read-write open; refuse it instead.
+ * The whole entry at pos (malloc'd into *e) when it is valid: its
+ * header, descriptors and checksum, and seq following prev (0: any).
+ * 1 valid, 0 not, -1 on error.
+ */
+static int
+vhdx_log_entry(struct img *img, const struct vhdx_log *l, uint64_t pos,
+    uint64_t prev, uint8_t **e)
+{
+	uint8_t h[VHDX_LOG_SECTOR], *d;
+	uint64_t len, seq, nd, i;
+
+	*e = NULL;
+	if (vhdx_log_read(img, l, pos, h, 1) < 0)
+		return -1;
+	len = get_le32(h + VHDX_L_LEN);
+	seq = get_le64(h + VHDX_L_SEQ);
+	nd = get_le32(h + VHDX_L_NDESC);
+	if (memcmp(h, "loge", 4) != 0 || len == 0 || len > l->len ||
+	    len % VHDX_LOG_SECTOR || seq == 0 ||
+	    memcmp(h + VHDX_L_GUID, l->guid, 16) != 0 || nd * 32 > len ||
+	    vhdx_desc_sectors((uint32_t)nd) * VHDX_LOG_SECTOR > len ||
+	    (prev != 0 && seq != prev + 1))
+		return 0;
+	*e = xmalloc(len);
+	if (vhdx_log_read(img, l, pos, *e, len / VHDX_LOG_SECTOR) < 0) {
+		free(*e);
+		*e = NULL;
+		return -1;
+	}
+	for (i = 0; i < nd; i++) {
+		d = *e + 64 + 32 * i;
+		if (get_le64(d + 24) != seq || get_le64(d + 16) % VHDX_LOG_SECTOR ||
+		    (memcmp(d, "zero", 4) != 0 && memcmp(d, "desc", 4) != 0) ||
+		    (memcmp(d, "zero", 4) == 0 &&
+		    get_le64(d + 8) % VHDX_LOG_SECTOR))
+			break;
+	}
+	if (i < nd || !vhdx_csum_ok(*e, len)) {
+		free(*e);
+		*e = NULL;
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * The active sequence: the longest run of consecutive entries from some
+ * sector, the one with the highest first sequence number.  *count 0: none.
+ */
+static int
+vhdx_log_search(struct img *img, const struct vhdx_log *l, uint64_t *start,
+    uint64_t *count)
+{
+	uint64_t pos, q, n, seq, best = 0;
+	uint8_t *e;
+	int r;
+
+	*count = 0;
+	for (pos = 0; pos < l->len; pos += VHDX_LOG_SECTOR) {
+		if ((r = vhdx_log_entry(img, l, pos, 0, &e)) <= 0) {
+			if (r < 0)
+				return -1;
+			continue;
+		}
+		seq = get_le64(e + VHDX_L_SEQ);
+		q = pos;
+		n = 0;
+		/* a sequence can be no longer than the log has sectors */
+		while (e != NULL && n < l->len / VHDX_LOG_SECTOR) {
+			q = (q + get_le32(e + VHDX_L_LEN)) % l->len;
+			n++;
+			free(e);
+			if (vhdx_log_entry(img, l, q, seq + n - 1, &e) < 0)
+				return -1;
+		}
+		free(e);
+		if (*count == 0 || seq > best) {
+			best = seq;
+			*start = pos;
+			*count = n;
+		}
+	}
+	return 0;
+}
+
+/* Write one descriptor's sector(s) where it says. */
+static int
+vhdx_log_apply_desc(struct img *img, const uint8_t *d, const uint8_t *data)
+{
+	uint8_t buf[VHDX_LOG_SECTOR];
+	uint64_t at = get_le64(d + 16), n = 1, i;
+
+	if (memcmp(d, "desc", 4) == 0) {
+		if (((uint64_t)get_le32(data + 4) << 32 |
+		    get_le32(data + 4092)) != get_le64(d + 24))
+			return vhdx_einval();
+		memcpy(buf, d + 8, 8);
+		memcpy(buf + 8, data + 8, 4084);
+		memcpy(buf + 4092, d + 4, 4);
+	} else {
+		memset(buf, 0, sizeof(buf));
+		n = get_le64(d + 8) / VHDX_LOG_SECTOR;
+	}
+	if (at > (uint64_t)INT64_MAX || n > ((uint64_t)INT64_MAX - at) /
+	    VHDX_LOG_SECTOR)
+		return vhdx_einval();
+	for (i = 0; i < n; i++)
+		if (io_pwrite(img->fd, buf, sizeof(buf),
+		    at + i * VHDX_LOG_SECTOR) < 0 || fmt_sync(img) < 0)
+			return err_set(errno, "Could not replay the VHDX log");
+	return 0;
+}
+
+static int
+vhdx_log_apply(struct img *img, const uint8_t *e)
+{
+	uint64_t nd = get_le32(e + VHDX_L_NDESC), i, fsize, last;
+	const uint8_t *data = e + vhdx_desc_sectors((uint32_t)nd) *
+	    VHDX_LOG_SECTOR, *end = e + get_le32(e + VHDX_L_LEN);
+
+	if (fmt_file_size(img, &fsize) < 0)
+		return -1;
+	if (get_le64(e + VHDX_L_FLUSHED) > fsize)
+		return vhdx_einval();
+	for (i = 0; i < nd; i++) {
+		const uint8_t *d = e + 64 + 32 * i;
+
+		if (memcmp(d, "desc", 4) == 0 && data + VHDX_LOG_SECTOR > end)
+			return vhdx_einval();
+		if (vhdx_log_apply_desc(img, d, data) < 0)
+			return -1;
+		if (memcmp(d, "desc", 4) == 0)
+			data += VHDX_LOG_SECTOR;
+	}
+	/* qemu grows the file only to an unaligned last offset, rounded */
+	last = get_le64(e + VHDX_L_LAST);
+	if (fsize < last && last % MIB) {
+		if (last > (uint64_t)INT64_MAX - MIB)
+			return vhdx_einval();
+		if (ftruncate(img->fd, (off_t)ROUND_UP(last, MIB)) < 0)
+			return err_set(errno, "Could not replay the VHDX log");
+	}
+	return 0;
+}
+
+static int vhdx_update_headers(struct img *, struct vhdx *, bool);
+
+static int
+vhdx_log_replay(struct img *img, struct vhdx *s, const struct vhdx_log *l,
+    uint64_t pos, uint64_t count)
+{
+	uint8_t *e;
+	uint64_t i;
+	int r;
+
+	for (i = 0; i < count; i++) {
+		if ((r = vhdx_log_entry(img, l, pos, 0, &e)) <= 0)
+			return r < 0 ? -1 : vhdx_einval();
+		r = vhdx_log_apply(img, e);
+		pos = (pos + get_le32(e + VHDX_L_LEN)) % l->len;
+		free(e);
+		if (r < 0)
+			return -1;
+	}
+	if (fmt_sync(img) < 0)
+		return err_set(errno, "Could not replay the VHDX log");
+	memset(s->hdr + VHDX_H_LOG_GUID, 0, 16);
+	s->replayed = true;
+	return vhdx_update_headers(img, s, true);
+}
+
+/*
+ * A log with a valid sequence of entries of the current log GUID is
+ * replayed on a read-write open and refused on a read-only one.
  */
 static int
 vhdx_open_log(struct img *img, struct vhdx *s)
 {
-	uint64_t off = get_le64(s->hdr + VHDX_H_LOG_OFF), i, n;
-	uint32_t len = get_le32(s->hdr + VHDX_H_LOG_LEN);
-	uint8_t e[64], *buf;
+	struct vhdx_log l;
+	uint64_t start = 0, count;
 
-	if (off < MIB || off % MIB || get_le16(s->hdr + VHDX_H_LOG_VERSION))
+	l.off = get_le64(s->hdr + VHDX_H_LOG_OFF);
+	l.len = get_le32(s->hdr + VHDX_H_LOG_LEN);
+	l.guid = s->hdr + VHDX_H_LOG_GUID;
+	if (l.off < MIB || l.off % MIB || get_le16(s->hdr + VHDX_H_LOG_VERSION))
 		return vhdx_einval();
-	if (vhdx_guid_null(s->hdr + VHDX_H_LOG_GUID) || len == 0)
+	if (vhdx_guid_null(l.guid) || l.len == 0)
 		return 0;
-	if (len % MIB)
+	if (l.len % MIB)
 		return vhdx_einval();
-	for (i = 0; i < len; i += 4 * KIB) {
-		if (io_pread_zero(img->fd, e, sizeof(e), off + i) < 0)
-			return err_set(errno, "Could not read the VHDX log");
-		n = get_le32(e + 8);
-		if (memcmp(e, "loge", 4) != 0 || n == 0 || n % (4 * KIB) ||
-		    n > len - i ||
-		    memcmp(e + 32, s->hdr + VHDX_H_LOG_GUID, 16) != 0)
-			continue;
-		buf = xmalloc(n);
-		if (io_pread_zero(img->fd, buf, n, off + i) == 0 &&
-		    vhdx_csum_ok(buf, n)) {
-			free(buf);
-			return err_set(EPERM, "VHDX image file '%s' opened "
-			    "read-only, but contains a log that needs to be "
-			    "replayed", img->filename);
-		}
-		free(buf);
-	}
-	return 0;
+	if (vhdx_log_search(img, &l, &start, &count) < 0)
+		return -1;
+	if (count == 0)
+		return 0;
+	if (!(img->flags & IMG_RDWR))
+		return err_set(0, "VHDX image file '%s' opened read-only, but "
+		    "contains a log that needs to be replayed\nTo replay the "
+		    "log, run:\nqemu-img check -r all '%s'", img->filename,
+		    img->filename);
+	return vhdx_log_replay(img, s, &l, start, count);
 }
 
 static int
@@ -531,13 +734,14 @@ vhdx_read(struct img *img, uint64_t off, size_t len, void *buf)
  * before the first write of guest data (the spec's data write GUID).
  */
 static int
-vhdx_update_headers(struct img *img, struct vhdx *s)
+vhdx_update_headers(struct img *img, struct vhdx *s, bool data)
 {
 	uint64_t seq = get_le64(s->hdr + VHDX_H_SEQ);
 	int i;
 
 	vhdx_guid(s->hdr + VHDX_H_FILE_GUID);
-	vhdx_guid(s->hdr + VHDX_H_DATA_GUID);
+	if (data)
+		vhdx_guid(s->hdr + VHDX_H_DATA_GUID);
 	for (i = 0; i < 2; i++) {
 		put_le64(s->hdr + VHDX_H_SEQ, ++seq);
 		vhdx_csum_set(s->hdr, VHDX_HEADER_SIZE);
@@ -591,7 +795,7 @@ vhdx_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	const uint8_t *p = buf;
 	uint64_t n, host, at = 0;
 
-	if (!s->written && vhdx_update_headers(img, s) < 0)
+	if (!s->written && vhdx_update_headers(img, s, true) < 0)
 		return -1;
 	for (; len > 0; off += n, p += n, len -= n) {
 		n = MIN(len, s->block_size - off % s->block_size);
@@ -637,6 +841,8 @@ vhdx_check(struct img *img, int fix, struct img_check *res)
 	int errs = 0;
 
 	(void)fix;
+	if (s->replayed)
+		res->corruptions_fixed++;
 	if (vhdx_check_bat(img, s, &errs) < 0 && res->note != NULL)
 		res->note(err_msg(), res->note_arg);
 	res->corruptions += errs;
