@@ -101,7 +101,7 @@ struct vhdx {
 	uint64_t	 chunk_ratio;		/* payload entries per bitmap entry */
 	uint64_t	 entries;
 	uint64_t	*bat;			/* host order */
-	struct vhdx_region regions[4];		/* header, log, BAT, metadata */
+	struct vhdx_region regions[3];		/* log, BAT, metadata */
 	size_t		 nregions;
 	bool		 written;		/* headers updated for writing */
 	bool		 replayed;		/* the log was replayed on open */
@@ -172,11 +172,14 @@ vhdx_probe(const uint8_t *buf, size_t len, const char *filename)
 	return len >= 8 && memcmp(buf, "vhdxfile", 8) == 0 ? 100 : 0;
 }
 
-/* qemu's bare errno: "Could not open 'x': Invalid argument" */
+/* the file name of the image being opened, for qemu's doubled words */
+static const char *vhdx_name = "";
+
+/* qemu's bare errno: "Could not open 'x': Could not open 'x': Invalid argument" */
 static int
 vhdx_errno(int e)
 {
-	return err_set(0, "%s", strerror(e));
+	return err_set(0, "Could not open '%s': %s", vhdx_name, strerror(e));
 }
 
 static int
@@ -213,24 +216,26 @@ vhdx_open_headers(struct img *img, struct vhdx *s)
 	if (!v1 && !v2)
 		return err_set(0, "No valid VHDX header found");
 	memcpy(s->hdr, v1 && (!v2 || q1 >= q2) ? h1 : h2, VHDX_HEADER_SIZE);
-	s->regions[0].start = 0;
-	s->regions[0].end = VHDX_SECTION_END;
-	s->regions[1].start = get_le64(s->hdr + VHDX_H_LOG_OFF);
-	s->regions[1].end = s->regions[1].start +
+	s->regions[0].start = get_le64(s->hdr + VHDX_H_LOG_OFF);
+	s->regions[0].end = s->regions[0].start +
 	    get_le32(s->hdr + VHDX_H_LOG_LEN);
-	s->nregions = 2;
+	s->nregions = 1;
 	return 0;
 }
 
+/* Whether start+len overlaps a region: the message names the last one. */
 static bool
 vhdx_overlaps(const struct vhdx *s, uint64_t start, uint64_t len)
 {
 	size_t i;
 
-	/* the header region is registered after the tables, as qemu */
-	for (i = 1; i < s->nregions; i++)
-		if (start < s->regions[i].end && start + len > s->regions[i].start)
+	for (i = s->nregions; i-- > 0;)
+		if (start < s->regions[i].end && start + len > s->regions[i].start) {
+			err_set(0, "VHDX region %" PRIu64 "-%" PRIu64 " overlaps "
+			    "with region %" PRIu64 "-%" PRIu64, start, start + len,
+			    s->regions[i].start, s->regions[i].end);
 			return true;
+		}
 	return false;
 }
 
@@ -493,7 +498,7 @@ vhdx_open_regions(struct img *img, struct vhdx *s)
 		off = get_le64(e + 16);
 		len = get_le32(e + 24);
 		if (vhdx_overlaps(s, off, len))
-			return vhdx_einval();
+			return -1;
 		if (memcmp(e, bat_guid, 16) == 0 && !bat) {
 			bat = true;
 			s->bat_off = off;
@@ -596,8 +601,13 @@ vhdx_bat_index(const struct vhdx *s, uint64_t off)
 	return b + b / s->chunk_ratio;
 }
 
+/*
+ * Fully present blocks must lie inside the file and outside the log, BAT
+ * and metadata: res NULL stops at the first that does not, else each
+ * counts as a corruption.
+ */
 static int
-vhdx_check_bat(struct img *img, struct vhdx *s, int *errs)
+vhdx_check_bat(struct img *img, struct vhdx *s, struct img_check *res)
 {
 	uint64_t fsize, i, off, blen, b;
 	int r = 0;
@@ -613,25 +623,29 @@ vhdx_check_bat(struct img *img, struct vhdx *s, int *errs)
 		    MIN(s->block_size, img->size - b * s->block_size) :
 		    s->block_size;
 		if (off >= fsize)
-			r = err_set(EINVAL, "VHDX BAT entry %" PRIu64 " start "
+			r = err_set(0, "VHDX BAT entry %" PRIu64 " start "
 			    "offset %" PRIu64 " points after end of file (%"
 			    PRIu64 "). Image has probably been truncated.",
 			    i, off, fsize);
 		else if (off + blen > fsize)
-			r = err_set(EINVAL, "VHDX BAT entry %" PRIu64 " end "
+			r = err_set(0, "VHDX BAT entry %" PRIu64 " end "
 			    "offset %" PRIu64 " points after end of file (%"
 			    PRIu64 "). Image has probably been truncated.",
 			    i, off + blen - 1, fsize);
 		else if ((i + 1) % (s->chunk_ratio + 1) != 0 &&
 		    vhdx_overlaps(s, off, s->block_size))
-			r = err_set(EINVAL, "VHDX region %" PRIu64 "-%" PRIu64
-			    " overlaps with an image region", off,
-			    off + s->block_size);
+			r = -1;
 		else
 			continue;
-		if (errs == NULL)
+		if (res == NULL)
 			return -1;
-		(*errs)++;
+		res->corruptions++;
+		if (res->note != NULL) {
+			char *line = xasprintf("%s: %s", prog_name(), err_msg());
+
+			res->note(line, res->note_arg);
+			free(line);
+		}
 	}
 	return r;
 }
@@ -669,6 +683,7 @@ vhdx_open(struct img *img)
 	struct vhdx *s = img->priv;
 	uint8_t sig[8];
 
+	vhdx_name = img->filename;
 	if (io_pread_zero(img->fd, sig, sizeof(sig), 0) < 0)
 		return err_set(errno, "Could not read the VHDX signature");
 	if (memcmp(sig, "vhdxfile", 8) != 0)
@@ -838,14 +853,13 @@ static int
 vhdx_check(struct img *img, int fix, struct img_check *res)
 {
 	struct vhdx *s = img->priv;
-	int errs = 0;
 
 	(void)fix;
 	if (s->replayed)
 		res->corruptions_fixed++;
-	if (vhdx_check_bat(img, s, &errs) < 0 && res->note != NULL)
-		res->note(err_msg(), res->note_arg);
-	res->corruptions += errs;
+	/* a failing fmt_file_size is what qemu calls a check error */
+	if (vhdx_check_bat(img, s, res) < 0 && res->corruptions == 0)
+		res->check_errors++;
 	return 0;
 }
 
