@@ -653,18 +653,101 @@ save_all(struct img *img, struct bmset *set)
 	return qcow2_flush(img);
 }
 
+/*
+ * Before the first write, as qemu opening an image read-write: the bitmaps
+ * are loaded to record writes in, and the enabled ones marked in use on
+ * disk until qcow2_bitmaps_store writes them back at a clean close.
+ */
+int
+qcow2_bitmaps_track(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+	struct bmset *set;
+
+	if (s->nb_bitmaps == 0 || s->bm_track != NULL)
+		return 0;
+	set = xcalloc(1, sizeof(*set));
+	if (load_all(img, set) < 0) {
+		free(set);
+		return -1;
+	}
+	s->bm_track = set;
+	return qcow2_bitmaps_in_use(img);
+}
+
+/* qemu's bdrv_set_dirty: the enabled bitmaps record [off, off+len). */
+void
+qcow2_bitmaps_dirty(struct img *img, uint64_t off, uint64_t len)
+{
+	struct qcow2 *s = img->priv;
+	struct bmset *set = s->bm_track;
+	struct bm *b;
+	uint64_t j, a, z;
+	size_t i;
+
+	if (set == NULL || len == 0 || off >= img->size)
+		return;
+	len = MIN(len, img->size - off);
+	for (i = 0; i < set->n; i++) {
+		b = &set->v[i];
+		if (b->removed || b->bits == NULL || !(b->flags & BME_AUTO))
+			continue;
+		a = off >> b->gbits;
+		z = (off + len - 1) >> b->gbits;
+		for (j = a; j <= z && j / 8 < b->nbytes; j++)
+			b->bits[j / 8] |= (uint8_t)(1u << (j % 8));
+	}
+}
+
+/* At a clean close: the tracked bitmaps written back, no longer in use. */
+int
+qcow2_bitmaps_store(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+	struct bmset *set = s->bm_track;
+	int r;
+
+	if (set == NULL)
+		return 0;
+	s->bm_track = NULL;
+	r = s->fatal ? 0 : save_all(img, set);
+	bmset_free(set);
+	free(set);
+	return r;
+}
+
+/* Forget the tracked bitmaps (an image that is not closed cleanly). */
+void
+qcow2_bitmaps_drop(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+
+	if (s->bm_track != NULL)
+		bmset_free(s->bm_track);
+	free(s->bm_track);
+	s->bm_track = NULL;
+}
+
 int
 qcow2_bitmap(struct img *img, const char *name,
     const struct img_bitmap_act *acts, size_t n, uint64_t granularity,
     struct img *src, size_t *failed)
 {
+	struct qcow2 *s = img->priv;
 	struct bmset set, sset, *srcset = &set;
 	char *msg;
 	size_t i;
 	int r = 0;
 
-	if (load_all(img, &set) < 0)
+	/* the tracking load is ours: the in-use marks it made are not real */
+	if (qcow2_prepare_write(img) < 0)
 		return -1;
+	memset(&set, 0, sizeof(set));
+	if (s->bm_track != NULL) {
+		set = *(struct bmset *)s->bm_track;
+		free(s->bm_track);
+		s->bm_track = NULL;
+	}
 	memset(&sset, 0, sizeof(sset));
 	if (src != NULL && src != img) {
 		srcset = &sset;
@@ -681,7 +764,7 @@ qcow2_bitmap(struct img *img, const char *name,
 	if (r == 0) {
 		r = save_all(img, &set);
 		*failed = n;
-	} else if (*failed > 0) {
+	} else {
 		msg = xstrdup(err_msg());
 		(void)save_all(img, &set);
 		err_set(0, "%s", msg);

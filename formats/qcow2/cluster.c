@@ -695,6 +695,7 @@ qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
+	qcow2_bitmaps_dirty(img, off, len);
 	while (len > 0) {
 		if (qcow2_l2_for_write(img, off / span, &l2off) < 0)
 			return -1;
@@ -816,6 +817,7 @@ qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
 
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
+	qcow2_bitmaps_dirty(img, off, len);
 	/* a raw data file stays valid: its bytes become zeroes */
 	if (s->has_data && (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW))
 		return write_zero_bytes(img, off, len);
@@ -849,6 +851,7 @@ qcow2_discard(struct img *img, uint64_t off, uint64_t len)
 		return 0;	/* the raw data file keeps its data */
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
+	qcow2_bitmaps_dirty(img, off, len);
 	/* partial clusters are ignored, but for the disk's last one */
 	a = ROUND_UP(off, cs);
 	b = end == img->size ? end : ROUND_DOWN(end, cs);

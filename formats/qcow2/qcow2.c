@@ -615,6 +615,7 @@ free_state(struct img *img)
 {
 	struct qcow2 *s = img->priv;
 
+	qcow2_bitmaps_drop(img);
 	qcow2_cache_free(&s->l2_cache);
 	qcow2_cache_free(&s->rb_cache);
 	free(s->l1);
@@ -642,7 +643,8 @@ qcow2_close(struct img *img)
 	struct qcow2 *s = img->priv;
 
 	if (s->l2_cache.ents != NULL && (img->flags & IMG_RDWR) &&
-	    !s->fatal && qcow2_flush(img) == 0 && s->lazy_dirty && !s->fatal)
+	    !s->fatal && qcow2_bitmaps_store(img) == 0 &&
+	    qcow2_flush(img) == 0 && s->lazy_dirty && !s->fatal)
 		(void)qcow2_set_incompat(img, s->incompat & ~QCOW2_INCOMPAT_DIRTY);
 	free_state(img);
 }
@@ -682,9 +684,11 @@ qcow2_prepare_write(struct img *img)
 			return -1;
 		s->lazy_dirty = true;
 	}
-	if (qcow2_bitmaps_in_use(img) < 0)
-		return -1;
 	s->write_ready = true;
+	if (qcow2_bitmaps_track(img) < 0) {
+		s->write_ready = false;
+		return -1;
+	}
 	return 0;
 }
 

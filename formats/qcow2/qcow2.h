@@ -139,7 +139,8 @@ struct qcow2 {
 	int		 prealloc;		/* metadata preallocation: -1 unknown */
 	bool		 write_ready;
 	bool		 lazy_dirty;
-	bool		 fatal;			/* marked corrupt: no more writes */		/* we set the dirty bit (lazy refcounts) */
+	bool		 fatal;			/* marked corrupt: no more writes */
+	void		*bm_track;		/* bitmap.c: bitmaps recording writes */		/* we set the dirty bit (lazy refcounts) */
 	bool		 opened;		/* open done: messages name the file */		/* first-write header updates done */
 
 	struct qcow2_free {
@@ -188,6 +189,11 @@ int	 qcow2_detect_prealloc(struct img *img);
 int	 qcow2_bitmap_info(struct img *img, struct jnode *data);
 /* Mark enabled bitmaps in use: writes are not tracked in them. */
 int	 qcow2_bitmaps_in_use(struct img *img);
+/* Load the bitmaps to record writes in; write them back at close. */
+int	 qcow2_bitmaps_track(struct img *img);
+void	 qcow2_bitmaps_dirty(struct img *img, uint64_t off, uint64_t len);
+int	 qcow2_bitmaps_store(struct img *img);
+void	 qcow2_bitmaps_drop(struct img *img);
 /* img_bitmap: add, remove, clear, enable, disable, merge. */
 int	 qcow2_bitmap(struct img *img, const char *name,
 	    const struct img_bitmap_act *acts, size_t n, uint64_t granularity,
