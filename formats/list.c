@@ -8,7 +8,7 @@ extern const struct fmt_ops raw_ops, qcow2_ops, null_ops;
 extern const struct fmt_ops vmdk_ops;
 extern const struct fmt_ops vdi_ops, vpc_ops;
 extern const struct fmt_ops qed_ops, qcow_ops, parallels_ops;
-extern const struct fmt_ops bochs_ops, cloop_ops;
+extern const struct fmt_ops bochs_ops, cloop_ops, dmg_ops;
 extern const struct fmt_ops vhdx_ops;
 
 const struct fmt_ops *const fmt_list[] = {
@@ -18,7 +18,7 @@ const struct fmt_ops *const fmt_list[] = {
 	&vmdk_ops,
 	&vdi_ops, &vpc_ops,
 	&qed_ops, &qcow_ops, &parallels_ops,
-	&bochs_ops, &cloop_ops,
+	&bochs_ops, &cloop_ops, &dmg_ops,
 	&vhdx_ops,
 	NULL,
 };
