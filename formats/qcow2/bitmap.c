@@ -417,9 +417,14 @@ act_one(struct img *img, struct bmset *set, struct bmset *srcset,
 	return 0;
 }
 
-/* New clusters holding len bytes of p (zero-padded); 0 on error. */
+/*
+ * New clusters holding len bytes of p; data clusters are written whole
+ * (zero-padded), tables and the directory to their last byte, as qemu
+ * writes them.  0 on error.
+ */
 static uint64_t
-store(struct img *img, const uint8_t *p, uint64_t len, const char *what)
+store(struct img *img, const uint8_t *p, uint64_t len, const char *what,
+    bool whole)
 {
 	struct qcow2 *s = img->priv;
 	uint64_t n = DIV_ROUND_UP(len, s->cluster_size), off;
@@ -432,7 +437,8 @@ store(struct img *img, const uint8_t *p, uint64_t len, const char *what)
 	memcpy(buf, p, len);
 	r = qcow2_pre_write(img, off, n * s->cluster_size, 0);
 	if (r == 0)
-		r = qcow2_pwrite(img, buf, n * s->cluster_size, off, what);
+		r = qcow2_pwrite(img, buf, whole ? n * s->cluster_size : len,
+		    off, what);
 	free(buf);
 	return r < 0 ? 0 : off;
 }
@@ -462,14 +468,16 @@ store_bitmap(struct img *img, struct bm *b)
 		n = MIN(cs, b->nbytes - i * cs);
 		if (all_zero(b->bits + i * cs, n))
 			continue;
-		if ((off = store(img, b->bits + i * cs, n, "bitmap data")) == 0) {
+		off = store(img, b->bits + i * cs, n, "bitmap data", true);
+		if (off == 0) {
 			free(t);
 			return -1;
 		}
 		put_be64(t + 8 * i, off);
 	}
 	b->ntsize = ts;
-	b->ntoff = ts ? store(img, t, (uint64_t)ts * 8, "bitmap table") : 0;
+	b->ntoff = ts ? store(img, t, (uint64_t)ts * 8, "bitmap table",
+	    false) : 0;
 	free(t);
 	return ts && b->ntoff == 0 ? -1 : 0;
 }
@@ -638,7 +646,8 @@ save_all(struct img *img, struct bmset *set)
 		if (!set->v[i].removed && store_bitmap(img, &set->v[i]) < 0)
 			return -1;
 	dir = build_dir(set, &dsize, &nb);
-	if (nb > 0 && (doff = store(img, dir, dsize, "bitmap directory")) == 0) {
+	if (nb > 0 && (doff = store(img, dir, dsize, "bitmap directory",
+	    false)) == 0) {
 		free(dir);
 		return -1;
 	}
