@@ -592,6 +592,16 @@ vhdx_open_metadata(struct img *img, struct vhdx *s)
 	return 0;
 }
 
+/*
+ * BAT entries for blocks payload blocks: a sector bitmap entry after each
+ * chunk.  qemu counts in 32 bits, so an empty disk gets 2^32 / ratio.
+ */
+static uint64_t
+vhdx_entries(uint32_t blocks, uint64_t ratio)
+{
+	return blocks + (uint32_t)(blocks - 1) / ratio;
+}
+
 /* BAT index of the block holding virtual offset off. */
 static uint64_t
 vhdx_bat_index(const struct vhdx *s, uint64_t off)
@@ -657,7 +667,9 @@ vhdx_open_bat(struct img *img, struct vhdx *s)
 	uint8_t *buf;
 
 	blocks = DIV_ROUND_UP(img->size, s->block_size);
-	s->entries = blocks == 0 ? 0 : blocks + (blocks - 1) / s->chunk_ratio;
+	if (blocks > UINT32_MAX)
+		return vhdx_einval();
+	s->entries = vhdx_entries((uint32_t)blocks, s->chunk_ratio);
 	if (s->entries > s->bat_len / 8)
 		return vhdx_einval();
 	if (fmt_file_size(img, &fsize) < 0)
@@ -974,7 +986,7 @@ vhdx_create_write(int fd, const struct vhdx_new *n)
 	int r;
 
 	blocks = DIV_ROUND_UP(n->size, n->block_size);
-	entries = blocks == 0 ? 0 : blocks + (blocks - 1) / ratio;
+	entries = vhdx_entries((uint32_t)blocks, ratio);
 	bat_off = ROUND_UP(VHDX_SECTION_END + n->log_size, MIB);
 	bat_len = ROUND_UP(entries * 8, MIB);
 	meta_off = ROUND_UP(bat_off + bat_len, MIB);
