@@ -231,3 +231,46 @@ refused() {
 	run -0 img map --output=json bad.prl
 	[[ "$output" == *'{ "start": 4194304, "length": 562949949227008, "depth": 0, "present": false, "zero": true, "data": false}]' ]]
 }
+
+# ext BYTES [bad]: e.prl, a clean 8 MiB qemu image whose Format Extension
+# cluster (at 2 MiB) starts with BYTES, its MD5 right unless "bad"
+ext() {
+	qimg create -q -f parallels e.prl 8M
+	qio -f parallels -c 'write -P 1 0 1M' e.prl >/dev/null
+	poke e.prl 56 '\0\x10'
+	printf "$1" >x
+	truncate -s 1M x
+	if [ "${2:-}" = bad ]; then
+		poke x 8 'xxxxxxxxxxxxxxxx'
+	else
+		tail -c +25 x | md5sum | cut -c1-32 | xxd -r -p | dd of=x bs=1 seek=8 conv=notrunc status=none
+	fi
+	dd if=x of=e.prl bs=1M seek=2 conv=notrunc status=none
+}
+
+@test "parallels: the Format Extension is checked on read-only opens, as qemu" {
+	m='\x87\xea\xdc\x23\xef\x4c\x23\xab'
+	z='\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0'
+	ext "$m" bad
+	same info e.prl
+	[[ "$(cat i.err)" == *"Wrong checksum in Format Extension header. Format extension is corrupted." ]]
+	ext "$m"
+	same info e.prl
+	same map --output=json e.prl
+	ext "$m$z\x1f"
+	same info e.prl
+	[[ "$(cat i.err)" == *"Unknown feature: 0x1f" ]]
+	ext "$m$z\x4a\xb3\x2c\x25\xae\x5f\x38\x20\0\0\0\0\0\0\0\0\x10"
+	same info e.prl
+	ext "$m$z\x4a\xb3\x2c\x25\xae\x5f\x38\x20\0\0\0\0\0\0\0\0\x20\0\0\0\0\0\0\0"
+	same info e.prl
+	ext "$m$z\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\xff\xff\x1f\0"
+	same info e.prl
+	[[ "$(cat i.err)" == *"Feature data_size exceedes Format Extension cluster" ]]
+	# writers ignore it (and allocate over it), as qemu does
+	ext "$m"
+	cp e.prl f.prl
+	head -c 512 /dev/zero | img write -f parallels --offset=4M e.prl
+	qio -f parallels -c 'write -P 0 4M 512' f.prl >/dev/null
+	cmp e.prl f.prl
+}
