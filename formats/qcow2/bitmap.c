@@ -577,6 +577,7 @@ write_ext(struct img *img, uint32_t nb, uint64_t dsize, uint64_t doff)
 	boff = get_be64(h + 8);
 	blen = get_be32(h + 16);
 	end = boff ? boff : cs;
+	memset(e, 0, sizeof(e));
 	put_be32(e, nb);
 	put_be64(e + 8, dsize);
 	put_be64(e + 16, doff);
