@@ -105,6 +105,7 @@ struct vhdx {
 	size_t		 nregions;
 	bool		 written;		/* headers updated for writing */
 	bool		 replayed;		/* the log was replayed on open */
+	int		 cur;			/* the current header: 0 or 1 */
 };
 
 static uint32_t	crc32c_table[256];
@@ -215,7 +216,8 @@ vhdx_open_headers(struct img *img, struct vhdx *s)
 		v1 = v2 = false;
 	if (!v1 && !v2)
 		return err_set(0, "No valid VHDX header found");
-	memcpy(s->hdr, v1 && (!v2 || q1 >= q2) ? h1 : h2, VHDX_HEADER_SIZE);
+	s->cur = v1 && (!v2 || q1 >= q2) ? 0 : 1;
+	memcpy(s->hdr, s->cur == 0 ? h1 : h2, VHDX_HEADER_SIZE);
 	s->regions[0].start = get_le64(s->hdr + VHDX_H_LOG_OFF);
 	s->regions[0].end = s->regions[0].start +
 	    get_le32(s->hdr + VHDX_H_LOG_LEN);
@@ -772,8 +774,10 @@ vhdx_update_headers(struct img *img, struct vhdx *s, bool data)
 	for (i = 0; i < 2; i++) {
 		put_le64(s->hdr + VHDX_H_SEQ, ++seq);
 		vhdx_csum_set(s->hdr, VHDX_HEADER_SIZE);
+		/* the other header first: one stays valid throughout */
+		s->cur = !s->cur;
 		if (io_pwrite(img->fd, s->hdr, VHDX_HEADER_SIZE,
-		    i == 0 ? VHDX_HEADER2 : VHDX_HEADER1) < 0 ||
+		    s->cur == 0 ? VHDX_HEADER1 : VHDX_HEADER2) < 0 ||
 		    fmt_sync(img) < 0)
 			return err_set(errno, "%s: could not write the VHDX "
 			    "headers", img->filename);
