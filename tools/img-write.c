@@ -543,6 +543,7 @@ main(int argc, char *argv[])
 		die("%s", err_msg());
 	img_close(s.img);
 	free(s.buf);
+	free(s.win);
 	free(p.v);
 	return 0;
 }
