@@ -365,12 +365,21 @@ vhdx_log_search(struct img *img, const struct vhdx_log *l, uint64_t *start,
 }
 
 /* Write one descriptor's sector(s) where it says. */
+/*
+ * Write one descriptor's sector, or its run of zeroes, where it says.  A
+ * zero run must end inside the file as the entry leaves it (limit), so a
+ * hostile length cannot make the file grow without end.
+ */
 static int
-vhdx_log_apply_desc(struct img *img, const uint8_t *d, const uint8_t *data)
+vhdx_log_apply_desc(struct img *img, const uint8_t *d, const uint8_t *data,
+    uint64_t limit)
 {
+	static const uint8_t zero[64 * KIB];
 	uint8_t buf[VHDX_LOG_SECTOR];
-	uint64_t at = get_le64(d + 16), n = 1, i;
+	uint64_t at = get_le64(d + 16), len, n;
 
+	if (at > (uint64_t)INT64_MAX - VHDX_LOG_SECTOR)
+		return vhdx_einval();
 	if (memcmp(d, "desc", 4) == 0) {
 		if (((uint64_t)get_le32(data + 4) << 32 |
 		    get_le32(data + 4092)) != get_le64(d + 24))
@@ -378,24 +387,25 @@ vhdx_log_apply_desc(struct img *img, const uint8_t *d, const uint8_t *data)
 		memcpy(buf, d + 8, 8);
 		memcpy(buf + 8, data + 8, 4084);
 		memcpy(buf + 4092, d + 4, 4);
-	} else {
-		memset(buf, 0, sizeof(buf));
-		n = get_le64(d + 8) / VHDX_LOG_SECTOR;
-	}
-	if (at > (uint64_t)INT64_MAX || n > ((uint64_t)INT64_MAX - at) /
-	    VHDX_LOG_SECTOR)
-		return vhdx_einval();
-	for (i = 0; i < n; i++)
-		if (io_pwrite(img->fd, buf, sizeof(buf),
-		    at + i * VHDX_LOG_SECTOR) < 0 || fmt_sync(img) < 0)
+		if (io_pwrite(img->fd, buf, sizeof(buf), at) < 0)
 			return err_set(errno, "Could not replay the VHDX log");
+		return 0;
+	}
+	len = get_le64(d + 8);
+	if (at > limit || len > limit - at)
+		return vhdx_einval();
+	for (; len > 0; at += n, len -= n) {
+		n = MIN(len, sizeof(zero));
+		if (io_pwrite(img->fd, zero, n, at) < 0)
+			return err_set(errno, "Could not replay the VHDX log");
+	}
 	return 0;
 }
 
 static int
 vhdx_log_apply(struct img *img, const uint8_t *e)
 {
-	uint64_t nd = get_le32(e + VHDX_L_NDESC), i, fsize, last;
+	uint64_t nd = get_le32(e + VHDX_L_NDESC), i, fsize, last, limit;
 	const uint8_t *data = e + vhdx_desc_sectors((uint32_t)nd) *
 	    VHDX_LOG_SECTOR, *end = e + get_le32(e + VHDX_L_LEN);
 
@@ -403,18 +413,19 @@ vhdx_log_apply(struct img *img, const uint8_t *e)
 		return -1;
 	if (get_le64(e + VHDX_L_FLUSHED) > fsize)
 		return vhdx_einval();
+	last = get_le64(e + VHDX_L_LAST);
+	limit = ROUND_UP(MAX(fsize, MIN(last, (uint64_t)INT64_MAX - MIB)), MIB);
 	for (i = 0; i < nd; i++) {
 		const uint8_t *d = e + 64 + 32 * i;
 
 		if (memcmp(d, "desc", 4) == 0 && data + VHDX_LOG_SECTOR > end)
 			return vhdx_einval();
-		if (vhdx_log_apply_desc(img, d, data) < 0)
+		if (vhdx_log_apply_desc(img, d, data, limit) < 0)
 			return -1;
 		if (memcmp(d, "desc", 4) == 0)
 			data += VHDX_LOG_SECTOR;
 	}
 	/* qemu grows the file only to an unaligned last offset, rounded */
-	last = get_le64(e + VHDX_L_LAST);
 	if (fsize < last && last % MIB) {
 		if (last > (uint64_t)INT64_MAX - MIB)
 			return vhdx_einval();
@@ -438,6 +449,8 @@ vhdx_log_replay(struct img *img, struct vhdx *s, const struct vhdx_log *l,
 		if ((r = vhdx_log_entry(img, l, pos, 0, &e)) <= 0)
 			return r < 0 ? -1 : vhdx_einval();
 		r = vhdx_log_apply(img, e);
+		if (r == 0 && fmt_sync(img) < 0)
+			r = err_set(errno, "Could not replay the VHDX log");
 		pos = (pos + get_le32(e + VHDX_L_LEN)) % l->len;
 		free(e);
 		if (r < 0)
