@@ -592,7 +592,8 @@ write_ext(struct img *img, uint32_t nb, uint64_t dsize, uint64_t doff)
 			    magic != QCOW2_EXT_DATA_FILE &&
 			    magic != QCOW2_EXT_CRYPTO &&
 			    magic != QCOW2_EXT_FEATURES) {
-				out += put_ext_at(n + out, QCOW2_EXT_BITMAPS, e, 24);
+				out += put_ext_at(n + out, QCOW2_EXT_BITMAPS,
+				    e, 24);
 				put = true;
 			}
 			if (out + 8 + ROUND_UP(len, 8) > cs)
