@@ -227,3 +227,17 @@ qdata() {
 	run -1 --separate-stderr img cat n.qcow2
 	[ "$stderr" = "img: Could not open 'n.qcow2': 'data-file' is required for this image" ]
 }
+
+@test "fmt-qcow2-full: img convert into a data-file image, both ways of data_file_raw" {
+	head -c 3M /dev/urandom >src.raw
+	img convert -f raw -O qcow2 -o data_file=cv.raw src.raw cv.qcow2
+	qimg check cv.qcow2
+	run -0 qimg compare -f raw src.raw cv.qcow2
+	img convert -f raw -O qcow2 -o data_file=cr.raw,data_file_raw=on src.raw cr.qcow2
+	qimg check cr.qcow2
+	cmp src.raw cr.raw
+	# and back out of qemu's
+	qimg convert -f raw -O qcow2 -o data_file=q.raw src.raw q.qcow2
+	img convert -O raw q.qcow2 out.raw
+	cmp src.raw out.raw
+}
