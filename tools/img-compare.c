@@ -42,7 +42,7 @@ enum {
 
 #define SECTOR		512
 #define CHUNK_MAX	(2u << 20)	/* qemu-img's IO_BUF_SIZE: the most read at once */
-#define WIN_BYTES	(8u << 20)	/* read buffer per image: one batch of chunks */
+#define WIN_BYTES	(4u << 20)	/* read buffer per image: one batch of chunks */
 #define WIN_RECS	1024		/* chunks per batch */
 #define JOB_BYTES	(1u << 20)	/* reads are split at 1 MiB boundaries */
 #define JOBS_MAX	(WIN_RECS * 2 * 3)	/* a chunk spans <= 3 pieces a side */
