@@ -98,13 +98,13 @@ struct vhdx {
 	uint32_t	 block_size;
 	uint32_t	 params;
 	uint32_t	 lsec;
-	uint64_t	 chunk_ratio;		/* payload entries per bitmap entry */
+	uint64_t	 chunk_ratio;		/* payload blocks per bitmap */
 	uint64_t	 entries;
 	uint64_t	*bat;			/* host order */
 	struct vhdx_region regions[3];		/* log, BAT, metadata */
 	size_t		 nregions;
-	bool		 written;		/* headers updated for writing */
-	bool		 replayed;		/* the log was replayed on open */
+	bool		 written;		/* headers updated to write */
+	bool		 replayed;		/* log replayed on open */
 	int		 cur;			/* the current header: 0 or 1 */
 };
 
@@ -130,7 +130,7 @@ vhdx_crc32c(const uint8_t *p, size_t len)
 	return ~c;
 }
 
-/* Whether the CRC-32C of p (its checksum field at 4 zeroed) is the stored one. */
+/* Whether p's CRC-32C (its checksum field at 4 zeroed) is the stored one. */
 static bool
 vhdx_csum_ok(uint8_t *p, size_t len)
 {
@@ -176,7 +176,7 @@ vhdx_probe(const uint8_t *buf, size_t len, const char *filename)
 /* the file name of the image being opened, for qemu's doubled words */
 static const char *vhdx_name = "";
 
-/* qemu's bare errno: "Could not open 'x': Could not open 'x': Invalid argument" */
+/* qemu's bare errno: "Could not open 'x': Could not open 'x': EINVAL" */
 static int
 vhdx_errno(int e)
 {
@@ -229,15 +229,18 @@ vhdx_open_headers(struct img *img, struct vhdx *s)
 static bool
 vhdx_overlaps(const struct vhdx *s, uint64_t start, uint64_t len)
 {
+	const struct vhdx_region *r;
 	size_t i;
 
-	for (i = s->nregions; i-- > 0;)
-		if (start < s->regions[i].end && start + len > s->regions[i].start) {
-			err_set(0, "VHDX region %" PRIu64 "-%" PRIu64 " overlaps "
-			    "with region %" PRIu64 "-%" PRIu64, start, start + len,
-			    s->regions[i].start, s->regions[i].end);
-			return true;
-		}
+	for (i = s->nregions; i-- > 0;) {
+		r = &s->regions[i];
+		if (start >= r->end || start + len <= r->start)
+			continue;
+		err_set(0, "VHDX region %" PRIu64 "-%" PRIu64 " overlaps with "
+		    "region %" PRIu64 "-%" PRIu64, start, start + len, r->start,
+		    r->end);
+		return true;
+	}
 	return false;
 }
 
@@ -310,7 +313,8 @@ vhdx_log_entry(struct img *img, const struct vhdx_log *l, uint64_t pos,
 	}
 	for (i = 0; i < nd; i++) {
 		d = *e + 64 + 32 * i;
-		if (get_le64(d + 24) != seq || get_le64(d + 16) % VHDX_LOG_SECTOR ||
+		if (get_le64(d + 24) != seq ||
+		    get_le64(d + 16) % VHDX_LOG_SECTOR ||
 		    (memcmp(d, "zero", 4) != 0 && memcmp(d, "desc", 4) != 0) ||
 		    (memcmp(d, "zero", 4) == 0 &&
 		    get_le64(d + 8) % VHDX_LOG_SECTOR))
@@ -666,7 +670,9 @@ vhdx_check_bat(struct img *img, struct vhdx *s, struct img_check *res)
 			return -1;
 		res->corruptions++;
 		if (res->note != NULL) {
-			char *line = xasprintf("%s: %s", prog_name(), err_msg());
+			char *line;
+
+			line = xasprintf("%s: %s", prog_name(), err_msg());
 
 			res->note(line, res->note_arg);
 			free(line);
@@ -744,7 +750,8 @@ vhdx_host(struct img *img, const struct vhdx *s, uint64_t off, uint64_t *host)
 		return 0;
 	case VHDX_PARTIALLY_PRESENT:
 	case 4:
-		return err_set(EIO, "%s: read at %#" PRIx64, img->filename, off);
+		return err_set(EIO, "%s: read at %#" PRIx64, img->filename,
+		    off);
 	default:
 		*host = 0;
 		return 0;
@@ -926,8 +933,8 @@ vhdx_create_opts_parse(const char *filename, uint64_t size,
 	else if (strcmp(v, "fixed") == 0)
 		n->fixed = true;
 	else
-		return err_set(0, "%s: Parameter 'subformat' does not accept value "
-		    "'%s'", filename, v);
+		return err_set(0, "%s: Parameter 'subformat' does not accept "
+		    "value '%s'", filename, v);
 	n->log_size = ROUND_UP(n->log_size, MIB);
 	n->block_size = MIN(ROUND_UP(n->block_size, MIB), VHDX_BLOCK_MAX);
 	if (n->size > VHDX_MAX_SIZE)
@@ -976,7 +983,8 @@ vhdx_new_metadata(uint8_t *t, uint8_t *items, const struct vhdx_new *n)
 	memset(t, 0, VHDX_TABLE_SIZE);
 	memcpy(t, "metadata", 8);
 	put_le16(t + 10, 5);
-	vhdx_new_meta_entry(t + 32, params_guid, 64 * KIB, 8, VHDX_META_REQUIRED);
+	vhdx_new_meta_entry(t + 32, params_guid, 64 * KIB, 8,
+	    VHDX_META_REQUIRED);
 	vhdx_new_meta_entry(t + 64, vsize_guid, 64 * KIB + 8, 8, vd);
 	vhdx_new_meta_entry(t + 96, page83_guid, 64 * KIB + 16, 16, vd);
 	vhdx_new_meta_entry(t + 128, lsec_guid, 64 * KIB + 32, 4, vd);
