@@ -80,6 +80,7 @@ struct sink {
 	bool		 seekable;	/* stdin is a regular file: skip its holes */
 	/* -c: a cluster-aligned window of the target, written compressed */
 	uint64_t	 cs;		/* cluster size; 0: not compressing */
+	uint64_t	 wsize;		/* window bytes: 1 MiB, or one cluster if larger */
 	uint64_t	 wbase;		/* target offset of win[0] */
 	uint8_t		*win;
 	bool		 wdirty;	/* win holds data */
@@ -145,7 +146,7 @@ static uint8_t zero_buf[IO_BUFSIZE];	/* bss: costs nothing until written */
 static int
 win_flush(struct sink *s)
 {
-	uint64_t i, j, n = IO_BUFSIZE / s->cs, end;
+	uint64_t i, j, n = s->wsize / s->cs, end;
 
 	if (!s->wdirty)
 		return 0;
@@ -162,7 +163,7 @@ win_flush(struct sink *s)
 		    end - (s->wbase + i * s->cs), s->win + i * s->cs) < 0)
 			return -1;
 	}
-	memset(s->win, 0, IO_BUFSIZE);
+	memset(s->win, 0, s->wsize);
 	return 0;
 }
 
@@ -172,12 +173,12 @@ win_put(struct sink *s, uint64_t off, const uint8_t *p, uint64_t len)
 	uint64_t n;
 
 	while (len > 0) {
-		if (off < s->wbase || off >= s->wbase + IO_BUFSIZE) {
+		if (off < s->wbase || off >= s->wbase + s->wsize) {
 			if (win_flush(s) < 0)
 				return -1;
-			s->wbase = ROUND_DOWN(off, IO_BUFSIZE);
+			s->wbase = ROUND_DOWN(off, s->wsize);
 		}
-		n = MIN(len, s->wbase + IO_BUFSIZE - off);
+		n = MIN(len, s->wbase + s->wsize - off);
 		if (p != NULL) {
 			memcpy(s->win + (off - s->wbase), p, n);
 			s->wdirty = true;
@@ -424,10 +425,12 @@ start_compress(struct sink *s)
 	s->cs = info.cluster_size;
 	jn_free(info.specific);
 	img_snapshots_free(info.snapshots, info.nb_snapshots);
-	if (s->cs == 0 || IO_BUFSIZE % s->cs != 0)
+	if (s->cs == 0 || !is_pow2(s->cs))
 		die("Compression not supported for this file format");
-	s->win = io_alloc(IO_BUFSIZE);
-	memset(s->win, 0, IO_BUFSIZE);
+	/* 1 MiB of clusters per run: enough for every core, little memory */
+	s->wsize = MAX(s->cs, 1u << 20);
+	s->win = io_alloc(s->wsize);
+	memset(s->win, 0, s->wsize);
 }
 
 static int
@@ -521,9 +524,11 @@ main(int argc, char *argv[])
 		die("%s", err_msg());
 	s.sparse = a.sparse;
 	s.target_zero = a.target_zero;
-	if (a.compress)
-		start_compress(&s);
 	s.bufsize = MAX(IO_BUFSIZE, a.sparse);
+	if (a.compress) {
+		start_compress(&s);
+		s.bufsize = MAX(s.wsize, a.sparse);
+	}
 	s.buf = io_alloc(s.bufsize);
 	io_pipe_grow(STDIN_FILENO);
 	s.seekable = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) &&
