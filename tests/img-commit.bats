@@ -96,3 +96,10 @@ both() {
 	run -1 --separate-stderr img-commit --bogus x
 	[ "${stderr_lines[1]}" = "Try 'img-commit --help' for more information" ]
 }
+
+@test "img-commit: -b implies -d, as in qemu-img: the top keeps its data" {
+	chain
+	run -0 img commit -b b1.qcow2 t.qcow2
+	run -0 qimg map --output=json t.qcow2
+	[[ $output == *'"depth": 0, "present": true'* ]]
+}

@@ -112,7 +112,10 @@ parse(struct args *a, int argc, char **argv)
 		case 'h':
 			usage();
 		case 'f': a->fmt = optarg; break;
-		case 'b': a->base = optarg; break;
+		case 'b':	/* as in qemu-img, -b implies -d */
+			a->base = optarg;
+			a->drop = true;
+			break;
 		case 'd': a->drop = true; break;
 		case 'p': a->progress = true; break;
 		case 'q': a->quiet = true; break;
