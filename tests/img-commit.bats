@@ -86,7 +86,7 @@ both() {
 	chain
 	qimg convert -O raw t.qcow2 before.raw
 	img-map --output=json t.qcow2 | jq -c '.[] | select(.depth == 0 and .present)' > mine
-	img-cat --map mine t.qcow2 | img-write --map mine m.qcow2
+	img-cat -U --map mine t.qcow2 | img-write --map mine m.qcow2
 	run -0 qimg compare before.raw m.qcow2
 }
 
