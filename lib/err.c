@@ -154,14 +154,27 @@ warn_msg(const char *fmt, ...)
 	va_end(ap);
 }
 
+static int stdout_errno;	/* the first failed flush's errno */
+
+void
+flush_stdout(void)
+{
+	if (fflush(stdout) != 0 && stdout_errno == 0)
+		stdout_errno = errno;
+}
+
 int
 close_stdout(void)
 {
-	int bad = ferror(stdout);
+	int bad = ferror(stdout), r;
 
-	if (fclose(stdout) != 0 || bad) {
+	errno = 0;
+	r = fclose(stdout);
+	if (r != 0 && stdout_errno == 0)
+		stdout_errno = errno;
+	if (r != 0 || bad) {
 		fprintf(stderr, "%s: stdout: %s\n", progname,
-		    strerror(errno ? errno : EIO));
+		    strerror(stdout_errno ? stdout_errno : EIO));
 		return 1;
 	}
 	return 0;

@@ -26,6 +26,8 @@ void		 warn_msg(const char *fmt, ...) PRINTF(1, 2);
 
 /* Flush and close stdout; on error print "PROG: stdout: ..." and return 1, else 0. */
 int		 close_stdout(void);
+/* Flush stdout now, keeping a failure's errno for close_stdout to report. */
+void		 flush_stdout(void);
 
 void		*xmalloc(size_t n);
 void		*xcalloc(size_t n, size_t size);

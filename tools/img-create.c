@@ -406,7 +406,7 @@ print_formatting(const char *file, const char *fmt, const struct desc_list *l,
 	}
 	/* flushed before any error, as qemu's bdrv_img_create does */
 	printf("\n");
-	fflush(stdout);
+	flush_stdout();
 }
 
 /*
