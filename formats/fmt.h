@@ -14,6 +14,12 @@ enum {
 	ST_ZERO		= 1 << 1,	/* reads as zeroes */
 	ST_OFFSET	= 1 << 2,	/* host offset valid (st->offset in st->file) */
 	ST_ALLOC	= 1 << 3,	/* allocated in this layer (implied by DATA/ZERO) */
+	/*
+	 * qemu's driver has no block status, so qemu-img reports this range
+	 * as data without an offset; the other flags say what it really is.
+	 * The generic layer shows qemu's view unless IMG_TRUE_STATUS.
+	 */
+	ST_QEMU_DATA	= 1 << 4,
 };
 
 struct fmt_status {

@@ -487,6 +487,10 @@ layer_status(struct img *img, uint64_t off, uint64_t len, struct fmt_status *st)
 	if (st->len == 0 || st->len > len)
 		return err_set(0, "%s: bad block status at %#llx", img->filename,
 		    (unsigned long long)off);
+	if ((st->flags & ST_QEMU_DATA) && !(img->flags & IMG_TRUE_STATUS)) {
+		st->flags = ST_DATA;	/* qemu-img's view: all data, no offset */
+		st->offset = 0;
+	}
 	if (st->flags & (ST_DATA | ST_ZERO))
 		st->flags |= ST_ALLOC;
 	return 0;

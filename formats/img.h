@@ -21,6 +21,7 @@ enum {
 	IMG_DIRECT	= 1 << 3,	/* cache=none: O_DIRECT */
 	IMG_NO_PROBE_WARN = 1 << 4,	/* don't warn about a probed raw image */
 	IMG_NO_FLUSH	= 1 << 5,	/* cache=unsafe: flushes write back, never fsync */
+	IMG_TRUE_STATUS	= 1 << 6,	/* status says zero where qemu-img says data (ST_QEMU_DATA) */
 	/* qemu's BDRV_O_CHECK: no repair of a dirty (lazy refcounts) image on
 	 * a read-write open; the driver refuses it instead (img-check -r) */
 	IMG_NO_REPAIR	= 1 << 6,

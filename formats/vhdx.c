@@ -758,6 +758,34 @@ vhdx_host(struct img *img, const struct vhdx *s, uint64_t off, uint64_t *host)
 	}
 }
 
+/*
+ * qemu's vhdx driver has no block status (qemu-img maps everything as
+ * data), so the true status goes out marked ST_QEMU_DATA: convert and
+ * img-cat skip blocks the BAT says read as zeroes, maps stay qemu's.
+ */
+static int
+vhdx_block_status(struct img *img, uint64_t off, uint64_t len,
+    struct fmt_status *st)
+{
+	struct vhdx *s = img->priv;
+	uint64_t host, h, n, done = 0;
+
+	if (vhdx_host(img, s, off, &host) < 0)
+		return -1;
+	st->offset = host;
+	st->flags = ST_QEMU_DATA | (host ? ST_DATA | ST_OFFSET : ST_ZERO);
+	while (done < len) {
+		if (vhdx_host(img, s, off + done, &h) < 0)
+			return -1;
+		if ((h == 0) != (host == 0) || (host && h != host + done))
+			break;
+		n = MIN(len - done, s->block_size - (off + done) % s->block_size);
+		done += n;
+	}
+	st->len = done;
+	return 0;
+}
+
 static int
 vhdx_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
@@ -1115,6 +1143,7 @@ const struct fmt_ops vhdx_ops = {
 	.create_opts	= vhdx_create_opts,
 	.read		= vhdx_read,
 	.write		= vhdx_write,
+	.block_status	= vhdx_block_status,
 	.flush		= vhdx_flush,
 	.info		= vhdx_info,
 	.check		= vhdx_check,

@@ -45,7 +45,8 @@ mkchain() {
 	mkchain
 	cp base.qcow2 base0.qcow2
 	img-map --output=json top.qcow2 | jq -c '.[] | select(.depth == 0 and .present)' > m
-	img-cat --map m top.qcow2 | img-write -f qcow2 --map m base.qcow2
+	# -U: the reader opens base as the backing file the writer changes
+	img-cat -U --map m top.qcow2 | img-write -f qcow2 --map m base.qcow2
 	qimg check base.qcow2
 	# the base now reads as the top did
 	qimg compare -f qcow2 -F qcow2 top.qcow2 base.qcow2

@@ -349,8 +349,11 @@ main(int argc, char *argv[])
 	/* a reader that goes away ends us quietly, even if our parent ignores SIGPIPE */
 	signal(SIGPIPE, SIG_DFL);
 	parse_args(argc, argv, &a);
-	img = a.image_opts ? img_open_image_opts(argv[optind], a.flags) :
-	    img_open(argv[optind], a.fmt, a.flags | IMG_NO_PROBE_WARN);
+	/* the bytes are the same either way: know the zeroes qemu-img would read */
+	img = a.image_opts ?
+	    img_open_image_opts(argv[optind], a.flags | IMG_TRUE_STATUS) :
+	    img_open(argv[optind], a.fmt,
+	    a.flags | IMG_NO_PROBE_WARN | IMG_TRUE_STATUS);
 	if (img == NULL)
 		die("%s", err_msg());
 	if (a.snapshot != NULL && img_snapshot_load(img, a.snapshot) < 0)

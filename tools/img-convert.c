@@ -699,6 +699,7 @@ map_source(struct conv *c, struct source *s)
 		die_errno("memfd_create");
 	common_args(c, &p, "img-map");
 	proc_arg(&p, "--output=json");
+	proc_arg(&p, "--sparse");	/* empty vhdx blocks need not travel */
 	proc_arg(&p, s->name);
 	if ((p.out = dup(fd)) < 0)
 		die_errno("dup");

@@ -15,7 +15,7 @@ static const char usage_text[] =
     "               [--output=ofmt] [-U] filename\n";
 
 enum { OPT_OUTPUT = 256, OPT_OBJECT, OPT_IMAGE_OPTS, OPT_LONG, OPT_SHORT,
-    OPT_SNAPSHOT };
+    OPT_SNAPSHOT, OPT_SPARSE };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
@@ -24,6 +24,7 @@ static const struct option longopts[] = {
 	{ "object", required_argument, NULL, OPT_OBJECT },
 	{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
 	{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
+	{ "sparse", no_argument, NULL, OPT_SPARSE },
 	{ "force-share", no_argument, NULL, 'U' },
 	{ "start-offset", required_argument, NULL, 's' },
 	{ "max-length", required_argument, NULL, 'l' },
@@ -55,6 +56,7 @@ usage(void)
 	    "      --output=ofmt       human (default) or json\n"
 	    "  -U, --force-share       open the image in shared mode\n"
 	    "      --snapshot=param    map an internal snapshot (as convert -l)\n"
+	    "      --sparse            zero ranges as zero even where qemu-img shows data\n"
 	    "  -h, --help              show this help\n"
 	    "\nSee img-map(1).\n", usage_text);
 	exit(0);
@@ -201,6 +203,9 @@ main(int argc, char *argv[])
 			break;
 		case OPT_SNAPSHOT:
 			a.snapshot = optarg;
+			break;
+		case OPT_SPARSE:
+			a.flags |= IMG_TRUE_STATUS;
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
