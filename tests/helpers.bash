@@ -1,13 +1,3 @@
-# NOTE TO EVERY ENGINEER WORKING IN THIS TREE TODAY (several work here at once; the lead
-# removes this note at the end of the session). Full rules: /tmp/common.txt — read it now.
-#  - Build in your own folders: make -j2 BIN=/tmp/$ME/bin OBJ=/tmp/$ME/obj  (ME = your
-#    short name, e.g. qcow2, info, stream, convert, infra, ddbench, compare) and
-#    make asan ABIN=/tmp/$ME/bin-asan AOBJ=/tmp/$ME/obj-asan; test with
-#    IMG_BIN=/tmp/$ME/bin tests/run tests/YOURS.bats. Never build into the shared bin/ obj/.
-#  - Commit only your own files: git add FILES && git commit -m 'area: summary' -- FILES.
-#    Never git add -A / stash / reset / checkout -- / rebase: others' work is uncommitted here.
-#  - A file that isn't yours fails to compile? Wait a minute and retry; never edit it.
-#  - Deadline: work committed and final report written by 22:05 (`date`).
 # Shared by every suite: the programs under test come from $IMG_BIN (bin/ or bin-asan/).
 IMG_BIN=${IMG_BIN:-$(cd "$BATS_TEST_DIRNAME/../bin" && pwd)}
 PATH=$IMG_BIN:$PATH
