@@ -10,6 +10,7 @@
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
+#include "../lib/lock.h"
 #include "fmt.h"
 
 #define PROBE_BYTES	512	/* BLOCK_PROBE_BUF_SIZE */
@@ -346,6 +347,7 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 {
 	struct img *img = xcalloc(1, sizeof(*img));
 	const char *bk;
+	bool nolock;
 
 	img->filename = xstrdup(filename ? filename : "");
 	img->flags = flags;
@@ -358,6 +360,9 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 	    opt_bool(bk) == 1)
 		flags |= IMG_DIRECT;
 	img->flags = flags;
+	/* file.locking=off: no image locking, as file-posix */
+	nolock = o != NULL && (bk = opt_list_get(o, "file.locking")) != NULL &&
+	    opt_bool(bk) == 0;
 	if (fmt != NULL && fmt_find(fmt) != NULL && fmt_find(fmt)->nofile) {
 		img->ops = fmt_find(fmt);
 		img->filename = (free(img->filename), xstrdup(""));
@@ -366,7 +371,9 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		goto fail;
 	} else if (open_file(img, filename, flags) < 0 ||
 	    in_chain(c, img->fd, filename) < 0 || choose_format(img, fmt) < 0 ||
-	    (o != NULL && fmt == NULL && check_keys(o, img->ops->name) < 0)) {
+	    (o != NULL && fmt == NULL && check_keys(o, img->ops->name) < 0) ||
+	    (!nolock && lock_image(img->fd, filename, flags & IMG_RDWR,
+	    flags & IMG_SHARE, strcmp(img->ops->name, "raw") != 0, c->n - 1) < 0)) {
 		goto fail;
 	}
 	img->priv = xcalloc(1, img->ops->priv_size ? img->ops->priv_size : 1);
@@ -385,6 +392,7 @@ fail_open:
 	img_close(img);
 	return NULL;
 fail:
+	lock_drop(img->fd);
 	if (img->fd >= 0)
 		close(img->fd);
 	free(img->filename);
@@ -448,6 +456,7 @@ img_close(struct img *img)
 	if (img->priv != NULL && img->ops->close)
 		img->ops->close(img);
 	free(img->priv);
+	lock_drop(img->fd);
 	if (img->fd >= 0)
 		close(img->fd);
 	free(img->filename);
@@ -878,6 +887,9 @@ img_check(struct img *img, int fix, struct img_check *res)
 	if (img->ops->check == NULL)
 		return err_set(0, IMG_CHECK_NOTSUP);
 	if (fix && !(img->flags & IMG_RDWR)) {
+		if (lock_image(img->fd, img->filename, true, img->flags & IMG_SHARE,
+		    strcmp(img->ops->name, "raw") != 0, 0) < 0)
+			return -1;
 		if ((fd = open(img->filename, O_RDWR | O_CLOEXEC)) < 0)
 			return err_set(errno, "Could not open '%s'", img->filename);
 		if (dup3(fd, img->fd, O_CLOEXEC) < 0) {

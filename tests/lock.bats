@@ -141,6 +141,19 @@ Is another process using the image [a.qcow2]?" ]
 	same map -U top.qcow2
 }
 
+@test "lock: commit by hand: img-cat of the top while img-write writes its base" {
+	need_qemu
+	qimg create -q -f qcow2 base.qcow2 1M
+	qimg create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2
+	qio -c 'write -P 9 0 64k' top.qcow2 >/dev/null
+	img-map --output=json top.qcow2 | jq -c '.[] | select(.depth == 0 and .present)' > m
+	# -U: the reader opens base as the backing file the writer changes
+	img-cat -U --map m top.qcow2 | img-write -f qcow2 --map m base.qcow2
+	run -0 qio -r -c 'read -P 9 0 64k' base.qcow2
+	[ -z "$(lock_bytes base.qcow2)" ]
+	[ -z "$(lock_bytes top.qcow2)" ]
+}
+
 @test "lock: raw held read-write by qemu-io shares everything, as qemu's raw" {
 	qimg create -q -f raw r.raw 1M
 	hold -f raw r.raw
