@@ -4,35 +4,6 @@
 load helpers
 bats_require_minimum_version 1.5.0
 
-# same ARGS...: qemu-img ARGS and ours installed as qemu-img: same stdout,
-# stderr and status
-same() {
-	need_qemu || return 1
-	mkdir -p "$BATS_TEST_TMPDIR/ours"
-	ln -sf "$IMG_BIN/img" "$BATS_TEST_TMPDIR/ours/qemu-img"
-	command qemu-img "$@" >q.out 2>q.err && echo 0 >q.rc || echo $? >q.rc
-	"$BATS_TEST_TMPDIR/ours/qemu-img" "$@" >i.out 2>i.err && echo 0 >i.rc ||
-	    echo $? >i.rc
-	local f ok=0
-	for f in out err rc; do
-		cmp -s q.$f i.$f || { echo "--- $f differs for: $*"; diff q.$f i.$f; ok=1; }
-	done
-	return $ok
-}
-
-# same_content IMG: img cat IMG equals qemu-img convert -O raw IMG
-same_content() {
-	img cat "$1" >ours.raw
-	qimg convert -O raw "$1" theirs.raw
-	cmp ours.raw theirs.raw
-}
-
-# same_view IMG: info and map, human and json, as qemu-img shows them
-same_view() {
-	same info "$1" && same info --output=json "$1" &&
-	    same map "$1" && same map --output=json "$1" && same_content "$1"
-}
-
 # patterned IMG FMT: qemu-io writes three patterns into IMG
 patterned() {
 	qio -f "$2" -c 'write -P 0x11 0 4k' -c 'write -P 0x22 1536k 700k' \
