@@ -316,22 +316,27 @@ skip_hole(struct sink *s, uint64_t off, uint64_t len)
 /*
  * Without zero detection, stream bytes from a pipe go straight into the
  * target file where it lets them: splice, no copy through our buffer.
- * Returns the bytes moved (0: not here; less than the run: EOF), or -1.
+ * Returns the bytes moved (less than the run: EOF), or 0 with *copy set
+ * to the bytes that must go through the buffer first; -1 on error.
  */
 static int64_t
-take_splice(struct sink *s, uint64_t off, uint64_t len)
+take_splice(struct sink *s, uint64_t off, uint64_t len, uint64_t *copy)
 {
 	uint64_t host, run, done = 0;
 	loff_t pos;
 	ssize_t r;
 	int fd, w;
 
+	*copy = len;
 	if (!s->pipe || s->sparse != 0 || s->cs != 0)
 		return 0;
-	if ((w = img_write_host(s->img, off, len, &fd, &host, &run)) <= 0)
-		return w;
+	/* zeroes held back go first: the target allocates in disk order */
 	if (zero_flush(s) < 0)
 		return -1;
+	if ((w = img_write_host(s->img, off, len, &fd, &host, &run)) <= 0) {
+		*copy = run;
+		return w;
+	}
 	pos = (loff_t)host;
 	while (done < run) {
 		r = splice(STDIN_FILENO, NULL, fd, &pos,
@@ -356,12 +361,12 @@ take_splice(struct sink *s, uint64_t off, uint64_t len)
 static int64_t
 take(struct sink *s, uint64_t off, uint64_t len)
 {
-	uint64_t done = 0;
+	uint64_t done = 0, copy;
 	int64_t z;
 	ssize_t n;
 
 	while (done < len) {
-		if ((z = take_splice(s, off + done, len - done)) < 0)
+		if ((z = take_splice(s, off + done, len - done, &copy)) < 0)
 			return -1;
 		if (z > 0) {
 			done += (uint64_t)z;
@@ -373,7 +378,7 @@ take(struct sink *s, uint64_t off, uint64_t len)
 			done += (uint64_t)z;
 			continue;
 		}
-		if ((n = fill(s, off + done, len - done)) < 0)
+		if ((n = fill(s, off + done, MIN(len - done, copy))) < 0)
 			return -1;
 		if (n > 0 && sink_data(s, off + done, s->buf, (size_t)n) < 0)
 			return -1;
