@@ -525,8 +525,8 @@ start_compress(struct sink *s)
 	img_snapshots_free(info.snapshots, info.nb_snapshots);
 	if (s->cs == 0 || !is_pow2(s->cs))
 		die("Compression not supported for this file format");
-	/* 1 MiB of clusters per run: enough for every core, little memory */
-	s->wsize = MAX(s->cs, 1u << 20);
+	/* 512 KiB of clusters per run: work for every core, little memory */
+	s->wsize = MAX(s->cs, 512u << 10);
 	s->win = io_alloc(s->wsize);
 	memset(s->win, 0, s->wsize);
 }
