@@ -319,3 +319,19 @@ data_bytes() {
 		cmp old.raw <(head -c 8M /dev/zero | tr '\0' '\5')
 	done
 }
+
+@test "img-write: --grow makes the disk as long as the stream, holes kept" {
+	{ head -c 100k /dev/urandom; head -c 1M /dev/zero; printf 'end'; } > s
+	for fmt in raw qcow2; do
+		rm -f g
+		img-create -q -f $fmt g 0
+		img-write -f $fmt --grow g < <(cat s)
+		[ "$(qimg info --output=json -f $fmt g | jq '."virtual-size"')" -eq \
+		    $(( (100 * 1024 + (1 << 20) + 3 + 511) / 512 * 512 )) ]
+		cmp <(img-cat -f $fmt g | head -c "$(stat -c %s s)") s
+		[ "$(data_bytes -f $fmt g)" -lt $((1 << 20)) ]
+	done
+	qimg check g
+	run -1 --separate-stderr img-write -f raw --grow --map m g
+	[ "${stderr%%$'\n'*}" = "img-write: --map cannot be combined with --grow" ]
+}

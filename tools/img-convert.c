@@ -966,6 +966,67 @@ find_backing(struct conv *c)
 	free(path);
 }
 
+/*
+ * `-` as the target: raw output only, the sources' disks one after another
+ * on our standard output, each streamed by img-cat (holes stay holes when
+ * it is a regular file).  No progress: it would go into the stream.
+ */
+static _Noreturn void
+to_stdout(const struct conv *c)
+{
+	struct proc p;
+	int i;
+
+	if (strcmp(c->out_fmt, "raw") != 0)
+		die("convert: '-' as the target takes raw output only (-O raw)");
+	if (c->no_create || c->backing || c->compressed || c->options ||
+	    c->copy_range)
+		die("convert: '-' as the target takes none of -n, -B, -c, -C, -o");
+	for (i = 0; i < c->nsrc; i++) {
+		if (strcmp(c->src[i], "-") == 0)
+			die("convert: '-' cannot be the source and the target");
+		p = (struct proc)PROC_INIT;
+		common_args(c, &p, "img-cat");
+		proc_arg(&p, c->src[i]);
+		run_stages(&p, 1, -1, -1);
+	}
+	exit(close_stdout());
+}
+
+/*
+ * `-` as the only source: a raw stream of unknown length on standard
+ * input.  A new target is created empty and grows with the stream
+ * (img-write --grow); with -n the stream goes into it from its start.
+ */
+static void
+from_stdin(struct conv *c)
+{
+	struct proc p = PROC_INIT;
+
+	if (c->nsrc != 1)
+		die("convert: '-' as a source cannot be concatenated");
+	if (c->fmt != NULL && strcmp(c->fmt, "raw") != 0)
+		die("convert: '-' as the source is a raw stream (-f raw)");
+	if (c->image_opts || c->snapshot || c->backing || c->copy_range ||
+	    opt_list_get(&c->o, "backing_file") != NULL)
+		die("convert: '-' as the source takes none of --image-opts, -l, "
+		    "-B, -C, -o backing_file");
+	if (!c->no_create)
+		create_target(c);
+	proc_arg(&p, "img-write");
+	proc_argf(&p, "-f%s", c->out_fmt);
+	proc_argf(&p, "-t%s", c->cache ? c->cache : "unsafe");
+	proc_argf(&p, "-S%llu", (unsigned long long)c->sparse);
+	if (c->compressed)
+		proc_arg(&p, "-c");
+	if (!c->no_create)
+		proc_arg(&p, "--grow");
+	if (c->target_is_zero || (!c->no_create && c->sparse != 0))
+		proc_arg(&p, "--target-is-zero");
+	proc_arg(&p, c->dst);
+	run_stages(&p, 1, -1, -1);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -977,12 +1038,23 @@ main(int argc, char *argv[])
 	while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1)
 		parse_opt(&c, ch, argv);
 	check_args(&c, argc, argv);
+	if (strcmp(c.dst, "-") == 0)
+		to_stdout(&c);
 	prog.on = c.progress && !c.quiet;
 	progress_init(prog.on, 1.0f);
 	progress_print(0, 100);
 	atexit(at_exit);
 	catch_signals();
 	find_backing(&c);
+	if (strcmp(c.src[0], "-") == 0) {
+		from_stdin(&c);
+		progress_print(100, 0);
+		progress_end();
+		prog.ended = true;
+		stop_unlink = NULL;
+		opt_list_free(&c.o);
+		return close_stdout();
+	}
 	src = xcalloc((size_t)c.nsrc, sizeof(*src));
 	for (i = 0; i < c.nsrc; i++) {
 		src[i].name = c.src[i];

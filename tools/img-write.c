@@ -22,16 +22,17 @@
 #define SPARSE_MAX	(32768 * 512)	/* qemu's MAX_BUF_SECTORS */
 
 static const char usage_text[] =
-    "usage: img-write [-f fmt] [--offset=offset] [--map=mapfile]\n"
+    "usage: img-write [-f fmt] [--offset=offset [--grow]] [--map=mapfile]\n"
     "                 [-S sparse_size] [-n | --target-is-zero] [-t cache] [-c]\n"
     "                 filename\n";
 
-enum { OPT_OFFSET = 256, OPT_MAP, OPT_LONG, OPT_SHORT };
+enum { OPT_OFFSET = 256, OPT_MAP, OPT_LONG, OPT_SHORT, OPT_GROW };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
 	{ "format", required_argument, NULL, 'f' },
 	{ "offset", required_argument, NULL, OPT_OFFSET },
+	{ "grow", no_argument, NULL, OPT_GROW },
 	{ "map", required_argument, NULL, OPT_MAP },
 	{ "sparse-size", required_argument, NULL, 'S' },
 	{ "target-is-zero", no_argument, NULL, 'n' },
@@ -52,7 +53,10 @@ struct write_args {
 	bool		 target_zero;
 	int		 flags;		/* IMG_NO_FLUSH for -t unsafe */
 	bool		 compress;	/* -c */
+	bool		 grow;		/* --grow: the disk ends where the stream does */
 };
+
+#define GROW_MIN	(64u << 20)	/* --grow adds at least this much at once */
 
 /* One step of a map: take len bytes of stream for data, none for zeroes. */
 struct step {
@@ -96,6 +100,9 @@ usage(void)
 	printf("%s\nWrite raw bytes from stdin into an existing image.\n\n"
 	    "  -f, --format=fmt         image format (default: probe)\n"
 	    "      --offset=offset      write the stream from this byte on\n"
+	    "      --grow               the disk grows with the stream and ends "
+	    "where it\n"
+	    "                           does (rounded up to 512 bytes)\n"
 	    "      --map=mapfile        lay the stream into the map's data "
 	    "extents;\n"
 	    "                           zero the others\n"
@@ -537,6 +544,34 @@ write_at(struct sink *s, uint64_t off)
 	return 0;
 }
 
+/*
+ * --grow: a stream of unknown length (img-convert's `-` source).  The disk
+ * grows ahead of the stream, doubling, and is cut at the end to where the
+ * stream ended, rounded up to a 512-byte sector as qemu sizes raw files.
+ */
+static int
+write_grow(struct sink *s, uint64_t off)
+{
+	uint64_t room, size;
+	int64_t n;
+
+	for (;;) {
+		room = s->img->size > off ? s->img->size - off : 0;
+		if ((n = take(s, off, room)) < 0)
+			return -1;
+		off += (uint64_t)n;
+		if ((uint64_t)n < room)
+			break;
+		size = s->img->size + MAX(s->img->size, GROW_MIN);
+		if (zero_flush(s) < 0 || (s->cs && win_flush(s) < 0) ||
+		    img_resize(s->img, size, IMG_PREALLOC_OFF) < 0)
+			return -1;
+	}
+	if (zero_flush(s) < 0 || (s->cs && win_flush(s) < 0))
+		return -1;
+	return img_resize(s->img, ROUND_UP(off, 512), IMG_PREALLOC_OFF);
+}
+
 static void
 parse_args(int argc, char *argv[], struct write_args *a)
 {
@@ -573,6 +608,9 @@ parse_args(int argc, char *argv[], struct write_args *a)
 		case OPT_MAP:
 			a->map = optarg;
 			break;
+		case OPT_GROW:
+			a->grow = true;
+			break;
 		case OPT_LONG:
 		case OPT_SHORT:
 			opt_print_options(longopts, shortopts, c == OPT_LONG);
@@ -584,6 +622,8 @@ parse_args(int argc, char *argv[], struct write_args *a)
 		die_usage("Expecting one image file name");
 	if (a->map != NULL && a->offset != 0)
 		die_usage("--map cannot be combined with --offset");
+	if (a->map != NULL && a->grow)
+		die_usage("--map cannot be combined with --grow");
 	if (a->map != NULL && strcmp(a->map, "-") == 0)
 		die_usage("--map -: stdin is the stream; give the map as a file");
 }
@@ -621,7 +661,8 @@ main(int argc, char *argv[])
 	    lseek(STDIN_FILENO, 0, SEEK_CUR) >= 0;
 	s.pipe = fstat(STDIN_FILENO, &st) == 0 && S_ISFIFO(st.st_mode);
 	ret = stream ? write_map_stream(&s, a.map) :
-	    a.map ? write_map(&s, &p) : write_at(&s, a.offset);
+	    a.map ? write_map(&s, &p) : a.grow ? write_grow(&s, a.offset) :
+	    write_at(&s, a.offset);
 	/* what was written reaches the disk even when the stream was wrong */
 	if ((zero_flush(&s) < 0 || (s.cs && win_flush(&s) < 0)) && ret == 0)
 		ret = -1;
