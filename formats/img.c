@@ -51,6 +51,53 @@ fmt_file_size(struct img *img, uint64_t *size)
 }
 
 int
+fmt_file_status(struct img *img, uint64_t host, uint64_t len, uint64_t *n,
+    bool *zero)
+{
+	uint64_t fsize;
+	off_t data, hole;
+
+	*n = len;
+	*zero = true;
+	if (fmt_file_size(img, &fsize) < 0)
+		return -1;
+	if (host >= fsize)
+		return 0;
+	data = lseek(img->fd, (off_t)host, SEEK_DATA);
+	if (data < 0 && errno == ENXIO)
+		return 0;	/* a hole up to the end */
+	if (data < 0) {
+		*zero = false;	/* no SEEK_DATA: all data */
+		return 0;
+	}
+	if ((uint64_t)data > host) {
+		*n = MIN(len, (uint64_t)data - host);
+		return 0;
+	}
+	*zero = false;
+	hole = lseek(img->fd, (off_t)host, SEEK_HOLE);
+	if (hole < 0 || (uint64_t)hole >= fsize)
+		hole = (off_t)fsize;
+	*n = MIN(len, (uint64_t)hole - host);
+	return 0;
+}
+
+int
+fmt_read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p)
+{
+	struct img *b = img->backing;
+	uint64_t bn = 0;
+
+	if (b != NULL && off < b->size) {
+		bn = MIN(n, b->size - off);
+		if (img_read(b, off, bn, p) < 0)
+			return -1;
+	}
+	memset(p + bn, 0, n - bn);
+	return 0;
+}
+
+int
 fmt_sync(struct img *img)
 {
 	if (img->flags & IMG_NO_FLUSH)
@@ -510,7 +557,7 @@ img_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
 	struct fmt_status st;
 	uint8_t *p = buf;
-	uint64_t n, bn;
+	uint64_t n;
 
 	if (check_range(img, off, len) < 0)
 		return -1;
@@ -527,13 +574,8 @@ img_read(struct img *img, uint64_t off, size_t len, void *buf)
 		    img->ops->backing_read_ok != NULL &&
 		    img->ops->backing_read_ok(img) < 0) {
 			return -1;
-		} else if (img->backing != NULL && off < img->backing->size) {
-			bn = MIN(n, img->backing->size - off);
-			if (img_read(img->backing, off, bn, p) < 0)
-				return -1;
-			memset(p + bn, 0, n - bn);
-		} else {
-			memset(p, 0, n);
+		} else if (fmt_read_backing(img, off, n, p) < 0) {
+			return -1;
 		}
 		p += n;
 		off += n;
