@@ -1,6 +1,7 @@
 /* The generic layer: open by name with probing, backing chains, I/O through them. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,26 @@ fmt_sync(struct img *img)
 	if (fdatasync(img->fd) < 0 && errno != EINVAL)
 		return err_set(errno, "%s: fsync", img->filename);
 	return 0;
+}
+
+struct img *
+img_chain_find(struct img *top, const char *name, bool by_name, int *depth)
+{
+	char want[PATH_MAX], have[PATH_MAX];
+	bool real = realpath(name, want) != NULL;
+	struct img *b;
+	int d;
+
+	for (d = 1, b = top->backing; b; b = b->backing, d++) {
+		if ((by_name && strcmp(b->filename, name) == 0) ||
+		    (real && realpath(b->filename, have) != NULL &&
+		    strcmp(want, have) == 0)) {
+			if (depth != NULL)
+				*depth = d;
+			return b;
+		}
+	}
+	return NULL;
 }
 
 char *

@@ -188,6 +188,15 @@ bool		 img_format_known(const char *fmt);
 /* Names of all formats, NULL-terminated. */
 const char	*const *img_format_names(void);
 
+/*
+ * The image in top's backing chain (below top) that is the file `name`, by
+ * realpath, or when by_name also by the name as the chain spells it (qemu's
+ * bdrv_find_backing_image); NULL when none is.  *depth, unless depth is
+ * NULL, is its depth: 1 for top's backing file.
+ */
+struct img	*img_chain_find(struct img *top, const char *name, bool by_name,
+		    int *depth);
+
 /* Resolve a backing name against the folder of the image that names it (caller frees). */
 char		*img_backing_path(const char *image, const char *backing);
 
