@@ -515,6 +515,30 @@ img_open_image_opts(const char *spec, int flags)
 	return img;
 }
 
+struct img *
+img_open_image_opts_share(const char *spec, int flags)
+{
+	struct opt_list l = { 0, NULL };
+	const char *fs;
+	bool conflict, share;
+
+	(void)opt_list_parse(&l, spec);	/* its errors: img_open_image_opts' */
+	fs = opt_list_get(&l, "force-share");
+	conflict = (flags & IMG_SHARE) && fs != NULL && strcmp(fs, "on") != 0;
+	share = (flags & IMG_SHARE) || (fs != NULL && opt_bool(fs) == 1);
+	opt_list_free(&l);
+	if (conflict) {
+		err_set(0, "--force-share/-U conflicts with image options");
+		return NULL;
+	}
+	if (share && (flags & IMG_RDWR)) {
+		err_set(0, "Could not open '%s': force-share=on can only be used with read-only images",
+		    spec);
+		return NULL;
+	}
+	return img_open_image_opts(spec, flags);
+}
+
 void
 img_close(struct img *img)
 {

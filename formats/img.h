@@ -88,6 +88,11 @@ void		 img_close(struct img *img);	/* accepts NULL */
  * img_open also takes qemu's "json:{...}" names, with the same keys.
  */
 struct img	*img_open_image_opts(const char *spec, int flags);
+/*
+ * The same after qemu-img's checks of -U (IMG_SHARE) against the spec's
+ * force-share and of force-share against IMG_RDWR, failing in its words.
+ */
+struct img	*img_open_image_opts_share(const char *spec, int flags);
 
 /* Read through the chain; ranges past a backing file's end read as zeroes. */
 int		 img_read(struct img *img, uint64_t off, size_t len, void *buf);
