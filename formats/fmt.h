@@ -177,6 +177,20 @@ extern const struct fmt_ops *const fmt_list[];
 
 /* Helpers for drivers. */
 int	fmt_file_size(struct img *img, uint64_t *size);
+/*
+ * The image file at host offset `host`, as SEEK_DATA/SEEK_HOLE see it: the
+ * first *n bytes (1 to len) are data (*zero false) or a hole (*zero true,
+ * as is all past the end of the file); a file system without SEEK_DATA is
+ * all data.  Data ends at the end of the file at the latest.  0, or -1 with
+ * err_set when the file's size is unknown (*n = len, *zero true).
+ */
+int	fmt_file_status(struct img *img, uint64_t host, uint64_t len,
+	    uint64_t *n, bool *zero);
+/*
+ * Read n bytes at off from img's backing file into p, zeroes where it has
+ * none or past its end (qemu's short backing files).  0 or -1.
+ */
+int	fmt_read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p);
 /* fdatasync the image file, unless it was opened IMG_NO_FLUSH. 0 or -1. */
 int	fmt_sync(struct img *img);
 

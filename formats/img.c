@@ -1,6 +1,7 @@
 /* The generic layer: open by name with probing, backing chains, I/O through them. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,53 @@ fmt_file_size(struct img *img, uint64_t *size)
 }
 
 int
+fmt_file_status(struct img *img, uint64_t host, uint64_t len, uint64_t *n,
+    bool *zero)
+{
+	uint64_t fsize;
+	off_t data, hole;
+
+	*n = len;
+	*zero = true;
+	if (fmt_file_size(img, &fsize) < 0)
+		return -1;
+	if (host >= fsize)
+		return 0;
+	data = lseek(img->fd, (off_t)host, SEEK_DATA);
+	if (data < 0 && errno == ENXIO)
+		return 0;	/* a hole up to the end */
+	if (data < 0) {
+		*zero = false;	/* no SEEK_DATA: all data */
+		return 0;
+	}
+	if ((uint64_t)data > host) {
+		*n = MIN(len, (uint64_t)data - host);
+		return 0;
+	}
+	*zero = false;
+	hole = lseek(img->fd, (off_t)host, SEEK_HOLE);
+	if (hole < 0 || (uint64_t)hole >= fsize)
+		hole = (off_t)fsize;
+	*n = MIN(len, (uint64_t)hole - host);
+	return 0;
+}
+
+int
+fmt_read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p)
+{
+	struct img *b = img->backing;
+	uint64_t bn = 0;
+
+	if (b != NULL && off < b->size) {
+		bn = MIN(n, b->size - off);
+		if (img_read(b, off, bn, p) < 0)
+			return -1;
+	}
+	memset(p + bn, 0, n - bn);
+	return 0;
+}
+
+int
 fmt_sync(struct img *img)
 {
 	if (img->flags & IMG_NO_FLUSH)
@@ -58,6 +106,26 @@ fmt_sync(struct img *img)
 	if (fdatasync(img->fd) < 0 && errno != EINVAL)
 		return err_set(errno, "%s: fsync", img->filename);
 	return 0;
+}
+
+struct img *
+img_chain_find(struct img *top, const char *name, bool by_name, int *depth)
+{
+	char want[PATH_MAX], have[PATH_MAX];
+	bool real = realpath(name, want) != NULL;
+	struct img *b;
+	int d;
+
+	for (d = 1, b = top->backing; b; b = b->backing, d++) {
+		if ((by_name && strcmp(b->filename, name) == 0) ||
+		    (real && realpath(b->filename, have) != NULL &&
+		    strcmp(want, have) == 0)) {
+			if (depth != NULL)
+				*depth = d;
+			return b;
+		}
+	}
+	return NULL;
 }
 
 char *
@@ -447,6 +515,30 @@ img_open_image_opts(const char *spec, int flags)
 	return img;
 }
 
+struct img *
+img_open_image_opts_share(const char *spec, int flags)
+{
+	struct opt_list l = { 0, NULL };
+	const char *fs;
+	bool conflict, share;
+
+	(void)opt_list_parse(&l, spec);	/* its errors: img_open_image_opts' */
+	fs = opt_list_get(&l, "force-share");
+	conflict = (flags & IMG_SHARE) && fs != NULL && strcmp(fs, "on") != 0;
+	share = (flags & IMG_SHARE) || (fs != NULL && opt_bool(fs) == 1);
+	opt_list_free(&l);
+	if (conflict) {
+		err_set(0, "--force-share/-U conflicts with image options");
+		return NULL;
+	}
+	if (share && (flags & IMG_RDWR)) {
+		err_set(0, "Could not open '%s': force-share=on can only be used with read-only images",
+		    spec);
+		return NULL;
+	}
+	return img_open_image_opts(spec, flags);
+}
+
 void
 img_close(struct img *img)
 {
@@ -510,7 +602,7 @@ img_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
 	struct fmt_status st;
 	uint8_t *p = buf;
-	uint64_t n, bn;
+	uint64_t n;
 
 	if (check_range(img, off, len) < 0)
 		return -1;
@@ -527,13 +619,8 @@ img_read(struct img *img, uint64_t off, size_t len, void *buf)
 		    img->ops->backing_read_ok != NULL &&
 		    img->ops->backing_read_ok(img) < 0) {
 			return -1;
-		} else if (img->backing != NULL && off < img->backing->size) {
-			bn = MIN(n, img->backing->size - off);
-			if (img_read(img->backing, off, bn, p) < 0)
-				return -1;
-			memset(p + bn, 0, n - bn);
-		} else {
-			memset(p, 0, n);
+		} else if (fmt_read_backing(img, off, n, p) < 0) {
+			return -1;
 		}
 		p += n;
 		off += n;

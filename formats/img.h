@@ -88,6 +88,11 @@ void		 img_close(struct img *img);	/* accepts NULL */
  * img_open also takes qemu's "json:{...}" names, with the same keys.
  */
 struct img	*img_open_image_opts(const char *spec, int flags);
+/*
+ * The same after qemu-img's checks of -U (IMG_SHARE) against the spec's
+ * force-share and of force-share against IMG_RDWR, failing in its words.
+ */
+struct img	*img_open_image_opts_share(const char *spec, int flags);
 
 /* Read through the chain; ranges past a backing file's end read as zeroes. */
 int		 img_read(struct img *img, uint64_t off, size_t len, void *buf);
@@ -195,6 +200,15 @@ const struct opt_desc *img_create_opts(const char *fmt);
 bool		 img_format_known(const char *fmt);
 /* Names of all formats, NULL-terminated. */
 const char	*const *img_format_names(void);
+
+/*
+ * The image in top's backing chain (below top) that is the file `name`, by
+ * realpath, or when by_name also by the name as the chain spells it (qemu's
+ * bdrv_find_backing_image); NULL when none is.  *depth, unless depth is
+ * NULL, is its depth: 1 for top's backing file.
+ */
+struct img	*img_chain_find(struct img *top, const char *name, bool by_name,
+		    int *depth);
 
 /* Resolve a backing name against the folder of the image that names it (caller frees). */
 char		*img_backing_path(const char *image, const char *backing);

@@ -299,21 +299,6 @@ qcow_decompress(struct img *img, uint64_t e)
 }
 
 static int
-qcow_read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p)
-{
-	struct img *b = img->backing;
-	uint64_t bn = 0;
-
-	if (b != NULL && off < b->size) {
-		bn = MIN(n, b->size - off);
-		if (img_read(b, off, bn, p) < 0)
-			return -1;
-	}
-	memset(p + bn, 0, n - bn);
-	return 0;
-}
-
-static int
 qcow_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
 	struct qcow *s = img->priv;
@@ -325,7 +310,7 @@ qcow_read(struct img *img, uint64_t off, size_t len, void *buf)
 			return -1;
 		in = off & (s->cluster_size - 1);
 		if (e == 0) {
-			if (qcow_read_backing(img, off, n, p) < 0)
+			if (fmt_read_backing(img, off, n, p) < 0)
 				return -1;
 			continue;
 		}
@@ -459,7 +444,7 @@ qcow_alloc(struct img *img, uint64_t off, const uint8_t *p, uint64_t n,
 		if ((r = qcow_decompress(img, old)) == 0)
 			memcpy(buf, s->cache, cs);
 	} else {
-		r = qcow_read_backing(img, start, MIN(cs, img->size - start),
+		r = fmt_read_backing(img, start, MIN(cs, img->size - start),
 		    buf);
 		memset(buf + MIN(cs, img->size - start), 0,
 		    cs - MIN(cs, img->size - start));

@@ -98,45 +98,23 @@ static int
 raw_block_status(struct img *img, uint64_t off, uint64_t len,
     struct fmt_status *st)
 {
-	off_t data, hole;
-	uint64_t fsize;
+	uint64_t fsize, n;
+	bool zero;
 
-	st->offset = off;
-	st->len = len;
-	if (fmt_file_size(img, &fsize) < 0)
+	if (fmt_file_status(img, off, len, &n, &zero) < 0)
 		return -1;
-	if (off >= fsize) {
-		st->flags = ST_ZERO | ST_OFFSET;
-		return 0;
-	}
-	data = lseek(img->fd, (off_t)off, SEEK_DATA);
-	if (data < 0 && errno == ENXIO) {
-		st->flags = ST_ZERO | ST_OFFSET;	/* a hole up to the end */
-		return 0;
-	}
-	if (data < 0) {
-		st->flags = ST_DATA | ST_OFFSET;	/* no SEEK_DATA: all data */
-		return 0;
-	}
-	if ((uint64_t)data > off) {
-		st->flags = ST_ZERO | ST_OFFSET;
-		st->len = MIN(len, (uint64_t)data - off);
-		return 0;
-	}
-	hole = lseek(img->fd, (off_t)off, SEEK_HOLE);
-	if (hole < 0)
-		hole = (off_t)fsize;
+	st->offset = off;
+	st->len = n;
+	st->flags = (zero ? ST_ZERO : ST_DATA) | ST_OFFSET;
 	/*
 	 * The sector-rounded tail past EOF is a zero extent of its own, but
 	 * with O_DIRECT qemu's status is in whole 4 KiB blocks, so it joins
 	 * the data before it.
 	 */
-	if ((uint64_t)hole >= fsize)
-		hole = (img->flags & IMG_DIRECT) ?
-		    (off_t)MIN(img->size, ROUND_UP(fsize, RAW_DIRECT_ALIGN)) :
-		    (off_t)fsize;
-	st->flags = ST_DATA | ST_OFFSET;
-	st->len = MIN(len, (uint64_t)hole - off);
+	if (!zero && (img->flags & IMG_DIRECT) &&
+	    fmt_file_size(img, &fsize) == 0 && off + n == fsize)
+		st->len = MIN(len,
+		    MIN(img->size, ROUND_UP(fsize, RAW_DIRECT_ALIGN)) - off);
 	return 0;
 }
 

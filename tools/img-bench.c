@@ -222,30 +222,6 @@ option(struct bench *b, int c, const char *arg)
 	}
 }
 
-/*
- * --image-opts: the generic layer opens the option string; the checks of
- * -U and force-share are qemu-img's and file-posix's.
- */
-static struct img *
-open_image_opts(const char *spec, int flags)
-{
-	struct opt_list l = { 0, NULL };
-	const char *fs;
-	bool conflict, share;
-
-	(void)opt_list_parse(&l, spec);	/* its errors: img_open_image_opts' */
-	fs = opt_list_get(&l, "force-share");
-	conflict = (flags & IMG_SHARE) && fs != NULL && strcmp(fs, "on") != 0;
-	share = (flags & IMG_SHARE) || (fs != NULL && opt_bool(fs) == 1);
-	opt_list_free(&l);
-	if (conflict)
-		die("--force-share/-U conflicts with image options");
-	if (share && (flags & IMG_RDWR))
-		die("Could not open '%s': force-share=on can only be used with read-only images",
-		    spec);
-	return img_open_image_opts(spec, flags);
-}
-
 static void
 check_aio(const struct bench *b, const char *name, const char *file, int flags)
 {
@@ -270,7 +246,7 @@ open_image(const struct bench *b, const char *filename)
 	if (b->image_opts && b->fmt != NULL)
 		die("--image-opts and --format are mutually exclusive");
 	if (b->image_opts) {
-		img = open_image_opts(filename, b->flags);
+		img = img_open_image_opts_share(filename, b->flags);
 	} else {
 		if ((b->flags & IMG_SHARE) && (b->flags & IMG_RDWR))
 			die("Could not open '%s': force-share=on can only be used with read-only images",

@@ -3,7 +3,6 @@
  * qemu-img commit; the image is emptied afterwards unless -d.
  */
 #include <getopt.h>
-#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,24 +50,6 @@ usage(void)
 	    "  -h, --help         show this help\n"
 	    "\nSee img-commit(1).\n", usage_text);
 	exit(0);
-}
-
-/* bdrv_find_backing_image: by the name as given, or as the same file. */
-static struct img *
-find_base(struct img *top, const char *name, int *depth)
-{
-	char want[PATH_MAX], have[PATH_MAX];
-	bool real = realpath(name, want) != NULL;
-	struct img *b;
-
-	for (*depth = 1, b = top->backing; b; b = b->backing, (*depth)++) {
-		if (!strcmp(b->filename, name) ||
-		    (b->backing_file && !strcmp(b->filename, name)))
-			return b;
-		if (real && realpath(b->filename, have) && !strcmp(want, have))
-			return b;
-	}
-	return NULL;
 }
 
 /* Copy what the layers above base hold into base (opened for writing). */
@@ -158,7 +139,7 @@ main(int argc, char *argv[])
 	progress_init(a.progress, 1.0);
 	progress_print(0, 100);
 	if (a.base != NULL) {
-		if ((base = find_base(top, a.base, &depth)) == NULL)
+		if ((base = img_chain_find(top, a.base, true, &depth)) == NULL)
 			die("Did not find '%s' in the backing chain of '%s'",
 			    a.base, name);
 	} else if ((base = top->backing) == NULL) {

@@ -117,30 +117,6 @@ operand(struct dd *d, const char *arg)
 	}
 }
 
-/*
- * --image-opts: the generic layer opens the option string; the checks of
- * -U and force-share are qemu-img's and file-posix's.
- */
-static struct img *
-open_image_opts(const char *spec, int flags)
-{
-	struct opt_list l = { 0, NULL };
-	const char *fs;
-	bool conflict, share;
-
-	(void)opt_list_parse(&l, spec);	/* its errors: img_open_image_opts' */
-	fs = opt_list_get(&l, "force-share");
-	conflict = (flags & IMG_SHARE) && fs != NULL && strcmp(fs, "on") != 0;
-	share = (flags & IMG_SHARE) || (fs != NULL && opt_bool(fs) == 1);
-	opt_list_free(&l);
-	if (conflict)
-		die("--force-share/-U conflicts with image options");
-	if (share && (flags & IMG_RDWR))
-		die("Could not open '%s': force-share=on can only be used with read-only images",
-		    spec);
-	return img_open_image_opts(spec, flags);
-}
-
 static bool
 dd_range(const struct dd *d, uint64_t insize, uint64_t *end, uint64_t *start)
 {
@@ -214,7 +190,7 @@ dd(const struct dd *d)
 
 	if (d->image_opts && d->fmt != NULL)
 		die("--image-opts and --format are mutually exclusive");
-	in = d->image_opts ? open_image_opts(d->in, d->flags) :
+	in = d->image_opts ? img_open_image_opts_share(d->in, d->flags) :
 	    img_open(d->in, d->fmt, d->flags);
 	if (in == NULL)
 		die("%s", err_msg());

@@ -4,7 +4,6 @@
  * where the old and new backing chains read differently.
  */
 #include <getopt.h>
-#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,21 +63,6 @@ usage(void)
 	    "  -h, --help         show this help\n"
 	    "\nSee img-rebase(1).\n", usage_text);
 	exit(0);
-}
-
-/* The image in top's backing chain that is the file `path`, or NULL. */
-static struct img *
-find_in_chain(struct img *top, const char *path)
-{
-	char want[PATH_MAX], have[PATH_MAX];
-	struct img *b;
-
-	if (realpath(path, want) == NULL)
-		return NULL;
-	for (b = top->backing; b; b = b->backing)
-		if (realpath(b->filename, have) != NULL && !strcmp(want, have))
-			return b;
-	return NULL;
 }
 
 /* Shorten *n to the run that is (or is not) allocated in [from, upto). */
@@ -193,7 +177,7 @@ open_new_backing(struct rebase *r, const struct args *a)
 	if (a->base[0] == '\0')
 		return;
 	path = img_backing_path(r->top->filename, a->base);
-	if ((r->prefix = find_in_chain(r->top, path)) != NULL) {
+	if ((r->prefix = img_chain_find(r->top, path, false, NULL)) != NULL) {
 		r->new = r->prefix;
 	} else if ((r->new = img_open(path, a->basefmt,
 	    a->share | IMG_NO_PROBE_WARN)) == NULL) {

@@ -16,8 +16,6 @@
 #include "../../lib/progress.h"
 #include "qcow2.h"
 
-#define FEATURE_ENTRY	48
-
 /*
  * Progress as qemu's qcow2_amend_helper_cb reports it through qemu-img's
  * amend_status_cb: each operation's work, the ones still to come
@@ -219,30 +217,6 @@ parse_amend(struct img *img, const struct opt_list *o, struct amend *a)
 	return 0;
 }
 
-static int
-sync_fd(struct img *img)
-{
-	if (fdatasync(img->fd) < 0 && errno != EINVAL)
-		return err_set(errno, "%s: fsync", img->filename);
-	return 0;
-}
-
-static const char *const feature_names[][2] = {
-	{ "\0\0", "dirty bit" }, { "\0\1", "corrupt bit" },
-	{ "\0\2", "external data file" }, { "\0\3", "compression type" },
-	{ "\0\4", "extended L2 entries" }, { "\1\0", "lazy refcounts" },
-	{ "\2\0", "bitmaps" }, { "\2\1", "raw external data" },
-};
-
-static size_t
-put_ext(uint8_t *p, uint32_t magic, const uint8_t *data, uint32_t len)
-{
-	put_be32(p, magic);
-	put_be32(p + 4, len);
-	memcpy(p + 8, data, len);
-	return 8 + ROUND_UP((size_t)len, 8);
-}
-
 /*
  * The old header's extensions in [start, end), but the feature table,
  * appended to out at *off; first pass (want_first)
@@ -270,7 +244,8 @@ copy_exts(const uint8_t *old, size_t start, size_t end, uint8_t *out,
 		if (first == want_first && magic != QCOW2_EXT_FEATURES) {
 			if (*off + n + 8 > cs)
 				return -1;
-			*off += put_ext(out + *off, magic, old + start + 8, len);
+			*off += qcow2_put_ext(out + *off, magic,
+			    old + start + 8, len);
 		}
 		start += MIN(n, end - start);
 	}
@@ -287,10 +262,10 @@ write_header(struct img *img, int version, uint64_t compat, uint64_t autoclear,
     unsigned refcount_order)
 {
 	struct qcow2 *s = img->priv;
-	size_t cs = s->cluster_size, off, blen, i;
+	size_t cs = s->cluster_size, off, blen;
 	uint64_t boff, ext_end;
 	uint32_t hlen;
-	uint8_t *old, *h, ft[ARRAY_SIZE(feature_names) * FEATURE_ENTRY];
+	uint8_t *old, *h;
 	int r = -1;
 
 	old = xmalloc(cs);
@@ -321,14 +296,8 @@ write_header(struct img *img, int version, uint64_t compat, uint64_t autoclear,
 	}
 	if (copy_exts(old, hlen, ext_end, h, &off, cs, true) < 0)
 		goto nospace;
-	memset(ft, 0, sizeof(ft));
-	for (i = 0; i < ARRAY_SIZE(feature_names); i++) {
-		memcpy(ft + i * FEATURE_ENTRY, feature_names[i][0], 2);
-		memcpy(ft + i * FEATURE_ENTRY + 2, feature_names[i][1],
-		    strlen(feature_names[i][1]));
-	}
-	if (version >= 3 && off + 8 + sizeof(ft) + 8 + blen <= cs)
-		off += put_ext(h + off, QCOW2_EXT_FEATURES, ft, sizeof(ft));
+	if (version >= 3 && off + QCOW2_FEATURES_EXT + 8 + blen <= cs)
+		off += qcow2_put_features(h + off);
 	if (copy_exts(old, hlen, ext_end, h, &off, cs, false) < 0 ||
 	    off + 8 + blen > cs)
 		goto nospace;
@@ -336,8 +305,9 @@ write_header(struct img *img, int version, uint64_t compat, uint64_t autoclear,
 	put_be64(h + 8, blen ? off : 0);
 	put_be32(h + 16, (uint32_t)blen);
 	memcpy(h + off, old + boff, blen);
-	if (sync_fd(img) < 0 || qcow2_pwrite(img, h, cs, 0, "qcow2 header") < 0 ||
-	    sync_fd(img) < 0)
+	if (qcow2_fsync(img) < 0 ||
+	    qcow2_pwrite(img, h, cs, 0, "qcow2 header") < 0 ||
+	    qcow2_fsync(img) < 0)
 		goto out;
 	s->version = version;
 	s->compat = compat;
@@ -535,29 +505,6 @@ all_refcounts(struct img *img, uint64_t *n)
 	return rc;
 }
 
-static void
-rb_put(uint8_t *rb, unsigned order, uint64_t i, uint64_t v)
-{
-	unsigned bits = 1u << order;
-	uint64_t bit = i * bits;
-
-	switch (bits) {
-	case 8:
-		rb[i] = (uint8_t)v;
-		return;
-	case 16:
-		put_be16(rb + 2 * i, (uint16_t)v);
-		return;
-	case 32:
-		put_be32(rb + 4 * i, (uint32_t)v);
-		return;
-	case 64:
-		put_be64(rb + 8 * i, v);
-		return;
-	}
-	rb[bit / 8] |= (uint8_t)(v << (bit % 8));
-}
-
 /*
  * New refcount structures of 2^order-bit entries (qemu's
  * qcow2_change_refcount_order): the new table and blocks go past the end
@@ -622,10 +569,10 @@ change_order(struct img *img, unsigned order)
 		put_be64(buf + nb * cs + 8 * i, rt[i]);
 	}
 	for (i = 0; i < start + nb + nt; i++)
-		rb_put(buf + (i / per) * cs, order, i % per,
+		qcow2_rb_set(buf + (i / per) * cs, order, i % per,
 		    i < n ? rc[i] : (i >= start ? 1 : 0));
 	if (qcow2_pwrite(img, buf, (nb + nt) * cs, start * cs,
-	    "refcount structures") < 0 || sync_fd(img) < 0) {
+	    "refcount structures") < 0 || qcow2_fsync(img) < 0) {
 		free(buf);
 		free(rt);
 		goto out;

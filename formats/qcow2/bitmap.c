@@ -551,15 +551,6 @@ build_dir(const struct bmset *set, uint64_t *size, uint32_t *nb)
  * The header extensions again, the bitmaps one replaced (after the feature
  * table, as qemu orders them) or dropped, the backing name moved behind.
  */
-static size_t
-put_ext_at(uint8_t *p, uint32_t magic, const void *data, uint32_t len)
-{
-	put_be32(p, magic);
-	put_be32(p + 4, len);
-	memcpy(p + 8, data, len);
-	return 8 + ROUND_UP((size_t)len, 8);
-}
-
 static int
 write_ext(struct img *img, uint32_t nb, uint64_t dsize, uint64_t doff)
 {
@@ -592,7 +583,7 @@ write_ext(struct img *img, uint32_t nb, uint64_t dsize, uint64_t doff)
 			    magic != QCOW2_EXT_DATA_FILE &&
 			    magic != QCOW2_EXT_CRYPTO &&
 			    magic != QCOW2_EXT_FEATURES) {
-				out += put_ext_at(n + out, QCOW2_EXT_BITMAPS,
+				out += qcow2_put_ext(n + out, QCOW2_EXT_BITMAPS,
 				    e, 24);
 				put = true;
 			}
@@ -606,7 +597,7 @@ write_ext(struct img *img, uint32_t nb, uint64_t dsize, uint64_t doff)
 	if (!put) {
 		if (out + 32 > cs)
 			goto big;
-		out += put_ext_at(n + out, QCOW2_EXT_BITMAPS, e, 24);
+		out += qcow2_put_ext(n + out, QCOW2_EXT_BITMAPS, e, 24);
 	}
 	out += 8;			/* end of extensions */
 	if (boff) {

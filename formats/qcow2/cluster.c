@@ -276,21 +276,6 @@ qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 	return 0;
 }
 
-static int
-read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p)
-{
-	struct img *b = img->backing;
-	uint64_t bn = 0;
-
-	if (b != NULL && off < b->size) {
-		bn = MIN(n, b->size - off);
-		if (img_read(b, off, bn, p) < 0)
-			return -1;
-	}
-	memset(p + bn, 0, n - bn);
-	return 0;
-}
-
 int
 qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
@@ -319,7 +304,7 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 			memset(p, 0, r.len);
 			break;
 		default:
-			if (read_backing(img, off, r.len, p) < 0)
+			if (fmt_read_backing(img, off, r.len, p) < 0)
 				return -1;
 		}
 		p += r.len;

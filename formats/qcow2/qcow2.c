@@ -44,6 +44,14 @@ qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
 	return 0;
 }
 
+int
+qcow2_fsync(struct img *img)
+{
+	if (fdatasync(img->fd) < 0 && errno != EINVAL)
+		return err_set(errno, "%s: fsync", img->filename);
+	return 0;
+}
+
 /* Metadata must be inside the file; messages name the file once opened. */
 int
 qcow2_pread_meta(struct img *img, void *buf, size_t len, uint64_t off,
@@ -1011,15 +1019,15 @@ parse_create(const struct opt_list *o, struct copts *c)
 	return 0;
 }
 
-static const char *const feature_names[][3] = {
+static const char *const feature_names[][2] = {
 	{ "\0\0", "dirty bit" }, { "\0\1", "corrupt bit" },
 	{ "\0\2", "external data file" }, { "\0\3", "compression type" },
 	{ "\0\4", "extended L2 entries" }, { "\1\0", "lazy refcounts" },
 	{ "\2\0", "bitmaps" }, { "\2\1", "raw external data" },
 };
 
-static size_t
-put_ext(uint8_t *p, uint32_t magic, const void *data, uint32_t len)
+size_t
+qcow2_put_ext(uint8_t *p, uint32_t magic, const void *data, uint32_t len)
 {
 	put_be32(p, magic);
 	put_be32(p + 4, len);
@@ -1027,13 +1035,28 @@ put_ext(uint8_t *p, uint32_t magic, const void *data, uint32_t len)
 	return 8 + ROUND_UP((size_t)len, 8);
 }
 
+size_t
+qcow2_put_features(uint8_t *p)
+{
+	uint8_t ft[ARRAY_SIZE(feature_names) * FEATURE_ENTRY];
+	size_t i;
+
+	_Static_assert(8 + sizeof(ft) == QCOW2_FEATURES_EXT, "feature table");
+	memset(ft, 0, sizeof(ft));
+	for (i = 0; i < ARRAY_SIZE(feature_names); i++) {
+		memcpy(ft + i * FEATURE_ENTRY, feature_names[i][0], 2);
+		memcpy(ft + i * FEATURE_ENTRY + 2, feature_names[i][1],
+		    strlen(feature_names[i][1]));
+	}
+	return qcow2_put_ext(p, QCOW2_EXT_FEATURES, ft, sizeof(ft));
+}
+
 /* The header cluster of an empty image: no L1 yet, three clusters in use. */
 static size_t
 build_header(uint8_t *h, const struct copts *c)
 {
 	uint64_t cs = (uint64_t)1 << c->cluster_bits;
-	uint8_t ft[ARRAY_SIZE(feature_names) * FEATURE_ENTRY];
-	size_t off, i, blen;
+	size_t off, blen;
 
 	put_be32(h, QCOW2_MAGIC);
 	put_be32(h + 4, (uint32_t)c->version);
@@ -1053,21 +1076,14 @@ build_header(uint8_t *h, const struct copts *c)
 		off = QCOW2_OUR_HEADER;
 	}
 	if (c->backing_fmt != NULL)
-		off += put_ext(h + off, QCOW2_EXT_BACKING_FMT, c->backing_fmt,
-		    (uint32_t)strlen(c->backing_fmt));
+		off += qcow2_put_ext(h + off, QCOW2_EXT_BACKING_FMT,
+		    c->backing_fmt, (uint32_t)strlen(c->backing_fmt));
 	if (c->data_file != NULL)
-		off += put_ext(h + off, QCOW2_EXT_DATA_FILE, c->data_file,
+		off += qcow2_put_ext(h + off, QCOW2_EXT_DATA_FILE, c->data_file,
 		    (uint32_t)strlen(c->data_file));
 	/* qemu leaves the table out where it would crowd the backing name */
-	if (c->version >= 3 && cs > 4096) {
-		memset(ft, 0, sizeof(ft));
-		for (i = 0; i < ARRAY_SIZE(feature_names); i++) {
-			memcpy(ft + i * FEATURE_ENTRY, feature_names[i][0], 2);
-			memcpy(ft + i * FEATURE_ENTRY + 2, feature_names[i][1],
-			    strlen(feature_names[i][1]));
-		}
-		off += put_ext(h + off, QCOW2_EXT_FEATURES, ft, sizeof(ft));
-	}
+	if (c->version >= 3 && cs > 4096)
+		off += qcow2_put_features(h + off);
 	off += 8;				/* end of extensions */
 	if (c->backing != NULL) {
 		blen = strlen(c->backing);

@@ -211,14 +211,6 @@ put_entry(uint8_t *p, const struct snap *sn)
 	memcpy(p + extra + idlen, sn->name, strlen(sn->name));
 }
 
-static int
-sync_fd(struct img *img)
-{
-	if (fdatasync(img->fd) < 0 && errno != EINVAL)
-		return err_set(errno, "%s: fsync", img->filename);
-	return 0;
-}
-
 /*
  * qcow2_write_snapshots: the table goes to new clusters, everything it
  * depends on reaches the disk, the header points at it (bytes 60-71:
@@ -259,7 +251,7 @@ write_snaps(struct img *img, struct snaps *t)
 	put_be32(h, t->n);
 	put_be64(h + 4, off);
 	if (qcow2_pwrite(img, h, sizeof(h), 60, "qcow2 header") < 0 ||
-	    sync_fd(img) < 0)
+	    qcow2_fsync(img) < 0)
 		return -1;
 	oldn = s->nb_snapshots ? ROUND_UP(t->bytes, s->cluster_size) : 0;
 	s->nb_snapshots = t->n;
@@ -632,7 +624,7 @@ qcow2_snapshot_apply(struct img *img, const char *name)
 	cur = xcalloc(s->l1_size ? s->l1_size : 1, 8);
 	memcpy(cur, l1, (size_t)sn->l1_size * 8);
 	if (write_l1(img, s->l1_offset, cur, s->l1_size) < 0 ||
-	    sync_fd(img) < 0) {
+	    qcow2_fsync(img) < 0) {
 		free(cur);
 		goto out;
 	}
