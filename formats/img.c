@@ -765,6 +765,33 @@ img_format_known(const char *fmt)
 	return fmt_find(fmt) != NULL;
 }
 
+/*
+ * qemu 7.2's block drivers that are no image format img has (protocols and
+ * filters), by format_name: Debian's qemu-img lists them under "Supported
+ * formats", and bdrv_find_format() accepts them where a name is only
+ * recorded (rebase -u -F host_device).
+ */
+static const char *const qemu_other_drivers[] = {
+	"blkdebug", "blklogwrites", "blkverify", "compress",
+	"copy-before-write", "copy-on-read", "file", "ftp", "ftps", "gluster",
+	"host_cdrom", "host_device", "http", "https", "iscsi", "iser", "luks",
+	"nbd", "nfs", "null-aio", "null-co", "nvme", "preallocate", "quorum",
+	"rbd", "replication", "snapshot-access", "ssh", "throttle", "vvfat",
+};
+
+bool
+img_driver_known(const char *name)
+{
+	size_t i;
+
+	if (img_format_known(name))
+		return true;
+	for (i = 0; i < ARRAY_SIZE(qemu_other_drivers); i++)
+		if (strcmp(qemu_other_drivers[i], name) == 0)
+			return true;
+	return false;
+}
+
 const char *const *
 img_format_names(void)
 {

@@ -185,6 +185,8 @@ int		 img_create(const char *filename, const char *fmt, uint64_t size,
 /* The create options of a format (for -o help and the "Formatting" line), or NULL. */
 const struct opt_desc *img_create_opts(const char *fmt);
 bool		 img_format_known(const char *fmt);
+/* qemu's bdrv_find_format: a format img has, or one of qemu's other drivers */
+bool		 img_driver_known(const char *name);
 /* Names of all formats, NULL-terminated. */
 const char	*const *img_format_names(void);
 
