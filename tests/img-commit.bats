@@ -103,3 +103,18 @@ both() {
 	run -0 qimg map --output=json t.qcow2
 	[[ $output == *'"depth": 0, "present": true'* ]]
 }
+
+@test "img-commit: zeroes from above free the base's clusters, as qemu's commit job unmaps" {
+	for w in q i; do
+		qimg create -q -f qcow2 $w-b.qcow2 1M
+		qio -c 'write -P 1 0 1M' $w-b.qcow2 >/dev/null
+		qimg create -q -f qcow2 -b $w-b.qcow2 -F qcow2 $w-t.qcow2
+		qio -c 'write -z 0 512k' -c 'write -z -u 512k 256k' $w-t.qcow2 >/dev/null
+	done
+	qimg commit -q q-t.qcow2
+	run -0 img commit -q i-t.qcow2
+	diff <(qimg map --output=json q-b.qcow2) <(qimg map --output=json i-b.qcow2)
+	diff <(qimg check q-b.qcow2) <(qimg check i-b.qcow2)
+	run -0 qimg check i-b.qcow2
+	[[ $output == *"4/16 = 25.00% allocated"* ]]
+}

@@ -84,7 +84,7 @@ copy_down(struct img *top, struct img *base, int depth)
 		if (e.depth >= depth || !e.present)
 			continue;
 		if (e.zero) {
-			if (img_write_zeroes(base, off, n, 0) < 0)
+			if (img_write_zeroes(base, off, n, IMG_ZERO_UNMAP) < 0)
 				die("%s", err_msg());
 			continue;
 		}
