@@ -147,7 +147,9 @@ open_backing(struct img *img, int flags, struct chain *c)
 		return 0;
 	flags = (flags & ~IMG_RDWR) | IMG_NO_PROBE_WARN;
 	img->backing = open_chain(img->backing_path, img->backing_fmt, flags, c);
-	return img->backing ? 0 : -1;
+	if (img->backing == NULL)
+		return err_prefix("Could not open backing file");
+	return 0;
 }
 
 /* Flatten a parsed json: name into qemu's dotted keys (file.filename=...). */
