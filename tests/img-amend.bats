@@ -150,6 +150,39 @@ images() {
 	cmp s.qcow2 i.qcow2
 }
 
+@test "img-amend: an external data file: renamed, dropped, its raw bit cleared, as qemu" {
+	qimg create -q -f qcow2 -o data_file=d.raw t.qcow2 64M
+	qio -c 'write -P 7 0 64k' t.qcow2 >/dev/null
+	both t.qcow2 -o compat=0.10
+	cmp t.qcow2 i.qcow2
+	run -1 img-amend -o compat=0.10 i.qcow2
+	[ "$output" = "img-amend: Cannot downgrade an image with a data file" ]
+	both t.qcow2 -o data_file=foo
+	cmp q.qcow2 i.qcow2
+	run -0 img info i.qcow2
+	[[ $output == *"data file: foo"* ]]
+	# "": no name at all; the image then needs data-file.filename
+	cp t.qcow2 q.qcow2
+	cp t.qcow2 i.qcow2
+	qimg amend -o data_file= --image-opts data-file.filename=d.raw,file.filename=q.qcow2
+	run -0 img amend -o data_file= --image-opts data-file.filename=d.raw,file.filename=i.qcow2
+	cmp q.qcow2 i.qcow2
+	run -1 img map i.qcow2
+	[ "$output" = "img: Could not open 'i.qcow2': 'data-file' is required for this image" ]
+	same map --image-opts data-file.filename=d.raw,file.filename=i.qcow2
+	run -0 img amend -o data_file=d.raw --image-opts data-file.filename=d.raw,file.filename=i.qcow2
+	cmp t.qcow2 i.qcow2
+	# data_file_raw: on where on, off, never on again
+	qimg create -q -f qcow2 -o data_file=d.raw,data_file_raw=on r.qcow2 64M
+	both r.qcow2 -o data_file_raw=on
+	cmp r.qcow2 i.qcow2
+	both r.qcow2 -o data_file_raw=off
+	cmp q.qcow2 i.qcow2
+	cp i.qcow2 off.qcow2
+	both off.qcow2 -o data_file_raw=on
+	cmp off.qcow2 i.qcow2
+}
+
 @test "img-amend: -o help, usage errors and formats without amend" {
 	images
 	same_as_qemu amend -o help v3.qcow2

@@ -1,6 +1,7 @@
 /*
  * qcow2 amend, as qemu's qcow2_amend_options: compat 0.10 <-> 1.1, lazy
- * refcounts, refcount width (new refcount structures), size.
+ * refcounts, refcount width (new refcount structures), size, the external
+ * data file's name and its raw bit.
  * docs/interop/qcow2.txt, "Header", "Header extensions", "Host cluster
  * management".
  */
@@ -85,6 +86,8 @@ struct amend {
 	const char	*backing_file, *backing_fmt;
 	int		 lazy;		/* -1: unchanged */
 	unsigned	 refcount_order;
+	const char	*data_file;	/* NULL: unchanged, "": none */
+	bool		 data_raw;
 };
 
 static const struct opt_desc *
@@ -178,6 +181,7 @@ parse_amend(struct img *img, const struct opt_list *o, struct amend *a)
 	a->version = s->version;
 	a->lazy = -1;
 	a->refcount_order = s->refcount_order;
+	a->data_raw = (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) != 0;
 	for (d = qcow2_amend_opts; d->name != NULL; d++) {
 		if ((v = opt_list_get(o, d->name)) == NULL)
 			continue;
@@ -199,10 +203,15 @@ parse_amend(struct img *img, const struct opt_list *o, struct amend *a)
 		} else if (strcmp(d->name, "backing_fmt") == 0) {
 			a->backing_fmt = v;
 		} else if (strcmp(d->name, "data_file") == 0) {
-			return err_set(0, "data-file can only be set for "
-			    "images that use an external data file");
+			if (!(s->incompat & QCOW2_INCOMPAT_DATA_FILE))
+				return err_set(0, "data-file can only be set "
+				    "for images that use an external data "
+				    "file");
+			a->data_file = v;
 		} else if (strcmp(d->name, "data_file_raw") == 0) {
-			if (parse_bool(v) == 1)
+			a->data_raw = parse_bool(v) == 1;
+			if (a->data_raw &&
+			    !(s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW))
 				return err_set(0, "data-file-raw cannot be set "
 				    "on existing images");
 		} else if (strcmp(d->name, "lazy_refcounts") == 0) {
@@ -244,17 +253,17 @@ put_ext(uint8_t *p, uint32_t magic, const uint8_t *data, uint32_t len)
 }
 
 /*
- * The old header's extensions in [start, end), but the feature table,
- * appended to out at *off; first pass (want_first)
- * takes the backing format, data file and crypto ones, as qemu orders them.
+ * The old header's extensions in [start, end) of type only, appended to
+ * out at *off; only 0: all but the feature table and the ones qemu writes
+ * first (backing format, data file, crypto).
  */
 static int
 copy_exts(const uint8_t *old, size_t start, size_t end, uint8_t *out,
-    size_t *off, size_t cs, bool want_first)
+    size_t *off, size_t cs, uint32_t only)
 {
 	uint32_t magic, len;
 	size_t n;
-	bool first;
+	bool first, want;
 
 	while (start + 8 <= end) {
 		magic = get_be32(old + start);
@@ -266,8 +275,10 @@ copy_exts(const uint8_t *old, size_t start, size_t end, uint8_t *out,
 			return -1;
 		first = magic == QCOW2_EXT_BACKING_FMT ||
 		    magic == QCOW2_EXT_DATA_FILE || magic == QCOW2_EXT_CRYPTO;
+		want = only ? magic == only :
+		    !first && magic != QCOW2_EXT_FEATURES;
 		/* qemu keeps the bitmaps extension in a v2 header too */
-		if (first == want_first && magic != QCOW2_EXT_FEATURES) {
+		if (want) {
 			if (*off + n + 8 > cs)
 				return -1;
 			*off += put_ext(out + *off, magic, old + start + 8, len);
@@ -319,7 +330,16 @@ write_header(struct img *img, int version, uint64_t compat, uint64_t autoclear,
 		h[104] = (uint8_t)s->compression;
 		off = QCOW2_OUR_HEADER;
 	}
-	if (copy_exts(old, hlen, ext_end, h, &off, cs, true) < 0)
+	/* the data file's name is ours: amend may change or drop it */
+	if (copy_exts(old, hlen, ext_end, h, &off, cs,
+	    QCOW2_EXT_BACKING_FMT) < 0 || (s->data_file != NULL &&
+	    off + 8 + ROUND_UP(strlen(s->data_file), 8) + 8 > cs))
+		goto nospace;
+	if (s->data_file != NULL)
+		off += put_ext(h + off, QCOW2_EXT_DATA_FILE,
+		    (const uint8_t *)s->data_file,
+		    (uint32_t)strlen(s->data_file));
+	if (copy_exts(old, hlen, ext_end, h, &off, cs, QCOW2_EXT_CRYPTO) < 0)
 		goto nospace;
 	memset(ft, 0, sizeof(ft));
 	for (i = 0; i < ARRAY_SIZE(feature_names); i++) {
@@ -329,7 +349,7 @@ write_header(struct img *img, int version, uint64_t compat, uint64_t autoclear,
 	}
 	if (version >= 3 && off + 8 + sizeof(ft) + 8 + blen <= cs)
 		off += put_ext(h + off, QCOW2_EXT_FEATURES, ft, sizeof(ft));
-	if (copy_exts(old, hlen, ext_end, h, &off, cs, false) < 0 ||
+	if (copy_exts(old, hlen, ext_end, h, &off, cs, 0) < 0 ||
 	    off + 8 + blen > cs)
 		goto nospace;
 	off += 8;			/* the end of the extensions */
@@ -503,6 +523,8 @@ downgrade(struct img *img)
 
 	if (s->refcount_order != 4)
 		return err_set(0, "compat=0.10 requires refcount_bits=16");
+	if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
+		return err_set(0, "Cannot downgrade an image with a data file");
 	if (qcow2_snapshot_downgrade_ok(img) < 0)
 		return -1;
 	if (s->incompat & ~(QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_DIRTY))
@@ -682,6 +704,15 @@ qcow2_amend(struct img *img, const struct opt_list *o, bool force)
 			    "compat=1.1 or greater)");
 		if (change_order(img, a.refcount_order) < 0)
 			return -1;
+	}
+	/* qemu clears data-file-raw first: it blocks backing files */
+	if (a.data_raw)
+		s->autoclear |= QCOW2_AUTOCLEAR_DATA_RAW;
+	else
+		s->autoclear &= ~QCOW2_AUTOCLEAR_DATA_RAW;
+	if (a.data_file != NULL) {
+		free(s->data_file);
+		s->data_file = *a.data_file ? xstrdup(a.data_file) : NULL;
 	}
 	if (update_header(img) < 0)
 		return err_prefix("Failed to update the image header");

@@ -475,28 +475,32 @@ info_only(const struct img *img)
 }
 
 /*
- * The external data file the header names, opened as the image is.  As
- * qemu 7.2 does, a relative name is relative to the working directory,
- * not to the image.  qemu-img info (IMG_NO_BACKING, read-only) goes on
- * without it.
+ * The external data file the header names (or data-file.filename of
+ * --image-opts), opened as the image is.  As qemu 7.2 does, a relative
+ * name is relative to the working directory, not to the image.  qemu-img
+ * info (IMG_NO_BACKING, read-only) goes on without it.
  */
 static int
 open_data_file(struct img *img)
 {
 	struct qcow2 *s = img->priv;
+	const char *name = s->data_file;
 	struct stat st;
 	int e;
 
 	s->data_fd = -1;
 	if (!(s->incompat & QCOW2_INCOMPAT_DATA_FILE))
 		return 0;
-	if (s->data_file == NULL && !info_only(img))
+	if (img->open_opts != NULL &&
+	    opt_list_get(img->open_opts, "data-file.filename") != NULL)
+		name = opt_list_get(img->open_opts, "data-file.filename");
+	if (name == NULL && !info_only(img))
 		return err_set(0, "'data-file' is required for this image");
-	if (s->data_file == NULL) {
+	if (name == NULL) {
 		s->data_missing = true;
 		return 0;
 	}
-	s->data_path = xstrdup(s->data_file);
+	s->data_path = xstrdup(name);
 	s->data_fd = open(s->data_path, ((img->flags & IMG_RDWR) ? O_RDWR :
 	    O_RDONLY) | O_CLOEXEC);
 	if (s->data_fd < 0) {
