@@ -24,7 +24,7 @@ enum {
 	IMG_TRUE_STATUS	= 1 << 6,	/* status says zero where qemu-img says data (ST_QEMU_DATA) */
 	/* qemu's BDRV_O_CHECK: no repair of a dirty (lazy refcounts) image on
 	 * a read-write open; the driver refuses it instead (img-check -r) */
-	IMG_NO_REPAIR	= 1 << 6,
+	IMG_NO_REPAIR	= 1 << 7,
 };
 
 /* write_zeroes flags */

@@ -354,11 +354,13 @@ check_tables(struct img *img, const struct qcow2_hdr *h)
 
 	if (h->rt_clusters == 0)
 		return err_set(0, "Image does not contain a reference count table");
+	/* a check (qemu's BDRV_O_CHECK) reads a broken snapshot table itself */
 	if (check_table(s, h->rt_offset, h->rt_clusters, s->cluster_size,
 	    QCOW2_MAX_RT_BYTES, "Reference count table") < 0 ||
+	    (!(img->flags & IMG_NO_REPAIR) &&
 	    check_table(s, h->snapshots_offset, h->nb_snapshots,
 	    QCOW2_SNAPSHOT_ENTRY, QCOW2_SNAPSHOT_ENTRY * QCOW2_MAX_SNAPSHOTS,
-	    "Snapshot table") < 0 ||
+	    "Snapshot table") < 0) ||
 	    check_table(s, h->l1_offset, h->l1_size, 8, QCOW2_MAX_L1_BYTES,
 	    "Active L1 table") < 0)
 		return -1;
