@@ -544,6 +544,30 @@ img_read(struct img *img, uint64_t off, size_t len, void *buf)
 	return 0;
 }
 
+/*
+ * qemu's raw driver on a probed image ("write operations on block 0 will
+ * be restricted"): the first 512 bytes, as the write would leave them,
+ * must still probe as raw, else EPERM.
+ */
+static int
+guard_block0(struct img *img, uint64_t off, size_t len, const void *buf)
+{
+	uint8_t b0[512];
+
+	if (!img->probed || off >= sizeof(b0) || len == 0 ||
+	    strcmp(img->ops->name, "raw") != 0)
+		return 0;
+	memset(b0, 0, sizeof(b0));
+	if ((off > 0 || len < sizeof(b0)) &&
+	    img->ops->read(img, 0, MIN(sizeof(b0), img->size), b0) < 0)
+		return -1;
+	memcpy(b0 + off, buf, MIN(len, sizeof(b0) - off));
+	if (fmt_probe(b0, sizeof(b0), NULL) != img->ops)
+		return err_set(EPERM, "%s: block 0 of a probed raw image may "
+		    "not take another format's header", img->filename);
+	return 0;
+}
+
 int
 img_write(struct img *img, uint64_t off, size_t len, const void *buf)
 {
@@ -552,6 +576,8 @@ img_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	if (img->ops->write == NULL)
 		return err_set(0, "%s: the %s format cannot be written",
 		    img->filename, img->ops->name);
+	if (guard_block0(img, off, len, buf) < 0)
+		return -1;
 	return len ? img->ops->write(img, off, len, buf) : 0;
 }
 
