@@ -227,6 +227,27 @@ images() {
 	qimg info i.qcow2 | grep -q 'lazy refcounts: true'
 }
 
+@test "img-amend: -p counts qemu's refcount walks, more than three when allocations chase" {
+	local spec from cs size n to
+	# 58 data clusters fill a 64-bit refblock but one entry: four walks (iotest 112)
+	for spec in "1 512 64k 58 64" "1 512 1M 500 64" "64 512 4M 4000 8" \
+	    "16 512 16M 3000 2" "2 1024 8M 509 32"; do
+		read -r from cs size n to <<<"$spec"
+		qimg create -q -f qcow2 -o refcount_bits=$from,cluster_size=$cs p.qcow2 $size
+		qio -c "write 0 $((n * 512))" p.qcow2 >/dev/null
+		cp p.qcow2 pq.qcow2
+		cp p.qcow2 pi.qcow2
+		[ "$(qimg amend -p -o refcount_bits=$to pq.qcow2 | od -c)" = \
+		    "$(img-amend -p -o refcount_bits=$to pi.qcow2 | od -c)" ]
+		qimg check -q pi.qcow2
+	done
+	run -0 img-amend -p -o refcount_bits=64 pi.qcow2
+	qimg create -q -f qcow2 -o refcount_bits=1,cluster_size=512 p.qcow2 64k
+	qio -c "write 0 $((58 * 512))" p.qcow2 >/dev/null
+	run -0 img-amend -p -o refcount_bits=64 p.qcow2
+	[[ $output == *"(66.67/100%)"$'\r'"    (50.00/100%)"* ]]
+}
+
 @test "img-amend: images made by img-create amend and read back in qemu" {
 	img-create -q -f qcow2 a.qcow2 16M
 	qio -c 'write -P 4 0 2M' -c 'write -z 4M 64k' a.qcow2 >/dev/null

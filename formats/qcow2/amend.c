@@ -581,6 +581,105 @@ rb_put(uint8_t *rb, unsigned order, uint64_t i, uint64_t v)
 }
 
 /*
+ * qemu's qcow2_change_refcount_order allocates the new refblocks and table
+ * one walk over the refcounts at a time, until a walk allocates nothing;
+ * its progress counts those walks.  A model of its allocator (first fit
+ * from a moving free index, as alloc_clusters_noref) on a copy of the
+ * refcounts says how many allocating walks it makes.
+ */
+struct sim {
+	uint64_t	*rc, n, cap, free_index;
+};
+
+static uint64_t
+sim_get(const struct sim *m, uint64_t i)
+{
+	return i < m->n ? m->rc[i] : 0;
+}
+
+static void
+sim_set(struct sim *m, uint64_t i, uint64_t v)
+{
+	if (i >= m->cap) {
+		m->cap = MAX(i + 1, 2 * m->cap);
+		m->rc = xrealloc(m->rc, m->cap * sizeof(*m->rc));
+	}
+	for (; m->n <= i; m->n++)
+		m->rc[m->n] = 0;
+	m->rc[i] = v;
+}
+
+static uint64_t
+sim_alloc(struct sim *m, uint64_t nb)
+{
+	uint64_t i, k;
+
+	for (k = 0; k < nb;)
+		k = sim_get(m, m->free_index++) ? 0 : k + 1;
+	for (i = m->free_index - nb; i < m->free_index; i++)
+		sim_set(m, i, 1);
+	return m->free_index - nb;
+}
+
+static void
+sim_free(struct sim *m, uint64_t start, uint64_t nb)
+{
+	uint64_t i;
+
+	for (i = start; i < start + nb; i++)
+		sim_set(m, i, 0);
+	m->free_index = MIN(m->free_index, start);
+}
+
+/* One allocating walk (walk_over_reftable with alloc_refblock). */
+static bool
+sim_walk(struct sim *m, uint64_t per, uint64_t **rt, uint64_t *rtn,
+    uint64_t cs)
+{
+	uint64_t g, i, grow;
+	bool allocated = false, empty;
+
+	for (g = 0; g * per < m->n; g++) {
+		for (empty = true, i = g * per; i < (g + 1) * per && empty; i++)
+			empty = sim_get(m, i) == 0;
+		if (empty)
+			continue;
+		if (g >= *rtn) {
+			grow = ROUND_UP(g + 1, cs / 8);
+			*rt = xrealloc(*rt, grow * sizeof(**rt));
+			memset(*rt + *rtn, 0, (grow - *rtn) * sizeof(**rt));
+			*rtn = grow;
+		}
+		if ((*rt)[g] == 0) {
+			(*rt)[g] = sim_alloc(m, 1) + 1;	/* 0 means none */
+			allocated = true;
+		}
+	}
+	return allocated;
+}
+
+static int64_t
+qemu_walks(const uint64_t *rc, uint64_t n, uint64_t cs, unsigned order)
+{
+	struct sim m = { .n = n, .cap = n ? n : 1 };
+	uint64_t per = cs * 8 >> order, *rt = NULL, rtn = 0, tab = 0, tabn = 0;
+	int64_t walks = 0;
+
+	m.rc = xmalloc(m.cap * sizeof(*m.rc));
+	memcpy(m.rc, rc, n * sizeof(*rc));
+	while (sim_walk(&m, per, &rt, &rtn, cs)) {
+		walks++;
+		if (tabn)
+			sim_free(&m, tab, tabn);
+		tabn = DIV_ROUND_UP(rtn * 8, cs);
+		tab = sim_alloc(&m, tabn);
+	}
+	free(rt);
+	free(m.rc);
+	return walks + 1;
+}
+
+/*
  * New refcount structures of 2^order-bit entries (qemu's
  * qcow2_change_refcount_order): the new table and blocks go past the end
  * of the file and count themselves, the old ones are free once the header
@@ -592,18 +691,21 @@ change_order(struct img *img, unsigned order)
 	struct qcow2 *s = img->priv;
 	uint64_t n, *rc, i, max, cs = s->cluster_size, per, start, nb, nt, tot;
 	uint64_t old_rt = s->rt_offset, old_rtc = s->rt_clusters, *rt;
+	int64_t walks, w;
 	uint8_t *buf;
 	int r = -1;
 
 	if (qcow2_flush(img) < 0 || (rc = all_refcounts(img, &n)) == NULL)
 		return -1;
-	/* qemu walks the refcount table three times in the usual case */
+	/* qemu's walks: at least 3 of them planned, then the writing one */
 	pg.cur = OP_REFCOUNT;
-	for (i = 0; i < 3; i++) {
+	walks = qemu_walks(rc, n, cs, order);
+	for (i = 0; i <= (uint64_t)walks; i++) {
+		w = i < (uint64_t)walks ? MAX((int64_t)i + 2, 3) : walks + 1;
 		for (max = 0; max < s->rt_size; max++)
 			pg_status((int64_t)(i * s->rt_size + max),
-			    (int64_t)(3 * s->rt_size));
-		pg_status((int64_t)((i + 1) * s->rt_size), (int64_t)(3 * s->rt_size));
+			    w * (int64_t)s->rt_size);
+		pg_status((int64_t)((i + 1) * s->rt_size), w * (int64_t)s->rt_size);
 	}
 	max = order == 6 ? UINT64_MAX : (1ull << (1u << order)) - 1;
 	for (i = 0; i < n; i++)
