@@ -182,7 +182,8 @@ main(int argc, char *argv[])
 	if ((bw = img_open(base->filename, img_format(base),
 	    IMG_RDWR | IMG_NO_BACKING | IMG_NO_PROBE_WARN)) == NULL)
 		die("%s", err_msg());
-	bw->probed = base->probed;	/* qemu guards a probed raw's block 0 */
+	/* qemu guards the block 0 of a probed raw image */
+	bw->probed = base->probed;
 	if (bw->size < top->size)
 		die("%s: the backing file is smaller than the image; grow it with img-resize first",
 		    base->filename);

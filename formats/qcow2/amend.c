@@ -651,7 +651,8 @@ sim_walk(struct sim *m, uint64_t per, uint64_t **rt, uint64_t *rtn,
 			*rtn = grow;
 		}
 		if ((*rt)[g] == 0) {
-			(*rt)[g] = sim_alloc(m, 1) + 1;	/* 0 means none */
+			/* + 1: a table entry of 0 means none */
+			(*rt)[g] = sim_alloc(m, 1) + 1;
 			allocated = true;
 		}
 	}
@@ -705,7 +706,8 @@ change_order(struct img *img, unsigned order)
 		for (max = 0; max < s->rt_size; max++)
 			pg_status((int64_t)(i * s->rt_size + max),
 			    w * (int64_t)s->rt_size);
-		pg_status((int64_t)((i + 1) * s->rt_size), w * (int64_t)s->rt_size);
+		pg_status((int64_t)((i + 1) * s->rt_size),
+		    w * (int64_t)s->rt_size);
 	}
 	max = order == 6 ? UINT64_MAX : (1ull << (1u << order)) - 1;
 	for (i = 0; i < n; i++)

@@ -675,9 +675,9 @@ read_snap(struct ck *k, uint32_t i, uint64_t *off, uint64_t *len,
 	sn->extra = get_be32(h + 36);
 	if (sn->extra > CK_MAX_SN_EXTRA) {
 		if (!(k->fix & IMG_FIX_ERRORS)) {
-			err_set(0, "Too much extra metadata in snapshot table "
-			    "entry %u\nYou can force-remove this extra metadata "
-			    "with qemu-img check -r all", i);
+			err_set(0, "Too much extra metadata in snapshot "
+			    "table entry %u\nYou can force-remove this extra "
+			    "metadata with qemu-img check -r all", i);
 			return -2;
 		}
 		note(k, "Discarding too much extra metadata in snapshot table "
