@@ -375,7 +375,8 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 	    in_chain(c, img->fd, filename) < 0 || choose_format(img, fmt) < 0 ||
 	    (o != NULL && fmt == NULL && check_keys(o, img->ops->name) < 0) ||
 	    (!nolock && lock_image(img->fd, filename, flags & IMG_RDWR,
-	    flags & IMG_SHARE, strcmp(img->ops->name, "raw") != 0, c->n - 1) < 0)) {
+	    flags & IMG_SHARE, strcmp(img->ops->name, "raw") != 0, 0) < 0)) {
+		/* depth 0: open_backing prefixes each level's failure */
 		goto fail;
 	}
 	img->priv = xcalloc(1, img->ops->priv_size ? img->ops->priv_size : 1);
