@@ -215,7 +215,9 @@ open_backing(struct img *img, int flags, struct chain *c)
 		return 0;
 	flags = (flags & ~IMG_RDWR) | IMG_NO_PROBE_WARN;
 	img->backing = open_chain(img->backing_path, img->backing_fmt, flags, c);
-	return img->backing ? 0 : -1;
+	if (img->backing == NULL)
+		return err_prefix("Could not open backing file");
+	return 0;
 }
 
 /* Flatten a parsed json: name into qemu's dotted keys (file.filename=...). */
@@ -441,7 +443,8 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 	    in_chain(c, img->fd, filename) < 0 || choose_format(img, fmt) < 0 ||
 	    (o != NULL && fmt == NULL && check_keys(o, img->ops->name) < 0) ||
 	    (!nolock && lock_image(img->fd, filename, flags & IMG_RDWR,
-	    flags & IMG_SHARE, strcmp(img->ops->name, "raw") != 0, c->n - 1) < 0)) {
+	    flags & IMG_SHARE, strcmp(img->ops->name, "raw") != 0, 0) < 0)) {
+		/* depth 0: open_backing prefixes each level's failure */
 		goto fail;
 	}
 	img->priv = xcalloc(1, img->ops->priv_size ? img->ops->priv_size : 1);
@@ -629,6 +632,30 @@ img_read(struct img *img, uint64_t off, size_t len, void *buf)
 	return 0;
 }
 
+/*
+ * qemu's raw driver on a probed image ("write operations on block 0 will
+ * be restricted"): the first 512 bytes, as the write would leave them,
+ * must still probe as raw, else EPERM.
+ */
+static int
+guard_block0(struct img *img, uint64_t off, size_t len, const void *buf)
+{
+	uint8_t b0[512];
+
+	if (!img->probed || off >= sizeof(b0) || len == 0 ||
+	    strcmp(img->ops->name, "raw") != 0)
+		return 0;
+	memset(b0, 0, sizeof(b0));
+	if ((off > 0 || len < sizeof(b0)) &&
+	    img->ops->read(img, 0, MIN(sizeof(b0), img->size), b0) < 0)
+		return -1;
+	memcpy(b0 + off, buf, MIN(len, sizeof(b0) - off));
+	if (fmt_probe(b0, sizeof(b0), NULL) != img->ops)
+		return err_set(EPERM, "%s: block 0 of a probed raw image may "
+		    "not take another format's header", img->filename);
+	return 0;
+}
+
 int
 img_write(struct img *img, uint64_t off, size_t len, const void *buf)
 {
@@ -637,6 +664,8 @@ img_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	if (img->ops->write == NULL)
 		return err_set(0, "%s: the %s format cannot be written",
 		    img->filename, img->ops->name);
+	if (guard_block0(img, off, len, buf) < 0)
+		return -1;
 	return len ? img->ops->write(img, off, len, buf) : 0;
 }
 
@@ -863,6 +892,33 @@ bool
 img_format_known(const char *fmt)
 {
 	return fmt_find(fmt) != NULL;
+}
+
+/*
+ * qemu 7.2's block drivers that are no image format img has (protocols and
+ * filters), by format_name: Debian's qemu-img lists them under "Supported
+ * formats", and bdrv_find_format() accepts them where a name is only
+ * recorded (rebase -u -F host_device).
+ */
+static const char *const qemu_other_drivers[] = {
+	"blkdebug", "blklogwrites", "blkverify", "compress",
+	"copy-before-write", "copy-on-read", "file", "ftp", "ftps", "gluster",
+	"host_cdrom", "host_device", "http", "https", "iscsi", "iser", "luks",
+	"nbd", "nfs", "null-aio", "null-co", "nvme", "preallocate", "quorum",
+	"rbd", "replication", "snapshot-access", "ssh", "throttle", "vvfat",
+};
+
+bool
+img_driver_known(const char *name)
+{
+	size_t i;
+
+	if (img_format_known(name))
+		return true;
+	for (i = 0; i < ARRAY_SIZE(qemu_other_drivers); i++)
+		if (strcmp(qemu_other_drivers[i], name) == 0)
+			return true;
+	return false;
 }
 
 const char *const *

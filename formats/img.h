@@ -24,7 +24,7 @@ enum {
 	IMG_TRUE_STATUS	= 1 << 6,	/* status says zero where qemu-img says data (ST_QEMU_DATA) */
 	/* qemu's BDRV_O_CHECK: no repair of a dirty (lazy refcounts) image on
 	 * a read-write open; the driver refuses it instead (img-check -r) */
-	IMG_NO_REPAIR	= 1 << 6,
+	IMG_NO_REPAIR	= 1 << 7,
 };
 
 /* write_zeroes flags */
@@ -198,6 +198,8 @@ int		 img_create(const char *filename, const char *fmt, uint64_t size,
 /* The create options of a format (for -o help and the "Formatting" line), or NULL. */
 const struct opt_desc *img_create_opts(const char *fmt);
 bool		 img_format_known(const char *fmt);
+/* qemu's bdrv_find_format: a format img has, or one of qemu's other drivers */
+bool		 img_driver_known(const char *name);
 /* Names of all formats, NULL-terminated. */
 const char	*const *img_format_names(void);
 

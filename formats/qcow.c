@@ -627,7 +627,7 @@ qcow_create(const char *filename, uint64_t size, const struct opt_list *o)
 	int fd, r;
 
 	/* qcow cannot record a backing format, but qemu checks it names one */
-	if (bfmt != NULL && !img_format_known(bfmt))
+	if (bfmt != NULL && !img_driver_known(bfmt))
 		return err_set(0, "%s: unrecognized backing format '%s'",
 		    filename, bfmt);
 	if (efmt != NULL && strcmp(efmt, "aes") != 0)

@@ -159,6 +159,8 @@ fake_stage() {
 	-O qcow2 -F qcow2 top.qcow2 x.qcow2
 	-O qcow2 -B base.qcow2 -F qcow2 top.qcow2 a.raw x.qcow2
 	-O raw -o backing_file=base.qcow2 top.qcow2 x.raw
+	-O qcow2 -B nope.qcow2 -F qcow2 top.qcow2 x.qcow2
+	-O qcow2 -o backing_fmt=qcow2,backing_file=top.qcow2,,help top.qcow2 x.qcow2
 	EOF
 	qimg create -q -f qcow2 n.qcow2 32M
 	same_error -n --target-is-zero -B base.qcow2 top.qcow2 n.qcow2

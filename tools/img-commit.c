@@ -2,6 +2,7 @@
  * img-commit: write an image's data into a backing file below it, as
  * qemu-img commit; the image is emptied afterwards unless -d.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,6 +53,14 @@ usage(void)
 	exit(0);
 }
 
+/* qemu's commit job reports an I/O error by its errno only. */
+static _Noreturn void
+job_failed(void)
+{
+	die("Block job failed: %s",
+	    strerror(err_errno() ? err_errno() : EIO));
+}
+
 /* Copy what the layers above base hold into base (opened for writing). */
 static void
 copy_down(struct img *top, struct img *base, int depth)
@@ -62,13 +71,13 @@ copy_down(struct img *top, struct img *base, int depth)
 
 	for (off = 0; off < top->size; off += n) {
 		if (img_status(top, off, top->size - off, &e) < 0)
-			die("%s", err_msg());
+			job_failed();
 		n = e.length;
 		if (e.depth >= depth || !e.present)
 			continue;
 		if (e.zero) {
-			if (img_write_zeroes(base, off, n, 0) < 0)
-				die("%s", err_msg());
+			if (img_write_zeroes(base, off, n, IMG_ZERO_UNMAP) < 0)
+				job_failed();
 			continue;
 		}
 		for (k = 0; k < n; k += IO_BUFSIZE) {
@@ -76,7 +85,7 @@ copy_down(struct img *top, struct img *base, int depth)
 
 			if (img_read(top, off + k, len, buf) < 0 ||
 			    img_write(base, off + k, len, buf) < 0)
-				die("%s", err_msg());
+				job_failed();
 		}
 		progress_print((float)n * 100 / (float)top->size, 100);
 	}
@@ -149,6 +158,8 @@ main(int argc, char *argv[])
 	if ((bw = img_open(base->filename, img_format(base),
 	    IMG_RDWR | IMG_NO_BACKING | IMG_NO_PROBE_WARN)) == NULL)
 		die("%s", err_msg());
+	/* qemu guards the block 0 of a probed raw image */
+	bw->probed = base->probed;
 	if (bw->size < top->size)
 		die("%s: the backing file is smaller than the image; grow it with img-resize first",
 		    base->filename);

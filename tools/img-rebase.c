@@ -259,7 +259,7 @@ main(int argc, char *argv[])
 		die("%s", err_msg());
 	progress_init(a.progress, 2.0);
 	progress_print(0, 100);
-	if (a.basefmt != NULL && !img_format_known(a.basefmt))
+	if (a.basefmt != NULL && !img_driver_known(a.basefmt))
 		die("Invalid format name: '%s'", a.basefmt);
 	if (!a.unsafe) {
 		r.old = r.top->backing;

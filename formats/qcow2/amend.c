@@ -1,6 +1,7 @@
 /*
  * qcow2 amend, as qemu's qcow2_amend_options: compat 0.10 <-> 1.1, lazy
- * refcounts, refcount width (new refcount structures), size.
+ * refcounts, refcount width (new refcount structures), size, the external
+ * data file's name and its raw bit.
  * docs/interop/qcow2.txt, "Header", "Header extensions", "Host cluster
  * management".
  */
@@ -83,6 +84,8 @@ struct amend {
 	const char	*backing_file, *backing_fmt;
 	int		 lazy;		/* -1: unchanged */
 	unsigned	 refcount_order;
+	const char	*data_file;	/* NULL: unchanged, "": none */
+	bool		 data_raw;
 };
 
 static const struct opt_desc *
@@ -176,6 +179,7 @@ parse_amend(struct img *img, const struct opt_list *o, struct amend *a)
 	a->version = s->version;
 	a->lazy = -1;
 	a->refcount_order = s->refcount_order;
+	a->data_raw = (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) != 0;
 	for (d = qcow2_amend_opts; d->name != NULL; d++) {
 		if ((v = opt_list_get(o, d->name)) == NULL)
 			continue;
@@ -197,10 +201,15 @@ parse_amend(struct img *img, const struct opt_list *o, struct amend *a)
 		} else if (strcmp(d->name, "backing_fmt") == 0) {
 			a->backing_fmt = v;
 		} else if (strcmp(d->name, "data_file") == 0) {
-			return err_set(0, "data-file can only be set for "
-			    "images that use an external data file");
+			if (!(s->incompat & QCOW2_INCOMPAT_DATA_FILE))
+				return err_set(0, "data-file can only be set "
+				    "for images that use an external data "
+				    "file");
+			a->data_file = v;
 		} else if (strcmp(d->name, "data_file_raw") == 0) {
-			if (parse_bool(v) == 1)
+			a->data_raw = parse_bool(v) == 1;
+			if (a->data_raw &&
+			    !(s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW))
 				return err_set(0, "data-file-raw cannot be set "
 				    "on existing images");
 		} else if (strcmp(d->name, "lazy_refcounts") == 0) {
@@ -218,17 +227,17 @@ parse_amend(struct img *img, const struct opt_list *o, struct amend *a)
 }
 
 /*
- * The old header's extensions in [start, end), but the feature table,
- * appended to out at *off; first pass (want_first)
- * takes the backing format, data file and crypto ones, as qemu orders them.
+ * The old header's extensions in [start, end) of type only, appended to
+ * out at *off; only 0: all but the feature table and the ones qemu writes
+ * first (backing format, data file, crypto).
  */
 static int
 copy_exts(const uint8_t *old, size_t start, size_t end, uint8_t *out,
-    size_t *off, size_t cs, bool want_first)
+    size_t *off, size_t cs, uint32_t only)
 {
 	uint32_t magic, len;
 	size_t n;
-	bool first;
+	bool first, want;
 
 	while (start + 8 <= end) {
 		magic = get_be32(old + start);
@@ -240,8 +249,10 @@ copy_exts(const uint8_t *old, size_t start, size_t end, uint8_t *out,
 			return -1;
 		first = magic == QCOW2_EXT_BACKING_FMT ||
 		    magic == QCOW2_EXT_DATA_FILE || magic == QCOW2_EXT_CRYPTO;
+		want = only ? magic == only :
+		    !first && magic != QCOW2_EXT_FEATURES;
 		/* qemu keeps the bitmaps extension in a v2 header too */
-		if (first == want_first && magic != QCOW2_EXT_FEATURES) {
+		if (want) {
 			if (*off + n + 8 > cs)
 				return -1;
 			*off += qcow2_put_ext(out + *off, magic,
@@ -294,11 +305,20 @@ write_header(struct img *img, int version, uint64_t compat, uint64_t autoclear,
 		h[104] = (uint8_t)s->compression;
 		off = QCOW2_OUR_HEADER;
 	}
-	if (copy_exts(old, hlen, ext_end, h, &off, cs, true) < 0)
+	/* the data file's name is ours: amend may change or drop it */
+	if (copy_exts(old, hlen, ext_end, h, &off, cs,
+	    QCOW2_EXT_BACKING_FMT) < 0 || (s->data_file != NULL &&
+	    off + 8 + ROUND_UP(strlen(s->data_file), 8) + 8 > cs))
+		goto nospace;
+	if (s->data_file != NULL)
+		off += qcow2_put_ext(h + off, QCOW2_EXT_DATA_FILE,
+		    (const uint8_t *)s->data_file,
+		    (uint32_t)strlen(s->data_file));
+	if (copy_exts(old, hlen, ext_end, h, &off, cs, QCOW2_EXT_CRYPTO) < 0)
 		goto nospace;
 	if (version >= 3 && off + QCOW2_FEATURES_EXT + 8 + blen <= cs)
 		off += qcow2_put_features(h + off);
-	if (copy_exts(old, hlen, ext_end, h, &off, cs, false) < 0 ||
+	if (copy_exts(old, hlen, ext_end, h, &off, cs, 0) < 0 ||
 	    off + 8 + blen > cs)
 		goto nospace;
 	off += 8;			/* the end of the extensions */
@@ -473,6 +493,8 @@ downgrade(struct img *img)
 
 	if (s->refcount_order != 4)
 		return err_set(0, "compat=0.10 requires refcount_bits=16");
+	if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
+		return err_set(0, "Cannot downgrade an image with a data file");
 	if (qcow2_snapshot_downgrade_ok(img) < 0)
 		return -1;
 	if (s->incompat & ~(QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_DIRTY))
@@ -506,6 +528,106 @@ all_refcounts(struct img *img, uint64_t *n)
 }
 
 /*
+ * qemu's qcow2_change_refcount_order allocates the new refblocks and table
+ * one walk over the refcounts at a time, until a walk allocates nothing;
+ * its progress counts those walks.  A model of its allocator (first fit
+ * from a moving free index, as alloc_clusters_noref) on a copy of the
+ * refcounts says how many allocating walks it makes.
+ */
+struct sim {
+	uint64_t	*rc, n, cap, free_index;
+};
+
+static uint64_t
+sim_get(const struct sim *m, uint64_t i)
+{
+	return i < m->n ? m->rc[i] : 0;
+}
+
+static void
+sim_set(struct sim *m, uint64_t i, uint64_t v)
+{
+	if (i >= m->cap) {
+		m->cap = MAX(i + 1, 2 * m->cap);
+		m->rc = xrealloc(m->rc, m->cap * sizeof(*m->rc));
+	}
+	for (; m->n <= i; m->n++)
+		m->rc[m->n] = 0;
+	m->rc[i] = v;
+}
+
+static uint64_t
+sim_alloc(struct sim *m, uint64_t nb)
+{
+	uint64_t i, k;
+
+	for (k = 0; k < nb;)
+		k = sim_get(m, m->free_index++) ? 0 : k + 1;
+	for (i = m->free_index - nb; i < m->free_index; i++)
+		sim_set(m, i, 1);
+	return m->free_index - nb;
+}
+
+static void
+sim_free(struct sim *m, uint64_t start, uint64_t nb)
+{
+	uint64_t i;
+
+	for (i = start; i < start + nb; i++)
+		sim_set(m, i, 0);
+	m->free_index = MIN(m->free_index, start);
+}
+
+/* One allocating walk (walk_over_reftable with alloc_refblock). */
+static bool
+sim_walk(struct sim *m, uint64_t per, uint64_t **rt, uint64_t *rtn,
+    uint64_t cs)
+{
+	uint64_t g, i, grow;
+	bool allocated = false, empty;
+
+	for (g = 0; g * per < m->n; g++) {
+		for (empty = true, i = g * per; i < (g + 1) * per && empty; i++)
+			empty = sim_get(m, i) == 0;
+		if (empty)
+			continue;
+		if (g >= *rtn) {
+			grow = ROUND_UP(g + 1, cs / 8);
+			*rt = xrealloc(*rt, grow * sizeof(**rt));
+			memset(*rt + *rtn, 0, (grow - *rtn) * sizeof(**rt));
+			*rtn = grow;
+		}
+		if ((*rt)[g] == 0) {
+			/* + 1: a table entry of 0 means none */
+			(*rt)[g] = sim_alloc(m, 1) + 1;
+			allocated = true;
+		}
+	}
+	return allocated;
+}
+
+static int64_t
+qemu_walks(const uint64_t *rc, uint64_t n, uint64_t cs, unsigned order)
+{
+	struct sim m = { .n = n, .cap = n ? n : 1 };
+	uint64_t per = cs * 8 >> order, *rt = NULL, rtn = 0, tab = 0, tabn = 0;
+	int64_t walks = 0;
+
+	m.rc = xmalloc(m.cap * sizeof(*m.rc));
+	memcpy(m.rc, rc, n * sizeof(*rc));
+	while (sim_walk(&m, per, &rt, &rtn, cs)) {
+		walks++;
+		if (tabn)
+			sim_free(&m, tab, tabn);
+		tabn = DIV_ROUND_UP(rtn * 8, cs);
+		tab = sim_alloc(&m, tabn);
+	}
+	free(rt);
+	free(m.rc);
+	return walks + 1;
+}
+
+/*
  * New refcount structures of 2^order-bit entries (qemu's
  * qcow2_change_refcount_order): the new table and blocks go past the end
  * of the file and count themselves, the old ones are free once the header
@@ -517,18 +639,22 @@ change_order(struct img *img, unsigned order)
 	struct qcow2 *s = img->priv;
 	uint64_t n, *rc, i, max, cs = s->cluster_size, per, start, nb, nt, tot;
 	uint64_t old_rt = s->rt_offset, old_rtc = s->rt_clusters, *rt;
+	int64_t walks, w;
 	uint8_t *buf;
 	int r = -1;
 
 	if (qcow2_flush(img) < 0 || (rc = all_refcounts(img, &n)) == NULL)
 		return -1;
-	/* qemu walks the refcount table three times in the usual case */
+	/* qemu's walks: at least 3 of them planned, then the writing one */
 	pg.cur = OP_REFCOUNT;
-	for (i = 0; i < 3; i++) {
+	walks = qemu_walks(rc, n, cs, order);
+	for (i = 0; i <= (uint64_t)walks; i++) {
+		w = i < (uint64_t)walks ? MAX((int64_t)i + 2, 3) : walks + 1;
 		for (max = 0; max < s->rt_size; max++)
 			pg_status((int64_t)(i * s->rt_size + max),
-			    (int64_t)(3 * s->rt_size));
-		pg_status((int64_t)((i + 1) * s->rt_size), (int64_t)(3 * s->rt_size));
+			    w * (int64_t)s->rt_size);
+		pg_status((int64_t)((i + 1) * s->rt_size),
+		    w * (int64_t)s->rt_size);
 	}
 	max = order == 6 ? UINT64_MAX : (1ull << (1u << order)) - 1;
 	for (i = 0; i < n; i++)
@@ -629,6 +755,15 @@ qcow2_amend(struct img *img, const struct opt_list *o, bool force)
 			    "compat=1.1 or greater)");
 		if (change_order(img, a.refcount_order) < 0)
 			return -1;
+	}
+	/* qemu clears data-file-raw first: it blocks backing files */
+	if (a.data_raw)
+		s->autoclear |= QCOW2_AUTOCLEAR_DATA_RAW;
+	else
+		s->autoclear &= ~QCOW2_AUTOCLEAR_DATA_RAW;
+	if (a.data_file != NULL) {
+		free(s->data_file);
+		s->data_file = *a.data_file ? xstrdup(a.data_file) : NULL;
 	}
 	if (update_header(img) < 0)
 		return err_prefix("Failed to update the image header");

@@ -362,11 +362,13 @@ check_tables(struct img *img, const struct qcow2_hdr *h)
 
 	if (h->rt_clusters == 0)
 		return err_set(0, "Image does not contain a reference count table");
+	/* a check (qemu's BDRV_O_CHECK) reads a broken snapshot table itself */
 	if (check_table(s, h->rt_offset, h->rt_clusters, s->cluster_size,
 	    QCOW2_MAX_RT_BYTES, "Reference count table") < 0 ||
+	    (!(img->flags & IMG_NO_REPAIR) &&
 	    check_table(s, h->snapshots_offset, h->nb_snapshots,
 	    QCOW2_SNAPSHOT_ENTRY, QCOW2_SNAPSHOT_ENTRY * QCOW2_MAX_SNAPSHOTS,
-	    "Snapshot table") < 0 ||
+	    "Snapshot table") < 0) ||
 	    check_table(s, h->l1_offset, h->l1_size, 8, QCOW2_MAX_L1_BYTES,
 	    "Active L1 table") < 0)
 		return -1;
@@ -483,28 +485,32 @@ info_only(const struct img *img)
 }
 
 /*
- * The external data file the header names, opened as the image is.  As
- * qemu 7.2 does, a relative name is relative to the working directory,
- * not to the image.  qemu-img info (IMG_NO_BACKING, read-only) goes on
- * without it.
+ * The external data file the header names (or data-file.filename of
+ * --image-opts), opened as the image is.  As qemu 7.2 does, a relative
+ * name is relative to the working directory, not to the image.  qemu-img
+ * info (IMG_NO_BACKING, read-only) goes on without it.
  */
 static int
 open_data_file(struct img *img)
 {
 	struct qcow2 *s = img->priv;
+	const char *name = s->data_file;
 	struct stat st;
 	int e;
 
 	s->data_fd = -1;
 	if (!(s->incompat & QCOW2_INCOMPAT_DATA_FILE))
 		return 0;
-	if (s->data_file == NULL && !info_only(img))
+	if (img->open_opts != NULL &&
+	    opt_list_get(img->open_opts, "data-file.filename") != NULL)
+		name = opt_list_get(img->open_opts, "data-file.filename");
+	if (name == NULL && !info_only(img))
 		return err_set(0, "'data-file' is required for this image");
-	if (s->data_file == NULL) {
+	if (name == NULL) {
 		s->data_missing = true;
 		return 0;
 	}
-	s->data_path = xstrdup(s->data_file);
+	s->data_path = xstrdup(name);
 	s->data_fd = open(s->data_path, ((img->flags & IMG_RDWR) ? O_RDWR :
 	    O_RDONLY) | O_CLOEXEC);
 	if (s->data_fd < 0) {
