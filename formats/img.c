@@ -11,6 +11,7 @@
 #include "../lib/int.h"
 #include "../lib/io.h"
 #include "../lib/lock.h"
+#include "blkdebug.h"
 #include "fmt.h"
 
 #define PROBE_BYTES	512	/* BLOCK_PROBE_BUF_SIZE */
@@ -142,7 +143,8 @@ open_backing(struct img *img, int flags, struct chain *c)
 {
 	if (img->backing_file == NULL || img->backing_file[0] == '\0')
 		return 0;
-	img->backing_path = img_backing_path(img->filename, img->backing_file);
+	img->backing_path = img_backing_path(img->path ? img->path :
+	    img->filename, img->backing_file);
 	if (flags & IMG_NO_BACKING)
 		return 0;
 	flags = (flags & ~IMG_RDWR) | IMG_NO_PROBE_WARN;
@@ -150,17 +152,26 @@ open_backing(struct img *img, int flags, struct chain *c)
 	return img->backing ? 0 : -1;
 }
 
-/* Flatten a parsed json: name into qemu's dotted keys (file.filename=...). */
+/*
+ * Flatten a parsed json: name into qemu's dotted keys (file.filename=...),
+ * list elements numbered as qdict_flatten does (inject-error.0.event=...).
+ */
 static void
 flatten(const struct jnode *n, const char *prefix, struct opt_list *o)
 {
 	const struct jnode *m;
 	char *key, buf[32];
+	unsigned i = 0;
 
-	for (m = n->child; m; m = m->next) {
-		key = prefix ? xasprintf("%s.%s", prefix, m->key) : xstrdup(m->key);
+	for (m = n->child; m; m = m->next, i++) {
+		if (n->type == JN_ARR)
+			key = xasprintf("%s.%u", prefix, i);
+		else
+			key = prefix ? xasprintf("%s.%s", prefix, m->key) :
+			    xstrdup(m->key);
 		switch (m->type) {
 		case JN_OBJ:
+		case JN_ARR:
 			flatten(m, key, o);
 			break;
 		case JN_STR:
@@ -208,6 +219,15 @@ in_list(const char *const *l, const char *key)
 	return false;
 }
 
+/* Whether the options put a blkdebug node between the format and its file. */
+static bool
+blkdebug_file(const struct opt_list *o)
+{
+	const char *d = opt_list_get(o, "file.driver");
+
+	return d != NULL && strcmp(d, "blkdebug") == 0;
+}
+
 /* Every key must be one qemu knows for its node, in qemu's words if not. */
 static int
 check_keys(const struct opt_list *o, const char *drv)
@@ -217,6 +237,8 @@ check_keys(const struct opt_list *o, const char *drv)
 
 	for (i = 0; i < o->n; i++) {
 		k = o->v[i].key;
+		if (!strncmp(k, "file.", 5) && blkdebug_file(o))
+			continue;	/* blkdbg_new checks them */
 		if (!strncmp(k, "file.", 5)) {
 			if (in_list(node_keys, k + 5) || in_list(file_keys, k + 5))
 				continue;
@@ -250,6 +272,16 @@ opts_target(const struct opt_list *o, const char **file, const char **fmt)
 	if ((node = opt_list_get(o, "file")) != NULL)
 		return err_set(0, "Cannot find device='%s' nor node-name='%s'",
 		    node, node);
+	if (blkdebug_file(o) || (drv != NULL && !strcmp(drv, "blkdebug"))) {
+		/* error injection below the format, or above it (open_filter) */
+		*file = blkdbg_file(o, blkdebug_file(o) ? "file." : "");
+		if (*file == NULL && (blkdebug_file(o) ||
+		    opt_list_get(o, "image.driver") == NULL))
+			return err_set(0, "A block device must be specified for \"image\"");
+		return drv == NULL || !strcmp(drv, "blkdebug") ||
+		    fmt_find(drv) != NULL ? 0 :
+		    err_set(0, "Unknown driver '%s'", drv);
+	}
 	if ((fdrv = opt_list_get(o, "file.driver")) != NULL &&
 	    strcmp(fdrv, "file") != 0)
 		return err_set(0, "Unknown driver '%s'", fdrv);
@@ -327,6 +359,56 @@ strip_file_protocol(const char *name)
 	return xstrdup(name);
 }
 
+/* "blkdebug:CONFIG:FILE": FILE through a blkdebug node, format above it */
+static struct img *
+open_blkdebug_name(const char *name, const char *fmt, int flags,
+    struct chain *c)
+{
+	struct opt_list o = { 0, NULL };
+	struct img *img = NULL;
+
+	if (blkdbg_parse_name(name, "file.", &o) == 0) {
+		if (fmt != NULL)
+			opt_list_set(&o, "driver", fmt);
+		img = open_one(blkdbg_file(&o, "file."), fmt, flags, c, &o);
+	}
+	opt_list_free(&o);
+	return img;
+}
+
+/* driver=blkdebug: a filter over the image its "image." options name */
+static struct img *
+open_filter(const char *filename, int flags, struct chain *c,
+    const struct opt_list *o)
+{
+	struct opt_list in = { 0, NULL }, one = { 0, NULL };
+	struct img *child = NULL;
+	struct blkdebug *b;
+	const char *file, *fmt;
+	size_t i;
+
+	if (o == NULL) {	/* -f blkdebug FILE: FILE is the image */
+		opt_list_set(&one, "x-image", filename);
+		o = &one;
+	}
+	if ((b = blkdbg_new(o, "")) == NULL)
+		goto out;
+	for (i = 0; i < o->n; i++)
+		if (!strncmp(o->v[i].key, "image.", 6))
+			opt_list_set(&in, o->v[i].key + 6, o->v[i].val);
+	if (in.n == 0)
+		child = open_one(blkdbg_file(o, ""), "raw", flags, c, NULL);
+	else if (opts_target(&in, &file, &fmt) == 0)
+		child = open_one(file, fmt, flags, c, &in);
+	if (child == NULL)
+		blkdbg_free(b);
+out:
+	opt_list_free(&in);
+	child = child ? blkdbg_filter(b, child, o, flags) : NULL;
+	opt_list_free(&one);
+	return child;
+}
+
 static struct img *
 open_chain(const char *filename, const char *fmt, int flags, struct chain *c)
 {
@@ -335,6 +417,8 @@ open_chain(const char *filename, const char *fmt, int flags, struct chain *c)
 
 	if (strncmp(filename, "json:", 5) == 0)
 		return open_json(filename, flags, c);
+	if (strncmp(filename, "blkdebug:", 9) == 0)
+		return open_blkdebug_name(filename, fmt, flags, c);
 	path = strip_file_protocol(filename);
 	img = open_one(path, fmt, flags, c, NULL);
 	free(path);
@@ -345,10 +429,18 @@ static struct img *
 open_one(const char *filename, const char *fmt, int flags, struct chain *c,
     const struct opt_list *o)
 {
-	struct img *img = xcalloc(1, sizeof(*img));
+	struct img *img;
 	const char *bk;
 	bool nolock;
 
+	if (fmt != NULL && strcmp(fmt, "blkdebug") == 0)
+		return open_filter(filename, flags, c, o);
+	img = xcalloc(1, sizeof(*img));
+	if (o != NULL && blkdebug_file(o) &&
+	    (img->blkdebug = blkdbg_new(o, "file.")) == NULL) {
+		free(img);
+		return NULL;
+	}
 	img->filename = xstrdup(filename ? filename : "");
 	img->flags = flags;
 	img->fd = -1;
@@ -376,6 +468,12 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 	    flags & IMG_SHARE, strcmp(img->ops->name, "raw") != 0, c->n - 1) < 0)) {
 		goto fail;
 	}
+	if (img->blkdebug != NULL) {
+		/* qemu names the image by its blkdebug node */
+		blkdbg_attach(img->blkdebug, img->fd);
+		img->path = img->filename;
+		img->filename = blkdbg_name(o, "file.", img->ops->name);
+	}
 	img->priv = xcalloc(1, img->ops->priv_size ? img->ops->priv_size : 1);
 	if (img->ops->open(img) < 0) {
 		if (img->ops->close)
@@ -395,6 +493,7 @@ fail:
 	lock_drop(img->fd);
 	if (img->fd >= 0)
 		close(img->fd);
+	blkdbg_free(img->blkdebug);
 	free(img->filename);
 	free(img);
 	return NULL;
@@ -459,6 +558,8 @@ img_close(struct img *img)
 	lock_drop(img->fd);
 	if (img->fd >= 0)
 		close(img->fd);
+	blkdbg_free(img->blkdebug);
+	free(img->path);
 	free(img->filename);
 	free(img->backing_file);
 	free(img->backing_fmt);
@@ -514,6 +615,9 @@ img_read(struct img *img, uint64_t off, size_t len, void *buf)
 
 	if (check_range(img, off, len) < 0)
 		return -1;
+	if (img->ops->filter != NULL)
+		return img->ops->filter(img, IO_READ, off, len) < 0 ? -1 :
+		    img_read(img->backing, off, len, buf);
 	while (len > 0) {
 		if (layer_status(img, off, len, &st) < 0)
 			return -1;
@@ -630,7 +734,12 @@ img_status_layer(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
 {
 	struct fmt_status st;
 
-	if (check_range(img, off, len) < 0 || layer_status(img, off, len, &st) < 0)
+	if (check_range(img, off, len) < 0)
+		return -1;
+	if (img->ops->filter != NULL)
+		return img->ops->filter(img, IO_BLOCK_STATUS, off, len) < 0 ? -1 :
+		    img_status_layer(img->backing, off, len, e);
+	if (layer_status(img, off, len, &st) < 0)
 		return -1;
 	fill_ext(img, off, &st, st.flags, 0, e);
 	return 0;
@@ -646,6 +755,9 @@ img_status(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
 
 	if (check_range(img, off, len) < 0)
 		return -1;
+	if (img->ops->filter != NULL)
+		return img->ops->filter(img, IO_BLOCK_STATUS, off, len) < 0 ? -1 :
+		    img_status(img->backing, off, len, e);
 	for (;;) {
 		if (layer_status(cur, off, len, &st) < 0)
 			return -1;
@@ -704,6 +816,10 @@ img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
 
 	if (check_range(img, off, len) < 0)
 		return -1;
+	if (io_fault != NULL || img->ops->filter != NULL) {
+		*n = len;	/* injected errors need the reads */
+		return 0;
+	}
 	for (;;) {
 		if (layer_status(cur, off, len, &st) < 0)
 			return -1;
@@ -744,6 +860,8 @@ img_actual_size(struct img *img)
 
 	if (img->ops->actual_size != NULL)
 		return img->ops->actual_size(img);
+	if (img->blkdebug != NULL)
+		return -1;	/* qemu's blkdebug cannot say */
 	if (img->fd < 0)
 		return 0;
 	if (fstat(img->fd, &st) < 0)

@@ -49,6 +49,8 @@ struct img {
 	char			*backing_path;	/* backing_file resolved against our folder */
 	struct img		*backing;	/* the open backing image, or NULL */
 	const struct opt_list	*open_opts;	/* json:/--image-opts options, during open */
+	struct blkdebug		*blkdebug;	/* error injection on fd (blkdebug below the format) */
+	char			*path;		/* the file under a blkdebug name, for backing paths */
 };
 
 /* An internal snapshot, as qemu's SnapshotInfo (img-info, img-snapshot -l). */
