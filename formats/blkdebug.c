@@ -523,7 +523,8 @@ blkdbg_new(const struct opt_list *o, const char *prefix)
 	for (i = 0; i < s.n; i++)
 		if (s.v[i].desc == state_opts && add_rule(b, &s.v[i]) < 0)
 			goto fail;
-	if (blkdbg_file(o, prefix) == NULL) {
+	if (blkdbg_file(o, prefix) == NULL &&
+	    get_key(o, prefix, "image.driver") == NULL) {
 		err_set(0, "A block device must be specified for \"image\"");
 		goto fail;
 	}
@@ -806,7 +807,6 @@ filter_actual_size(struct img *img)
 const struct fmt_ops blkdebug_ops = {
 	.name		= "blkdebug",
 	.priv_size	= sizeof(struct filter),
-	.nofile		= true,
 	.open		= filter_open,
 	.close		= filter_close,
 	.write		= filter_write,

@@ -56,6 +56,8 @@ fmt_sync(struct img *img)
 {
 	if (img->flags & IMG_NO_FLUSH)
 		return 0;
+	if (io_fault != NULL && io_fault_check(img->fd, IO_FLUSH, 0, 0) < 0)
+		return err_set(errno, "%s: fsync", img->filename);
 	if (fdatasync(img->fd) < 0 && errno != EINVAL)
 		return err_set(errno, "%s: fsync", img->filename);
 	return 0;
