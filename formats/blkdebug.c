@@ -545,10 +545,11 @@ fail:
 	return NULL;
 }
 
-void
+int
 blkdbg_attach(struct blkdebug *b, int fd)
 {
 	b->fd = fd;
+	return 0;
 }
 
 void

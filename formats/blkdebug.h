@@ -57,8 +57,8 @@ blkdbg_event(int fd, enum blkdbg_event ev)
  * err_set in qemu's words.
  */
 struct blkdebug	*blkdbg_new(const struct opt_list *o, const char *prefix);
-/* Below a format: requests on fd (the image file) meet the rules. */
-void		 blkdbg_attach(struct blkdebug *b, int fd);
+/* Below a format: requests on fd (the image file) meet the rules.  0. */
+int		 blkdbg_attach(struct blkdebug *b, int fd);
 void		 blkdbg_free(struct blkdebug *b);	/* accepts NULL */
 /* Whether key (relative to a blkdebug node) is one of blkdebug's options. */
 bool		 blkdbg_key(const char *key);

@@ -464,6 +464,7 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		err_set(0, "The 'file' block driver requires a file name");
 		goto fail;
 	} else if (open_file(img, filename, flags) < 0 ||
+	    (img->blkdebug != NULL && blkdbg_attach(img->blkdebug, img->fd)) ||
 	    in_chain(c, img->fd, filename) < 0 || choose_format(img, fmt) < 0 ||
 	    (o != NULL && fmt == NULL && check_keys(o, img->ops->name) < 0) ||
 	    (!nolock && lock_image(img->fd, filename, flags & IMG_RDWR,
@@ -472,7 +473,6 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 	}
 	if (img->blkdebug != NULL) {
 		/* qemu names the image by its blkdebug node */
-		blkdbg_attach(img->blkdebug, img->fd);
 		img->path = img->filename;
 		img->filename = blkdbg_name(o, "file.", img->ops->name);
 	}

@@ -92,13 +92,19 @@ find_base(struct img *top, const char *name, int *depth)
 	return NULL;
 }
 
-/* An I/O error stops qemu's commit job: "Block job failed: strerror". */
+/*
+ * An I/O error stops qemu's commit job: "Block job failed: strerror".  The
+ * images still close (what their caches hold reaches the files), as qemu's.
+ */
 static _Noreturn void
-job_failed(void)
+job_failed(struct img *top, struct img *base)
 {
-	if (err_errno() != 0)
-		die("Block job failed: %s", strerror(err_errno()));
-	die("%s", err_msg());
+	char *msg = err_errno() != 0 ? xasprintf("Block job failed: %s",
+	    strerror(err_errno())) : xstrdup(err_msg());
+
+	img_close(base);
+	img_close(top);
+	die("%s", msg);
 }
 
 /* Copy what the layers above base hold into base (opened for writing). */
@@ -111,13 +117,13 @@ copy_down(struct img *top, struct img *base, int depth)
 
 	for (off = 0; off < top->size; off += n) {
 		if (img_status(top, off, top->size - off, &e) < 0)
-			job_failed();
+			job_failed(top, base);
 		n = e.length;
 		if (e.depth >= depth || !e.present)
 			continue;
 		if (e.zero) {
 			if (img_write_zeroes(base, off, n, 0) < 0)
-				job_failed();
+				job_failed(top, base);
 			continue;
 		}
 		for (k = 0; k < n; k += IO_BUFSIZE) {
@@ -125,7 +131,7 @@ copy_down(struct img *top, struct img *base, int depth)
 
 			if (img_read(top, off + k, len, buf) < 0 ||
 			    img_write(base, off + k, len, buf) < 0)
-				job_failed();
+				job_failed(top, base);
 		}
 		progress_print((float)n * 100 / (float)top->size, 100);
 	}
@@ -210,7 +216,7 @@ main(int argc, char *argv[])
 		    base->filename);
 	copy_down(top, bw, depth);
 	if (img_flush(bw) < 0)
-		job_failed();
+		job_failed(top, bw);
 	img_close(bw);
 	if (!a.drop && (img_make_empty(top) < 0 || img_flush(top) < 0))
 		die("Failed to empty %s: %s", top->filename,
