@@ -42,6 +42,7 @@ struct blkdebug {
 };
 
 struct blkdebug *blkdbg_list;
+const struct jnode *blkdbg_json;
 
 static const char *const event_names[BLKDBG__MAX] = {
 	"l1_update", "l1_grow_alloc_table", "l1_grow_write_table",
@@ -598,6 +599,44 @@ blkdbg_parse_name(const char *name, const char *prefix, struct opt_list *o)
 	return 0;
 }
 
+/* The member of blkdbg_json a flattened key names, or NULL. */
+static const struct jnode *
+json_member(const char *key)
+{
+	const struct jnode *n = blkdbg_json, *m;
+	char *k = xstrdup(key), *part, *save = NULL, *end;
+	unsigned long i;
+
+	for (part = strtok_r(k, ".", &save); n != NULL && part != NULL;
+	    part = strtok_r(NULL, ".", &save)) {
+		if (n->type == JN_ARR) {
+			i = strtoul(part, &end, 10);
+			for (m = n->child; m != NULL && i > 0; m = m->next)
+				i--;
+			n = *end == '\0' ? m : NULL;
+		} else {
+			n = n->type == JN_OBJ ? jn_get(n, part) : NULL;
+		}
+	}
+	free(k);
+	return n;
+}
+
+/* Option key=val into a name's object, typed as the json: gave it. */
+static void
+name_member(struct jnode *obj, const char *name, const char *key,
+    const char *val)
+{
+	const struct jnode *m = json_member(key);
+
+	if (m != NULL && m->type == JN_INT)
+		jn_int(obj, name, m->i);
+	else if (m != NULL && m->type == JN_BOOL)
+		jn_bool(obj, name, m->b);
+	else
+		jn_str(obj, name, val);
+}
+
 /* The file under a blkdebug node's image, when the image says no more. */
 static const char *
 plain_image(const struct opt_list *o, const char *prefix)
@@ -674,7 +713,7 @@ blkdbg_name(const struct opt_list *o, const char *prefix, const char *fmt)
 		    strncmp(k, "set-state.", 10) && strcmp(k, "config") &&
 		    find_desc(node_opts, k) == NULL))
 			continue;
-		jn_str(bd, k, o->v[i].val);
+		name_member(bd, k, o->v[i].key, o->v[i].val);
 	}
 	jn_add(bd, "image", image_node(o, prefix));
 	jn_str(bd, "driver", "blkdebug");

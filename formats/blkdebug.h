@@ -37,6 +37,12 @@ enum blkdbg_event {
 struct blkdebug;
 struct opt_list;
 
+/*
+ * The json: name being opened (set around its open by the generic layer),
+ * so names built from its options keep their numbers and booleans.
+ */
+extern const struct jnode *blkdbg_json;
+
 /* Every blkdebug node open in this process; NULL: none, events cost a test. */
 extern struct blkdebug *blkdbg_list;
 

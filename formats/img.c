@@ -309,6 +309,7 @@ static struct img *
 open_json(const char *spec, int flags, struct chain *c)
 {
 	struct opt_list o = { 0, NULL };
+	const struct jnode *prev;
 	struct jnode *j;
 	struct img *img = NULL;
 	const char *file, *fmt;
@@ -324,7 +325,11 @@ open_json(const char *spec, int flags, struct chain *c)
 	flatten(j, NULL, &o);
 	if (opts_target(&o, &file, &fmt) < 0)
 		goto out;
-	if ((img = open_one(file, fmt, flags, c, &o)) != NULL && img->ops->nofile) {
+	prev = blkdbg_json;
+	blkdbg_json = j;
+	img = open_one(file, fmt, flags, c, &o);
+	blkdbg_json = prev;
+	if (img != NULL && img->ops->nofile) {
 		/* nothing to name it by but its options, as qemu shows them */
 		char *buf = NULL;
 		size_t len = 0;
