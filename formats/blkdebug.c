@@ -622,9 +622,8 @@ json_member(const char *key)
 	return n;
 }
 
-/* Option key=val into a name's object, typed as the json: gave it. */
-static void
-name_member(struct jnode *obj, const char *name, const char *key,
+void
+blkdbg_member(struct jnode *obj, const char *name, const char *key,
     const char *val)
 {
 	const struct jnode *m = json_member(key);
@@ -713,7 +712,7 @@ blkdbg_name(const struct opt_list *o, const char *prefix, const char *fmt)
 		    strncmp(k, "set-state.", 10) && strcmp(k, "config") &&
 		    find_desc(node_opts, k) == NULL))
 			continue;
-		name_member(bd, k, o->v[i].key, o->v[i].val);
+		blkdbg_member(bd, k, o->v[i].key, o->v[i].val);
 	}
 	jn_add(bd, "image", image_node(o, prefix));
 	jn_str(bd, "driver", "blkdebug");

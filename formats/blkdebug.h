@@ -35,6 +35,7 @@ enum blkdbg_event {
 };
 
 struct blkdebug;
+struct jnode;
 struct opt_list;
 
 /*
@@ -42,6 +43,10 @@ struct opt_list;
  * so names built from its options keep their numbers and booleans.
  */
 extern const struct jnode *blkdbg_json;
+
+/* Option key=val into name of a json: name's object, typed as blkdbg_json has it. */
+void	blkdbg_member(struct jnode *obj, const char *name, const char *key,
+	    const char *val);
 
 /* Every blkdebug node open in this process; NULL: none, events cost a test. */
 extern struct blkdebug *blkdbg_list;

@@ -13,6 +13,7 @@
 #include "../lib/lock.h"
 #include "blkdebug.h"
 #include "fmt.h"
+#include "quorum.h"
 
 #define PROBE_BYTES	512	/* BLOCK_PROBE_BUF_SIZE */
 
@@ -145,6 +146,8 @@ open_backing(struct img *img, int flags, struct chain *c)
 {
 	if (img->backing_file == NULL || img->backing_file[0] == '\0')
 		return 0;
+	if (img->no_dir)	/* no folder to find a relative name in */
+		return flags & IMG_NO_BACKING ? 0 : err_set(0, QUORUM_NO_DIR);
 	img->backing_path = img_backing_path(img->path ? img->path :
 	    img->filename, img->backing_file);
 	if (flags & IMG_NO_BACKING)
@@ -239,8 +242,9 @@ check_keys(const struct opt_list *o, const char *drv)
 
 	for (i = 0; i < o->n; i++) {
 		k = o->v[i].key;
-		if (!strncmp(k, "file.", 5) && blkdebug_file(o))
-			continue;	/* blkdbg_new checks them */
+		if (!strncmp(k, "file.", 5) && (blkdebug_file(o) ||
+		    quorum_file(o)))
+			continue;	/* blkdbg_new, quorum_check check them */
 		if (!strncmp(k, "file.", 5)) {
 			if (in_list(node_keys, k + 5) || in_list(file_keys, k + 5))
 				continue;
@@ -274,9 +278,13 @@ opts_target(const struct opt_list *o, const char **file, const char **fmt)
 	if ((node = opt_list_get(o, "file")) != NULL)
 		return err_set(0, "Cannot find device='%s' nor node-name='%s'",
 		    node, node);
-	if (blkdebug_file(o) || (drv != NULL && !strcmp(drv, "blkdebug"))) {
+	if (quorum_file(o) || blkdebug_file(o) ||
+	    (drv != NULL && !strcmp(drv, "blkdebug"))) {
+		if (quorum_file(o) && (*file = quorum_check(o)) == NULL)
+			return -1;
 		/* error injection below the format, or above it (open_filter) */
-		*file = blkdbg_file(o, blkdebug_file(o) ? "file." : "");
+		if (!quorum_file(o))
+			*file = blkdbg_file(o, blkdebug_file(o) ? "file." : "");
 		if (*file == NULL && (blkdebug_file(o) ||
 		    opt_list_get(o, "image.driver") == NULL))
 			return err_set(0, "A block device must be specified for \"image\"");
@@ -480,6 +488,12 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		/* qemu names the image by its blkdebug node */
 		img->path = img->filename;
 		img->filename = blkdbg_name(o, "file.", img->ops->name);
+	} else if (o != NULL && quorum_file(o)) {
+		free(img->filename);
+		img->filename = quorum_name(o, img->ops->name);
+		img->path = quorum_name(o, NULL);
+		img->no_dir = true;
+		img->copies_size = quorum_copies_size(o);
 	}
 	img->priv = xcalloc(1, img->ops->priv_size ? img->ops->priv_size : 1);
 	if (img->ops->open(img) < 0) {
@@ -873,7 +887,7 @@ img_actual_size(struct img *img)
 		return 0;
 	if (fstat(img->fd, &st) < 0)
 		return -1;
-	return (int64_t)st.st_blocks * 512;
+	return (int64_t)st.st_blocks * 512 + img->copies_size;
 }
 
 const struct opt_desc *

@@ -200,3 +200,19 @@ snap_setup() {
 	[ "$(cat i.rc)" = 3 ]
 	same info "$j"
 }
+
+@test "quorum below a format: info names it, relative names have no folder" {
+	qimg create -q -f qcow2 b.qcow2 64M
+	qimg create -q -f qcow2 -b b.qcow2 -F qcow2 t.qcow2
+	cp t.qcow2 t2.qcow2
+	local c="'children':[{'driver':'file','filename':'t.qcow2'},{'driver':'file','filename':'t2.qcow2'}]"
+	same info "json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':1,$c}}"
+	same info --output=json "json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':1,$c}}" ||
+	    grep -v actual-size q.out | diff - <(grep -v actual-size i.out)
+	same map "json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':1,$c}}"
+	same info "json:{'driver':'qcow2','file':{'driver':'quorum',$c}}"
+	same info "json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':3,$c}}"
+	same info "json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':1,'children':[{'driver':'file','filename':'nonexistent'}]}}"
+	qimg create -q -f vmdk -o subformat=monolithicFlat f.vmdk 1M
+	same info "json:{'driver':'vmdk','file':{'driver':'quorum','vote-threshold':1,'children':[{'driver':'file','filename':'f.vmdk'}]}}"
+}
