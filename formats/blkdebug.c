@@ -690,9 +690,6 @@ blkdbg_name(const struct opt_list *o, const char *prefix, const char *fmt)
 	struct jnode *top = NULL, *bd;
 	const char *file = plain_image(o, prefix), *conf, *k;
 	size_t i, plen = strlen(prefix);
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f;
 
 	for (i = 0; file != NULL && i < o->n; i++)
 		if (strncmp(o->v[i].key, prefix, plen) != 0 &&
@@ -722,11 +719,20 @@ blkdbg_name(const struct opt_list *o, const char *prefix, const char *fmt)
 		jn_add(top, "file", bd);
 		bd = top;
 	}
-	f = open_memstream(&buf, &len);
+	return blkdbg_json_name(bd);
+}
+
+char *
+blkdbg_json_name(struct jnode *j)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
 	fputs("json:", f);
-	json_print(f, bd, false);
+	json_print(f, j, false);
 	fclose(f);
-	jn_free(bd);
+	jn_free(j);
 	return buf;
 }
 

@@ -48,6 +48,9 @@ extern const struct jnode *blkdbg_json;
 void	blkdbg_member(struct jnode *obj, const char *name, const char *key,
 	    const char *val);
 
+/* "json:" and j printed as qemu prints a node's options; frees j. */
+char	*blkdbg_json_name(struct jnode *j);
+
 /* Every blkdebug node open in this process; NULL: none, events cost a test. */
 extern struct blkdebug *blkdbg_list;
 

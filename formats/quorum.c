@@ -88,10 +88,8 @@ quorum_name(const struct opt_list *o, const char *fmt)
 {
 	struct jnode *top = jn_new_obj(), *q, *arr, *c;
 	const char *f;
-	char *buf = NULL, *key;
-	size_t len = 0;
+	char *key;
 	unsigned i;
-	FILE *s;
 
 	if (fmt != NULL) {
 		jn_str(top, "driver", fmt);
@@ -109,10 +107,5 @@ quorum_name(const struct opt_list *o, const char *fmt)
 	key = xstrdup("file.vote-threshold");
 	blkdbg_member(q, "vote-threshold", key, opt_list_get(o, key));
 	free(key);
-	s = open_memstream(&buf, &len);
-	fputs("json:", s);
-	json_print(s, top, false);
-	fclose(s);
-	jn_free(top);
-	return buf;
+	return blkdbg_json_name(top);
 }
