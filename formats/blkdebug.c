@@ -166,8 +166,15 @@ static int
 check(struct blkdebug *b, int type, uint64_t off, uint64_t len)
 {
 	struct rule *r;
+	uint64_t end;
 	int e;
 
+	if (b->align > 1 && len > 0) {
+		/* the block layer widens requests to the node's alignment */
+		end = ROUND_UP(off + len, b->align);
+		off = ROUND_DOWN(off, b->align);
+		len = end - off;
+	}
 	for (r = b->active; r != NULL; r = r->anext) {
 		if (!(r->iotypes & (1ull << type)))
 			continue;
