@@ -515,6 +515,7 @@ fail:
 	if (img->fd >= 0)
 		close(img->fd);
 	blkdbg_free(img->blkdebug);
+	free(img->path);
 	free(img->filename);
 	free(img);
 	return NULL;
