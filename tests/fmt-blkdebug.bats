@@ -216,3 +216,19 @@ snap_setup() {
 	qimg create -q -f vmdk -o subformat=monolithicFlat f.vmdk 1M
 	same info "json:{'driver':'vmdk','file':{'driver':'quorum','vote-threshold':1,'children':[{'driver':'file','filename':'f.vmdk'}]}}"
 }
+
+@test "blkdebug: check and open meet failing metadata reads as qemu's" {
+	qimg create -q -f qcow2 t.qcow2 1M
+	qio -c 'write -P 7 0 64k' t.qcow2 >/dev/null
+	local sector
+	# the L2 table, a refcount block, the refcount table, the L1 table, data
+	for sector in 512 256 128 384 640; do
+		conf s.conf '[inject-error]' 'event = "none"' 'iotype = "read"' \
+		    "sector = \"$sector\""
+		same check blkdebug:s.conf:t.qcow2
+		same check --output=json blkdebug:s.conf:t.qcow2
+	done
+	conf s.conf '[inject-error]' 'event = "none"' 'iotype = "read"' 'sector = "512"'
+	same check blkdebug:s.conf:t.qcow2
+	grep -qx 'qemu-img: Check failed: Input/output error' i.err
+}
