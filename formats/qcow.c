@@ -341,6 +341,7 @@ qcow_read(struct img *img, uint64_t off, size_t len, void *buf)
 			return err_set(EIO, "%s: misaligned cluster offset %#"
 			    PRIx64, img->filename, e);
 		host = e + in;
+		blkdbg_event(img->fd, BLKDBG_READ_AIO);
 		if (io_pread_zero(img->fd, p, n, host) < 0)
 			return err_set(errno, "%s: read at %#" PRIx64,
 			    img->filename, host);

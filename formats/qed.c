@@ -402,9 +402,11 @@ qed_read(struct img *img, uint64_t off, size_t len, void *buf)
 		} else if (r.type == QED_UNALLOC) {
 			if (qed_read_backing(img, off, r.len, p) < 0)
 				return -1;
-		} else if (io_pread_zero(img->fd, p, r.len, r.host) < 0) {
-			return err_set(errno, "%s: read at %#" PRIx64,
-			    img->filename, r.host);
+		} else {
+			blkdbg_event(img->fd, BLKDBG_READ_AIO);
+			if (io_pread_zero(img->fd, p, r.len, r.host) < 0)
+				return err_set(errno, "%s: read at %#" PRIx64,
+				    img->filename, r.host);
 		}
 	}
 	return 0;

@@ -232,3 +232,14 @@ snap_setup() {
 	same check blkdebug:s.conf:t.qcow2
 	grep -qx 'qemu-img: Check failed: Input/output error' i.err
 }
+
+@test "blkdebug: read_aio in each format that has it (vdi and vpc have none)" {
+	conf r.conf '[inject-error]' 'event = "read_aio"'
+	local f
+	for f in raw qcow qed vmdk vdi vpc; do
+		qimg create -q -f $f a.$f 1M
+		qio -f $f -c 'write -P 5 0 64k' a.$f >/dev/null
+		qimg create -q -f $f b.$f 1M
+		same compare -f $f -F $f blkdebug:r.conf:a.$f b.$f
+	done
+}

@@ -372,6 +372,7 @@ vmdk_read(struct img *img, uint64_t off, size_t len, void *buf)
 				return -1;
 		} else {
 			n = vmdk_contiguous(e, off, len, n, l.sector * VMDK_SECTOR + in);
+			blkdbg_event(e->fd, BLKDBG_READ_AIO);
 			if (io_pread_zero(e->fd, p, n, l.sector * VMDK_SECTOR + in) < 0)
 				return err_set(errno, "%s: read at %#" PRIx64,
 				    e->path, l.sector * VMDK_SECTOR + in);
