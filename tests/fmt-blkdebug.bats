@@ -243,3 +243,22 @@ snap_setup() {
 		same compare -f $f -F $f blkdebug:r.conf:a.$f b.$f
 	done
 }
+
+@test "blkdebug: set-state moves the state, rules wait for theirs" {
+	qimg create -q -f qcow2 a.qcow2 8M
+	qio -c 'write -P 0 0 64k' -c 'write -P 0 4M 64k' a.qcow2 >/dev/null
+	qimg create -q -f qcow2 b.qcow2 8M
+	conf st.conf '[set-state]' 'event = "read_aio"' 'new_state = "2"' \
+	    '[inject-error]' 'event = "read_aio"' 'state = "2"'
+	conf st2.conf '[set-state]' 'event = "read_aio"' 'state = "1"' \
+	    'new_state = "2"' '[set-state]' 'event = "read_aio"' 'state = "2"' \
+	    'new_state = "3"' '[inject-error]' 'event = "read_aio"' \
+	    'state = "3"' 'once = "on"'
+	same compare blkdebug:st.conf:a.qcow2 b.qcow2
+	grep -q 'offset 4194304 of' i.err
+	same compare blkdebug:st2.conf:a.qcow2 b.qcow2
+	[ "$(cat i.rc)" = 0 ]
+	qio -c 'write -P 0 6M 64k' a.qcow2 >/dev/null
+	same compare blkdebug:st2.conf:a.qcow2 b.qcow2
+	[ "$(cat i.rc)" = 4 ]
+}
