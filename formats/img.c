@@ -72,6 +72,7 @@ img_backing_path(const char *image, const char *backing)
 	/* path_combine(): absolute names and protocol URIs stand as they are */
 	if (backing[0] == '/' || strstr(backing, "://") != NULL ||
 	    strncmp(backing, "json:", 5) == 0 ||
+	    strncmp(backing, "blkdebug:", 9) == 0 ||
 	    (slash = strrchr(image, '/')) == NULL)
 		return xstrdup(backing);
 	return xasprintf("%.*s%s", (int)(slash - image + 1), image, backing);

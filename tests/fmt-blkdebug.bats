@@ -262,3 +262,16 @@ snap_setup() {
 	same compare blkdebug:st2.conf:a.qcow2 b.qcow2
 	[ "$(cat i.rc)" = 4 ]
 }
+
+@test "blkdebug: a blkdebug: backing name stands as it is" {
+	qimg create -q -f qcow2 b.qcow2 8M
+	qio -c 'write -P 3 0 64k' b.qcow2 >/dev/null
+	conf c.conf '[inject-error]' 'event = "l2_update"'
+	mkdir sub
+	same create -f qcow2 -b blkdebug:c.conf:b.qcow2 -F qcow2 sub/top.qcow2
+	rm -f sub/top.qcow2
+	qimg create -q -f qcow2 -b blkdebug:c.conf:b.qcow2 -F qcow2 sub/top.qcow2
+	same info sub/top.qcow2
+	same info --backing-chain sub/top.qcow2
+	same map --output=json sub/top.qcow2
+}
