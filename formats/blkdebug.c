@@ -67,7 +67,7 @@ static const char *const iotype_names[] = {
 	NULL,
 };
 
-/* The options of each section, as qemu's QemuOptsList (type: see check_value) */
+/* The options of each section, as qemu's QemuOptsList */
 static const struct opt_desc inject_opts[] = {
 	{ "event", OPT_STRING, NULL, NULL }, { "state", OPT_NUMBER, NULL, NULL },
 	{ "iotype", OPT_STRING, NULL, NULL }, { "errno", OPT_NUMBER, NULL, NULL },
@@ -823,7 +823,8 @@ filter_flush(struct img *img)
 
 /* Never reached for reads (img_read asks the filter, then the image). */
 static int
-filter_status(struct img *img, uint64_t off, uint64_t len, struct fmt_status *st)
+filter_status(struct img *img, uint64_t off, uint64_t len,
+    struct fmt_status *st)
 {
 	(void)img;
 	(void)off;

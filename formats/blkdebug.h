@@ -44,7 +44,7 @@ struct opt_list;
  */
 extern const struct jnode *blkdbg_json;
 
-/* Option key=val into name of a json: name's object, typed as blkdbg_json has it. */
+/* key=val into obj as member name, typed as blkdbg_json has key. */
 void	blkdbg_member(struct jnode *obj, const char *name, const char *key,
 	    const char *val);
 
@@ -76,7 +76,7 @@ int		 blkdbg_attach(struct blkdebug *b, int fd);
 void		 blkdbg_free(struct blkdebug *b);	/* accepts NULL */
 /* Whether key (relative to a blkdebug node) is one of blkdebug's options. */
 bool		 blkdbg_key(const char *key);
-/* The file a blkdebug node's options name (image.filename or x-image), or NULL. */
+/* The file a blkdebug node names (image.filename or x-image), or NULL. */
 const char	*blkdbg_file(const struct opt_list *o, const char *prefix);
 /*
  * "blkdebug:CONFIG:FILE" from a "blkdebug:" file name: the options qemu's

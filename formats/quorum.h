@@ -12,11 +12,17 @@
 
 /* Whether the options put a quorum node between the format and its files. */
 bool		 quorum_file(const struct opt_list *o);
-/* Check the node's options and children as qemu; the first child's file, or NULL with err_set. */
+/*
+ * Check the node's options and children as qemu: the first child's
+ * file, or NULL with err_set.
+ */
 const char	*quorum_check(const struct opt_list *o);
-/* Bytes the children but the first take on disk (qemu's disk size sums them). */
+/* Disk bytes of the children but the first (qemu's disk size sums all). */
 int64_t		 quorum_copies_size(const struct opt_list *o);
-/* qemu's json:{...} name for the image of format fmt, or for the quorum node (fmt NULL); malloc'd. */
+/*
+ * qemu's json:{...} name for the image of format fmt, or for the quorum
+ * node itself (fmt NULL); malloc'd.
+ */
 char		*quorum_name(const struct opt_list *o, const char *fmt);
 
 #endif
