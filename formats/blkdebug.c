@@ -209,20 +209,26 @@ find_name(const char *const *names, size_t n, const char *s)
 	return -1;
 }
 
+/* QEMU_OPT_NUMBER: qemu_strtou64, so "-5" wraps as it does in qemu */
 static int
-get_num(const struct opt_list *o, const char *key, int64_t def, int64_t *v)
+parse_num(const char *key, const char *s, int64_t *v)
 {
-	const char *s = opt_list_get(o, key);
 	char *end;
 
-	*v = def;
-	if (s == NULL)
-		return 0;
 	errno = 0;
 	*v = (int64_t)strtoull(s, &end, 0);
 	if (*s == '\0' || *end != '\0' || errno != 0)
 		return err_set(0, "Parameter '%s' expects a number", key);
 	return 0;
+}
+
+static int
+get_num(const struct opt_list *o, const char *key, int64_t def, int64_t *v)
+{
+	const char *s = opt_list_get(o, key);
+
+	*v = def;
+	return s != NULL ? parse_num(key, s, v) : 0;
 }
 
 static bool
@@ -294,20 +300,14 @@ sec_set(struct section *sec, const char *key, const char *val, bool from_file)
 	const struct opt_desc *d = find_desc(sec->desc, key);
 	char buf[32];
 	const char *v;
+	int64_t n;
 
 	if (d == NULL)
 		return from_file ? err_set(0, "Invalid parameter '%s'", key) :
 		    err_set(0, "[%s] section doesn't support the option '%s'",
 		    sec->name, key);
-	if (d->type == OPT_NUMBER) {
-		int64_t n;
-		struct opt_list one = { 0, NULL };
-
-		opt_list_set(&one, key, val);
-		n = get_num(&one, key, 0, &n);
-		opt_list_free(&one);
-		if (n < 0)
-			return -1;
+	if (d->type == OPT_NUMBER && parse_num(key, val, &n) < 0) {
+		return -1;
 	} else if (d->type == OPT_BOOL &&
 	    opt_check(d, val, buf, sizeof(buf), &v) < 0) {
 		return err_set(0, "Parameter '%s' expects 'on' or 'off'", key);
