@@ -275,3 +275,13 @@ snap_setup() {
 	same info --backing-chain sub/top.qcow2
 	same map --output=json sub/top.qcow2
 }
+
+@test "blkdebug: l2_load fails block status: compare's allocation test" {
+	qimg create -q -f qcow2 t.qcow2 8M
+	qio -c 'write -P 7 0 64k' t.qcow2 >/dev/null
+	qimg create -q -f qcow2 e.qcow2 8M
+	conf l2.conf '[inject-error]' 'event = "l2_load"'
+	same compare blkdebug:l2.conf:t.qcow2 e.qcow2
+	[ "$(cat i.rc)" = 3 ]
+	same check blkdebug:l2.conf:t.qcow2
+}
