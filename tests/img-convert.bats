@@ -220,6 +220,33 @@ fake_stage() {
 	same_result o.raw q.raw a.raw
 }
 
+@test "img-convert: zero chunks inside data clusters: qemu-img's allocation, every target" {
+	# 64k data clusters holding zero 4k and 8k runs, at cluster heads and tails
+	qimg create -q -f qcow2 a.qcow2 8M
+	qio -c 'write -P 1 0 192k' -c 'write -z 0 12k' -c 'write -z 100k 8k' \
+	    -c 'write -z 188k 4k' -c 'write -P 2 1M 4k' -c 'write -P 3 2M 60k' \
+	    -c 'write -P 4 7M 1M' -c 'write -z 7M 64k' a.qcow2 >/dev/null
+	for fmt in raw qcow2; do
+		rm -f o q
+		qimg convert -O $fmt a.qcow2 q
+		img-convert -O $fmt a.qcow2 o
+		same_result o q a.qcow2
+		# the same with -S 8k and the hand-written refined pipeline
+		rm -f o q
+		qimg convert -S 8k -O $fmt a.qcow2 q
+		img-convert -S 8k -O $fmt a.qcow2 o
+		same_result o q a.qcow2
+	done
+	img-map --output=json a.qcow2 > m
+	rm -f fifo && mkfifo fifo
+	img-create -q -f qcow2 h.qcow2 8M
+	img-cat --map m -S 4k --map-out fifo a.qcow2 |
+	    img-write -f qcow2 --map fifo -S 0 --target-is-zero h.qcow2
+	rm -f q && qimg convert -O qcow2 a.qcow2 q
+	same_result h.qcow2 q a.qcow2
+	qimg check h.qcow2
+}
+
 @test "img-convert: -n writes into an existing target of the same size or larger" {
 	mkraw a.raw
 	qimg create -q -f raw o.raw 40M
@@ -572,4 +599,61 @@ fake_stage() {
 	[ -e old.raw ]
 	run -1 img convert -O raw cz.qcow2 new.raw
 	[ ! -e new.raw ]
+}
+
+@test "img-convert: '-' as the source reads a raw stream of any length from stdin" {
+	mkraw a.raw
+	cat a.raw | img-convert -O qcow2 - o.qcow2
+	qimg compare a.raw o.qcow2
+	qimg check o.qcow2
+	# the holes and zeroes of the stream stay unallocated, as a convert of the file
+	qimg convert -O qcow2 a.raw q.qcow2
+	[ "$(qimg info --output=json o.qcow2 | jq '."virtual-size"')" -eq $((32 << 20)) ]
+	[ "$(qimg map --output=json o.qcow2 | jq '[.[] | select(.data) | .length] | add')" -eq \
+	    "$(qimg map --output=json q.qcow2 | jq '[.[] | select(.data) | .length] | add')" ]
+	# a length that is no multiple of 512: rounded up, as qemu sizes raw files
+	head -c 1000 /dev/urandom > odd
+	img-convert - o.raw < odd
+	[ "$(stat -c %s o.raw)" -eq 1024 ]
+	cmp <(head -c 1000 o.raw) odd
+	# compressed, and into an existing target with -n
+	cat a.raw | img-convert -c -O qcow2 - c.qcow2
+	qimg compare a.raw c.qcow2
+	qimg create -q -f qcow2 n.qcow2 64M
+	cat a.raw | img-convert -n -O qcow2 - n.qcow2
+	qimg create -q -f raw n.raw 64M
+	dd if=a.raw of=n.raw conv=notrunc status=none
+	qimg compare n.raw n.qcow2
+}
+
+@test "img-convert: '-' as the target writes the raw disk to stdout" {
+	mkchain
+	img-convert -O raw top.qcow2 - > o.raw
+	qimg convert -O raw top.qcow2 q.raw
+	cmp o.raw q.raw
+	# sparse when stdout is a file; a pipe gets every byte
+	[ "$(du -k o.raw | cut -f1)" -lt 16384 ]
+	img-convert top.qcow2 - | cmp - q.raw
+	# several sources, one after the other
+	qimg convert -O raw base.qcow2 b.raw
+	img-convert top.qcow2 base.qcow2 - | cmp - <(cat q.raw b.raw)
+}
+
+@test "img-convert: '-' refusals are one line, nothing created" {
+	mkraw a.raw
+	run -1 --separate-stderr img-convert -O qcow2 a.raw -
+	[ "$stderr" = "img-convert: convert: '-' as the target takes raw output only (-O raw)" ]
+	run -1 --separate-stderr img-convert -c -O raw a.raw -
+	[ "$stderr" = "img-convert: convert: '-' as the target takes none of -n, -B, -c, -C, -o" ]
+	run -1 --separate-stderr img-convert -f qcow2 -O qcow2 - o.qcow2 < a.raw
+	[ "$stderr" = "img-convert: convert: '-' as the source is a raw stream (-f raw)" ]
+	run -1 --separate-stderr img-convert - a.raw o.raw < a.raw
+	[ "$stderr" = "img-convert: convert: '-' as a source cannot be concatenated" ]
+	run -1 --separate-stderr img-convert - - < a.raw
+	[ "$stderr" = "img-convert: convert: '-' cannot be the source and the target" ]
+	[ ! -e o.qcow2 ] && [ ! -e o.raw ]
+	# a format that cannot grow: the error, and the new target goes
+	run -1 --separate-stderr img-convert -O vmdk - o.vmdk < a.raw
+	[ -n "$stderr" ]
+	[ ! -e o.vmdk ]
 }

@@ -151,23 +151,6 @@ usage(void)
 	exit(0);
 }
 
-static void
-list_options(int which)
-{
-	const struct option *o;
-	const char *s;
-
-	if (which == OPT_LONG) {
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	} else {
-		for (s = shortopts + 1; *s; s++)
-			if (*s != ':')
-				printf("-%c\n", *s);
-	}
-	exit(close_stdout());
-}
-
 /* -o lists join with ',' (qemu-img's accumulate_options). */
 static void
 add_options(struct conv *c, const char *arg)
@@ -329,12 +312,9 @@ parse_opt(struct conv *c, int ch, char **argv)
 		break;
 	case OPT_LONG:
 	case OPT_SHORT:
-		list_options(ch);
-		break;
-	case ':':
-		die_usage("missing argument for option '%s'", argv[optind - 1]);
+		opt_print_options(longopts, shortopts, ch == OPT_LONG);
 	default:
-		die_usage("unrecognized option '%s'", argv[optind - 1]);
+		opt_usage_error(ch, argv);
 	}
 }
 
@@ -499,7 +479,9 @@ close_ends(struct proc *p, size_t n)
 			close(p[i].in);
 		if (p[i].out >= 0)
 			close(p[i].out);
-		p[i].in = p[i].out = -1;
+		if (p[i].keep >= 0)
+			close(p[i].keep);
+		p[i].in = p[i].out = p[i].keep = -1;
 	}
 }
 
@@ -888,29 +870,48 @@ check_target(struct conv *c)
 		die("output file is smaller than input file");
 }
 
-/* img-cat --map | img-write --map for one source, through us with -p. */
+/*
+ * img-cat --map | img-write --map for one source, through us with -p.
+ * Zero detection (-S) is img-cat's where it can be (one source, no -p,
+ * -c or -C): it leaves zero chunks out of the stream and sends img-write
+ * the map of what it streams through a second pipe, so img-write, with
+ * nothing to look at, splices the stream straight into the target.
+ */
 static void
 copy(const struct conv *c, const struct source *s)
 {
 	struct proc p[2] = { PROC_INIT, PROC_INIT };
-	int a[2], b[2] = { -1, -1 };
+	int a[2], b[2] = { -1, -1 }, m[2] = { -1, -1 };
+	bool refine = !prog.on && !c->compressed && !c->copy_range &&
+	    c->sparse != 0 && s->base == 0;
 
-	if (proc_pipe(a) < 0 || (prog.on && proc_pipe(b) < 0))
+	if (proc_pipe(a) < 0 || (prog.on && proc_pipe(b) < 0) ||
+	    (refine && proc_pipe(m) < 0))
 		die("%s", err_msg());
 	common_args(c, &p[0], "img-cat");
 	proc_argf(&p[0], "--map=/dev/fd/%d", s->cat_fd);
+	if (refine) {
+		proc_argf(&p[0], "-S%llu", (unsigned long long)c->sparse);
+		proc_argf(&p[0], "--map-out=/dev/fd/%d", m[1]);
+		p[0].keep = m[1];
+	}
 	proc_arg(&p[0], s->name);
 	p[0].out = a[1];
 	proc_arg(&p[1], "img-write");
 	proc_argf(&p[1], "-f%s", c->out_fmt);
-	proc_argf(&p[1], "--map=/dev/fd/%d", s->write_fd);
+	if (refine) {
+		proc_argf(&p[1], "--map=/dev/fd/%d", m[0]);
+		p[1].keep = m[0];
+	} else {
+		proc_argf(&p[1], "--map=/dev/fd/%d", s->write_fd);
+	}
 	if (c->compressed)
 		proc_arg(&p[1], "-c");
 	/* qemu-img convert's target cache defaults to unsafe: no fsync */
 	proc_argf(&p[1], "-t%s", c->cache ? c->cache : "unsafe");
 	/* -C copies data extents whole, zeroes and all, as copy offloading does */
-	proc_argf(&p[1], "-S%llu",
-	    c->copy_range ? 0ULL : (unsigned long long)c->sparse);
+	proc_argf(&p[1], "-S%llu", c->copy_range || refine ? 0ULL :
+	    (unsigned long long)c->sparse);
 	/* a new target reads as zeroes, unless -S 0 asks for it allocated */
 	if (c->target_is_zero || (!c->no_create && c->sparse != 0 &&
 	    !c->has_backing))
@@ -965,6 +966,67 @@ find_backing(struct conv *c)
 	free(path);
 }
 
+/*
+ * `-` as the target: raw output only, the sources' disks one after another
+ * on our standard output, each streamed by img-cat (holes stay holes when
+ * it is a regular file).  No progress: it would go into the stream.
+ */
+static _Noreturn void
+to_stdout(const struct conv *c)
+{
+	struct proc p;
+	int i;
+
+	if (strcmp(c->out_fmt, "raw") != 0)
+		die("convert: '-' as the target takes raw output only (-O raw)");
+	if (c->no_create || c->backing || c->compressed || c->options ||
+	    c->copy_range)
+		die("convert: '-' as the target takes none of -n, -B, -c, -C, -o");
+	for (i = 0; i < c->nsrc; i++) {
+		if (strcmp(c->src[i], "-") == 0)
+			die("convert: '-' cannot be the source and the target");
+		p = (struct proc)PROC_INIT;
+		common_args(c, &p, "img-cat");
+		proc_arg(&p, c->src[i]);
+		run_stages(&p, 1, -1, -1);
+	}
+	exit(close_stdout());
+}
+
+/*
+ * `-` as the only source: a raw stream of unknown length on standard
+ * input.  A new target is created empty and grows with the stream
+ * (img-write --grow); with -n the stream goes into it from its start.
+ */
+static void
+from_stdin(struct conv *c)
+{
+	struct proc p = PROC_INIT;
+
+	if (c->nsrc != 1)
+		die("convert: '-' as a source cannot be concatenated");
+	if (c->fmt != NULL && strcmp(c->fmt, "raw") != 0)
+		die("convert: '-' as the source is a raw stream (-f raw)");
+	if (c->image_opts || c->snapshot || c->backing || c->copy_range ||
+	    opt_list_get(&c->o, "backing_file") != NULL)
+		die("convert: '-' as the source takes none of --image-opts, -l, "
+		    "-B, -C, -o backing_file");
+	if (!c->no_create)
+		create_target(c);
+	proc_arg(&p, "img-write");
+	proc_argf(&p, "-f%s", c->out_fmt);
+	proc_argf(&p, "-t%s", c->cache ? c->cache : "unsafe");
+	proc_argf(&p, "-S%llu", (unsigned long long)c->sparse);
+	if (c->compressed)
+		proc_arg(&p, "-c");
+	if (!c->no_create)
+		proc_arg(&p, "--grow");
+	if (c->target_is_zero || (!c->no_create && c->sparse != 0))
+		proc_arg(&p, "--target-is-zero");
+	proc_arg(&p, c->dst);
+	run_stages(&p, 1, -1, -1);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -976,12 +1038,23 @@ main(int argc, char *argv[])
 	while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1)
 		parse_opt(&c, ch, argv);
 	check_args(&c, argc, argv);
+	if (strcmp(c.dst, "-") == 0)
+		to_stdout(&c);
 	prog.on = c.progress && !c.quiet;
 	progress_init(prog.on, 1.0f);
 	progress_print(0, 100);
 	atexit(at_exit);
 	catch_signals();
 	find_backing(&c);
+	if (strcmp(c.src[0], "-") == 0) {
+		from_stdin(&c);
+		progress_print(100, 0);
+		progress_end();
+		prog.ended = true;
+		stop_unlink = NULL;
+		opt_list_free(&c.o);
+		return close_stdout();
+	}
 	src = xcalloc((size_t)c.nsrc, sizeof(*src));
 	for (i = 0; i < c.nsrc; i++) {
 		src[i].name = c.src[i];

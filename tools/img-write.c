@@ -4,6 +4,7 @@
  * qemu-img convert -S does (img-write(1); the stream format is img-cat(1)'s).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,16 +22,17 @@
 #define SPARSE_MAX	(32768 * 512)	/* qemu's MAX_BUF_SECTORS */
 
 static const char usage_text[] =
-    "usage: img-write [-f fmt] [--offset=offset] [--map=mapfile]\n"
+    "usage: img-write [-f fmt] [--offset=offset [--grow]] [--map=mapfile]\n"
     "                 [-S sparse_size] [-n | --target-is-zero] [-t cache] [-c]\n"
     "                 filename\n";
 
-enum { OPT_OFFSET = 256, OPT_MAP, OPT_LONG, OPT_SHORT };
+enum { OPT_OFFSET = 256, OPT_MAP, OPT_LONG, OPT_SHORT, OPT_GROW };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
 	{ "format", required_argument, NULL, 'f' },
 	{ "offset", required_argument, NULL, OPT_OFFSET },
+	{ "grow", no_argument, NULL, OPT_GROW },
 	{ "map", required_argument, NULL, OPT_MAP },
 	{ "sparse-size", required_argument, NULL, 'S' },
 	{ "target-is-zero", no_argument, NULL, 'n' },
@@ -41,6 +43,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":f:S:nt:ch";
+
 struct write_args {
 	const char	*fmt;
 	const char	*map;
@@ -49,7 +53,10 @@ struct write_args {
 	bool		 target_zero;
 	int		 flags;		/* IMG_NO_FLUSH for -t unsafe */
 	bool		 compress;	/* -c */
+	bool		 grow;		/* --grow: the disk ends where the stream does */
 };
+
+#define GROW_MIN	(64u << 20)	/* --grow adds at least this much at once */
 
 /* One step of a map: take len bytes of stream for data, none for zeroes. */
 struct step {
@@ -78,6 +85,7 @@ struct sink {
 	size_t		 bufsize;	/* a multiple of sparse */
 	uint64_t	 got;		/* stream bytes read so far */
 	bool		 seekable;	/* stdin is a regular file: skip its holes */
+	bool		 pipe;		/* stdin is a pipe: splice where we may */
 	/* -c: a cluster-aligned window of the target, written compressed */
 	uint64_t	 cs;		/* cluster size; 0: not compressing */
 	uint64_t	 wsize;		/* window bytes: 1 MiB, or one cluster if larger */
@@ -92,6 +100,9 @@ usage(void)
 	printf("%s\nWrite raw bytes from stdin into an existing image.\n\n"
 	    "  -f, --format=fmt         image format (default: probe)\n"
 	    "      --offset=offset      write the stream from this byte on\n"
+	    "      --grow               the disk grows with the stream and ends "
+	    "where it\n"
+	    "                           does (rounded up to 512 bytes)\n"
 	    "      --map=mapfile        lay the stream into the map's data "
 	    "extents;\n"
 	    "                           zero the others\n"
@@ -108,19 +119,6 @@ usage(void)
 	    "  -h, --help               show this help\n"
 	    "\nSee img-write(1).\n", usage_text);
 	exit(0);
-}
-
-static void
-list_options(int what)
-{
-	const struct option *o;
-
-	if (what == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-f\n-S\n-n\n-t\n-c\n-h");
-	exit(close_stdout());
 }
 
 static uint64_t
@@ -311,22 +309,72 @@ skip_hole(struct sink *s, uint64_t off, uint64_t len)
 	return (int64_t)n;
 }
 
+/*
+ * Without zero detection, stream bytes from a pipe go straight into the
+ * target file where it lets them: splice, no copy through our buffer.
+ * Returns the bytes moved (less than the run: EOF), or 0 with *copy set
+ * to the bytes that must go through the buffer first; -1 on error.
+ */
+static int64_t
+take_splice(struct sink *s, uint64_t off, uint64_t len, uint64_t *copy)
+{
+	uint64_t host, run, done = 0;
+	loff_t pos;
+	ssize_t r;
+	int fd, w;
+
+	*copy = len;
+	if (!s->pipe || s->sparse != 0 || s->cs != 0)
+		return 0;
+	/* zeroes held back go first: the target allocates in disk order */
+	if (zero_flush(s) < 0)
+		return -1;
+	if ((w = img_write_host(s->img, off, len, &fd, &host, &run)) <= 0) {
+		*copy = run;
+		return w;
+	}
+	pos = (loff_t)host;
+	while (done < run) {
+		r = splice(STDIN_FILENO, NULL, fd, &pos,
+		    (size_t)MIN(run - done, 1u << 30), SPLICE_F_MOVE);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && done == 0 && s->got == 0 && errno == EINVAL) {
+			s->pipe = false;	/* not into this file: copy */
+			return 0;
+		}
+		if (r < 0)
+			return err_set(errno, "%s", s->img->filename);
+		if (r == 0)
+			break;
+		done += (uint64_t)r;
+		s->got += (uint64_t)r;
+	}
+	return (int64_t)done;
+}
+
 /* Stream bytes into [off, off+len); returns bytes taken (< len: EOF). */
 static int64_t
 take(struct sink *s, uint64_t off, uint64_t len)
 {
-	uint64_t done = 0;
+	uint64_t done = 0, copy;
 	int64_t z;
 	ssize_t n;
 
 	while (done < len) {
+		if ((z = take_splice(s, off + done, len - done, &copy)) < 0)
+			return -1;
+		if (z > 0) {
+			done += (uint64_t)z;
+			continue;
+		}
 		if ((z = skip_hole(s, off + done, len - done)) < 0)
 			return -1;
 		if (z > 0) {
 			done += (uint64_t)z;
 			continue;
 		}
-		if ((n = fill(s, off + done, len - done)) < 0)
+		if ((n = fill(s, off + done, MIN(len - done, copy))) < 0)
 			return -1;
 		if (n > 0 && sink_data(s, off + done, s->buf, (size_t)n) < 0)
 			return -1;
@@ -411,6 +459,52 @@ write_map(struct sink *s, const struct plan *p)
 	return 0;
 }
 
+/*
+ * A map that arrives through a pipe (img-cat --map-out) is taken line by
+ * line as the stream goes: its writer sends each line before the bytes
+ * it stands for.  Checked as it comes, so an error may follow writes.
+ */
+static int
+write_map_stream(struct sink *s, const char *name)
+{
+	struct map_reader *r;
+	struct map_ext e;
+	uint64_t want = 0;
+	int64_t n = 0;
+	bool ended = false;
+	int ret, more;
+	FILE *f;
+
+	if ((f = fopen(name, "r")) == NULL)
+		return err_set(errno, "%s", name);
+	r = map_reader_new(f, name);
+	while ((ret = map_read_within(r, &e, s->img->size,
+	    s->img->filename)) > 0) {
+		if (!map_carries_data(&e)) {
+			if (zero_add(s, e.start, e.length) < 0)
+				break;
+			continue;
+		}
+		want += e.length;
+		if (ended)
+			continue;	/* the stream fell short: count the rest */
+		if ((n = take(s, e.start, e.length)) < 0)
+			break;
+		ended = (uint64_t)n < e.length;
+	}
+	map_reader_free(r);
+	fclose(f);
+	if (ret < 0 || n < 0)
+		return -1;
+	if (s->got < want)
+		return err_set(0, "stdin: stream ended at byte %" PRIu64
+		    ", map expects %" PRIu64, s->got, want);
+	if ((more = more_input(s)) != 0)
+		return more < 0 ? -1 : err_set(0, "stdin: data left over after "
+		    "the %" PRIu64 " bytes the map expects", want);
+	return 0;
+}
+
 static void
 start_compress(struct sink *s)
 {
@@ -427,8 +521,8 @@ start_compress(struct sink *s)
 	img_snapshots_free(info.snapshots, info.nb_snapshots);
 	if (s->cs == 0 || !is_pow2(s->cs))
 		die("Compression not supported for this file format");
-	/* 1 MiB of clusters per run: enough for every core, little memory */
-	s->wsize = MAX(s->cs, 1u << 20);
+	/* 512 KiB of clusters per run: work for every core, little memory */
+	s->wsize = MAX(s->cs, 512u << 10);
 	s->win = io_alloc(s->wsize);
 	memset(s->win, 0, s->wsize);
 }
@@ -450,12 +544,40 @@ write_at(struct sink *s, uint64_t off)
 	return 0;
 }
 
+/*
+ * --grow: a stream of unknown length (img-convert's `-` source).  The disk
+ * grows ahead of the stream, doubling, and is cut at the end to where the
+ * stream ended, rounded up to a 512-byte sector as qemu sizes raw files.
+ */
+static int
+write_grow(struct sink *s, uint64_t off)
+{
+	uint64_t room, size;
+	int64_t n;
+
+	for (;;) {
+		room = s->img->size > off ? s->img->size - off : 0;
+		if ((n = take(s, off, room)) < 0)
+			return -1;
+		off += (uint64_t)n;
+		if ((uint64_t)n < room)
+			break;
+		size = s->img->size + MAX(s->img->size, GROW_MIN);
+		if (zero_flush(s) < 0 || (s->cs && win_flush(s) < 0) ||
+		    img_resize(s->img, size, IMG_PREALLOC_OFF) < 0)
+			return -1;
+	}
+	if (zero_flush(s) < 0 || (s->cs && win_flush(s) < 0))
+		return -1;
+	return img_resize(s->img, ROUND_UP(off, 512), IMG_PREALLOC_OFF);
+}
+
 static void
 parse_args(int argc, char *argv[], struct write_args *a)
 {
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":hf:S:nt:c", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -486,20 +608,22 @@ parse_args(int argc, char *argv[], struct write_args *a)
 		case OPT_MAP:
 			a->map = optarg;
 			break;
+		case OPT_GROW:
+			a->grow = true;
+			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(c);
-			break;
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (optind != argc - 1)
 		die_usage("Expecting one image file name");
 	if (a->map != NULL && a->offset != 0)
 		die_usage("--map cannot be combined with --offset");
+	if (a->map != NULL && a->grow)
+		die_usage("--map cannot be combined with --grow");
 	if (a->map != NULL && strcmp(a->map, "-") == 0)
 		die_usage("--map -: stdin is the stream; give the map as a file");
 }
@@ -511,6 +635,7 @@ main(int argc, char *argv[])
 	struct plan p = { NULL, 0, 0, 0 };
 	struct sink s = { 0 };
 	struct stat st;
+	bool stream;
 	int ret;
 
 	prog_init(argv[0]);
@@ -520,7 +645,8 @@ main(int argc, char *argv[])
 	if (a.offset > s.img->size)
 		die("--offset %" PRIu64 " is past the end of '%s' (%" PRIu64
 		    " bytes)", a.offset, argv[optind], s.img->size);
-	if (a.map != NULL && plan_load(&p, a.map, s.img) < 0)
+	stream = a.map != NULL && stat(a.map, &st) == 0 && S_ISFIFO(st.st_mode);
+	if (a.map != NULL && !stream && plan_load(&p, a.map, s.img) < 0)
 		die("%s", err_msg());
 	s.sparse = a.sparse;
 	s.target_zero = a.target_zero;
@@ -533,7 +659,10 @@ main(int argc, char *argv[])
 	io_pipe_grow(STDIN_FILENO);
 	s.seekable = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) &&
 	    lseek(STDIN_FILENO, 0, SEEK_CUR) >= 0;
-	ret = a.map ? write_map(&s, &p) : write_at(&s, a.offset);
+	s.pipe = fstat(STDIN_FILENO, &st) == 0 && S_ISFIFO(st.st_mode);
+	ret = stream ? write_map_stream(&s, a.map) :
+	    a.map ? write_map(&s, &p) : a.grow ? write_grow(&s, a.offset) :
+	    write_at(&s, a.offset);
 	/* what was written reaches the disk even when the stream was wrong */
 	if ((zero_flush(&s) < 0 || (s.cs && win_flush(&s) < 0)) && ret == 0)
 		ret = -1;
