@@ -687,8 +687,12 @@ img_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
 	if (check_range(img, off, len) < 0)
 		return -1;
 	*n = len;
-	/* O_DIRECT wants aligned buffers that splice does not promise */
-	if (img->ops->write_host == NULL || (img->flags & IMG_DIRECT) || !len)
+	/*
+	 * O_DIRECT wants aligned buffers that splice does not promise;
+	 * injected errors (blkdebug) need the writes to go through io_pwrite
+	 */
+	if (img->ops->write_host == NULL || (img->flags & IMG_DIRECT) || !len ||
+	    io_fault != NULL)
 		return 0;
 	return img->ops->write_host(img, off, len, fd, host, n);
 }
