@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,8 @@ struct blkdebug {
 };
 
 struct blkdebug *blkdbg_list;
+/* img-bench reads from threads: rules and states change under this */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 const struct jnode *blkdbg_json;
 
 static const char *const event_names[BLKDBG__MAX] = {
@@ -137,10 +140,12 @@ event(struct blkdebug *b, int ev)
 void
 blkdbg_fire(int fd, enum blkdbg_event ev)
 {
-	struct blkdebug *b = find_fd(fd);
+	struct blkdebug *b;
 
-	if (b != NULL && fd >= 0)
+	pthread_mutex_lock(&lock);
+	if ((b = find_fd(fd)) != NULL && fd >= 0)
 		event(b, ev);
+	pthread_mutex_unlock(&lock);
 }
 
 static void
@@ -193,9 +198,14 @@ check(struct blkdebug *b, int type, uint64_t off, uint64_t len)
 static int
 fault(int fd, int type, uint64_t off, uint64_t len)
 {
-	struct blkdebug *b = find_fd(fd);
+	struct blkdebug *b;
+	int e = 0;
 
-	return b != NULL && fd >= 0 ? check(b, type, off, len) : 0;
+	pthread_mutex_lock(&lock);
+	if ((b = find_fd(fd)) != NULL && fd >= 0)
+		e = check(b, type, off, len);
+	pthread_mutex_unlock(&lock);
+	return e;
 }
 
 static int
@@ -752,7 +762,11 @@ static int
 filter_check(struct img *img, int type, uint64_t off, uint64_t len)
 {
 	struct filter *f = img->priv;
-	int e = check(f->b, type, off, len);
+	int e;
+
+	pthread_mutex_lock(&lock);
+	e = check(f->b, type, off, len);
+	pthread_mutex_unlock(&lock);
 
 	return e ? err_set(e, "%s", img->filename) : 0;
 }

@@ -631,7 +631,9 @@ helper_start(struct cmp *c)
 	int go[2], done[2];
 
 	c->helper = -1;
-	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || pipe(go) < 0)
+	/* injected errors (blkdebug) follow one process's sequence of reads */
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || io_fault != NULL ||
+	    pipe(go) < 0)
 		return;
 	if (pipe(done) < 0) {
 		close(go[0]);
