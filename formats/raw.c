@@ -9,6 +9,7 @@
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
+#include "blkdebug.h"
 #include "fmt.h"
 
 #define RAW_SECTOR	512	/* qemu reports a file's length in whole sectors */
@@ -28,6 +29,7 @@ raw_open(struct img *img)
 static int
 raw_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
+	blkdbg_event(img->fd, BLKDBG_READ_AIO);
 	if (io_pread_zero(img->fd, buf, len, off) < 0)
 		return err_set(errno, "%s: read at %#llx", img->filename,
 		    (unsigned long long)off);
@@ -37,6 +39,7 @@ raw_read(struct img *img, uint64_t off, size_t len, void *buf)
 static int
 raw_write(struct img *img, uint64_t off, size_t len, const void *buf)
 {
+	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 	if (io_pwrite(img->fd, buf, len, off) < 0)
 		return err_set(errno, "%s: write at %#llx", img->filename,
 		    (unsigned long long)off);

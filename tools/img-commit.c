@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,12 +54,59 @@ usage(void)
 	exit(0);
 }
 
-/* qemu's commit job reports an I/O error by its errno only. */
-static _Noreturn void
-job_failed(void)
+/* qemu's path_has_protocol: a colon before any slash */
+static bool
+has_protocol(const char *path)
 {
-	die("Block job failed: %s",
-	    strerror(err_errno() ? err_errno() : EIO));
+	return path[strcspn(path, ":/")] == ':';
+}
+
+/*
+ * bdrv_find_backing_image: name is taken relative to each image of the
+ * chain in turn and compared with the backing file that image names (as
+ * files, or as strings where either is a protocol name).
+ */
+static struct img *
+find_base(struct img *top, const char *name, int *depth)
+{
+	char want[PATH_MAX], have[PATH_MAX], *tmp;
+	struct img *cur, *b;
+	bool same;
+
+	for (*depth = 1, cur = top; (b = cur->backing) != NULL;
+	    cur = b, (*depth)++) {
+		if (has_protocol(name) || (cur->backing_file != NULL &&
+		    has_protocol(cur->backing_file))) {
+			if ((cur->backing_file != NULL &&
+			    !strcmp(name, cur->backing_file)) ||
+			    !strcmp(name, b->filename))
+				return b;
+			continue;
+		}
+		tmp = img_backing_path(cur->path ? cur->path : cur->filename,
+		    name);
+		same = cur->backing_path != NULL && realpath(tmp, want) &&
+		    realpath(cur->backing_path, have) && !strcmp(want, have);
+		free(tmp);
+		if (same)
+			return b;
+	}
+	return NULL;
+}
+
+/*
+ * An I/O error stops qemu's commit job: "Block job failed: strerror".  The
+ * images still close (what their caches hold reaches the files), as qemu's.
+ */
+static _Noreturn void
+job_failed(struct img *top, struct img *base)
+{
+	char *msg = err_errno() != 0 ? xasprintf("Block job failed: %s",
+	    strerror(err_errno())) : xstrdup(err_msg());
+
+	img_close(base);
+	img_close(top);
+	die("%s", msg);
 }
 
 /* Copy what the layers above base hold into base (opened for writing). */
@@ -71,13 +119,13 @@ copy_down(struct img *top, struct img *base, int depth)
 
 	for (off = 0; off < top->size; off += n) {
 		if (img_status(top, off, top->size - off, &e) < 0)
-			job_failed();
+			job_failed(top, base);
 		n = e.length;
 		if (e.depth >= depth || !e.present)
 			continue;
 		if (e.zero) {
 			if (img_write_zeroes(base, off, n, IMG_ZERO_UNMAP) < 0)
-				job_failed();
+				job_failed(top, base);
 			continue;
 		}
 		for (k = 0; k < n; k += IO_BUFSIZE) {
@@ -85,7 +133,7 @@ copy_down(struct img *top, struct img *base, int depth)
 
 			if (img_read(top, off + k, len, buf) < 0 ||
 			    img_write(base, off + k, len, buf) < 0)
-				job_failed();
+				job_failed(top, base);
 		}
 		progress_print((float)n * 100 / (float)top->size, 100);
 	}
@@ -148,7 +196,7 @@ main(int argc, char *argv[])
 	progress_init(a.progress, 1.0);
 	progress_print(0, 100);
 	if (a.base != NULL) {
-		if ((base = img_chain_find(top, a.base, true, &depth)) == NULL)
+		if ((base = find_base(top, a.base, &depth)) == NULL)
 			die("Did not find '%s' in the backing chain of '%s'",
 			    a.base, name);
 	} else if ((base = top->backing) == NULL) {
@@ -165,10 +213,11 @@ main(int argc, char *argv[])
 		    base->filename);
 	copy_down(top, bw, depth);
 	if (img_flush(bw) < 0)
-		die("%s", err_msg());
+		job_failed(top, bw);
 	img_close(bw);
 	if (!a.drop && (img_make_empty(top) < 0 || img_flush(top) < 0))
-		die("Could not empty %s: %s", name, err_msg());
+		die("Failed to empty %s: %s", top->filename,
+		    strerror(err_errno() ? err_errno() : EIO));
 	progress_print(100, 0);
 	progress_end();
 	img_close(top);

@@ -575,7 +575,8 @@ walk(struct cmp *c, struct rec *r)
 		walk_over(c, r);
 	else
 		walk_common(c, r);
-	if (r->kind == R_STATERR)
+	/* a plain I/O error goes unsaid, as qemu's block layer says none */
+	if (r->kind == R_STATERR && err_errno() == 0)
 		c->why = xstrdup(err_msg());
 	if (r->kind == R_STRICT || r->kind == R_STATERR)
 		c->walk_done = true;
@@ -630,7 +631,9 @@ helper_start(struct cmp *c)
 	int go[2], done[2];
 
 	c->helper = -1;
-	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || pipe(go) < 0)
+	/* injected errors (blkdebug) follow one process's sequence of reads */
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || io_fault != NULL ||
+	    pipe(go) < 0)
 		return;
 	if (pipe(done) < 0) {
 		close(go[0]);

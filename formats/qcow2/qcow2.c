@@ -596,10 +596,15 @@ qcow2_open(struct img *img)
 	    open_data_file(img) < 0)
 		goto fail;
 	s->rt_size = (uint64_t)s->rt_clusters << (s->cluster_bits - 3);
-	if (read_table(img, s->l1_offset, s->l1_size, &s->l1, "L1 table") < 0 ||
-	    read_table(img, s->rt_offset, s->rt_size, &s->rt,
-	    "reference count table") < 0)
+	if (read_table(img, s->l1_offset, s->l1_size, &s->l1, "L1 table") < 0)
 		goto fail;
+	if (read_table(img, s->rt_offset, s->rt_size, &s->rt,
+	    "reference count table") < 0) {
+		/* qemu's words when qcow2_refcount_init cannot read it */
+		if (err_errno() != 0)
+			err_set(err_errno(), "Could not initialize refcount handling");
+		goto fail;
+	}
 	s->l1_dirty = xcalloc(s->l1_size ? s->l1_size : 1, 1);
 	s->alloc_end = ROUND_UP(s->file_size, s->cluster_size);
 	init_caches(img, h.size);
