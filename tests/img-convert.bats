@@ -300,6 +300,72 @@ fake_stage() {
 	EOF
 }
 
+@test "img-convert: -c with a target backing file or -n writes what qemu-img writes" {
+	local args t extra
+	mkchain
+	qio -f qcow2 -c 'write -P 0 12M 64k' -c 'write -P 5 100k 10k' -c 'write -z 13M 4k' \
+	    top.qcow2 >/dev/null
+	while IFS= read -r args; do
+		rm -f q.qcow2 o.qcow2
+		# shellcheck disable=SC2086
+		qemu-img convert $args top.qcow2 q.qcow2
+		# shellcheck disable=SC2086
+		run img-convert $args top.qcow2 o.qcow2
+		[ "$status" -eq 0 ] || { echo "$args: $output"; return 1; }
+		same_result o.qcow2 q.qcow2 top.qcow2
+		run qimg check o.qcow2
+		[ "$status" -eq 0 ]
+	done <<-EOF
+	-c -O qcow2 -B base.qcow2 -F qcow2
+	-c -O qcow2 -o compat=0.10 -B base.qcow2 -F qcow2
+	-c -S 0 -O qcow2 -B base.qcow2 -F qcow2
+	-c -O qcow2 -o cluster_size=4k,backing_file=base.qcow2,backing_fmt=qcow2
+	EOF
+	for t in "" "-o compat=0.10" "-b base.qcow2 -F qcow2"; do
+		for extra in "" "-S 0" "--target-is-zero"; do
+			[[ $t == -b* && $extra == --t* ]] && continue
+			rm -f q.qcow2 o.qcow2
+			# shellcheck disable=SC2086
+			qimg create -q -f qcow2 $t q.qcow2 32M
+			cp q.qcow2 o.qcow2
+			# shellcheck disable=SC2086
+			qemu-img convert -c -n $extra -O qcow2 top.qcow2 q.qcow2
+			# shellcheck disable=SC2086
+			run img-convert -c -n $extra -O qcow2 top.qcow2 o.qcow2
+			[ "$status" -eq 0 ] || { echo "$t $extra: $output"; return 1; }
+			same_result o.qcow2 q.qcow2 q.qcow2
+		done
+	done
+}
+
+@test "img-convert: -c -n over data fails where qemu-img's compressed write does" {
+	mkchain
+	qimg create -q -f qcow2 q.qcow2 32M
+	qio -c 'write -P 9 3M 5M' q.qcow2 >/dev/null
+	cp q.qcow2 o.qcow2
+	run -1 --separate-stderr qemu-img convert -c -n -O qcow2 top.qcow2 q.qcow2
+	local want=${stderr#qemu-img: }
+	run -1 --separate-stderr img-convert -c -n -O qcow2 top.qcow2 o.qcow2
+	[ "$stderr" = "img-convert: $want" ]
+	same_result o.qcow2 q.qcow2 q.qcow2
+}
+
+@test "img-convert: -c across sources compresses the clusters they share" {
+	local i
+	for i in 1 2; do
+		qimg create -q -f qcow2 -o cluster_size=1024 s$i.qcow2 1023k
+	done
+	qio -c 'write -P 0x11 16k 16k' -c 'write -P 0x22 130k 130k' \
+	    -c 'write -P 0x33 1022k 1k' s1.qcow2 >/dev/null
+	qio -c 'write -P 0x44 0 1k' s2.qcow2 >/dev/null
+	qimg convert -c -O qcow2 s1.qcow2 s2.qcow2 q.qcow2
+	run img-convert -c -O qcow2 s1.qcow2 s2.qcow2 o.qcow2
+	[ "$status" -eq 0 ]
+	run qimg compare q.qcow2 o.qcow2
+	[ "$status" -eq 0 ]
+	diff <(qimg map --output=json q.qcow2) <(qimg map --output=json o.qcow2)
+}
+
 @test "img-convert: options not supported yet are refused in one line, nothing created" {
 	local o
 	mkraw a.raw

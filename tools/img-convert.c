@@ -2,6 +2,7 @@
  * img-convert: copy an image into a new one of any format, as qemu-img
  * convert does, composed as img-map SRC, then img-cat --map | img-write --map.
  */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "../lib/err.h"
+#include "../lib/int.h"
 #include "../lib/io.h"
 #include "../lib/map.h"
 #include "../lib/opt.h"
@@ -63,15 +65,30 @@ struct conv {
 	const char	*backing_fmt;	/* -F */
 	bool		 has_backing;	/* -B or -o backing_file: sources' tops only */
 	int64_t		 backing_size;	/* the new target's backing file's; -1: unknown */
+	struct ext	*ext;		/* what happens to the target, in order */
+	size_t		 next;
+	int		 write_fd;	/* memfd: img-write's map of the target */
 };
 
-/* One source: its map, as img-cat reads it and as img-write lays it out. */
+/*
+ * What qemu-img convert does with one range of the target (its
+ * ImgConvertBlockStatus): copy the sources' data, zero it, or leave it to
+ * the target's backing file.
+ */
+enum { K_DATA, K_ZERO, K_BACKING };
+
+struct ext {
+	uint64_t	 start;		/* in the target */
+	uint64_t	 length;
+	int		 kind;
+};
+
+/* One source: where it lands, and its map as img-cat reads it. */
 struct source {
 	const char	*name;
-	int		 cat_fd;	/* memfd: img-map's output (-S 0: all data) */
-	int		 write_fd;	/* memfd: the same moved to where it lands */
 	uint64_t	 base;		/* where it lands in the target */
-	size_t		 steps;		/* the end of its progress steps */
+	uint64_t	 size;
+	int		 cat_fd;	/* memfd: the data extents, in the source */
 };
 
 /* What progress needs of one map extent. */
@@ -93,6 +110,12 @@ struct progress {
 	uint64_t	 streamed;	/* stream bytes those extents took */
 	uint64_t	 done;
 	uint64_t	 total;
+};
+
+/* The stream's bytes before this img-cat's (base) and in it (last), for -p. */
+struct streamed {
+	uint64_t	 base;
+	uint64_t	 last;
 };
 
 static struct progress prog;
@@ -390,10 +413,14 @@ check_args(struct conv *c, int argc, char **argv)
 static void
 progress_stream(uint64_t bytes, void *arg)
 {
+	struct streamed *st = arg;
 	const struct step *e;
 	uint64_t n;
 
-	(void)arg;
+	if (st != NULL) {
+		st->last = bytes;
+		bytes += st->base;
+	}
 	for (; prog.i < prog.end; prog.i++, prog.off = 0) {
 		e = &prog.step[prog.i];
 		for (; prog.off < e->length; prog.off += n) {
@@ -417,7 +444,7 @@ progress_stream(uint64_t bytes, void *arg)
  * with -S 0 each zero extent too) in steps of at most 2 MiB.
  */
 static void
-progress_add(const struct conv *c, const struct map_ext *e)
+progress_add(const struct ext *e)
 {
 	struct step *s;
 
@@ -428,8 +455,8 @@ progress_add(const struct conv *c, const struct map_ext *e)
 		    (prog.n ? 2 * prog.n : 1) * sizeof(*prog.step));
 	s = &prog.step[prog.n++];
 	s->length = e->length;
-	s->streamed = map_carries_data(e);
-	s->counted = s->streamed || c->sparse == 0;
+	/* with -S 0 zero extents are data already */
+	s->streamed = s->counted = e->kind == K_DATA;
 	if (s->counted)
 		prog.total += e->length;
 }
@@ -615,56 +642,56 @@ split_at(struct map_ext *e, struct map_ext *tail, int64_t off)
 	return true;
 }
 
+static void
+ext_add(struct conv *c, uint64_t start, uint64_t length, int kind, bool merge)
+{
+	struct ext *l = c->next ? &c->ext[c->next - 1] : NULL;
+
+	if (merge && l != NULL && l->kind == kind &&
+	    l->start + l->length == start) {
+		l->length += length;
+		return;
+	}
+	if ((c->next & (c->next - 1)) == 0)
+		c->ext = xrealloc(c->ext,
+		    (c->next ? 2 * c->next : 1) * sizeof(*c->ext));
+	c->ext[c->next++] = (struct ext){ start, length, kind };
+}
+
 /*
  * One extent of a source, as qemu-img treats it (convert_iteration_sectors):
  * with a target backing file only the source's top counts, and what it
  * leaves unallocated, or zero past the end of that backing file, is left
- * alone; -S 0 makes zero extents data; progress counts what remains.
+ * alone; -S 0 makes zero extents data, written as zero buffers.
  */
 static void
-take(const struct conv *c, const struct source *s, struct map_ext *e,
-    struct map_out *cat, struct map_out *wr)
+take(struct conv *c, const struct source *s, const struct map_ext *e)
 {
+	int kind;
+
 	if (c->has_backing && (e->depth > 0 || (e->zero &&
 	    c->backing_size >= 0 && e->start >= (uint64_t)c->backing_size)))
-		return;
-	if (c->sparse == 0) {
-		e->present = e->data = true;
-		e->zero = false;
-	}
-	if (cat != NULL)
-		mout_put(cat, e);
-	if (s->base != 0)
-		mout_put(wr, e);
-	progress_add(c, e);
+		kind = K_BACKING;
+	else if (c->sparse == 0 || map_carries_data(e))
+		kind = K_DATA;
+	else
+		kind = K_ZERO;
+	ext_add(c, s->base + e->start, e->length, kind, false);
 }
 
-/*
- * The map of one source, read back from img-map's output: its size and
- * progress steps.  -S 0 allocates the whole target, zeroes included, as
- * qemu-img does by writing zero buffers: the maps handed on then call every
- * extent data, so img-cat streams the zeroes too and img-write writes them.
- * A source after the first lands further on: img-write's map is moved there.
- * With a target backing file the maps keep only what take() keeps.
- */
+/* The map of one source, read back from img-map's output, appended to c->ext. */
 static void
 load_map(struct conv *c, struct source *s, int fd)
 {
-	struct map_out cat, wr;
 	struct map_reader *r;
 	struct map_ext e, tail;
 	uint64_t end = 0;
-	bool rewrite = c->sparse == 0 || c->has_backing;
 	FILE *f;
 	int ret;
 
 	/* img-map left the shared offset at its end */
-	if (lseek(fd, 0, SEEK_SET) < 0 || (f = fdopen(dup(fd), "r")) == NULL)
+	if (lseek(fd, 0, SEEK_SET) < 0 || (f = fdopen(fd, "r")) == NULL)
 		die_errno("map");
-	if (rewrite)
-		mout_open(&cat, 0);
-	if (s->base != 0)
-		mout_open(&wr, s->base);
 	r = map_reader_new(f, "map");
 	while ((ret = map_read(r, &e)) > 0) {
 		if (e.start != end)
@@ -673,22 +700,18 @@ load_map(struct conv *c, struct source *s, int fd)
 		end = e.start + e.length;
 		/* qemu-img steps apart where the target's backing file ends */
 		if (split_at(&e, &tail, c->backing_size))
-			take(c, s, &e, rewrite ? &cat : NULL, &wr);
-		take(c, s, &tail, rewrite ? &cat : NULL, &wr);
+			take(c, s, &e);
+		take(c, s, &tail);
 	}
 	if (ret < 0)
 		die("%s", err_msg());
 	map_reader_free(r);
 	fclose(f);
-	s->cat_fd = rewrite ? mout_close(&cat) : fd;
-	s->write_fd = s->base != 0 ? mout_close(&wr) : s->cat_fd;
-	if (s->cat_fd != fd)
-		close(fd);
-	s->steps = prog.n;
+	s->size = end;
 	c->size = s->base + end;
 }
 
-/* Maps live in memfds left open across exec: the stages open /dev/fd/N. */
+/* img-map of one source, into a memfd we read back. */
 static void
 map_source(struct conv *c, struct source *s)
 {
@@ -705,6 +728,86 @@ map_source(struct conv *c, struct source *s)
 		die_errno("dup");
 	run_stages(&p, 1, -1, -1);
 	load_map(c, s, fd);
+}
+
+/*
+ * -c: qemu-img writes whole clusters of the target.  A cluster that one
+ * extent covers wholly is treated as that extent; any other (one that
+ * extents, or sources, share) is data: read whole, then compressed, or
+ * zeroed when it reads as zeroes.
+ */
+static void
+align_clusters(struct conv *c, uint64_t cs)
+{
+	struct ext *old = c->ext;
+	size_t n = c->next, i = 0;
+	uint64_t at = 0, cend, eend, run;
+
+	if (cs == 0)
+		return;
+	c->ext = NULL;
+	c->next = 0;
+	while (at < c->size) {
+		cend = MIN(at + cs, c->size);
+		while (i < n && old[i].start + old[i].length <= at)
+			i++;
+		assert(i < n);
+		eend = old[i].start + old[i].length;
+		if (eend >= cend) {
+			run = eend >= c->size ? c->size - at :
+			    ROUND_DOWN(eend - at, cs);
+			ext_add(c, at, run, old[i].kind, true);
+			at += run;
+		} else {
+			ext_add(c, at, cend - at, K_DATA, true);
+			at = cend;
+		}
+	}
+	free(old);
+}
+
+static void
+put_ext(struct map_out *m, uint64_t start, uint64_t length, int kind)
+{
+	struct map_ext e = { .start = start, .length = length,
+	    .present = true, .zero = kind == K_ZERO, .data = kind == K_DATA };
+
+	mout_put(m, &e);
+}
+
+/*
+ * The maps the copy stages read: img-write's, of the whole target (what
+ * is left to the backing file is left out), and each source's img-cat
+ * map, of the data it streams; and the progress steps.
+ */
+static void
+make_maps(struct conv *c, struct source *src)
+{
+	struct map_out wr, *cat = xcalloc((size_t)c->nsrc, sizeof(*cat));
+	const struct ext *e;
+	const struct source *s;
+	uint64_t a, b;
+	int i;
+
+	mout_open(&wr, 0);
+	for (i = 0; i < c->nsrc; i++)
+		mout_open(&cat[i], 0);
+	for (e = c->ext; e < c->ext + c->next; e++) {
+		if (e->kind == K_BACKING)
+			continue;
+		put_ext(&wr, e->start, e->length, e->kind);
+		progress_add(e);
+		for (i = 0, s = src; e->kind == K_DATA && i < c->nsrc; i++, s++) {
+			a = MAX(e->start, s->base);
+			b = MIN(e->start + e->length, s->base + s->size);
+			if (a < b)
+				put_ext(&cat[i], a - s->base, b - a, K_DATA);
+		}
+	}
+	c->write_fd = mout_close(&wr);
+	for (i = 0; i < c->nsrc; i++)
+		src[i].cat_fd = mout_close(&cat[i]);
+	free(cat);
 }
 
 /*
@@ -888,44 +991,148 @@ check_target(struct conv *c)
 		die("output file is smaller than input file");
 }
 
-/* img-cat --map | img-write --map for one source, through us with -p. */
+/* img-write --map, reading the sources' stream from fd. */
 static void
-copy(const struct conv *c, const struct source *s)
+write_stage(const struct conv *c, struct proc *p, int fd)
 {
-	struct proc p[2] = { PROC_INIT, PROC_INIT };
-	int a[2], b[2] = { -1, -1 };
-
-	if (proc_pipe(a) < 0 || (prog.on && proc_pipe(b) < 0))
-		die("%s", err_msg());
-	common_args(c, &p[0], "img-cat");
-	proc_argf(&p[0], "--map=/dev/fd/%d", s->cat_fd);
-	proc_arg(&p[0], s->name);
-	p[0].out = a[1];
-	proc_arg(&p[1], "img-write");
-	proc_argf(&p[1], "-f%s", c->out_fmt);
-	proc_argf(&p[1], "--map=/dev/fd/%d", s->write_fd);
+	proc_arg(p, "img-write");
+	proc_argf(p, "-f%s", c->out_fmt);
+	proc_argf(p, "--map=/dev/fd/%d", c->write_fd);
 	if (c->compressed)
-		proc_arg(&p[1], "-c");
+		proc_arg(p, "-c");
 	/* qemu-img convert's target cache defaults to unsafe: no fsync */
-	proc_argf(&p[1], "-t%s", c->cache ? c->cache : "unsafe");
+	proc_argf(p, "-t%s", c->cache ? c->cache : "unsafe");
 	/* -C copies data extents whole, zeroes and all, as copy offloading does */
-	proc_argf(&p[1], "-S%llu",
+	proc_argf(p, "-S%llu",
 	    c->copy_range ? 0ULL : (unsigned long long)c->sparse);
 	/* a new target reads as zeroes, unless -S 0 asks for it allocated */
 	if (c->target_is_zero || (!c->no_create && c->sparse != 0 &&
 	    !c->has_backing))
-		proc_arg(&p[1], "--target-is-zero");
-	proc_arg(&p[1], c->dst);
-	p[1].in = prog.on ? b[0] : a[0];
-	prog.end = s->steps;
-	prog.streamed = 0;
-	if (prog.on) {
-		signal(SIGPIPE, SIG_IGN);
-		run_stages(p, 2, a[0], b[1]);
-		progress_stream(UINT64_MAX, NULL);	/* zero steps at its end */
-	} else {
-		run_stages(p, 2, -1, -1);
+		proc_arg(p, "--target-is-zero");
+	proc_arg(p, c->dst);
+	p->in = fd;
+}
+
+/*
+ * Start one img-cat --map into the stream: straight into img-write's pipe
+ * `to`, or with -p into a pipe of ours (a[0] returned) that we relay.
+ */
+static int
+cat_start(const struct conv *c, const struct source *s, struct proc *p,
+    int to, int *relay_from)
+{
+	int a[2] = { -1, -1 }, start;
+
+	common_args(c, p, "img-cat");
+	proc_argf(p, "--map=/dev/fd/%d", s->cat_fd);
+	proc_arg(p, s->name);
+	if (prog.on && proc_pipe(a) < 0)
+		die("%s", err_msg());
+	if ((p->out = dup(prog.on ? a[1] : to)) < 0)
+		die_errno("dup");
+	start = proc_start(p);
+	stop_pids[0] = p->pid;
+	close_ends(p, 1);
+	if (prog.on)
+		close(a[1]);
+	*relay_from = a[0];
+	return start;
+}
+
+/*
+ * Let a started img-cat run to its end, relaying its stream with -p.  0;
+ * 1 when it failed (p says how); -1 with err_set when only the relay did.
+ */
+static int
+cat_finish(struct proc *p, int relay_from, int to, struct streamed *st)
+{
+	int relay = 0;
+
+	if (relay_from >= 0) {
+		relay = proc_relay(relay_from, to, progress_stream, st);
+		close(relay_from);
+		st->base += st->last;
+		st->last = 0;
 	}
+	proc_wait(p, 1);
+	stop_pids[0] = 0;
+	if (proc_check(p, 1) < 0)
+		return 1;
+	return relay < 0 ? -1 : 0;
+}
+
+/*
+ * The copy: one img-write for the whole target, fed by one img-cat per
+ * source in turn (a compressed cluster may take bytes of two sources).
+ * The first img-cat starts first, so a missing stage is named in order.
+ */
+static void
+copy(const struct conv *c, const struct source *src)
+{
+	struct proc p[2] = { PROC_INIT, PROC_INIT };
+	struct streamed st = { 0, 0 };
+	char *msg = NULL;
+	int b[2], i, r = 0, from;
+
+	if (proc_pipe(b) < 0)
+		die("%s", err_msg());
+	if (prog.on)
+		signal(SIGPIPE, SIG_IGN);
+	prog.end = prog.n;
+	write_stage(c, &p[1], b[0]);
+	for (i = 0; i < c->nsrc && r == 0; i++) {
+		if (cat_start(c, &src[i], &p[0], b[1], &from) < 0)
+			die("%s", err_msg());
+		if (i == 0 && proc_start(&p[1]) < 0) {
+			msg = xstrdup(err_msg());
+			close(b[0]);	/* img-cat ends on a broken pipe */
+			if (from >= 0)
+				close(from);
+			proc_wait(&p[0], 1);
+			die("%s", msg);
+		}
+		stop_pids[1] = p[1].pid;
+		close_ends(&p[1], 1);
+		if ((r = cat_finish(&p[0], from, b[1], &st)) < 0)
+			msg = xstrdup(err_msg());
+		if (r == 0) {
+			pass_stderr(&p[0], 1);
+			proc_free(&p[0]);
+			p[0] = (struct proc)PROC_INIT;
+		}
+	}
+	close(b[1]);
+	proc_wait(&p[1], 1);
+	stop_pids[1] = 0;
+	/* the stage at fault: a broken pipe only follows img-write's failure */
+	if (r < 0 && proc_check(&p[1], 1) == 0)
+		die("%s", msg);
+	if (proc_check(p, 2) < 0)
+		die("%s", err_msg());
+	if (prog.on)
+		progress_stream(UINT64_MAX, NULL);	/* zero steps at its end */
+	pass_stderr(&p[1], 1);
+	proc_free(&p[1]);
+}
+
+/* The target's cluster size, which -c compresses whole (0: none, or unknown). */
+static uint64_t
+target_cluster(const struct conv *c)
+{
+	struct img_info info;
+	struct img *img;
+	uint64_t cs = 0;
+
+	/* a target that will not open, or has no clusters, img-write refuses */
+	if ((img = img_open(c->dst, c->out_fmt, IMG_SHARE)) == NULL)
+		return 0;
+	if (img_get_info(img, &info) == 0) {
+		cs = info.cluster_size;
+		jn_free(info.specific);
+		img_snapshots_free(info.snapshots, info.nb_snapshots);
+	}
+	img_close(img);
+	return cs;
 }
 
 /*
@@ -949,9 +1156,6 @@ find_backing(struct conv *c)
 	/* there zero extents are written, and img-write -S 0 would not unmap them */
 	if (c->compressed && c->copy_range)
 		die("Cannot enable copy offloading when -c is used");
-	if (c->compressed && (c->no_create || c->has_backing))
-		die("convert: option '-c' with -n or a target backing file is not "
-		    "supported yet");
 	if (c->copy_range && (c->no_create || c->has_backing))
 		die("convert: option '-C' with -n or a target backing file is not "
 		    "supported yet");
@@ -992,18 +1196,19 @@ main(int argc, char *argv[])
 		check_target(&c);
 	else
 		create_target(&c);
-	for (i = 0; i < c.nsrc; i++)
-		copy(&c, &src[i]);
+	if (c.compressed)
+		align_clusters(&c, target_cluster(&c));
+	make_maps(&c, src);
+	copy(&c, src);
 	progress_print(100, 0);
 	progress_end();
 	prog.ended = true;
 	stop_unlink = NULL;
-	for (i = 0; i < c.nsrc; i++) {
-		if (src[i].write_fd != src[i].cat_fd)
-			close(src[i].write_fd);
+	close(c.write_fd);
+	for (i = 0; i < c.nsrc; i++)
 		close(src[i].cat_fd);
-	}
 	free(src);
+	free(c.ext);
 	free(prog.step);
 	free(c.options);
 	free(c.objects);

@@ -83,7 +83,8 @@ struct sink {
 	uint64_t	 wsize;		/* window bytes: 1 MiB, or one cluster if larger */
 	uint64_t	 wbase;		/* target offset of win[0] */
 	uint8_t		*win;
-	bool		 wdirty;	/* win holds data */
+	bool		*wtouch;	/* per cluster of win: the stream covered it */
+	bool		 wdirty;	/* some cluster of win is touched */
 };
 
 static _Noreturn void
@@ -100,7 +101,7 @@ usage(void)
 	    "                           0: write everything)\n"
 	    "  -n, --target-is-zero     the image reads as zeroes: skip zero "
 	    "ranges\n"
-	    "  -c, --compress           write data clusters compressed (with -n)\n"
+	    "  -c, --compress           write data clusters compressed\n"
 	    "  -t, --cache=mode         writeback (default) syncs at the end; "
 	    "unsafe never\n"
 	    "                           syncs (img-convert's default, as "
@@ -137,41 +138,98 @@ sparse_arg(const char *s)
 
 static uint8_t zero_buf[IO_BUFSIZE];	/* bss: costs nothing until written */
 
+static int zero_flush(struct sink *);
+
 /*
- * -c: the window's clusters that hold data go out compressed, in runs
- * (the driver compresses a run on several threads); all-zero clusters
- * are skipped, the target reading as zeroes.  Partly written clusters are
- * completed with zeroes, as qemu-img convert -c compresses whole clusters.
+ * -c: the window's touched clusters go out as qemu-img convert -c writes
+ * them: those holding data compressed, in runs (the driver compresses a
+ * run on several threads); all-zero ones are zeroed unless the target
+ * reads as zeroes already, or compressed too with -S 0.  Partly written
+ * clusters are completed with zeroes, as qemu-img compresses whole clusters.
  */
+/*
+ * Compression cannot overwrite anything: qemu fails a compressed write
+ * where the image holds a cluster already (qcow2_alloc_compressed_cluster_
+ * offset), so qemu-img convert -c -n onto data stops there.
+ */
+static int
+write_compressed(struct sink *s, uint64_t start, uint64_t end)
+{
+	const uint8_t *p = s->win + (start - s->wbase);
+	struct map_ext e;
+	uint64_t off, bad = end;
+
+	for (off = start; !s->target_zero && off < end; off += e.length) {
+		if (img_status_layer(s->img, off, end - off, &e) < 0)
+			return -1;
+		if (e.has_offset || (e.present && !e.zero)) {
+			bad = ROUND_DOWN(off, s->cs);
+			break;
+		}
+	}
+	if (bad > start && img_write_compressed(s->img, start, bad - start,
+	    p) < 0)
+		return -1;
+	if (bad < end)
+		return err_set(EIO, "error while writing at byte %" PRIu64, bad);
+	return 0;
+}
+
+static int
+win_run(struct sink *s, uint64_t i, uint64_t j, bool zero)
+{
+	uint64_t start = s->wbase + i * s->cs, end;
+
+	if (start >= s->img->size)
+		return 0;
+	end = MIN(s->wbase + j * s->cs, s->img->size);
+	if (!zero)
+		return write_compressed(s, start, end);
+	if (s->target_zero)
+		return 0;
+	return img_write_zeroes(s->img, start, end - start, IMG_ZERO_UNMAP);
+}
+
+/* What a touched cluster becomes: 1 compressed data, 0 zeroes. */
+static int
+win_kind(const struct sink *s, uint64_t i)
+{
+	return s->sparse == 0 || !is_zero(s->win + i * s->cs, s->cs);
+}
+
 static int
 win_flush(struct sink *s)
 {
-	uint64_t i, j, n = s->wsize / s->cs, end;
+	uint64_t i, j, n = s->wsize / s->cs;
+	int k;
 
 	if (!s->wdirty)
 		return 0;
 	s->wdirty = false;
 	for (i = 0; i < n; i = j) {
-		for (; i < n && is_zero(s->win + i * s->cs, s->cs); i++)
+		if (!s->wtouch[i]) {
+			j = i + 1;
+			continue;
+		}
+		k = win_kind(s, i);
+		for (j = i + 1; j < n && s->wtouch[j] && win_kind(s, j) == k; j++)
 			;
-		for (j = i; j < n && !is_zero(s->win + j * s->cs, s->cs); j++)
-			;
-		if (i == j || s->wbase + i * s->cs >= s->img->size)
-			break;
-		end = MIN(s->wbase + j * s->cs, s->img->size);
-		if (img_write_compressed(s->img, s->wbase + i * s->cs,
-		    end - (s->wbase + i * s->cs), s->win + i * s->cs) < 0)
+		if (win_run(s, i, j, k == 0) < 0)
 			return -1;
 	}
 	memset(s->win, 0, s->wsize);
+	memset(s->wtouch, 0, n * sizeof(*s->wtouch));
 	return 0;
 }
 
+/* Put len bytes at off into the window (p NULL: zeroes), touching their clusters. */
 static int
 win_put(struct sink *s, uint64_t off, const uint8_t *p, uint64_t len)
 {
-	uint64_t n;
+	uint64_t n, c;
 
+	if (s->zlen > 0 && zero_flush(s) < 0)
+		return -1;
 	while (len > 0) {
 		if (off < s->wbase || off >= s->wbase + s->wsize) {
 			if (win_flush(s) < 0)
@@ -181,9 +239,12 @@ win_put(struct sink *s, uint64_t off, const uint8_t *p, uint64_t len)
 		n = MIN(len, s->wbase + s->wsize - off);
 		if (p != NULL) {
 			memcpy(s->win + (off - s->wbase), p, n);
-			s->wdirty = true;
 			p += n;
 		}
+		for (c = (off - s->wbase) / s->cs;
+		    c <= (off - s->wbase + n - 1) / s->cs; c++)
+			s->wtouch[c] = true;
+		s->wdirty = true;
 		off += n;
 		len -= n;
 	}
@@ -210,16 +271,45 @@ zero_flush(struct sink *s)
 	return 0;
 }
 
+static int zero_run(struct sink *, uint64_t, uint64_t);
+
+/*
+ * A zero extent of the map.  With -c its whole clusters are zeroed (unless
+ * the target reads as zeroes); its partial ones go through the window, as
+ * qemu-img convert -c takes a cluster that is not wholly zero for data.
+ */
 static int
 zero_add(struct sink *s, uint64_t off, uint64_t len)
 {
-	if (s->cs)
-		return 0;	/* the window and the target read as zeroes */
+	uint64_t head, body;
+
+	if (!s->cs || len == 0)
+		return zero_run(s, off, len);
+	if (s->target_zero)
+		return 0;
+	head = MIN(len, ROUND_UP(off, s->cs) - off);
+	body = ROUND_DOWN(len - head, s->cs);
+	if (off + len == s->img->size && (len - head - body) > 0)
+		body = len - head;	/* the disk's short last cluster is whole */
+	if ((head > 0 && win_put(s, off, NULL, head) < 0) ||
+	    zero_run(s, off + head, body) < 0)
+		return -1;
+	if (len > head + body)
+		return win_put(s, off + head + body, NULL, len - head - body);
+	return 0;
+}
+
+static int
+zero_run(struct sink *s, uint64_t off, uint64_t len)
+{
+	if (len == 0)
+		return 0;
 	if (s->zlen > 0 && s->zstart + s->zlen == off) {
 		s->zlen += len;
 		return 0;
 	}
-	if (zero_flush(s) < 0)
+	/* -c: in offset order, as qemu-img writes (it decides allocation) */
+	if (zero_flush(s) < 0 || (s->cs && win_flush(s) < 0))
 		return -1;
 	s->zstart = off;
 	s->zlen = len;
@@ -230,7 +320,7 @@ static int
 emit(struct sink *s, uint64_t off, const uint8_t *p, size_t len, bool zero)
 {
 	if (s->cs)
-		return zero ? 0 : win_put(s, off, p, len);
+		return win_put(s, off, zero ? NULL : p, len);
 	if (zero)
 		return zero_add(s, off, len);
 	if (zero_flush(s) < 0)
@@ -305,7 +395,7 @@ skip_hole(struct sink *s, uint64_t off, uint64_t len)
 	n = MIN(len, (uint64_t)(data - pos));
 	if (lseek(STDIN_FILENO, pos + (off_t)n, SEEK_SET) < 0)
 		return err_set(errno, "stdin");
-	if (zero_add(s, off, n) < 0)
+	if (emit(s, off, NULL, (size_t)n, true) < 0)
 		return -1;
 	s->got += n;
 	return (int64_t)n;
@@ -418,8 +508,6 @@ start_compress(struct sink *s)
 
 	if (!img_can_compress(s->img))
 		die("Compression not supported for this file format");
-	if (!s->target_zero)
-		die("-c needs --target-is-zero: compressed clusters go to a fresh image");
 	if (img_get_info(s->img, &info) < 0)
 		die("%s", err_msg());
 	s->cs = info.cluster_size;
@@ -431,6 +519,7 @@ start_compress(struct sink *s)
 	s->wsize = MAX(s->cs, 1u << 20);
 	s->win = io_alloc(s->wsize);
 	memset(s->win, 0, s->wsize);
+	s->wtouch = xcalloc(s->wsize / s->cs, sizeof(*s->wtouch));
 }
 
 static int
@@ -549,6 +638,7 @@ main(int argc, char *argv[])
 	img_close(s.img);
 	free(s.buf);
 	free(s.win);
+	free(s.wtouch);
 	free(p.v);
 	return 0;
 }
