@@ -21,10 +21,10 @@
 static const char usage_text[] =
     "usage: img-cat [--object objectdef] [--image-opts] [-f fmt] [-U]\n"
     "               [--offset=offset] [--length=len] [--map=mapfile]\n"
-    "               filename\n";
+    "               [--salvage] filename\n";
 
 enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS, OPT_OFFSET, OPT_LENGTH, OPT_MAP,
-	OPT_LONG, OPT_SHORT, OPT_SNAPSHOT
+	OPT_LONG, OPT_SHORT, OPT_SNAPSHOT, OPT_SALVAGE
 };
 
 static const struct option longopts[] = {
@@ -37,6 +37,7 @@ static const struct option longopts[] = {
 	{ "offset", required_argument, NULL, OPT_OFFSET },
 	{ "length", required_argument, NULL, OPT_LENGTH },
 	{ "map", required_argument, NULL, OPT_MAP },
+	{ "salvage", no_argument, NULL, OPT_SALVAGE },
 	{ "long-options", no_argument, NULL, OPT_LONG },
 	{ "short-options", no_argument, NULL, OPT_SHORT },
 	{ NULL, 0, NULL, 0 },
@@ -53,6 +54,9 @@ struct cat_args {
 	bool		 has_length;
 	const char	*snapshot;	/* --snapshot: an internal snapshot's disk */
 };
+
+/* --salvage: read and block-status errors become zeroes, with a warning */
+static bool salvage;
 
 /* Where the bytes go: stdout, which may be a regular file we can leave holes in. */
 struct out {
@@ -79,6 +83,8 @@ usage(void)
 	    "      --length=len      write len bytes (default: to the end)\n"
 	    "      --map=mapfile     write only the bytes of the map's data "
 	    "extents ('-': stdin)\n"
+	    "      --salvage         sectors that fail to read are zeroes, "
+	    "with a warning\n"
 	    "  -h, --help            show this help\n"
 	    "\nSee img-cat(1).\n", usage_text);
 	exit(0);
@@ -197,6 +203,31 @@ out_splice(struct out *o, int fd, uint64_t host, uint64_t len)
 	return true;
 }
 
+static void
+warn_errno(const char *what, uint64_t off)
+{
+	warn_msg("warning: error while reading %s%" PRIu64 ": %s", what, off,
+	    strerror(err_errno() ? err_errno() : EIO));
+}
+
+/*
+ * --salvage, as qemu-img convert_co_read: a read that failed is done again
+ * sector by sector; a sector that fails is warned of and read as zeroes.
+ */
+static void
+read_sectors(struct img *img, uint64_t off, size_t len, uint8_t *buf)
+{
+	size_t n;
+
+	for (; len > 0; off += n, buf += n, len -= n) {
+		n = (size_t)MIN(len, IMG_SECTOR);
+		if (img_read(img, off, n, buf) < 0) {
+			warn_errno("offset ", off);
+			memset(buf, 0, n);
+		}
+	}
+}
+
 /* Read [off, off+len) of the virtual disk, through the backing chain, and write it. */
 static int
 copy_read(struct img *img, struct out *o, uint64_t off, uint64_t len)
@@ -206,8 +237,11 @@ copy_read(struct img *img, struct out *o, uint64_t off, uint64_t len)
 	for (; len > 0; off += n, len -= n) {
 		/* keep the reads aligned to the buffer size after the first */
 		n = (size_t)MIN(len, IO_BUFSIZE - off % IO_BUFSIZE);
-		if (img_read(img, off, n, o->buf) < 0)
-			return -1;
+		if (img_read(img, off, n, o->buf) < 0) {
+			if (!salvage)
+				return -1;
+			read_sectors(img, off, n, o->buf);
+		}
 		out_write(o, o->buf, n);
 	}
 	return 0;
@@ -240,8 +274,10 @@ cat_range(struct img *img, struct out *o, uint64_t off, uint64_t len)
 	struct map_ext e;
 
 	while (len > 0) {
-		if (img_status(img, off, len, &e) < 0)
+		if (!salvage && img_status(img, off, len, &e) < 0)
 			return -1;
+		if (salvage && img_status_salvage(img, off, len, &e) == 1)
+			warn_errno("block status at offset ", off);
 		if (e.zero)
 			out_zeroes(o, e.length);
 		else if (copy(img, o, off, e.length) < 0)
@@ -319,6 +355,9 @@ parse_args(int argc, char *argv[], struct cat_args *a)
 		case OPT_MAP:
 			a->map = optarg;
 			break;
+		case OPT_SALVAGE:
+			salvage = true;
+			break;
 		case OPT_LONG:
 		case OPT_SHORT:
 			list_options(c);
@@ -365,6 +404,9 @@ main(int argc, char *argv[])
 		    "image (%" PRIu64 " bytes)", argv[optind], a.offset, a.length,
 		    img->size);
 	out_init(&o);
+	/* salvaging reads every byte through the driver, where errors arise */
+	if (salvage)
+		o.pipe = false;
 	ret = a.map ? cat_map(img, &o, a.map) :
 	    cat_range(img, &o, a.offset, a.length);
 	if (ret < 0)

@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +39,9 @@ static const char usage_text[] =
 
 struct conv {
 	const char	*fmt;		/* -f, or NULL: probe */
-	const char	*out_fmt;	/* -O, default raw */
+	const char	*out_fmt;	/* -O, default raw (none: --target-image-opts) */
 	const char	*cache;		/* -t */
 	const char	*src_cache;	/* -T */
-	const char	*unsupported;	/* the first option this version lacks */
 	char		*options;	/* -o, accumulated as qemu-img does */
 	struct opt_list	 o;		/* the same, parsed */
 	uint64_t	 sparse;	/* -S in bytes; 0: fully allocate */
@@ -55,6 +55,10 @@ struct conv {
 	bool		 target_is_zero;
 	bool		 share;		/* -U */
 	bool		 image_opts;	/* --image-opts: sources are option strings */
+	bool		 target_opts;	/* --target-image-opts: so is the target */
+	bool		 salvage;	/* --salvage: read errors become zeroes */
+	bool		 bitmaps;	/* --bitmaps: copy persistent bitmaps */
+	bool		 skip_broken;	/* --skip-broken-bitmaps */
 	char		**objects;	/* --object, for the stages that open sources */
 	size_t		 nobjects;
 	char		**src;		/* the sources, concatenated in this order */
@@ -89,6 +93,7 @@ struct source {
 	uint64_t	 base;		/* where it lands in the target */
 	uint64_t	 size;
 	int		 cat_fd;	/* memfd: the data extents, in the source */
+	char		*said;		/* img-map's stderr: --salvage's warnings */
 };
 
 /* What progress needs of one map extent. */
@@ -167,9 +172,13 @@ usage(void)
 	    "  --image-opts       the sources are option strings (driver=...,file.filename=...)\n"
 	    "  --object objectdef passed on to the stages that open the sources\n"
 	    "  -C                 copy data extents whole (no zero detection)\n"
-	    "  -c, -l, --target-image-opts,\n"
-	    "  --bitmaps, --skip-broken-bitmaps, --salvage\n"
-	    "                     not supported yet: refused\n"
+	    "  -c                 write the target compressed (qcow2)\n"
+	    "  -l snapshot_param  convert an internal snapshot of the source\n"
+	    "  --target-image-opts  with -n: the target is an option string\n"
+	    "  --salvage          read errors of the sources become zeroes, "
+	    "with warnings\n"
+	    "  --bitmaps          copy the source's persistent bitmaps (qcow2)\n"
+	    "  --skip-broken-bitmaps  with --bitmaps: skip inconsistent ones\n"
 	    "\nSee img-convert(1).\n", usage_text);
 	exit(0);
 }
@@ -251,38 +260,9 @@ coroutines_arg(const char *arg)
 		    "is between 1 and %d", COROUTINES_MAX);
 }
 
-static const char *
-unsupported_name(int ch, const struct option *lo)
-{
-	static char s[64];
-
-	if (ch < 256)
-		snprintf(s, sizeof(s), "-%c", ch);
-	for (; ch >= 256 && lo->name; lo++)
-		if (lo->val == ch)
-			snprintf(s, sizeof(s), "--%s", lo->name);
-	return s;
-}
-
-/* Options that change what is written but that this version lacks. */
-static bool
-refused(struct conv *c, int ch)
-{
-	switch (ch) {
-	case OPT_TARGET_IMAGE_OPTS:
-	case OPT_SALVAGE: case OPT_BITMAPS: case OPT_SKIP_BROKEN:
-		if (c->unsupported == NULL)
-			c->unsupported = unsupported_name(ch, longopts);
-		return true;
-	}
-	return false;
-}
-
 static void
 parse_opt(struct conv *c, int ch, char **argv)
 {
-	if (refused(c, ch))
-		return;
 	switch (ch) {
 	case 'l':
 		c->snapshot = optarg;
@@ -345,6 +325,18 @@ parse_opt(struct conv *c, int ch, char **argv)
 	case OPT_IMAGE_OPTS:
 		c->image_opts = true;
 		break;
+	case OPT_TARGET_IMAGE_OPTS:
+		c->target_opts = true;
+		break;
+	case OPT_SALVAGE:
+		c->salvage = true;
+		break;
+	case OPT_BITMAPS:
+		c->bitmaps = true;
+		break;
+	case OPT_SKIP_BROKEN:
+		c->skip_broken = true;
+		break;
 	case OPT_OBJECT:
 		c->objects = xrealloc(c->objects,
 		    (c->nobjects + 1) * sizeof(*c->objects));
@@ -379,11 +371,18 @@ cache_ok(const char *mode)
 static void
 check_args(struct conv *c, int argc, char **argv)
 {
-	if (c->unsupported != NULL)
-		die("convert: option '%s' is not supported yet",
-		    c->unsupported);
+	if (c->out_fmt == NULL && !c->target_opts)
+		c->out_fmt = "raw";
+	if (c->skip_broken && !c->bitmaps)
+		die("Use of --skip-broken-bitmaps requires --bitmaps");
+	if (c->compressed && c->copy_range)
+		die("Cannot enable copy offloading when -c is used");
 	if (c->copy_range && c->sparse_set)
 		die("Cannot enable copy offloading when -S is used");
+	if (c->copy_range && c->salvage)
+		die("Cannot use copy offloading in salvaging mode");
+	if (c->target_opts && !c->no_create)
+		die("--target-image-opts requires use of -n flag");
 	if (c->no_create && c->options)
 		die("-o has no effect when skipping image creation");
 	if (c->target_is_zero && !c->no_create)
@@ -392,6 +391,8 @@ check_args(struct conv *c, int argc, char **argv)
 	if (c->options && opt_list_parse(&c->o, c->options) < 0)
 		die("%s", err_msg());
 	if (opt_list_has_help(&c->o)) {
+		if (c->out_fmt == NULL)
+			die("Option help requires a format be specified");
 		/* print_block_option_help(), for the target's name if given */
 		c->dst = c->nsrc >= 1 ? argv[argc - 1] : NULL;
 		option_help(c);
@@ -531,37 +532,111 @@ close_ends(struct proc *p, size_t n)
 }
 
 /*
- * Run the stages p[0..n-1], already wired (relaying the stream from
- * relay_from to relay_to when >= 0); fail with one message if any does.
+ * Run one stage, already wired; fail with its message if it fails.  What
+ * it said on stderr goes to *said when wanted, else on to ours.
  */
 static void
-run_stages(struct proc *p, size_t n, int relay_from, int relay_to)
+run_stage(struct proc *p, char **said)
 {
-	int start = 0, relay = 0;
-	size_t i;
+	int start = proc_start(p);
 
-	for (i = 0; i < n && start == 0; i++) {
-		start = proc_start(&p[i]);
-		if (i < 2)
-			stop_pids[i] = p[i].pid;
-	}
-	/* our copies of the pipe ends go: a stage sees EOF or EPIPE when its peer ends */
-	close_ends(p, n);
-	if (relay_from >= 0) {
-		if (start == 0)
-			relay = proc_relay(relay_from, relay_to, progress_stream,
-			    NULL);
-		close(relay_from);
-		close(relay_to);
-	}
-	proc_wait(p, n);
-	stop_pids[0] = stop_pids[1] = 0;
-	/* a stage that could not start says so, before what followed from it */
-	if (start < 0 || proc_check(p, n) < 0 || relay < 0)
+	stop_pids[0] = p->pid;
+	close_ends(p, 1);
+	proc_wait(p, 1);
+	stop_pids[0] = 0;
+	if (start < 0 || proc_check(p, 1) < 0)
 		die("%s", err_msg());
-	pass_stderr(p, n);
-	for (i = 0; i < n; i++)
-		proc_free(&p[i]);
+	if (said != NULL)
+		*said = proc_stderr(p);
+	else
+		pass_stderr(p, 1);
+	proc_free(p);
+}
+
+/* A line of --salvage's warnings: what it names, in the order qemu-img prints. */
+struct warning {
+	uint64_t	 off;
+	int		 kind;		/* 0: block status, 1: read */
+	size_t		 seq;		/* among lines of the same place */
+	const char	*line;
+	int		 len;
+};
+
+static int
+salvage_kind(const char *line, size_t len, uint64_t *off)
+{
+	static const char *const what[] = {
+	    ": warning: error while reading block status at offset ",
+	    ": warning: error while reading offset ",
+	};
+	const char *p;
+	int k;
+
+	for (k = 0; k < 2; k++)
+		if ((p = memmem(line, len, what[k], strlen(what[k]))) != NULL) {
+			*off = strtoull(p + strlen(what[k]), NULL, 10);
+			return k;
+		}
+	return -1;
+}
+
+static int
+warning_cmp(const void *a, const void *b)
+{
+	const struct warning *x = a, *y = b;
+
+	if (x->off != y->off)
+		return x->off < y->off ? -1 : 1;
+	if (x->kind != y->kind)
+		return x->kind - y->kind;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Split text into lines: other lines printed now, warnings added to w. */
+static size_t
+collect(const char *text, bool keep_others, struct warning **w, size_t n)
+{
+	const char *p, *end;
+	uint64_t off;
+	size_t len;
+	int k;
+
+	for (p = text; p != NULL && *p != '\0'; p = end) {
+		end = strchr(p, '\n');
+		end = end ? end + 1 : p + strlen(p);
+		len = (size_t)(end - p);
+		if ((k = salvage_kind(p, len, &off)) < 0) {
+			if (keep_others)
+				fwrite(p, 1, len, stderr);
+			continue;
+		}
+		if ((n & (n - 1)) == 0)
+			*w = xrealloc(*w, (n ? 2 * n : 1) * sizeof(**w));
+		(*w)[n] = (struct warning){ off, k, n, p, (int)len };
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Pass on what a stage said.  qemu-img convert asks block status twice,
+ * once to count and once as it copies, so --salvage's block-status
+ * warnings (img-map's) come once alone, then again among the read
+ * warnings (img-cat's) in offset order; -q silences them all.
+ */
+static void
+say(const struct conv *c, const char *map_said, const char *cat_said)
+{
+	struct warning *w = NULL;
+	size_t n, i;
+
+	n = collect(cat_said ? cat_said : map_said, true, &w, 0);
+	if (cat_said != NULL)
+		n = collect(map_said, false, &w, n);
+	qsort(w, n, sizeof(*w), warning_cmp);
+	for (i = 0; i < n && !c->quiet; i++)
+		fprintf(stderr, "%.*s", w[i].len, w[i].line);
+	free(w);
 }
 
 /* The options of the stages that open the sources: img-map and img-cat. */
@@ -583,6 +658,8 @@ common_args(const struct conv *c, struct proc *p, const char *prog_)
 		proc_arg(p, "-U");
 	if (c->snapshot)
 		proc_argf(p, "--snapshot=%s", c->snapshot);
+	if (c->salvage)
+		proc_arg(p, "--salvage");
 }
 
 /* A map being written as qemu-img map's JSON: one extent held back to know the last. */
@@ -726,7 +803,8 @@ map_source(struct conv *c, struct source *s)
 	proc_arg(&p, s->name);
 	if ((p.out = dup(fd)) < 0)
 		die_errno("dup");
-	run_stages(&p, 1, -1, -1);
+	run_stage(&p, &s->said);
+	say(c, s->said, NULL);
 	load_map(c, s, fd);
 }
 
@@ -927,6 +1005,224 @@ backing_opts(const struct conv *c, struct opt_list *o)
 		die("Use of backing file requires explicit backing format");
 }
 
+/* The existing target (-n), named by file and -O, or by --target-image-opts. */
+static struct img *
+open_target(const struct conv *c, int flags)
+{
+	if (!c->target_opts)
+		return img_open(c->dst, c->out_fmt, flags);
+	if (c->out_fmt != NULL) {
+		err_set(0, "--image-opts and --format are mutually exclusive");
+		return NULL;
+	}
+	return img_open_image_opts(c->dst, flags);
+}
+
+/* A persistent bitmap of the source, as --bitmaps copies it. */
+struct bitmap {
+	char		*name;
+	uint64_t	 granularity;
+	bool		 enabled;	/* "auto" */
+	bool		 in_use;	/* inconsistent */
+};
+
+static struct img *
+open_source(const struct conv *c, int flags)
+{
+	if (c->share)
+		flags |= IMG_SHARE;
+	return c->image_opts ? img_open_image_opts(c->src[0], flags) :
+	    img_open(c->src[0], c->fmt, flags | IMG_NO_PROBE_WARN);
+}
+
+static bool
+has_flag(const struct jnode *flags, const char *name)
+{
+	const struct jnode *f;
+
+	for (f = flags ? flags->child : NULL; f != NULL; f = f->next)
+		if (f->type == JN_STR && strcmp(f->s, name) == 0)
+			return true;
+	return false;
+}
+
+/* The source's bitmaps, as img-info lists them; *n of them. */
+static struct bitmap *
+source_bitmaps(struct img *img, size_t *n)
+{
+	const struct jnode *list, *b, *v;
+	struct bitmap *bm = NULL;
+	struct img_info info;
+
+	*n = 0;
+	if (img_get_info(img, &info) < 0)
+		die("%s", err_msg());
+	/* the driver's part of "format-specific": its "data" */
+	list = info.specific ? jn_get(info.specific, "bitmaps") : NULL;
+	for (b = list ? list->child : NULL; b != NULL; b = b->next) {
+		bm = xrealloc(bm, (*n + 1) * sizeof(*bm));
+		v = jn_get(b, "name");
+		bm[*n].name = xstrdup(v && v->type == JN_STR ? v->s : "");
+		v = jn_get(b, "granularity");
+		bm[*n].granularity = v ? (v->type == JN_UINT ? v->u :
+		    (uint64_t)v->i) : 0;
+		bm[*n].enabled = has_flag(jn_get(b, "flags"), "auto");
+		bm[*n].in_use = has_flag(jn_get(b, "flags"), "in-use");
+		(*n)++;
+	}
+	jn_free(info.specific);
+	img_snapshots_free(info.snapshots, info.nb_snapshots);
+	return bm;
+}
+
+static void
+bitmaps_free(struct bitmap *bm, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(bm[i].name);
+	free(bm);
+}
+
+/* convert_check_bitmaps(): before the target is made, as qemu-img checks. */
+static void
+check_bitmaps(const struct conv *c)
+{
+	struct bitmap *bm;
+	struct img *img;
+	uint64_t size;
+	size_t n, i;
+
+	if (!c->bitmaps)
+		return;
+	if (c->nsrc > 1)
+		die("Copying bitmaps only possible with single source");
+	if ((img = open_source(c, 0)) == NULL)
+		die("%s", err_msg());
+	if (!img_bitmaps_size(img, 65536, &size))
+		die("Source lacks bitmap support");
+	bm = source_bitmaps(img, &n);
+	img_close(img);
+	for (i = 0; i < n && !c->skip_broken; i++)
+		if (bm[i].in_use) {
+			warn_msg("Cannot copy inconsistent bitmap '%s'",
+			    bm[i].name);
+			fputs("Try --skip-broken-bitmaps, or use 'qemu-img bitmap "
+			    "--remove' to delete it\n", stderr);
+			exit(1);
+		}
+	bitmaps_free(bm, n);
+}
+
+/* The target must carry bitmaps: once it exists, as qemu-img checks. */
+static void
+check_target_bitmaps(const struct conv *c)
+{
+	struct img *img;
+	uint64_t size;
+	bool ok;
+
+	if (!c->bitmaps)
+		return;
+	if ((img = open_target(c, IMG_SHARE)) == NULL)
+		die("%s", err_msg());
+	ok = img_bitmaps_size(img, 65536, &size);
+	if (!ok) {
+		err_set(0, "Format driver '%s' does not support bitmaps",
+		    img_format(img));
+		img_close(img);
+		die("%s", err_msg());
+	}
+	img_close(img);
+}
+
+/* Add bitmap b of src to the target, as qemu's block-dirty-bitmap-add and -merge. */
+static void
+add_bitmap(const struct conv *c, const struct bitmap *b, struct img *src)
+{
+	struct img_bitmap_act acts[3];
+	struct img *dst;
+	size_t k = 0, failed;
+
+	acts[k++] = (struct img_bitmap_act){ IMG_BM_ADD, NULL };
+	if (!b->enabled)
+		acts[k++] = (struct img_bitmap_act){ IMG_BM_DISABLE, NULL };
+	acts[k++] = (struct img_bitmap_act){ IMG_BM_MERGE, b->name };
+	/* one img_bitmap per open, as img-bitmap does */
+	if ((dst = open_target(c, IMG_RDWR)) == NULL)
+		die("%s", err_msg());
+	if (img_bitmap(dst, b->name, acts, k, b->granularity, src, &failed) < 0) {
+		err_prefix("Failed to %s bitmap %s", failed == 0 ? "create" :
+		    "populate", b->name);
+		die("%s", err_msg());
+	}
+	img_close(dst);
+}
+
+static bool
+has_bitmap(const struct bitmap *bm, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(bm[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * convert_copy_bitmaps(): after the copy, each persistent bitmap of the
+ * source is added to the target (same granularity, disabled if it was)
+ * and the source's bits merged in.  qemu walks them last first and stops
+ * at the first that fails (one the target has already, or a target of
+ * another size, which qemu cannot merge into): the failures are found
+ * that way first, then the bitmaps qemu added are added in directory
+ * order, which is also the order qemu stores them in.
+ */
+static void
+copy_bitmaps(const struct conv *c)
+{
+	struct img *src, *dst;
+	struct bitmap *bm, *old;
+	size_t n, nold, i, first = 0;
+	uint64_t dsize;
+	char *msg = NULL;
+
+	if (!c->bitmaps)
+		return;
+	if ((src = open_source(c, 0)) == NULL ||
+	    (dst = open_target(c, IMG_SHARE)) == NULL)
+		die("%s", err_msg());
+	bm = source_bitmaps(src, &n);
+	old = source_bitmaps(dst, &nold);
+	dsize = dst->size;
+	img_close(dst);
+	for (i = n; i-- > 0 && msg == NULL;) {
+		if (bm[i].in_use)	/* check_bitmaps() let only --skip-broken by */
+			warn_msg("warning: Skipping inconsistent bitmap '%s'",
+			    bm[i].name);
+		else if (has_bitmap(old, nold, bm[i].name))
+			msg = xasprintf("Failed to create bitmap %s: Bitmap "
+			    "already exists: %s", bm[i].name, bm[i].name);
+		else if (dsize != src->size)
+			msg = xasprintf("Failed to populate bitmap %s: Bitmaps "
+			    "are of different sizes (destination size is %" PRIu64
+			    ", source size is %" PRIu64 ") and can't be merged",
+			    bm[i].name, dsize, src->size);
+		if (msg != NULL)
+			first = i + 1;
+	}
+	for (i = first; i < n; i++)
+		if (!bm[i].in_use)
+			add_bitmap(c, &bm[i], src);
+	if (msg != NULL)
+		die("%s", msg);
+	bitmaps_free(bm, n);
+	bitmaps_free(old, nold);
+	img_close(src);
+}
+
 static void
 create_target(struct conv *c)
 {
@@ -942,6 +1238,7 @@ create_target(struct conv *c)
 		    c->out_fmt);
 	driver_opts(c, &c->o, &o);
 	backing_opts(c, &o);
+	check_bitmaps(c);
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)c->size);
 	opt_list_set(&o, "size", size);
 	check_not_source(c);
@@ -970,7 +1267,7 @@ option_help(struct conv *c)
 	if (c->dst != NULL)
 		proc_arg(&p, c->dst);
 	fflush(stdout);
-	run_stages(&p, 1, -1, -1);
+	run_stage(&p, NULL);
 	exit(close_stdout());
 }
 
@@ -982,8 +1279,9 @@ check_target(struct conv *c)
 	uint64_t size;
 
 	check_backing(c);
+	check_bitmaps(c);
 	check_not_source(c);
-	if ((img = img_open(c->dst, c->out_fmt, IMG_RDWR)) == NULL)
+	if ((img = open_target(c, IMG_RDWR)) == NULL)
 		die("%s", err_msg());
 	size = img->size;
 	img_close(img);
@@ -996,7 +1294,10 @@ static void
 write_stage(const struct conv *c, struct proc *p, int fd)
 {
 	proc_arg(p, "img-write");
-	proc_argf(p, "-f%s", c->out_fmt);
+	if (c->target_opts)
+		proc_arg(p, "--image-opts");
+	else
+		proc_argf(p, "-f%s", c->out_fmt);
 	proc_argf(p, "--map=/dev/fd/%d", c->write_fd);
 	if (c->compressed)
 		proc_arg(p, "-c");
@@ -1071,7 +1372,7 @@ copy(const struct conv *c, const struct source *src)
 {
 	struct proc p[2] = { PROC_INIT, PROC_INIT };
 	struct streamed st = { 0, 0 };
-	char *msg = NULL;
+	char *msg = NULL, *said;
 	int b[2], i, r = 0, from;
 
 	if (proc_pipe(b) < 0)
@@ -1096,7 +1397,9 @@ copy(const struct conv *c, const struct source *src)
 		if ((r = cat_finish(&p[0], from, b[1], &st)) < 0)
 			msg = xstrdup(err_msg());
 		if (r == 0) {
-			pass_stderr(&p[0], 1);
+			said = proc_stderr(&p[0]);
+			say(c, src[i].said, said);
+			free(said);
 			proc_free(&p[0]);
 			p[0] = (struct proc)PROC_INIT;
 		}
@@ -1124,7 +1427,7 @@ target_cluster(const struct conv *c)
 	uint64_t cs = 0;
 
 	/* a target that will not open, or has no clusters, img-write refuses */
-	if ((img = img_open(c->dst, c->out_fmt, IMG_SHARE)) == NULL)
+	if ((img = open_target(c, IMG_SHARE)) == NULL)
 		return 0;
 	if (img_get_info(img, &info) == 0) {
 		cs = info.cluster_size;
@@ -1154,8 +1457,6 @@ find_backing(struct conv *c)
 	c->has_backing = name != NULL;
 	c->backing_size = -1;
 	/* there zero extents are written, and img-write -S 0 would not unmap them */
-	if (c->compressed && c->copy_range)
-		die("Cannot enable copy offloading when -c is used");
 	if (c->copy_range && (c->no_create || c->has_backing))
 		die("convert: option '-C' with -n or a target backing file is not "
 		    "supported yet");
@@ -1172,7 +1473,7 @@ find_backing(struct conv *c)
 int
 main(int argc, char *argv[])
 {
-	struct conv c = { .out_fmt = "raw", .sparse = SPARSE_DEFAULT };
+	struct conv c = { .sparse = SPARSE_DEFAULT };
 	struct source *src;
 	int ch, i;
 
@@ -1196,17 +1497,21 @@ main(int argc, char *argv[])
 		check_target(&c);
 	else
 		create_target(&c);
+	check_target_bitmaps(&c);
 	if (c.compressed)
 		align_clusters(&c, target_cluster(&c));
 	make_maps(&c, src);
 	copy(&c, src);
+	copy_bitmaps(&c);
 	progress_print(100, 0);
 	progress_end();
 	prog.ended = true;
 	stop_unlink = NULL;
 	close(c.write_fd);
-	for (i = 0; i < c.nsrc; i++)
+	for (i = 0; i < c.nsrc; i++) {
 		close(src[i].cat_fd);
+		free(src[i].said);
+	}
 	free(src);
 	free(c.ext);
 	free(prog.step);

@@ -21,11 +21,11 @@
 #define SPARSE_MAX	(32768 * 512)	/* qemu's MAX_BUF_SECTORS */
 
 static const char usage_text[] =
-    "usage: img-write [-f fmt] [--offset=offset] [--map=mapfile]\n"
+    "usage: img-write [-f fmt | --image-opts] [--offset=offset] [--map=mapfile]\n"
     "                 [-S sparse_size] [-n | --target-is-zero] [-t cache] [-c]\n"
     "                 filename\n";
 
-enum { OPT_OFFSET = 256, OPT_MAP, OPT_LONG, OPT_SHORT };
+enum { OPT_OFFSET = 256, OPT_MAP, OPT_IMAGE_OPTS, OPT_LONG, OPT_SHORT };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
@@ -36,6 +36,7 @@ static const struct option longopts[] = {
 	{ "target-is-zero", no_argument, NULL, 'n' },
 	{ "cache", required_argument, NULL, 't' },
 	{ "compress", no_argument, NULL, 'c' },
+	{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
 	{ "long-options", no_argument, NULL, OPT_LONG },
 	{ "short-options", no_argument, NULL, OPT_SHORT },
 	{ NULL, 0, NULL, 0 },
@@ -49,6 +50,7 @@ struct write_args {
 	bool		 target_zero;
 	int		 flags;		/* IMG_NO_FLUSH for -t unsafe */
 	bool		 compress;	/* -c */
+	bool		 image_opts;	/* filename is an option string */
 };
 
 /* One step of a map: take len bytes of stream for data, none for zeroes. */
@@ -92,6 +94,8 @@ usage(void)
 {
 	printf("%s\nWrite raw bytes from stdin into an existing image.\n\n"
 	    "  -f, --format=fmt         image format (default: probe)\n"
+	    "      --image-opts         filename is an option string "
+	    "(driver=...,file.filename=...)\n"
 	    "      --offset=offset      write the stream from this byte on\n"
 	    "      --map=mapfile        lay the stream into the map's data "
 	    "extents;\n"
@@ -575,6 +579,9 @@ parse_args(int argc, char *argv[], struct write_args *a)
 		case OPT_MAP:
 			a->map = optarg;
 			break;
+		case OPT_IMAGE_OPTS:
+			a->image_opts = true;
+			break;
 		case OPT_LONG:
 		case OPT_SHORT:
 			list_options(c);
@@ -591,6 +598,8 @@ parse_args(int argc, char *argv[], struct write_args *a)
 		die_usage("--map cannot be combined with --offset");
 	if (a->map != NULL && strcmp(a->map, "-") == 0)
 		die_usage("--map -: stdin is the stream; give the map as a file");
+	if (a->image_opts && a->fmt != NULL)
+		die("--image-opts and --format are mutually exclusive");
 }
 
 int
@@ -604,7 +613,10 @@ main(int argc, char *argv[])
 
 	prog_init(argv[0]);
 	parse_args(argc, argv, &a);
-	if ((s.img = img_open(argv[optind], a.fmt, IMG_RDWR | a.flags)) == NULL)
+	s.img = a.image_opts ?
+	    img_open_image_opts(argv[optind], IMG_RDWR | a.flags) :
+	    img_open(argv[optind], a.fmt, IMG_RDWR | a.flags);
+	if (s.img == NULL)
 		die("%s", err_msg());
 	if (a.offset > s.img->size)
 		die("--offset %" PRIu64 " is past the end of '%s' (%" PRIu64
