@@ -633,7 +633,8 @@ say(const struct conv *c, const char *map_said, const char *cat_said)
 	n = collect(cat_said ? cat_said : map_said, true, &w, 0);
 	if (cat_said != NULL)
 		n = collect(map_said, false, &w, n);
-	qsort(w, n, sizeof(*w), warning_cmp);
+	if (n > 1)
+		qsort(w, n, sizeof(*w), warning_cmp);
 	for (i = 0; i < n && !c->quiet; i++)
 		fprintf(stderr, "%.*s", w[i].len, w[i].line);
 	free(w);
