@@ -155,6 +155,13 @@ struct fmt_ops {
 	 * with err_set.  NULL: always.
 	 */
 	int	(*backing_read_ok)(struct img *img);
+	/*
+	 * A filter node (blkdebug above a format): img->backing is the image
+	 * it passes requests to, at the same depth.  Asked first about each
+	 * read and block status on img (IO_READ, IO_BLOCK_STATUS, ...): 0, or
+	 * -1 with err_set.  NULL: not a filter.
+	 */
+	int	(*filter)(struct img *img, int type, uint64_t off, uint64_t len);
 	/* img_bitmap's work (img.h).  NULL: the format has no bitmaps. */
 	int	(*bitmap)(struct img *img, const char *name,
 		    const struct img_bitmap_act *acts, size_t n,

@@ -11,7 +11,9 @@
 #include "../lib/int.h"
 #include "../lib/io.h"
 #include "../lib/lock.h"
+#include "blkdebug.h"
 #include "fmt.h"
+#include "quorum.h"
 
 #define PROBE_BYTES	512	/* BLOCK_PROBE_BUF_SIZE */
 
@@ -55,6 +57,8 @@ fmt_sync(struct img *img)
 {
 	if (img->flags & IMG_NO_FLUSH)
 		return 0;
+	if (io_fault != NULL && io_fault_check(img->fd, IO_FLUSH, 0, 0) < 0)
+		return err_set(errno, "%s: fsync", img->filename);
 	if (fdatasync(img->fd) < 0 && errno != EINVAL)
 		return err_set(errno, "%s: fsync", img->filename);
 	return 0;
@@ -142,7 +146,10 @@ open_backing(struct img *img, int flags, struct chain *c)
 {
 	if (img->backing_file == NULL || img->backing_file[0] == '\0')
 		return 0;
-	img->backing_path = img_backing_path(img->filename, img->backing_file);
+	if (img->no_dir)	/* no folder to find a relative name in */
+		return flags & IMG_NO_BACKING ? 0 : err_set(0, QUORUM_NO_DIR);
+	img->backing_path = img_backing_path(img->path ? img->path :
+	    img->filename, img->backing_file);
 	if (flags & IMG_NO_BACKING)
 		return 0;
 	flags = (flags & ~IMG_RDWR) | IMG_NO_PROBE_WARN;
@@ -150,17 +157,26 @@ open_backing(struct img *img, int flags, struct chain *c)
 	return img->backing ? 0 : -1;
 }
 
-/* Flatten a parsed json: name into qemu's dotted keys (file.filename=...). */
+/*
+ * Flatten a parsed json: name into qemu's dotted keys (file.filename=...),
+ * list elements numbered as qdict_flatten does (inject-error.0.event=...).
+ */
 static void
 flatten(const struct jnode *n, const char *prefix, struct opt_list *o)
 {
 	const struct jnode *m;
 	char *key, buf[32];
+	unsigned i = 0;
 
-	for (m = n->child; m; m = m->next) {
-		key = prefix ? xasprintf("%s.%s", prefix, m->key) : xstrdup(m->key);
+	for (m = n->child; m; m = m->next, i++) {
+		if (n->type == JN_ARR)
+			key = xasprintf("%s.%u", prefix, i);
+		else
+			key = prefix ? xasprintf("%s.%s", prefix, m->key) :
+			    xstrdup(m->key);
 		switch (m->type) {
 		case JN_OBJ:
+		case JN_ARR:
 			flatten(m, key, o);
 			break;
 		case JN_STR:
@@ -208,6 +224,15 @@ in_list(const char *const *l, const char *key)
 	return false;
 }
 
+/* Whether the options put a blkdebug node between the format and its file. */
+static bool
+blkdebug_file(const struct opt_list *o)
+{
+	const char *d = opt_list_get(o, "file.driver");
+
+	return d != NULL && strcmp(d, "blkdebug") == 0;
+}
+
 /* Every key must be one qemu knows for its node, in qemu's words if not. */
 static int
 check_keys(const struct opt_list *o, const char *drv)
@@ -217,6 +242,9 @@ check_keys(const struct opt_list *o, const char *drv)
 
 	for (i = 0; i < o->n; i++) {
 		k = o->v[i].key;
+		if (!strncmp(k, "file.", 5) && (blkdebug_file(o) ||
+		    quorum_file(o)))
+			continue;	/* blkdbg_new, quorum_check check them */
 		if (!strncmp(k, "file.", 5)) {
 			if (in_list(node_keys, k + 5) || in_list(file_keys, k + 5))
 				continue;
@@ -250,6 +278,20 @@ opts_target(const struct opt_list *o, const char **file, const char **fmt)
 	if ((node = opt_list_get(o, "file")) != NULL)
 		return err_set(0, "Cannot find device='%s' nor node-name='%s'",
 		    node, node);
+	if (quorum_file(o) || blkdebug_file(o) ||
+	    (drv != NULL && !strcmp(drv, "blkdebug"))) {
+		if (quorum_file(o) && (*file = quorum_check(o)) == NULL)
+			return -1;
+		/* error injection below the format, or above it (open_filter) */
+		if (!quorum_file(o))
+			*file = blkdbg_file(o, blkdebug_file(o) ? "file." : "");
+		if (*file == NULL && (blkdebug_file(o) ||
+		    opt_list_get(o, "image.driver") == NULL))
+			return err_set(0, "A block device must be specified for \"image\"");
+		return drv == NULL || !strcmp(drv, "blkdebug") ||
+		    fmt_find(drv) != NULL ? 0 :
+		    err_set(0, "Unknown driver '%s'", drv);
+	}
 	if ((fdrv = opt_list_get(o, "file.driver")) != NULL &&
 	    strcmp(fdrv, "file") != 0)
 		return err_set(0, "Unknown driver '%s'", fdrv);
@@ -275,6 +317,7 @@ static struct img *
 open_json(const char *spec, int flags, struct chain *c)
 {
 	struct opt_list o = { 0, NULL };
+	const struct jnode *prev;
 	struct jnode *j;
 	struct img *img = NULL;
 	const char *file, *fmt;
@@ -290,7 +333,11 @@ open_json(const char *spec, int flags, struct chain *c)
 	flatten(j, NULL, &o);
 	if (opts_target(&o, &file, &fmt) < 0)
 		goto out;
-	if ((img = open_one(file, fmt, flags, c, &o)) != NULL && img->ops->nofile) {
+	prev = blkdbg_json;
+	blkdbg_json = j;
+	img = open_one(file, fmt, flags, c, &o);
+	blkdbg_json = prev;
+	if (img != NULL && img->ops->nofile) {
 		/* nothing to name it by but its options, as qemu shows them */
 		char *buf = NULL;
 		size_t len = 0;
@@ -327,6 +374,56 @@ strip_file_protocol(const char *name)
 	return xstrdup(name);
 }
 
+/* "blkdebug:CONFIG:FILE": FILE through a blkdebug node, format above it */
+static struct img *
+open_blkdebug_name(const char *name, const char *fmt, int flags,
+    struct chain *c)
+{
+	struct opt_list o = { 0, NULL };
+	struct img *img = NULL;
+
+	if (blkdbg_parse_name(name, "file.", &o) == 0) {
+		if (fmt != NULL)
+			opt_list_set(&o, "driver", fmt);
+		img = open_one(blkdbg_file(&o, "file."), fmt, flags, c, &o);
+	}
+	opt_list_free(&o);
+	return img;
+}
+
+/* driver=blkdebug: a filter over the image its "image." options name */
+static struct img *
+open_filter(const char *filename, int flags, struct chain *c,
+    const struct opt_list *o)
+{
+	struct opt_list in = { 0, NULL }, one = { 0, NULL };
+	struct img *child = NULL;
+	struct blkdebug *b;
+	const char *file, *fmt;
+	size_t i;
+
+	if (o == NULL) {	/* -f blkdebug FILE: FILE is the image */
+		opt_list_set(&one, "x-image", filename);
+		o = &one;
+	}
+	if ((b = blkdbg_new(o, "")) == NULL)
+		goto out;
+	for (i = 0; i < o->n; i++)
+		if (!strncmp(o->v[i].key, "image.", 6))
+			opt_list_set(&in, o->v[i].key + 6, o->v[i].val);
+	if (in.n == 0)
+		child = open_one(blkdbg_file(o, ""), "raw", flags, c, NULL);
+	else if (opts_target(&in, &file, &fmt) == 0)
+		child = open_one(file, fmt, flags, c, &in);
+	if (child == NULL)
+		blkdbg_free(b);
+out:
+	opt_list_free(&in);
+	child = child ? blkdbg_filter(b, child, o, flags) : NULL;
+	opt_list_free(&one);
+	return child;
+}
+
 static struct img *
 open_chain(const char *filename, const char *fmt, int flags, struct chain *c)
 {
@@ -335,6 +432,8 @@ open_chain(const char *filename, const char *fmt, int flags, struct chain *c)
 
 	if (strncmp(filename, "json:", 5) == 0)
 		return open_json(filename, flags, c);
+	if (strncmp(filename, "blkdebug:", 9) == 0)
+		return open_blkdebug_name(filename, fmt, flags, c);
 	path = strip_file_protocol(filename);
 	img = open_one(path, fmt, flags, c, NULL);
 	free(path);
@@ -345,10 +444,18 @@ static struct img *
 open_one(const char *filename, const char *fmt, int flags, struct chain *c,
     const struct opt_list *o)
 {
-	struct img *img = xcalloc(1, sizeof(*img));
+	struct img *img;
 	const char *bk;
 	bool nolock;
 
+	if (fmt != NULL && strcmp(fmt, "blkdebug") == 0)
+		return open_filter(filename, flags, c, o);
+	img = xcalloc(1, sizeof(*img));
+	if (o != NULL && blkdebug_file(o) &&
+	    (img->blkdebug = blkdbg_new(o, "file.")) == NULL) {
+		free(img);
+		return NULL;
+	}
 	img->filename = xstrdup(filename ? filename : "");
 	img->flags = flags;
 	img->fd = -1;
@@ -370,11 +477,23 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		err_set(0, "The 'file' block driver requires a file name");
 		goto fail;
 	} else if (open_file(img, filename, flags) < 0 ||
+	    (img->blkdebug != NULL && blkdbg_attach(img->blkdebug, img->fd)) ||
 	    in_chain(c, img->fd, filename) < 0 || choose_format(img, fmt) < 0 ||
 	    (o != NULL && fmt == NULL && check_keys(o, img->ops->name) < 0) ||
 	    (!nolock && lock_image(img->fd, filename, flags & IMG_RDWR,
 	    flags & IMG_SHARE, strcmp(img->ops->name, "raw") != 0, c->n - 1) < 0)) {
 		goto fail;
+	}
+	if (img->blkdebug != NULL) {
+		/* qemu names the image by its blkdebug node */
+		img->path = img->filename;
+		img->filename = blkdbg_name(o, "file.", img->ops->name);
+	} else if (o != NULL && quorum_file(o)) {
+		free(img->filename);
+		img->filename = quorum_name(o, img->ops->name);
+		img->path = quorum_name(o, NULL);
+		img->no_dir = true;
+		img->copies_size = quorum_copies_size(o);
 	}
 	img->priv = xcalloc(1, img->ops->priv_size ? img->ops->priv_size : 1);
 	if (img->ops->open(img) < 0) {
@@ -395,6 +514,7 @@ fail:
 	lock_drop(img->fd);
 	if (img->fd >= 0)
 		close(img->fd);
+	blkdbg_free(img->blkdebug);
 	free(img->filename);
 	free(img);
 	return NULL;
@@ -459,6 +579,8 @@ img_close(struct img *img)
 	lock_drop(img->fd);
 	if (img->fd >= 0)
 		close(img->fd);
+	blkdbg_free(img->blkdebug);
+	free(img->path);
 	free(img->filename);
 	free(img->backing_file);
 	free(img->backing_fmt);
@@ -514,6 +636,9 @@ img_read(struct img *img, uint64_t off, size_t len, void *buf)
 
 	if (check_range(img, off, len) < 0)
 		return -1;
+	if (img->ops->filter != NULL)
+		return img->ops->filter(img, IO_READ, off, len) < 0 ? -1 :
+		    img_read(img->backing, off, len, buf);
 	while (len > 0) {
 		if (layer_status(img, off, len, &st) < 0)
 			return -1;
@@ -630,7 +755,12 @@ img_status_layer(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
 {
 	struct fmt_status st;
 
-	if (check_range(img, off, len) < 0 || layer_status(img, off, len, &st) < 0)
+	if (check_range(img, off, len) < 0)
+		return -1;
+	if (img->ops->filter != NULL)
+		return img->ops->filter(img, IO_BLOCK_STATUS, off, len) < 0 ? -1 :
+		    img_status_layer(img->backing, off, len, e);
+	if (layer_status(img, off, len, &st) < 0)
 		return -1;
 	fill_ext(img, off, &st, st.flags, 0, e);
 	return 0;
@@ -646,6 +776,9 @@ img_status(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
 
 	if (check_range(img, off, len) < 0)
 		return -1;
+	if (img->ops->filter != NULL)
+		return img->ops->filter(img, IO_BLOCK_STATUS, off, len) < 0 ? -1 :
+		    img_status(img->backing, off, len, e);
 	for (;;) {
 		if (layer_status(cur, off, len, &st) < 0)
 			return -1;
@@ -729,6 +862,10 @@ img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
 
 	if (check_range(img, off, len) < 0)
 		return -1;
+	if (io_fault != NULL || img->ops->filter != NULL) {
+		*n = len;	/* injected errors need the reads */
+		return 0;
+	}
 	for (;;) {
 		if (layer_status(cur, off, len, &st) < 0)
 			return -1;
@@ -769,11 +906,13 @@ img_actual_size(struct img *img)
 
 	if (img->ops->actual_size != NULL)
 		return img->ops->actual_size(img);
+	if (img->blkdebug != NULL)
+		return -1;	/* qemu's blkdebug cannot say */
 	if (img->fd < 0)
 		return 0;
 	if (fstat(img->fd, &st) < 0)
 		return -1;
-	return (int64_t)st.st_blocks * 512;
+	return (int64_t)st.st_blocks * 512 + img->copies_size;
 }
 
 const struct opt_desc *

@@ -49,6 +49,12 @@ struct img {
 	char			*backing_path;	/* backing_file resolved against our folder */
 	struct img		*backing;	/* the open backing image, or NULL */
 	const struct opt_list	*open_opts;	/* json:/--image-opts options, during open */
+	struct blkdebug		*blkdebug;	/* error injection on fd (blkdebug below the format) */
+	/* the node below the format, named apart from filename: the file
+	 * under blkdebug (relative names resolve against it), quorum's json: */
+	char			*path;
+	bool			 no_dir;	/* no folder for relative names (quorum) */
+	int64_t			 copies_size;	/* disk bytes of further copies (quorum) */
 };
 
 /* An internal snapshot, as qemu's SnapshotInfo (img-info, img-snapshot -l). */

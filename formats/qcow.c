@@ -17,6 +17,7 @@
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
+#include "blkdebug.h"
 #include "fmt.h"
 
 #define QCOW_MAGIC		0x514649fbu	/* "QFI\xfb" */
@@ -465,6 +466,7 @@ qcow_alloc(struct img *img, uint64_t off, const uint8_t *p, uint64_t n,
 		    cs - MIN(cs, img->size - start));
 	}
 	memcpy(buf + (off - start), p, n);
+	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 	if (r == 0 && io_pwrite(img->fd, buf, cs, host) < 0)
 		r = err_set(errno, "%s: write at %#" PRIx64, img->filename,
 		    host);
@@ -494,6 +496,7 @@ qcow_write(struct img *img, uint64_t off, size_t len, const void *buf)
 		if (e & 511)
 			return err_set(EIO, "%s: misaligned cluster offset %#"
 			    PRIx64, img->filename, e);
+		blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 		if (io_pwrite(img->fd, p, n, e + in) < 0)
 			return err_set(errno, "%s: write at %#" PRIx64,
 			    img->filename, e + in);

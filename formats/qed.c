@@ -14,6 +14,7 @@
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
+#include "blkdebug.h"
 #include "fmt.h"
 
 #define QED_MAGIC		0x00444551u	/* "QED\0" */
@@ -502,6 +503,7 @@ qed_alloc_write(struct img *img, const struct qed_run *r, uint64_t off,
 		memset(buf + (tail - start), 0, start + total - tail);
 	}
 	memcpy(buf + (off - start), p, n);
+	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 	if (rc == 0 && io_pwrite(img->fd, buf, total, host) < 0)
 		rc = err_set(errno, "%s: write at %#" PRIx64, img->filename, host);
 	free(buf);
@@ -522,10 +524,12 @@ qed_write(struct img *img, uint64_t off, size_t len, const void *buf)
 		if (r.type != QED_DATA) {
 			if (qed_alloc_write(img, &r, off, p, r.len) < 0)
 				return -1;
-		} else if (io_pwrite(img->fd, p, r.len, r.host) < 0) {
+			continue;
+		}
+		blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
+		if (io_pwrite(img->fd, p, r.len, r.host) < 0)
 			return err_set(errno, "%s: write at %#" PRIx64,
 			    img->filename, r.host);
-		}
 	}
 	return 0;
 }

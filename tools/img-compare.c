@@ -575,7 +575,8 @@ walk(struct cmp *c, struct rec *r)
 		walk_over(c, r);
 	else
 		walk_common(c, r);
-	if (r->kind == R_STATERR)
+	/* a plain I/O error goes unsaid, as qemu's block layer says none */
+	if (r->kind == R_STATERR && err_errno() == 0)
 		c->why = xstrdup(err_msg());
 	if (r->kind == R_STRICT || r->kind == R_STATERR)
 		c->walk_done = true;

@@ -142,7 +142,8 @@ layer_info(struct img *img)
 		jn_bool(j, "encrypted", true);
 	if (img->backing_file != NULL && img->backing_file[0] != '\0') {
 		jn_str(j, "backing-filename", img->backing_file);
-		jn_str(j, "full-backing-filename", img->backing_path);
+		if (img->backing_path != NULL)
+			jn_str(j, "full-backing-filename", img->backing_path);
 		if (img->backing_fmt != NULL && img->backing_fmt[0] != '\0')
 			jn_str(j, "backing-filename-format", img->backing_fmt);
 	}

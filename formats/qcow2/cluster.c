@@ -14,6 +14,7 @@
 #include "../../lib/err.h"
 #include "../../lib/int.h"
 #include "../../lib/io.h"
+#include "../blkdebug.h"
 #include "qcow2.h"
 
 #define QCOW2_INVALID	(-1)
@@ -305,6 +306,7 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 			return -1;
 		switch (r.type) {
 		case QCOW2_NORMAL:
+			blkdbg_event(img->fd, BLKDBG_READ_AIO);
 			if (io_pread_zero(qcow2_dfd(img), p, r.len, r.host) < 0)
 				return err_set(errno, "%s: Could not read data "
 				    "at %#llx", img->filename,
@@ -442,7 +444,15 @@ static int
 write_vec(struct img *img, struct iovec *iov, int cnt, uint64_t off)
 {
 	ssize_t r;
+	size_t len = 0;
+	int i;
 
+	for (i = 0; io_fault != NULL && i < cnt; i++)
+		len += iov[i].iov_len;
+	if (io_fault != NULL &&
+	    io_fault_check(qcow2_dfd(img), IO_WRITE, off, len) < 0)
+		return err_set(errno, "%s: Could not write data at %#llx",
+		    img->filename, (unsigned long long)off);
 	while (cnt > 0) {
 		r = pwritev(qcow2_dfd(img), iov, cnt, (off_t)off);
 		if (r < 0 && errno == EINTR)
@@ -587,6 +597,7 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	iov[cnt++] = (struct iovec){ (void *)p, bytes };
 	if (tail)
 		iov[cnt++] = (struct iovec){ tbuf, tail };
+	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 	if (write_vec(img, iov, cnt, host + (off & (cs - 1)) - head) < 0 ||
 	    extend_file(img, host + k * cs) < 0 ||
 	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
@@ -625,6 +636,7 @@ write_fill(struct img *img, uint64_t l2off, uint64_t idx, uint64_t e,
 
 	if (data_check(img, host, cs) < 0)
 		return -1;
+	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 	if (s->extl2) {
 		buf = xmalloc(cs);
 		r = cow_read(img, off - head, cs, buf);
@@ -682,6 +694,7 @@ write_run(struct img *img, uint64_t l2off, uint64_t off, uint64_t n,
 	if (data_check(img, (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1)),
 	    *done) < 0)
 		return -1;
+	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 	return data_pwrite(img, p, *done, (e0 & QCOW2_L2E_OFFSET) +
 	    (off & (cs - 1)));
 }

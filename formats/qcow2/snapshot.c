@@ -4,6 +4,7 @@
  * docs/interop/qcow2.txt, "Snapshots".
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include "../../lib/err.h"
 #include "../../lib/int.h"
 #include "../../lib/io.h"
+#include "../blkdebug.h"
 #include "qcow2.h"
 
 #define SN_EXTRA		24		/* the extra data qemu writes */
@@ -265,10 +267,17 @@ write_snaps(struct img *img, struct snaps *t)
 	s->nb_snapshots = t->n;
 	s->snapshots_offset = off;
 	t->bytes = size;
-	if (old != 0 && oldn != 0 &&
-	    qcow2_refcount_update(img, old, oldn, -1) < 0)
-		return -1;
-	return qcow2_flush(img);
+	if (old == 0 || oldn == 0)
+		return 0;
+	/*
+	 * qemu's qcow2_free_clusters: a failure leaks the old table, with
+	 * this line from the block layer itself, and the table stays written
+	 */
+	blkdbg_event(img->fd, BLKDBG_CLUSTER_FREE);
+	if (qcow2_refcount_update(img, old, oldn, -1) < 0)
+		fprintf(stderr, "qcow2_free_clusters failed: %s\n",
+		    strerror(err_errno() ? err_errno() : EIO));
+	return 0;
 }
 
 static int
@@ -685,8 +694,12 @@ qcow2_snapshot_delete(struct img *img, const char *name)
 	free(sn.id);
 	free(sn.name);
 	free(sn.extra_more);
-	if (update_refs(img, l1, sn.l1_size, -1, &changed, NULL) < 0 ||
-	    (sn.l1_size > 0 && qcow2_refcount_update(img, sn.l1_offset,
+	if (update_refs(img, l1, sn.l1_size, -1, &changed, NULL) < 0) {
+		err_set(err_errno() ? err_errno() : EIO,
+		    "Failed to free the cluster and L1 table");
+		goto out;
+	}
+	if ((sn.l1_size > 0 && qcow2_refcount_update(img, sn.l1_offset,
 	    ROUND_UP((uint64_t)sn.l1_size * 8, s->cluster_size), -1) < 0) ||
 	    update_active(img, 0, NULL) < 0)
 		goto out;
