@@ -527,7 +527,9 @@ close_ends(struct proc *p, size_t n)
 			close(p[i].in);
 		if (p[i].out >= 0)
 			close(p[i].out);
-		p[i].in = p[i].out = -1;
+		if (p[i].keep >= 0)
+			close(p[i].keep);
+		p[i].in = p[i].out = p[i].keep = -1;
 	}
 }
 
@@ -1290,16 +1292,27 @@ check_target(struct conv *c)
 		die("output file is smaller than input file");
 }
 
-/* img-write --map, reading the sources' stream from fd. */
+/*
+ * img-write --map, reading the sources' stream from fd.  refine: zero
+ * detection (-S) is img-cat's where it can be (one source, no -p, -c or
+ * -C): it leaves zero chunks out of the stream and sends img-write the map
+ * of what it streams through a second pipe (refine[0] here), so img-write,
+ * with nothing to look at, splices the stream straight into the target.
+ */
 static void
-write_stage(const struct conv *c, struct proc *p, int fd)
+write_stage(const struct conv *c, struct proc *p, int fd, const int *refine)
 {
 	proc_arg(p, "img-write");
 	if (c->target_opts)
 		proc_arg(p, "--image-opts");
 	else
 		proc_argf(p, "-f%s", c->out_fmt);
-	proc_argf(p, "--map=/dev/fd/%d", c->write_fd);
+	if (refine != NULL) {
+		proc_argf(p, "--map=/dev/fd/%d", refine[0]);
+		p->keep = refine[0];
+	} else {
+		proc_argf(p, "--map=/dev/fd/%d", c->write_fd);
+	}
 	if (c->compressed)
 		proc_arg(p, "-c");
 	/* qemu-img convert's target cache defaults to unsafe: no fsync */
@@ -1321,12 +1334,18 @@ write_stage(const struct conv *c, struct proc *p, int fd)
  */
 static int
 cat_start(const struct conv *c, const struct source *s, struct proc *p,
-    int to, int *relay_from)
+    int to, int *relay_from, const int *refine)
 {
 	int a[2] = { -1, -1 }, start;
 
 	common_args(c, p, "img-cat");
-	proc_argf(p, "--map=/dev/fd/%d", s->cat_fd);
+	/* refining, img-cat passes img-write's zero extents on: it gets them */
+	proc_argf(p, "--map=/dev/fd/%d", refine ? c->write_fd : s->cat_fd);
+	if (refine != NULL) {
+		proc_argf(p, "-S%llu", (unsigned long long)c->sparse);
+		proc_argf(p, "--map-out=/dev/fd/%d", refine[1]);
+		p->keep = refine[1];
+	}
 	proc_arg(p, s->name);
 	if (prog.on && proc_pipe(a) < 0)
 		die("%s", err_msg());
@@ -1374,20 +1393,23 @@ copy(const struct conv *c, const struct source *src)
 	struct proc p[2] = { PROC_INIT, PROC_INIT };
 	struct streamed st = { 0, 0 };
 	char *msg = NULL, *said;
-	int b[2], i, r = 0, from;
+	int b[2], m[2], i, r = 0, from;
+	bool refine = !prog.on && !c->compressed && !c->copy_range &&
+	    c->sparse != 0 && c->nsrc == 1;
 
-	if (proc_pipe(b) < 0)
+	if (proc_pipe(b) < 0 || (refine && proc_pipe(m) < 0))
 		die("%s", err_msg());
 	if (prog.on)
 		signal(SIGPIPE, SIG_IGN);
 	prog.end = prog.n;
-	write_stage(c, &p[1], b[0]);
+	write_stage(c, &p[1], b[0], refine ? m : NULL);
 	for (i = 0; i < c->nsrc && r == 0; i++) {
-		if (cat_start(c, &src[i], &p[0], b[1], &from) < 0)
+		if (cat_start(c, &src[i], &p[0], b[1], &from,
+		    refine ? m : NULL) < 0)
 			die("%s", err_msg());
 		if (i == 0 && proc_start(&p[1]) < 0) {
 			msg = xstrdup(err_msg());
-			close(b[0]);	/* img-cat ends on a broken pipe */
+			close_ends(&p[1], 1);	/* img-cat ends on a broken pipe */
 			if (from >= 0)
 				close(from);
 			proc_wait(&p[0], 1);
