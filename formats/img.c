@@ -154,7 +154,8 @@ open_backing(struct img *img, int flags, struct chain *c)
 		return 0;
 	flags = (flags & ~IMG_RDWR) | IMG_NO_PROBE_WARN;
 	img->backing = open_chain(img->backing_path, img->backing_fmt, flags, c);
-	return img->backing ? 0 : -1;
+	/* qemu's bdrv_open_backing_file: one prefix per level of the chain */
+	return img->backing ? 0 : err_prefix("Could not open backing file");
 }
 
 /*
@@ -481,7 +482,7 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 	    in_chain(c, img->fd, filename) < 0 || choose_format(img, fmt) < 0 ||
 	    (o != NULL && fmt == NULL && check_keys(o, img->ops->name) < 0) ||
 	    (!nolock && lock_image(img->fd, filename, flags & IMG_RDWR,
-	    flags & IMG_SHARE, strcmp(img->ops->name, "raw") != 0, c->n - 1) < 0)) {
+	    flags & IMG_SHARE, strcmp(img->ops->name, "raw") != 0, 0) < 0)) {
 		goto fail;
 	}
 	if (img->blkdebug != NULL) {
