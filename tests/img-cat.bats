@@ -253,10 +253,8 @@ oracle() {
 @test "img-cat: --salvage streams zeroes for sectors that fail to read, as qemu-img convert" {
 	qimg create -q -f qcow2 s.qcow2 4M
 	qio -c 'write -P 7 0 4M' s.qcow2 >/dev/null
-	local j="json:{'driver':'blkdebug','image':{'driver':'qcow2','file':{'driver':'file',"
-	j+="'filename':'s.qcow2'}},'inject-error':[{'event':'none','iotype':'block-status',"
-	j+="'errno':5,'sector':2050},{'event':'none','iotype':'read','errno':5,'sector':4000},"
-	j+="{'event':'none','iotype':'read','errno':5,'sector':4001}]}"
+	local j
+	j=$(blkdebug_json s.qcow2 block-status:2050 read:4000 read:4001)
 	qimg convert --salvage -O raw "$j" q.raw 2>/dev/null
 	img-cat --salvage "$j" >o.raw 2>err
 	cmp o.raw q.raw

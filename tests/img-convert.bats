@@ -432,11 +432,8 @@ mkbroken() {
 @test "img-convert: --salvage warns of block status twice, as qemu-img counts then copies" {
 	qimg create -q -f qcow2 s.qcow2 4M
 	qio -c 'write -P 7 0 4M' s.qcow2 >/dev/null
-	local j="json:{'driver':'blkdebug','image':{'driver':'qcow2','file':{'driver':'file',"
-	j+="'filename':'s.qcow2'}},'inject-error':[{'event':'none','iotype':'block-status',"
-	j+="'errno':5,'sector':2050},{'event':'none','iotype':'read','errno':5,'sector':2050},"
-	j+="{'event':'none','iotype':'read','errno':5,'sector':6000},"
-	j+="{'event':'none','iotype':'read','errno':5,'sector':6001}]}"
+	local j
+	j=$(blkdebug_json s.qcow2 block-status:2050 read:2050 read:6000 read:6001)
 	# (qemu's parallel requests may put a block-status warning a few chunks
 	# ahead of read warnings; ours come in offset order, as here)
 	same convert --salvage -O qcow2 "$j" o.qcow2
