@@ -1318,8 +1318,9 @@ write_stage(const struct conv *c, struct proc *p, int fd, const int *refine)
 	/* qemu-img convert's target cache defaults to unsafe: no fsync */
 	proc_argf(p, "-t%s", c->cache ? c->cache : "unsafe");
 	/* -C copies data extents whole, zeroes and all, as copy offloading does */
-	proc_argf(p, "-S%llu",
-	    c->copy_range ? 0ULL : (unsigned long long)c->sparse);
+	proc_argf(p, "-S%llu", (unsigned long long)c->sparse);
+	if (c->copy_range)
+		proc_arg(p, "--whole");
 	/* a new target reads as zeroes, unless -S 0 asks for it allocated */
 	if (c->target_is_zero || (!c->no_create && c->sparse != 0 &&
 	    !c->has_backing))
@@ -1479,10 +1480,6 @@ find_backing(struct conv *c)
 		fmt = opt_list_get(&c->o, "backing_fmt");
 	c->has_backing = name != NULL;
 	c->backing_size = -1;
-	/* there zero extents are written, and img-write -S 0 would not unmap them */
-	if (c->copy_range && (c->no_create || c->has_backing))
-		die("convert: option '-C' with -n or a target backing file is not "
-		    "supported yet");
 	if (!c->has_backing || c->no_create)
 		return;
 	/* unknown when it cannot be opened: the target's own open will say */

@@ -23,10 +23,10 @@
 
 static const char usage_text[] =
     "usage: img-write [-f fmt | --image-opts] [--offset=offset] [--map=mapfile]\n"
-    "                 [-S sparse_size] [-n | --target-is-zero] [-t cache] [-c]\n"
-    "                 filename\n";
+    "                 [-S sparse_size] [--whole] [-n | --target-is-zero] [-t cache]\n"
+    "                 [-c] filename\n";
 
-enum { OPT_OFFSET = 256, OPT_MAP, OPT_IMAGE_OPTS, OPT_LONG, OPT_SHORT };
+enum { OPT_OFFSET = 256, OPT_MAP, OPT_IMAGE_OPTS, OPT_WHOLE, OPT_LONG, OPT_SHORT };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
@@ -38,6 +38,7 @@ static const struct option longopts[] = {
 	{ "cache", required_argument, NULL, 't' },
 	{ "compress", no_argument, NULL, 'c' },
 	{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+	{ "whole", no_argument, NULL, OPT_WHOLE },
 	{ "long-options", no_argument, NULL, OPT_LONG },
 	{ "short-options", no_argument, NULL, OPT_SHORT },
 	{ NULL, 0, NULL, 0 },
@@ -52,6 +53,7 @@ struct write_args {
 	int		 flags;		/* IMG_NO_FLUSH for -t unsafe */
 	bool		 compress;	/* -c */
 	bool		 image_opts;	/* filename is an option string */
+	bool		 whole;		/* --whole: no zero detection in data */
 };
 
 /* One step of a map: take len bytes of stream for data, none for zeroes. */
@@ -108,6 +110,8 @@ usage(void)
 	    "  -S, --sparse-size=size   zero chunks of this size stay "
 	    "sparse (default 4k,\n"
 	    "                           0: write everything)\n"
+	    "      --whole              no zero detection in data extents; -S only\n"
+	    "                           says how zero extents are written\n"
 	    "  -n, --target-is-zero     the image reads as zeroes: skip zero "
 	    "ranges\n"
 	    "  -c, --compress           write data clusters compressed\n"
@@ -679,6 +683,9 @@ parse_args(int argc, char *argv[], struct write_args *a)
 		case OPT_IMAGE_OPTS:
 			a->image_opts = true;
 			break;
+		case OPT_WHOLE:
+			a->whole = true;
+			break;
 		case OPT_LONG:
 		case OPT_SHORT:
 			list_options(c);
@@ -724,6 +731,7 @@ main(int argc, char *argv[])
 		die("%s", err_msg());
 	s.sparse = a.sparse;
 	s.target_zero = a.target_zero;
+	s.detected = a.whole;
 	s.bufsize = MAX(IO_BUFSIZE, a.sparse);
 	if (a.compress) {
 		start_compress(&s);
