@@ -166,7 +166,8 @@ fake_stage() {
 
 @test "img-convert: -p prints qemu-img's progress lines, byte for byte" {
 	mkraw a.raw
-	for args in "a.raw" "-S 0 a.raw" "-O raw -S 64k a.raw"; do
+	for args in "a.raw" "-S 0 a.raw" "-O raw -S 64k a.raw" "-c -O qcow2 a.raw" \
+	    "-c -O qcow2 -o cluster_size=4k a.raw a.raw"; do
 		# shellcheck disable=SC2086
 		qemu-img convert -p $args q.out >want
 		# shellcheck disable=SC2086

@@ -115,6 +115,7 @@ struct progress {
 	uint64_t	 streamed;	/* stream bytes those extents took */
 	uint64_t	 done;
 	uint64_t	 total;
+	uint64_t	 chunk;		/* a step: CHUNK, or with -c one cluster */
 };
 
 /* The stream's bytes before this img-cat's (base) and in it (last), for -p. */
@@ -425,7 +426,7 @@ progress_stream(uint64_t bytes, void *arg)
 	for (; prog.i < prog.end; prog.i++, prog.off = 0) {
 		e = &prog.step[prog.i];
 		for (; prog.off < e->length; prog.off += n) {
-			n = e->length - prog.off < CHUNK ? e->length - prog.off : CHUNK;
+			n = MIN(e->length - prog.off, prog.chunk);
 			if (e->streamed) {
 				if (prog.streamed + n > bytes)
 					return;
@@ -1494,6 +1495,7 @@ int
 main(int argc, char *argv[])
 {
 	struct conv c = { .sparse = SPARSE_DEFAULT };
+	uint64_t cs;
 	struct source *src;
 	int ch, i;
 
@@ -1518,8 +1520,13 @@ main(int argc, char *argv[])
 	else
 		create_target(&c);
 	check_target_bitmaps(&c);
-	if (c.compressed)
-		align_clusters(&c, target_cluster(&c));
+	prog.chunk = CHUNK;
+	if (c.compressed) {
+		/* qemu-img compresses, and counts, a cluster at a time */
+		cs = target_cluster(&c);
+		align_clusters(&c, cs);
+		prog.chunk = cs ? MIN(cs, CHUNK) : CHUNK;
+	}
 	make_maps(&c, src);
 	copy(&c, src);
 	copy_bitmaps(&c);
