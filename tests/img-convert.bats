@@ -536,6 +536,9 @@ mkbitmaps() {
 	same_error --bitmaps a.raw x.qcow2
 	same_error --bitmaps -O qcow2 b.qcow2 b.qcow2 x.qcow2
 	same_error --bitmaps -O qcow2 -o compat=0.10 b.qcow2 x.qcow2
+	qimg create -q -f raw small.raw 1M
+	same_error --bitmaps -n b.qcow2 small.raw
+	same_error -c -n b.qcow2 small.raw
 	rm -f x.qcow2 x.raw
 	run -1 img-convert --bitmaps -O qcow2 -o compat=0.10 b.qcow2 x.qcow2
 	[ ! -e x.qcow2 ]

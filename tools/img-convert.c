@@ -1119,25 +1119,36 @@ check_bitmaps(const struct conv *c)
 	bitmaps_free(bm, n);
 }
 
-/* The target must carry bitmaps: once it exists, as qemu-img checks. */
+/*
+ * What qemu-img checks of the target once it is open: it carries bitmaps
+ * (--bitmaps), compresses (-c).  The image is closed when it fails.
+ */
+static void
+target_can(const struct conv *c, struct img *img)
+{
+	uint64_t size;
+
+	if (c->bitmaps && !img_bitmaps_size(img, 65536, &size))
+		err_set(0, "Format driver '%s' does not support bitmaps",
+		    img_format(img));
+	else if (c->compressed && !img_can_compress(img))
+		err_set(0, "Compression not supported for this file format");
+	else
+		return;
+	img_close(img);
+	die("%s", err_msg());
+}
+
 static void
 check_target_bitmaps(const struct conv *c)
 {
 	struct img *img;
-	uint64_t size;
-	bool ok;
 
 	if (!c->bitmaps)
 		return;
 	if ((img = open_target(c, IMG_SHARE)) == NULL)
 		die("%s", err_msg());
-	ok = img_bitmaps_size(img, 65536, &size);
-	if (!ok) {
-		err_set(0, "Format driver '%s' does not support bitmaps",
-		    img_format(img));
-		img_close(img);
-		die("%s", err_msg());
-	}
+	target_can(c, img);
 	img_close(img);
 }
 
@@ -1287,6 +1298,7 @@ check_target(struct conv *c)
 	check_not_source(c);
 	if ((img = open_target(c, IMG_RDWR)) == NULL)
 		die("%s", err_msg());
+	target_can(c, img);
 	size = img->size;
 	img_close(img);
 	if (size < c->size)
@@ -1519,7 +1531,8 @@ main(int argc, char *argv[])
 		check_target(&c);
 	else
 		create_target(&c);
-	check_target_bitmaps(&c);
+	if (!c.no_create)
+		check_target_bitmaps(&c);
 	prog.chunk = CHUNK;
 	if (c.compressed) {
 		/* qemu-img compresses, and counts, a cluster at a time */
