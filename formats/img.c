@@ -934,6 +934,31 @@ img_status(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
 	return 0;
 }
 
+/*
+ * img_status for qemu-img convert --salvage (convert_iteration_sectors): a
+ * range whose status fails is asked again a quarter as long (in sectors),
+ * down to one sector; when that fails too, it is taken as data.
+ */
+int
+img_status_salvage(struct img *img, uint64_t off, uint64_t len,
+    struct map_ext *e)
+{
+	uint64_t n = DIV_ROUND_UP(len, IMG_SECTOR);
+
+	for (;;) {
+		if (img_status(img, off, MIN(n * IMG_SECTOR, len), e) == 0)
+			return 0;
+		if (n == 1)
+			break;
+		n = DIV_ROUND_UP(n, 4);
+	}
+	memset(e, 0, sizeof(*e));
+	e->start = off;
+	e->length = MIN(IMG_SECTOR, len);
+	e->present = e->data = true;
+	return 1;
+}
+
 int
 img_snapshot_load(struct img *img, const char *param)
 {

@@ -114,6 +114,14 @@ bool		 img_can_compress(const struct img *img);
  * get_block_status: e describes the first extent (e->length <= len).
  */
 int		 img_status(struct img *img, uint64_t off, uint64_t len, struct map_ext *e);
+/*
+ * img_status as qemu-img convert --salvage asks it: a failing range is
+ * retried shorter; 1 when one sector (IMG_SECTOR) at off fails even so: e
+ * then says it is data, and err_msg()/err_errno() say why.
+ */
+#define IMG_SECTOR	512
+int		 img_status_salvage(struct img *img, uint64_t off, uint64_t len,
+		    struct map_ext *e);
 /* Block status of this layer only (no chain): same fields, depth 0. */
 int		 img_status_layer(struct img *img, uint64_t off, uint64_t len, struct map_ext *e);
 

@@ -68,3 +68,16 @@ same_view() {
 	same info "$1" && same info --output=json "$1" &&
 	    same map "$1" && same map --output=json "$1" && same_content "$1"
 }
+
+# blkdebug_json FILE IOTYPE:SECTOR...: a json: name of qcow2 FILE under blkdebug
+# whose requests of IOTYPE (read, block-status) touching SECTOR fail with EIO
+blkdebug_json() {
+	local f=$1 r j
+	shift
+	j="json:{'driver':'blkdebug','image':{'driver':'qcow2','file':{'driver':'file',"
+	j+="'filename':'$f'}},'inject-error':["
+	for r; do
+		j+="{'event':'none','iotype':'${r%:*}','errno':5,'sector':${r#*:}},"
+	done
+	echo "${j%,}]}"
+}

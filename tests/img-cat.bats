@@ -249,3 +249,20 @@ oracle() {
 	[[ $stderr == "img-cat: -S: sizes are multiples of 512 up to 16 MiB"* ]]
 	[ ! -e x ]
 }
+
+@test "img-cat: --salvage streams zeroes for sectors that fail to read, as qemu-img convert" {
+	qimg create -q -f qcow2 s.qcow2 4M
+	qio -c 'write -P 7 0 4M' s.qcow2 >/dev/null
+	local j
+	j=$(blkdebug_json s.qcow2 block-status:2050 read:4000 read:4001)
+	qimg convert --salvage -O raw "$j" q.raw 2>/dev/null
+	img-cat --salvage "$j" >o.raw 2>err
+	cmp o.raw q.raw
+	[ "$(cat err)" = "img-cat: warning: error while reading block status at offset 1049600: Input/output error
+img-cat: warning: error while reading offset 2048000: Input/output error
+img-cat: warning: error while reading offset 2048512: Input/output error" ]
+	img-map --output=json s.qcow2 >m
+	img-cat --salvage --map=m "$j" 2>err | cmp - q.raw
+	[ "$(wc -l <err)" -eq 2 ]
+	run -1 img-cat "$j"
+}

@@ -22,10 +22,10 @@
 static const char usage_text[] =
     "usage: img-cat [--object objectdef] [--image-opts] [-f fmt] [-U]\n"
     "               [--offset=offset] [--length=len] [--map=mapfile]\n"
-    "               [-S sparse_size --map-out=mapfile] filename\n";
+    "               [-S sparse_size --map-out=mapfile] [--salvage] filename\n";
 
 enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS, OPT_OFFSET, OPT_LENGTH, OPT_MAP,
-	OPT_LONG, OPT_SHORT, OPT_SNAPSHOT, OPT_MAP_OUT
+	OPT_LONG, OPT_SHORT, OPT_SNAPSHOT, OPT_MAP_OUT, OPT_SALVAGE
 };
 
 static const struct option longopts[] = {
@@ -40,6 +40,7 @@ static const struct option longopts[] = {
 	{ "map", required_argument, NULL, OPT_MAP },
 	{ "sparse-size", required_argument, NULL, 'S' },
 	{ "map-out", required_argument, NULL, OPT_MAP_OUT },
+	{ "salvage", no_argument, NULL, OPT_SALVAGE },
 	{ "long-options", no_argument, NULL, OPT_LONG },
 	{ "short-options", no_argument, NULL, OPT_SHORT },
 	{ NULL, 0, NULL, 0 },
@@ -76,6 +77,9 @@ struct refine {
 	uint64_t	 start, len;	/* data run not yet streamed */
 };
 
+/* --salvage: read and block-status errors become zeroes, with a warning */
+static bool salvage;
+
 /* Where the bytes go: stdout, which may be a regular file we can leave holes in. */
 struct out {
 	uint8_t		*buf;		/* IO_BUFSIZE, aligned */
@@ -106,6 +110,8 @@ usage(void)
 	    "                        stay out of the stream ...\n"
 	    "      --map-out=mapfile ... and out of the map written here "
 	    "(JSON Lines)\n"
+	    "      --salvage         sectors that fail to read are zeroes, "
+	    "with a warning\n"
 	    "  -h, --help            show this help\n"
 	    "\nSee img-cat(1).\n", usage_text);
 	exit(0);
@@ -211,6 +217,43 @@ out_splice(struct out *o, int fd, uint64_t host, uint64_t len)
 	return true;
 }
 
+static void
+warn_errno(const char *what, uint64_t off)
+{
+	warn_msg("warning: error while reading %s%" PRIu64 ": %s", what, off,
+	    strerror(err_errno() ? err_errno() : EIO));
+}
+
+/*
+ * --salvage, as qemu-img convert_co_read: a read that failed is done again
+ * sector by sector; a sector that fails is warned of and read as zeroes.
+ */
+static void
+read_sectors(struct img *img, uint64_t off, size_t len, uint8_t *buf)
+{
+	size_t n;
+
+	for (; len > 0; off += n, buf += n, len -= n) {
+		n = (size_t)MIN(len, IMG_SECTOR);
+		if (img_read(img, off, n, buf) < 0) {
+			warn_errno("offset ", off);
+			memset(buf, 0, n);
+		}
+	}
+}
+
+/* img_read, or with --salvage its sectors one by one. */
+static int
+read_some(struct img *img, uint64_t off, size_t len, uint8_t *buf)
+{
+	if (img_read(img, off, len, buf) == 0)
+		return 0;
+	if (!salvage)
+		return -1;
+	read_sectors(img, off, len, buf);
+	return 0;
+}
+
 /* Read [off, off+len) of the virtual disk, through the backing chain, and write it. */
 static int
 copy_read(struct img *img, struct out *o, uint64_t off, uint64_t len)
@@ -220,7 +263,7 @@ copy_read(struct img *img, struct out *o, uint64_t off, uint64_t len)
 	for (; len > 0; off += n, len -= n) {
 		/* keep the reads aligned to the buffer size after the first */
 		n = (size_t)MIN(len, IO_BUFSIZE - off % IO_BUFSIZE);
-		if (img_read(img, off, n, o->buf) < 0)
+		if (read_some(img, off, n, o->buf) < 0)
 			return -1;
 		out_write(o, o->buf, n);
 	}
@@ -254,8 +297,10 @@ cat_range(struct img *img, struct out *o, uint64_t off, uint64_t len)
 	struct map_ext e;
 
 	while (len > 0) {
-		if (img_status(img, off, len, &e) < 0)
+		if (!salvage && img_status(img, off, len, &e) < 0)
 			return -1;
+		if (salvage && img_status_salvage(img, off, len, &e) == 1)
+			warn_errno("block status at offset ", off);
 		if (e.zero)
 			out_zeroes(o, e.length);
 		else if (copy(img, o, off, e.length) < 0)
@@ -370,7 +415,7 @@ refine_flush(struct img *img, struct out *o, struct refine *rf)
 			w = ROUND_DOWN(off + w, rf->sparse) > off ?
 			    ROUND_DOWN(off + w, rf->sparse) - off :
 			    MIN(end - off, rf->sparse - off % rf->sparse);
-		if (img_read(img, off, (size_t)w, rf->buf) < 0)
+		if (read_some(img, off, (size_t)w, rf->buf) < 0)
 			return -1;
 		refine_window(rf, o, off, w, rf->buf, -1, 0);
 		off += w;
@@ -496,6 +541,9 @@ parse_args(int argc, char *argv[], struct cat_args *a)
 		case OPT_MAP_OUT:
 			a->map_out = optarg;
 			break;
+		case OPT_SALVAGE:
+			salvage = true;
+			break;
 		case OPT_LONG:
 		case OPT_SHORT:
 			opt_print_options(longopts, shortopts, c == OPT_LONG);
@@ -546,6 +594,9 @@ main(int argc, char *argv[])
 		    "image (%" PRIu64 " bytes)", argv[optind], a.offset, a.length,
 		    img->size);
 	out_init(&o);
+	/* salvaging reads every byte through the driver, where errors arise */
+	if (salvage)
+		o.pipe = false;
 	ret = a.map ? cat_map(img, &o, a.map, rf) :
 	    cat_range(img, &o, a.offset, a.length);
 	if (ret < 0)

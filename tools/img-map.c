@@ -1,4 +1,5 @@
 /* img-map: print an image's extent map, as qemu-img 7.2's `map` (qemu-img.c img_map). */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@ static const char usage_text[] =
     "               [--output=ofmt] [-U] filename\n";
 
 enum { OPT_OUTPUT = 256, OPT_OBJECT, OPT_IMAGE_OPTS, OPT_LONG, OPT_SHORT,
-    OPT_SNAPSHOT, OPT_SPARSE };
+    OPT_SNAPSHOT, OPT_SPARSE, OPT_SALVAGE };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
@@ -25,6 +26,7 @@ static const struct option longopts[] = {
 	{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
 	{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
 	{ "sparse", no_argument, NULL, OPT_SPARSE },
+	{ "salvage", no_argument, NULL, OPT_SALVAGE },
 	{ "force-share", no_argument, NULL, 'U' },
 	{ "start-offset", required_argument, NULL, 's' },
 	{ "max-length", required_argument, NULL, 'l' },
@@ -43,6 +45,7 @@ struct map_args {
 	int64_t		 start;
 	int64_t		 max_length;	/* -1: to the end */
 	const char	*snapshot;	/* --snapshot: map an internal snapshot */
+	bool		 salvage;	/* --salvage: a failing sector is data */
 };
 
 static _Noreturn void
@@ -59,6 +62,7 @@ usage(void)
 	    "  -U, --force-share       open the image in shared mode\n"
 	    "      --snapshot=param    map an internal snapshot (as convert -l)\n"
 	    "      --sparse            zero ranges as zero even where qemu-img shows data\n"
+	    "      --salvage           warn of a sector whose status fails, call it data\n"
 	    "  -h, --help              show this help\n"
 	    "\nSee img-map(1).\n", usage_text);
 	exit(0);
@@ -120,6 +124,22 @@ dump(const struct map_args *a, const struct map_ext *e, struct map_ext *next)
 	return 0;
 }
 
+/* One extent; with --salvage a failing sector is warned of and called data. */
+static int
+status(struct img *img, const struct map_args *a, uint64_t off, uint64_t len,
+    struct map_ext *e)
+{
+	int r;
+
+	if (!a->salvage)
+		return img_status(img, off, len, e);
+	if ((r = img_status_salvage(img, off, len, e)) == 1)
+		warn_msg("warning: error while reading block status at offset "
+		    "%" PRIu64 ": %s", off, strerror(err_errno() ? err_errno() :
+		    EIO));
+	return 0;
+}
+
 /*
  * Walk block status from start to the end (or start + max_length, with
  * qemu's signed arithmetic: an overflowing sum maps nothing), merging
@@ -143,7 +163,7 @@ map_image(struct img *img, const struct map_args *a)
 	while ((int64_t)(curr.start + curr.length) < length) {
 		uint64_t off = curr.start + curr.length;
 
-		if (img_status(img, off, (uint64_t)length - off, &next) < 0)
+		if (status(img, a, off, (uint64_t)length - off, &next) < 0)
 			return err_prefix("Could not read file metadata");
 		if (curr.length > 0 && map_mergeable(&curr, &next)) {
 			curr.length += next.length;
@@ -195,6 +215,9 @@ main(int argc, char *argv[])
 			break;
 		case OPT_SPARSE:
 			a.flags |= IMG_TRUE_STATUS;
+			break;
+		case OPT_SALVAGE:
+			a.salvage = true;
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:

@@ -171,6 +171,7 @@ struct bm {
 struct bmset {
 	struct bm	*v;
 	size_t		 n;
+	uint64_t	 size;		/* the image's virtual size (merges) */
 };
 
 static void
@@ -411,6 +412,12 @@ act_one(struct img *img, struct bmset *set, struct bmset *srcset,
 	case IMG_BM_MERGE:
 		if ((sb = usable(srcset, a->src)) == NULL)
 			return -1;
+		/* qemu's hbitmap_can_merge; merge_bits reads src by our size */
+		if (srcset->size != img->size)
+			return err_set(0, "Bitmaps are of different sizes "
+			    "(destination size is %llu, source size is %llu) and "
+			    "can't be merged", (unsigned long long)img->size,
+			    (unsigned long long)srcset->size);
 		merge_bits(img, b, sb);
 		break;
 	}
@@ -758,6 +765,8 @@ qcow2_bitmap(struct img *img, const char *name,
 			return -1;
 		}
 	}
+	set.size = img->size;
+	sset.size = src != NULL ? src->size : img->size;
 	for (i = 0; i < n && r == 0; i++)
 		if ((r = act_one(img, &set, srcset, name, &acts[i],
 		    granularity)) < 0)
