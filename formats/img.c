@@ -191,7 +191,8 @@ static const char *const format_keys[] = {
 	"pass-discard-snapshot", "pass-discard-other", "overlap-check",
 	"cache-size", "l2-cache-size", "l2-cache-entry-size",
 	"refcount-cache-size", "cache-clean-interval", "data-file",
-	"offset", "size", "read-zeroes", "latency-ns", "force_size_calc", NULL,
+	"offset", "size", "read-zeroes", "latency-ns", "force_size_calc",
+	"key-secret", NULL,
 };
 /* ... on the file protocol node. */
 static const char *const file_keys[] = {

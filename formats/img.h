@@ -25,6 +25,9 @@ enum {
 	/* qemu's BDRV_O_CHECK: no repair of a dirty (lazy refcounts) image on
 	 * a read-write open; the driver refuses it instead (img-check -r) */
 	IMG_NO_REPAIR	= 1 << 6,
+	/* qemu's BDRV_O_NO_IO: headers only, no data (img-info of an
+	 * encrypted image without its key) */
+	IMG_NO_IO	= 1 << 10,
 };
 
 /* write_zeroes flags */
