@@ -397,7 +397,8 @@ luks_open(struct img *img)
 		return -1;
 	if (l->payload > fsize)
 		return err_set(0, "Could not get the image size: Input/output error");
-	img->size = fsize - l->payload;
+	/* bdrv_getlength counts whole sectors */
+	img->size = ROUND_UP(fsize - l->payload, LUKS_SECTOR);
 	return 0;
 }
 
@@ -574,6 +575,22 @@ create_algs(const struct opt_list *o, struct luks_algs *a)
 	return 0;
 }
 
+/* What qemu checks before it writes anything: the algorithms, the secret. */
+static int
+create_check(const struct opt_list *o, struct luks_algs *a,
+    const char **password)
+{
+	const char *id = opt_list_get(o, "key-secret");
+
+	if (create_algs(o, a) < 0)
+		return -1;
+	if (id == NULL)
+		return err_set(0, "Parameter 'key-secret' is required for cipher");
+	if ((*password = secret_get_utf8(id)) == NULL)
+		return -1;
+	return 0;
+}
+
 /* The header and slot layout of a new image (qcrypto_block_luks_create). */
 static int
 layout(struct luks *l, const struct luks_algs *a)
@@ -699,8 +716,7 @@ format(int fd, struct luks *l, const char *password, uint64_t iter_time)
 	int r = -1;
 
 	uuid_gen(l->hdr + H_UUID);
-	if (check_supported(l->cipher, l->ivcipher, l->hash, l->ivhash,
-	    l->ivgen) < 0 || crypto_random(l->hdr + H_MKSALT, LUKS_SALT_LEN) < 0 ||
+	if (crypto_random(l->hdr + H_MKSALT, LUKS_SALT_LEN) < 0 ||
 	    crypto_random(mk, l->key_bytes) < 0)
 		goto out;
 	if (scale_iters(crypto_pbkdf2_count_iters(l->hash, mk, l->key_bytes,
@@ -755,28 +771,22 @@ preallocate(int fd, const char *mode, uint64_t size)
 static int
 luks_create(const char *filename, uint64_t size, const struct opt_list *o)
 {
-	const char *id = opt_list_get(o, "key-secret"), *password;
-	const char *pre = opt_list_get(o, "preallocation");
+	const char *pre = opt_list_get(o, "preallocation"), *password;
 	struct luks_algs a;
 	struct luks *l;
 	uint64_t ms;
 	int fd, r = -1;
 
-	if (pre == NULL)
+	/* metadata is off for a LUKS image, as in qemu */
+	if (pre == NULL || strcmp(pre, "metadata") == 0)
 		pre = "off";
-	if (strcmp(pre, "off") && strcmp(pre, "falloc") && strcmp(pre, "full") &&
-	    strcmp(pre, "metadata"))
-		return err_set(0, "%s: Parameter 'preallocation' does not accept value '%s'",
-		    filename, pre);
-	if (create_algs(o, &a) < 0 || iter_time_opt(o, &ms) < 0)
-		return err_prefix("%s", filename);
-	if (id == NULL)
-		return err_set(0, "%s: Parameter 'key-secret' is required for cipher",
-		    filename);
-	if ((password = secret_get_utf8(id)) == NULL)
-		return err_prefix("%s", filename);
+	if (strcmp(pre, "off") && strcmp(pre, "falloc") && strcmp(pre, "full"))
+		return err_set(0, "%s: invalid parameter value: %s", filename,
+		    pre);
 	l = xcalloc(1, sizeof(*l));
-	if (layout(l, &a) < 0) {
+	if (iter_time_opt(o, &ms) < 0 || create_check(o, &a, &password) < 0 ||
+	    layout(l, &a) < 0 || check_supported(l->cipher, l->ivcipher,
+	    l->hash, l->ivhash, l->ivgen) < 0) {
 		free(l);
 		return err_prefix("%s", filename);
 	}
@@ -786,9 +796,8 @@ luks_create(const char *filename, uint64_t size, const struct opt_list *o)
 		return err_set(errno, "%s: Could not create '%s'", filename,
 		    filename);
 	}
-	if (!strcmp(pre, "metadata"))
-		r = err_set(0, "Unsupported preallocation mode: metadata");
-	else if (preallocate(fd, pre, l->payload + ROUND_UP(size, LUKS_SECTOR)) == 0)
+	/* qemu takes the size as given: the last sector may be partial */
+	if (preallocate(fd, pre, l->payload + size) == 0)
 		r = format(fd, l, password, ms);
 	if (r < 0)
 		err_prefix("%s", filename);
@@ -803,17 +812,16 @@ static int
 luks_measure(const struct opt_list *o, struct img *in, uint64_t size,
     struct img_measure *m)
 {
+	const char *password;
 	struct luks_algs a;
 	struct luks *l;
 	int r;
 
-	if (create_algs(o, &a) < 0)
+	if (create_check(o, &a, &password) < 0)
 		return -1;
 	l = xcalloc(1, sizeof(*l));
-	r = layout(l, &a);
-	if (r == 0) {
-		m->required = l->payload + (in ? in->size : ROUND_UP(size,
-		    LUKS_SECTOR));
+	if ((r = layout(l, &a)) == 0) {
+		m->required = l->payload + (in ? in->size : size);
 		m->fully_allocated = m->required;
 	}
 	free(l);

@@ -305,9 +305,6 @@ crypto_cipher_init(struct crypto_cipher *c, int alg, int mode,
 	if (!crypto_cipher_supported(alg))
 		return err_set(0, "Unsupported cipher algorithm %s",
 		    crypto_cipher_name(alg));
-	if (mode != MODE_ECB && mode != MODE_CBC && mode != MODE_XTS)
-		return err_set(0, "Unsupported cipher mode %s",
-		    crypto_mode_name(mode));
 	klen = crypto_cipher_key_len(alg) * (mode == MODE_XTS ? 2 : 1);
 	if (keylen != klen)
 		return err_set(0, "Cipher key length %zu should be %zu",
@@ -324,7 +321,29 @@ crypto_cipher_init(struct crypto_cipher *c, int alg, int mode,
 size_t
 crypto_cipher_iv_len(const struct crypto_cipher *c)
 {
-	return c->mode == MODE_ECB ? 0 : 16;
+	return c->mode == MODE_ECB ? 0 : 16;	/* a block */
+}
+
+/* CTR (SP 800-38A 6.5): the IV is a 128-bit big-endian counter. */
+static void
+ctr_crypt(const struct crypto_cipher *c, uint8_t *iv, uint8_t *buf,
+    size_t len)
+{
+	uint8_t ks[512];
+	size_t n, i;
+	int j;
+
+	while (len > 0) {
+		n = MIN(len, sizeof(ks));
+		for (i = 0; i < n; i += 16) {
+			memcpy(ks + i, iv, 16);
+			for (j = 15; j >= 0 && ++iv[j] == 0; j--)
+				;
+		}
+		aes_crypt_blocks(&c->k1, true, ks, ks, DIV_ROUND_UP(n, 16));
+		xor_bytes(buf, ks, n);
+		buf += n, len -= n;
+	}
 }
 
 /* Multiply the tweak by x in GF(2^128) (IEEE 1619 5.2). */
@@ -372,6 +391,9 @@ crypto_cipher_encrypt(const struct crypto_cipher *c, uint8_t *iv,
 	case MODE_ECB:
 		aes_crypt_blocks(&c->k1, true, buf, buf, len / 16);
 		break;
+	case MODE_CTR:
+		ctr_crypt(c, iv, buf, len);
+		break;
 	case MODE_CBC:
 		for (i = 0; i < len; i += 16) {
 			xor_bytes(buf + i, iv, 16);
@@ -395,6 +417,9 @@ crypto_cipher_decrypt(const struct crypto_cipher *c, uint8_t *iv,
 	switch (c->mode) {
 	case MODE_ECB:
 		aes_crypt_blocks(&c->k1, false, buf, buf, len / 16);
+		break;
+	case MODE_CTR:
+		ctr_crypt(c, iv, buf, len);
 		break;
 	case MODE_CBC:
 		/* blocks decrypt independently: in runs, then chain */

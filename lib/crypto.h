@@ -1,5 +1,5 @@
 /*
- * Crypto for encrypted images: AES (FIPS-197) in ECB, CBC and XTS (IEEE
+ * Crypto for encrypted images: AES (FIPS-197) in ECB, CBC, CTR and XTS (IEEE
  * 1619) modes, the plain/plain64/essiv IV generators of dm-crypt, SHA-1
  * and SHA-2 (FIPS 180-4), HMAC (RFC 2104), PBKDF2 (RFC 8018) and the LUKS
  * anti-forensic splitter.  Names are qemu's (QCryptoHashAlgorithm etc.).
