@@ -1,8 +1,15 @@
 /* SHA-1, SHA-224/256, SHA-384/512 (FIPS 180-4).  Declared in crypto.h. */
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "crypto.h"
 #include "int.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define SHA_NI	1
+#endif
 
 static const uint32_t k256[64] = {
 	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
@@ -129,6 +136,59 @@ sha256_block(uint32_t *s, const uint8_t *p)
 		s[i] += v[i];
 }
 
+#ifdef SHA_NI
+static bool use_ni;
+static pthread_once_t ni_once = PTHREAD_ONCE_INIT;
+
+static void
+ni_init(void)
+{
+	use_ni = __builtin_cpu_supports("sha") &&
+	    __builtin_cpu_supports("sse4.1") && getenv("IMG_NO_SHANI") == NULL;
+}
+
+/*
+ * One block with the SHA extensions: the state as ABEF/CDGH, four rounds
+ * per step, the schedule by sha256msg1/msg2 (Intel's SHA-NI white paper).
+ */
+__attribute__((target("sha,sse4.1"))) static void
+sha256_block_ni(uint32_t *s, const uint8_t *p)
+{
+	const __m128i mask = _mm_set_epi64x(0x0c0d0e0f08090a0bULL,
+	    0x0405060700010203ULL);
+	__m128i st0, st1, tmp, m, w[4], save0, save1;
+	int i;
+
+	tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)s), 0xb1);
+	st1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(s + 4)),
+	    0x1b);
+	st0 = _mm_alignr_epi8(tmp, st1, 8);
+	st1 = _mm_blend_epi16(st1, tmp, 0xf0);
+	save0 = st0, save1 = st1;
+	for (i = 0; i < 16; i++) {
+		if (i < 4) {
+			w[i] = _mm_shuffle_epi8(_mm_loadu_si128(
+			    (const __m128i *)(p + 16 * i)), mask);
+		} else {
+			tmp = _mm_sha256msg1_epu32(w[i & 3], w[(i + 1) & 3]);
+			tmp = _mm_add_epi32(tmp, _mm_alignr_epi8(w[(i + 3) & 3],
+			    w[(i + 2) & 3], 4));
+			w[i & 3] = _mm_sha256msg2_epu32(tmp, w[(i + 3) & 3]);
+		}
+		m = _mm_add_epi32(w[i & 3],
+		    _mm_loadu_si128((const __m128i *)(k256 + 4 * i)));
+		st1 = _mm_sha256rnds2_epu32(st1, st0, m);
+		st0 = _mm_sha256rnds2_epu32(st0, st1, _mm_shuffle_epi32(m, 0x0e));
+	}
+	st0 = _mm_add_epi32(st0, save0);
+	st1 = _mm_add_epi32(st1, save1);
+	tmp = _mm_shuffle_epi32(st0, 0x1b);
+	st1 = _mm_shuffle_epi32(st1, 0xb1);
+	_mm_storeu_si128((__m128i *)s, _mm_blend_epi16(tmp, st1, 0xf0));
+	_mm_storeu_si128((__m128i *)(s + 4), _mm_alignr_epi8(st1, tmp, 8));
+}
+#endif
+
 static void
 sha512_block(uint64_t *s, const uint8_t *p)
 {
@@ -165,6 +225,9 @@ block_len(int alg)
 void
 crypto_hash_init(struct crypto_hash *h, int alg)
 {
+#ifdef SHA_NI
+	pthread_once(&ni_once, ni_init);
+#endif
 	memset(h, 0, sizeof(*h));
 	h->alg = alg;
 	switch (alg) {
@@ -191,6 +254,10 @@ hash_block(struct crypto_hash *h, const uint8_t *p)
 {
 	if (h->alg == HASH_SHA1)
 		sha1_block(h->st.s32, p);
+#ifdef SHA_NI
+	else if ((h->alg == HASH_SHA224 || h->alg == HASH_SHA256) && use_ni)
+		sha256_block_ni(h->st.s32, p);
+#endif
 	else if (h->alg == HASH_SHA224 || h->alg == HASH_SHA256)
 		sha256_block(h->st.s32, p);
 	else

@@ -6,6 +6,7 @@ load helpers
 bats_require_minimum_version 1.5.0
 
 tc() { "$IMG_BIN/test-crypto" "$@"; }
+# IMG_NO_SHANI=1 likewise forces the portable SHA-256
 
 # both AES paths give want: both tc ARGS...
 both() {
@@ -81,7 +82,7 @@ P512=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223242
 	[ "$stderr" = "test-crypto: No AES cipher with key size 20 available" ]
 }
 
-@test "crypto: SHA-1 and SHA-2 (FIPS 180-4 examples)" {
+sha_vectors() {
 	run -0 tc hash sha1 616263
 	[ "$output" = a9993e364706816aba3e25717850c26c9cd0d89d ]
 	run -0 tc hash sha224 616263
@@ -107,6 +108,11 @@ P512=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223242
 	[ "$output" = 09330c33f71147e83d192fc782cd1b4753111b173b3b05d22fa08086e3b0f712fcc7c71a557e2db966c3e9fa91746039 ]
 }
 
+@test "crypto: SHA-1 and SHA-2 (FIPS 180-4 examples), SHA extensions and portable" {
+	sha_vectors
+	IMG_NO_SHANI=1 sha_vectors
+}
+
 @test "crypto: HMAC (RFC 2202, RFC 4231 test cases 1 and 6)" {
 	run -0 tc hmac sha1 0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b 4869205468657265
 	[ "$output" = b617318655057264e28bc0b6fb378c8ef146be00 ]
@@ -122,7 +128,7 @@ P512=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223242
 	[ "$output" = 60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54 ]
 }
 
-@test "crypto: PBKDF2 (RFC 6070 with SHA-1, RFC 7914 with SHA-256)" {
+pbkdf2_vectors() {
 	local pw salt
 	pw=$(printf password | xxd -p) salt=$(printf salt | xxd -p)
 	run -0 tc pbkdf2 sha1 $pw $salt 1 20
@@ -139,6 +145,11 @@ P512=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223242
 	[ "$output" = 55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc49ca9cccf179b645991664b39d77ef317c71b845b1e30bd509112041d3a19783 ]
 	run -0 tc pbkdf2 sha256 $(printf Password | xxd -p) $(printf NaCl | xxd -p) 80000 64
 	[ "$output" = 4ddcd8f60b98be21830cee5ef22701f9641a4418d04c0414aeff08876b34ab56a1d425a1225833549adb841b51c9b3176a272bdebba1d078478f62b397f33c8d ]
+}
+
+@test "crypto: PBKDF2 (RFC 6070 with SHA-1, RFC 7914 with SHA-256), SHA extensions and portable" {
+	pbkdf2_vectors
+	IMG_NO_SHANI=1 pbkdf2_vectors
 }
 
 @test "crypto: the AF splitter merges what it split, and needs every stripe" {
