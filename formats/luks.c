@@ -31,8 +31,6 @@
 #define LUKS_DEFAULT_ITER_TIME	2000
 #define LUKS_SLOT_ENABLED	0x00AC71F3
 #define LUKS_SLOT_DISABLED	0x0000DEAD
-/* key material we read: 64-byte keys times qemu's 4000 stripes, with room */
-#define LUKS_MAX_MATERIAL	(64u << 20)
 #define LUKS_IO_CHUNK		(1u << 20)
 
 /* header field offsets */
@@ -126,21 +124,39 @@ material_sectors(uint32_t key_bytes, uint32_t stripes)
 	return ROUND_UP(n, LUKS_SLOT_OFFSET / LUKS_SECTOR);
 }
 
-/* qcrypto_block_luks_check_header */
+/* qcrypto_block_luks_check_header, as Debian's 7.2 has it */
 static int
 check_header(const struct luks *l)
 {
+	static const char *const field[3] = { "cipher name", "cipher mode",
+	    "hash spec" };
 	uint64_t s1, e1, s2, e2, pay = l->payload / LUKS_SECTOR;
+	uint64_t hs = LUKS_SLOT_OFFSET / LUKS_SECTOR;
 	int i, j;
 
+	for (i = 0; i < 3; i++)
+		if (memchr(l->hdr + H_CIPHER + 32 * i, '\0', 32) == NULL)
+			return err_set(0, "LUKS header %s is not NUL terminated",
+			    field[i]);
+	if (pay < hs)
+		return err_set(0, "LUKS payload is overlapping with the header");
+	if (l->mk_iters == 0)
+		return err_set(0, "LUKS key iteration count is zero");
 	for (i = 0; i < LUKS_SLOTS; i++) {
 		s1 = l->slot[i].key_offset;
 		e1 = s1 + material_sectors(l->key_bytes, l->slot[i].stripes);
-		if (l->slot[i].stripes == 0)
-			return err_set(0, "Keyslot %d is corrupted (stripes == 0)", i);
+		if (l->slot[i].stripes != LUKS_STRIPES)
+			return err_set(0, "Keyslot %d is corrupted (stripes %d != %d)",
+			    i, (int)l->slot[i].stripes, LUKS_STRIPES);
 		if (l->slot[i].active != LUKS_SLOT_DISABLED &&
 		    l->slot[i].active != LUKS_SLOT_ENABLED)
 			return err_set(0, "Keyslot %d state (active/disable) is corrupted",
+			    i);
+		if (l->slot[i].active == LUKS_SLOT_ENABLED &&
+		    l->slot[i].iters == 0)
+			return err_set(0, "Keyslot %d iteration count is zero", i);
+		if (s1 < hs)
+			return err_set(0, "Keyslot %d is overlapping with the LUKS header",
 			    i);
 		if (e1 > pay)
 			return err_set(0, "Keyslot %d is overlapping with the encrypted payload",
@@ -163,7 +179,7 @@ name_lookup(int (*fn)(const char *), const char *name, const char *what)
 	int v = fn(name);
 
 	if (v < 0)
-		return err_set(0, "%s %s not supported", what, name);
+		return err_set(0, "%s '%s' not supported", what, name);
 	return v;
 }
 
@@ -179,7 +195,7 @@ cipher_from_name(const char *name, int mode, uint32_t key_bytes)
 	snprintf(buf, sizeof(buf), "%s-%u", name, key_bytes * 8);
 	if ((alg = crypto_cipher_lookup(buf)) < 0 ||
 	    (strcmp(name, "cast5") == 0 && key_bytes != 16))
-		return err_set(0, "Algorithm %s with key size %u bytes not supported",
+		return err_set(0, "Algorithm '%s' with key size %u bytes not supported",
 		    name, key_bytes);
 	return alg;
 }
@@ -195,7 +211,8 @@ parse_header(struct luks *l)
 	memcpy(hash, l->hdr + H_HASH, 32);
 	name[32] = mode[32] = hash[32] = '\0';
 	if ((iv = strchr(mode, '-')) == NULL)
-		return err_set(0, "Unexpected cipher mode string format %s", mode);
+		return err_set(0, "Unexpected cipher mode string format '%s'",
+		    mode);
 	*iv++ = '\0';
 	l->ivhash = 0;
 	if ((ivh = strchr(iv, ':')) != NULL) {
@@ -283,9 +300,6 @@ load_key(struct img *img, int i, const char *password, uint8_t *mk)
 	if (s->active != LUKS_SLOT_ENABLED)
 		return 0;
 	len = (size_t)l->key_bytes * s->stripes;
-	if (len > LUKS_MAX_MATERIAL)
-		return err_set(0, "Keyslot %d: key material of %zu bytes is too large",
-		    i, len);
 	if ((split = malloc(len)) == NULL)
 		return err_set(ENOMEM, "Keyslot %d", i);
 	crypto_pbkdf2(l->hash, password, strlen(password), s->salt,
@@ -319,17 +333,12 @@ find_key(struct img *img, const char *password, uint8_t *mk)
 }
 
 static int
-unlock(struct img *img, const char *id)
+unlock(struct img *img, const char *password)
 {
 	struct luks *l = img->priv;
-	const char *password;
 	uint8_t mk[64];
 	int r;
 
-	if (id == NULL)
-		return err_set(0, "Parameter 'key-secret' is required for cipher");
-	if ((password = secret_get_utf8(id)) == NULL)
-		return -1;
 	if (check_supported(l->cipher, l->ivcipher, l->hash, l->ivhash,
 	    l->ivgen) < 0 || find_key(img, password, mk) < 0)
 		return -1;
@@ -372,9 +381,17 @@ luks_open(struct img *img)
 	struct luks *l = img->priv;
 	const char *id = img->open_opts ?
 	    opt_list_get(img->open_opts, "key-secret") : NULL;
+	const char *password = NULL;
 	uint64_t fsize;
 	ssize_t n;
 
+	/* qemu looks the secret up before it reads anything */
+	if (!(img->flags & IMG_NO_IO)) {
+		if (id == NULL)
+			return err_set(0, "Parameter 'key-secret' is required for cipher");
+		if ((password = secret_get_utf8(id)) == NULL)
+			return -1;
+	}
 	if ((n = io_pread(img->fd, l->hdr, LUKS_HDR_SIZE, 0)) < 0)
 		return err_set(errno, "Could not read encryption header");
 	if (n < LUKS_HDR_SIZE)
@@ -387,7 +404,7 @@ luks_open(struct img *img)
 	decode_slots(l);
 	if (check_header(l) < 0 || parse_header(l) < 0)
 		return -1;
-	if (!(img->flags & IMG_NO_IO) && unlock(img, id) < 0)
+	if (password != NULL && unlock(img, password) < 0)
 		return -1;
 	if (id != NULL) {
 		l->secret = xstrdup(id);
@@ -396,7 +413,7 @@ luks_open(struct img *img)
 	if (fmt_file_size(img, &fsize) < 0)
 		return -1;
 	if (l->payload > fsize)
-		return err_set(0, "Could not get the image size: Input/output error");
+		return err_set(0, "Could not refresh total sector count: Input/output error");
 	/* bdrv_getlength counts whole sectors */
 	img->size = ROUND_UP(fsize - l->payload, LUKS_SECTOR);
 	return 0;
@@ -888,9 +905,6 @@ erase_key(struct img *img, int i)
 	uint8_t *garbage;
 	int r = 0;
 
-	if (len > LUKS_MAX_MATERIAL)
-		return err_set(0, "Keyslot %d: key material of %zu bytes is too large",
-		    i, len);
 	memset(s->salt, 0, LUKS_SALT_LEN);
 	s->iters = 0;
 	s->active = LUKS_SLOT_DISABLED;
