@@ -33,6 +33,8 @@ struct fmt_ops {
 	const char	*name;
 	size_t		 priv_size;	/* bytes the generic layer allocates as img->priv */
 	bool		 nofile;	/* opens no file (null-co): img->fd stays -1 */
+	/* a new image does not read as zeroes (qemu's bdrv_has_zero_init 0) */
+	bool		 no_zero_init;
 
 	/* Score 0-100 for the first len bytes of a file; NULL: never probed. */
 	int	(*probe)(const uint8_t *buf, size_t len, const char *filename);

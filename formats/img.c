@@ -766,6 +766,14 @@ img_format_known(const char *fmt)
 	return fmt_find(fmt) != NULL;
 }
 
+bool
+img_format_zero_init(const char *fmt)
+{
+	const struct fmt_ops *ops = fmt_find(fmt);
+
+	return ops != NULL && !ops->no_zero_init;
+}
+
 const char *const *
 img_format_names(void)
 {

@@ -188,6 +188,8 @@ int		 img_create(const char *filename, const char *fmt, uint64_t size,
 /* The create options of a format (for -o help and the "Formatting" line), or NULL. */
 const struct opt_desc *img_create_opts(const char *fmt);
 bool		 img_format_known(const char *fmt);
+/* Whether a new image of format fmt reads as zeroes (LUKS: no). */
+bool		 img_format_zero_init(const char *fmt);
 /* Names of all formats, NULL-terminated. */
 const char	*const *img_format_names(void);
 

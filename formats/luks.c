@@ -1114,6 +1114,7 @@ static const struct opt_desc luks_create_opts[] = {
 const struct fmt_ops luks_ops = {
 	.name		= "luks",
 	.priv_size	= sizeof(struct luks),
+	.no_zero_init	= true,		/* zeroes on disk decrypt to noise */
 	.probe		= luks_probe,
 	.open		= luks_open,
 	.close		= luks_close,

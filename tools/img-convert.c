@@ -14,10 +14,12 @@
 
 #include "../lib/err.h"
 #include "../lib/io.h"
+#include "../lib/json.h"
 #include "../lib/map.h"
 #include "../lib/opt.h"
 #include "../lib/proc.h"
 #include "../lib/progress.h"
+#include "../lib/secret.h"
 #include "../formats/img.h"
 
 #define SECTOR		512
@@ -57,6 +59,7 @@ struct conv {
 	size_t		 nobjects;
 	char		**src;		/* the sources, concatenated in this order */
 	const char	*dst;
+	char		*target;	/* dst as the target is opened: with its keys */
 	int		 nsrc;
 	uint64_t	 size;		/* the target's: the sources' sum */
 	const char	*backing;	/* -B */
@@ -323,6 +326,7 @@ parse_opt(struct conv *c, int ch, char **argv)
 		c->image_opts = true;
 		break;
 	case OPT_OBJECT:
+		object_add_or_exit(optarg, 1);
 		c->objects = xrealloc(c->objects,
 		    (c->nobjects + 1) * sizeof(*c->objects));
 		c->objects[c->nobjects++] = optarg;
@@ -871,6 +875,40 @@ option_help(struct conv *c)
 	exit(close_stdout());
 }
 
+/*
+ * img_add_key_secrets: qemu-img opens the target with the -o options that
+ * name keys, so an encrypted target is named by a json: name with them.
+ */
+static void
+target_name(struct conv *c)
+{
+	const char *k = opt_list_get(&c->o, "key-secret");
+	const char *ek = opt_list_get(&c->o, "encrypt.key-secret");
+	struct jnode *j, *f;
+	size_t len = 0;
+	FILE *m;
+
+	if (k == NULL && ek == NULL) {
+		c->target = xstrdup(c->dst);
+		return;
+	}
+	j = jn_new_obj();
+	jn_str(j, "driver", c->out_fmt);
+	f = jn_obj(j, "file");
+	jn_str(f, "driver", "file");
+	jn_str(f, "filename", c->dst);
+	if (k != NULL)
+		jn_str(j, "key-secret", k);
+	if (ek != NULL)
+		jn_str(jn_obj(j, "encrypt"), "key-secret", ek);
+	if ((m = open_memstream(&c->target, &len)) == NULL)
+		die_errno("open_memstream");
+	fputs("json:", m);
+	json_print(m, j, false);
+	fclose(m);
+	jn_free(j);
+}
+
 /* -n: the target must exist and hold the whole source. */
 static void
 check_target(struct conv *c)
@@ -880,7 +918,7 @@ check_target(struct conv *c)
 
 	check_backing(c);
 	check_not_source(c);
-	if ((img = img_open(c->dst, c->out_fmt, IMG_RDWR)) == NULL)
+	if ((img = img_open(c->target, c->out_fmt, IMG_RDWR)) == NULL)
 		die("%s", err_msg());
 	size = img->size;
 	img_close(img);
@@ -894,6 +932,7 @@ copy(const struct conv *c, const struct source *s)
 {
 	struct proc p[2] = { PROC_INIT, PROC_INIT };
 	int a[2], b[2] = { -1, -1 };
+	size_t i;
 
 	if (proc_pipe(a) < 0 || (prog.on && proc_pipe(b) < 0))
 		die("%s", err_msg());
@@ -913,9 +952,11 @@ copy(const struct conv *c, const struct source *s)
 	    c->copy_range ? 0ULL : (unsigned long long)c->sparse);
 	/* a new target reads as zeroes, unless -S 0 asks for it allocated */
 	if (c->target_is_zero || (!c->no_create && c->sparse != 0 &&
-	    !c->has_backing))
+	    !c->has_backing && img_format_zero_init(c->out_fmt)))
 		proc_arg(&p[1], "--target-is-zero");
-	proc_arg(&p[1], c->dst);
+	for (i = 0; i < c->nobjects; i++)
+		proc_argf(&p[1], "--object=%s", c->objects[i]);
+	proc_arg(&p[1], c->target);
 	p[1].in = prog.on ? b[0] : a[0];
 	prog.end = s->steps;
 	prog.streamed = 0;
@@ -988,6 +1029,7 @@ main(int argc, char *argv[])
 		src[i].base = c.size;
 		map_source(&c, &src[i]);
 	}
+	target_name(&c);
 	if (c.no_create)
 		check_target(&c);
 	else
@@ -1006,6 +1048,7 @@ main(int argc, char *argv[])
 	free(src);
 	free(prog.step);
 	free(c.options);
+	free(c.target);
 	free(c.objects);
 	opt_list_free(&c.o);
 	return close_stdout();

@@ -13,6 +13,7 @@
 #include "../lib/err.h"
 #include "../lib/human.h"
 #include "../lib/opt.h"
+#include "../lib/secret.h"
 
 static const char usage_text[] =
     "usage: img-create [--object objectdef] [-q] [-f fmt] [-b backing_file]\n"
@@ -527,6 +528,7 @@ main(int argc, char *argv[])
 			a.no_backing = true;
 			break;
 		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:

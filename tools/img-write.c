@@ -15,23 +15,25 @@
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
+#include "../lib/secret.h"
 #include "../formats/img.h"
 
 #define SPARSE_DEFAULT	4096		/* qemu-img convert's -S default */
 #define SPARSE_MAX	(32768 * 512)	/* qemu's MAX_BUF_SECTORS */
 
 static const char usage_text[] =
-    "usage: img-write [-f fmt] [--offset=offset] [--map=mapfile]\n"
-    "                 [-S sparse_size] [-n | --target-is-zero] [-t cache] [-c]\n"
-    "                 filename\n";
+    "usage: img-write [--object objectdef] [-f fmt] [--offset=offset]\n"
+    "                 [--map=mapfile] [-S sparse_size] [-n | --target-is-zero]\n"
+    "                 [-t cache] [-c] filename\n";
 
-enum { OPT_OFFSET = 256, OPT_MAP, OPT_LONG, OPT_SHORT };
+enum { OPT_OFFSET = 256, OPT_MAP, OPT_OBJECT, OPT_LONG, OPT_SHORT };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
 	{ "format", required_argument, NULL, 'f' },
 	{ "offset", required_argument, NULL, OPT_OFFSET },
 	{ "map", required_argument, NULL, OPT_MAP },
+	{ "object", required_argument, NULL, OPT_OBJECT },
 	{ "sparse-size", required_argument, NULL, 'S' },
 	{ "target-is-zero", no_argument, NULL, 'n' },
 	{ "cache", required_argument, NULL, 't' },
@@ -90,6 +92,10 @@ static _Noreturn void
 usage(void)
 {
 	printf("%s\nWrite raw bytes from stdin into an existing image.\n\n"
+	    "      --object=objdef      define an object such as a secret (the "
+	    "key of\n"
+	    "                           an encrypted image named by a json: "
+	    "name)\n"
 	    "  -f, --format=fmt         image format (default: probe)\n"
 	    "      --offset=offset      write the stream from this byte on\n"
 	    "      --map=mapfile        lay the stream into the map's data "
@@ -485,6 +491,9 @@ parse_args(int argc, char *argv[], struct write_args *a)
 			break;
 		case OPT_MAP:
 			a->map = optarg;
+			break;
+		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
