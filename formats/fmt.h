@@ -158,6 +158,14 @@ struct fmt_ops {
 	 */
 	int	(*backing_read_ok)(struct img *img);
 	/* img_bitmap's work (img.h).  NULL: the format has no bitmaps. */
+	/*
+	 * Where [off, off+len) may be written verbatim in an image file, so
+	 * a caller can splice bytes straight there: 1 with *fd, *host and *n
+	 * (<= len) set, anything that needs (allocation) done; 0 with *n set
+	 * when that run must go through ->write; -1 on error.  May be NULL.
+	 */
+	int	(*write_host)(struct img *img, uint64_t off, uint64_t len,
+		    int *fd, uint64_t *host, uint64_t *n);
 	int	(*bitmap)(struct img *img, const char *name,
 		    const struct img_bitmap_act *acts, size_t n,
 		    uint64_t granularity, struct img *src, size_t *failed);

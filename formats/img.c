@@ -555,6 +555,19 @@ img_write(struct img *img, uint64_t off, size_t len, const void *buf)
 }
 
 int
+img_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
+    uint64_t *host, uint64_t *n)
+{
+	if (check_range(img, off, len) < 0)
+		return -1;
+	*n = len;
+	/* O_DIRECT wants aligned buffers that splice does not promise */
+	if (img->ops->write_host == NULL || (img->flags & IMG_DIRECT) || !len)
+		return 0;
+	return img->ops->write_host(img, off, len, fd, host, n);
+}
+
+int
 img_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
 {
 	static const uint8_t zeroes[65536];

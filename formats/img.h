@@ -118,6 +118,14 @@ int		 img_status_layer(struct img *img, uint64_t off, uint64_t len, struct map_e
 int		 img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
 		    uint64_t *host, uint64_t *n);
 
+/*
+ * Where [off, off+len) may be written verbatim, so the caller can splice
+ * bytes there: 1 with *fd, *host and *n (<= len) set; 0 when the bytes
+ * must go through img_write (*n then says how many); -1 on error.
+ */
+int		 img_write_host(struct img *img, uint64_t off, uint64_t len,
+		    int *fd, uint64_t *host, uint64_t *n);
+
 int		 img_get_info(struct img *img, struct img_info *info);
 /* Bytes the image's files take on disk (st_blocks), or -1. */
 int64_t		 img_actual_size(struct img *img);

@@ -43,6 +43,17 @@ raw_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	return 0;
 }
 
+/* The disk is the file: every range is written where it lies. */
+static int
+raw_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
+    uint64_t *host, uint64_t *n)
+{
+	*fd = img->fd;
+	*host = off;
+	*n = len;
+	return 1;
+}
+
 static int
 raw_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
 {
@@ -274,6 +285,7 @@ const struct fmt_ops raw_ops = {
 	.create_opts	= raw_create_opts,
 	.read		= raw_read,
 	.write		= raw_write,
+	.write_host	= raw_write_host,
 	.write_zeroes	= raw_write_zeroes,
 	.discard	= raw_discard,
 	.flush		= raw_flush,

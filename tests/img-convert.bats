@@ -220,6 +220,33 @@ fake_stage() {
 	same_result o.raw q.raw a.raw
 }
 
+@test "img-convert: zero chunks inside data clusters: qemu-img's allocation, every target" {
+	# 64k data clusters holding zero 4k and 8k runs, at cluster heads and tails
+	qimg create -q -f qcow2 a.qcow2 8M
+	qio -c 'write -P 1 0 192k' -c 'write -z 0 12k' -c 'write -z 100k 8k' \
+	    -c 'write -z 188k 4k' -c 'write -P 2 1M 4k' -c 'write -P 3 2M 60k' \
+	    -c 'write -P 4 7M 1M' -c 'write -z 7M 64k' a.qcow2 >/dev/null
+	for fmt in raw qcow2; do
+		rm -f o q
+		qimg convert -O $fmt a.qcow2 q
+		img-convert -O $fmt a.qcow2 o
+		same_result o q a.qcow2
+		# the same with -S 8k and the hand-written refined pipeline
+		rm -f o q
+		qimg convert -S 8k -O $fmt a.qcow2 q
+		img-convert -S 8k -O $fmt a.qcow2 o
+		same_result o q a.qcow2
+	done
+	img-map --output=json a.qcow2 > m
+	rm -f fifo && mkfifo fifo
+	img-create -q -f qcow2 h.qcow2 8M
+	img-cat --map m -S 4k --map-out fifo a.qcow2 |
+	    img-write -f qcow2 --map fifo -S 0 --target-is-zero h.qcow2
+	rm -f q && qimg convert -O qcow2 a.qcow2 q
+	same_result h.qcow2 q a.qcow2
+	qimg check h.qcow2
+}
+
 @test "img-convert: -n writes into an existing target of the same size or larger" {
 	mkraw a.raw
 	qimg create -q -f raw o.raw 40M

@@ -278,3 +278,21 @@ data_bytes() {
 	[[ $output != *"Pattern verification failed"* ]]
 	qimg check top.qcow2
 }
+
+@test "img-write: a map through a pipe is taken as the stream comes; short streams fail" {
+	truncate -s 4M src.raw
+	head -c 64k /dev/urandom | dd of=src.raw bs=64k seek=3 conv=notrunc status=none
+	img-map --output=json -f raw src.raw > m
+	img-create -q -f raw a.raw 4M
+	img-cat -f raw --map m src.raw | img-write -f raw --map <(cat m) a.raw
+	cmp a.raw src.raw
+	# a stream short of what the map wants
+	img-create -q -f raw b.raw 4M
+	run -1 --separate-stderr img-write -f raw --map <(cat m) -S 0 b.raw \
+	    < <(img-cat -f raw --map m src.raw | head -c 1000)
+	[ "$stderr" = "img-write: stdin: stream ended at byte 1000, map expects 65536" ]
+	# and one longer
+	run -1 --separate-stderr img-write -f raw --map <(cat m) -S 0 b.raw \
+	    < <(img-cat -f raw --map m src.raw; echo extra)
+	[ "$stderr" = "img-write: stdin: data left over after the 65536 bytes the map expects" ]
+}

@@ -503,7 +503,9 @@ close_ends(struct proc *p, size_t n)
 			close(p[i].in);
 		if (p[i].out >= 0)
 			close(p[i].out);
-		p[i].in = p[i].out = -1;
+		if (p[i].keep >= 0)
+			close(p[i].keep);
+		p[i].in = p[i].out = p[i].keep = -1;
 	}
 }
 
@@ -926,30 +928,49 @@ check_target(struct conv *c)
 		die("output file is smaller than input file");
 }
 
-/* img-cat --map | img-write --map for one source, through us with -p. */
+/*
+ * img-cat --map | img-write --map for one source, through us with -p.
+ * Zero detection (-S) is img-cat's where it can be (one source, no -p,
+ * -c or -C): it leaves zero chunks out of the stream and sends img-write
+ * the map of what it streams through a second pipe, so img-write, with
+ * nothing to look at, splices the stream straight into the target.
+ */
 static void
 copy(const struct conv *c, const struct source *s)
 {
 	struct proc p[2] = { PROC_INIT, PROC_INIT };
-	int a[2], b[2] = { -1, -1 };
+	int a[2], b[2] = { -1, -1 }, m[2] = { -1, -1 };
+	bool refine = !prog.on && !c->compressed && !c->copy_range &&
+	    c->sparse != 0 && s->base == 0;
 	size_t i;
 
-	if (proc_pipe(a) < 0 || (prog.on && proc_pipe(b) < 0))
+	if (proc_pipe(a) < 0 || (prog.on && proc_pipe(b) < 0) ||
+	    (refine && proc_pipe(m) < 0))
 		die("%s", err_msg());
 	common_args(c, &p[0], "img-cat");
 	proc_argf(&p[0], "--map=/dev/fd/%d", s->cat_fd);
+	if (refine) {
+		proc_argf(&p[0], "-S%llu", (unsigned long long)c->sparse);
+		proc_argf(&p[0], "--map-out=/dev/fd/%d", m[1]);
+		p[0].keep = m[1];
+	}
 	proc_arg(&p[0], s->name);
 	p[0].out = a[1];
 	proc_arg(&p[1], "img-write");
 	proc_argf(&p[1], "-f%s", c->out_fmt);
-	proc_argf(&p[1], "--map=/dev/fd/%d", s->write_fd);
+	if (refine) {
+		proc_argf(&p[1], "--map=/dev/fd/%d", m[0]);
+		p[1].keep = m[0];
+	} else {
+		proc_argf(&p[1], "--map=/dev/fd/%d", s->write_fd);
+	}
 	if (c->compressed)
 		proc_arg(&p[1], "-c");
 	/* qemu-img convert's target cache defaults to unsafe: no fsync */
 	proc_argf(&p[1], "-t%s", c->cache ? c->cache : "unsafe");
 	/* -C copies data extents whole, zeroes and all, as copy offloading does */
-	proc_argf(&p[1], "-S%llu",
-	    c->copy_range ? 0ULL : (unsigned long long)c->sparse);
+	proc_argf(&p[1], "-S%llu", c->copy_range || refine ? 0ULL :
+	    (unsigned long long)c->sparse);
 	/* a new target reads as zeroes, unless -S 0 asks for it allocated */
 	if (c->target_is_zero || (!c->no_create && c->sparse != 0 &&
 	    !c->has_backing && img_format_zero_init(c->out_fmt)))

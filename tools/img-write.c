@@ -4,6 +4,7 @@
  * qemu-img convert -S does (img-write(1); the stream format is img-cat(1)'s).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -80,6 +81,7 @@ struct sink {
 	size_t		 bufsize;	/* a multiple of sparse */
 	uint64_t	 got;		/* stream bytes read so far */
 	bool		 seekable;	/* stdin is a regular file: skip its holes */
+	bool		 pipe;		/* stdin is a pipe: splice where we may */
 	/* -c: a cluster-aligned window of the target, written compressed */
 	uint64_t	 cs;		/* cluster size; 0: not compressing */
 	uint64_t	 wsize;		/* window bytes: 1 MiB, or one cluster if larger */
@@ -317,6 +319,45 @@ skip_hole(struct sink *s, uint64_t off, uint64_t len)
 	return (int64_t)n;
 }
 
+/*
+ * Without zero detection, stream bytes from a pipe go straight into the
+ * target file where it lets them: splice, no copy through our buffer.
+ * Returns the bytes moved (0: not here; less than the run: EOF), or -1.
+ */
+static int64_t
+take_splice(struct sink *s, uint64_t off, uint64_t len)
+{
+	uint64_t host, run, done = 0;
+	loff_t pos;
+	ssize_t r;
+	int fd, w;
+
+	if (!s->pipe || s->sparse != 0 || s->cs != 0)
+		return 0;
+	if ((w = img_write_host(s->img, off, len, &fd, &host, &run)) <= 0)
+		return w;
+	if (zero_flush(s) < 0)
+		return -1;
+	pos = (loff_t)host;
+	while (done < run) {
+		r = splice(STDIN_FILENO, NULL, fd, &pos,
+		    (size_t)MIN(run - done, 1u << 30), SPLICE_F_MOVE);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && done == 0 && s->got == 0 && errno == EINVAL) {
+			s->pipe = false;	/* not into this file: copy */
+			return 0;
+		}
+		if (r < 0)
+			return err_set(errno, "%s", s->img->filename);
+		if (r == 0)
+			break;
+		done += (uint64_t)r;
+		s->got += (uint64_t)r;
+	}
+	return (int64_t)done;
+}
+
 /* Stream bytes into [off, off+len); returns bytes taken (< len: EOF). */
 static int64_t
 take(struct sink *s, uint64_t off, uint64_t len)
@@ -326,6 +367,12 @@ take(struct sink *s, uint64_t off, uint64_t len)
 	ssize_t n;
 
 	while (done < len) {
+		if ((z = take_splice(s, off + done, len - done)) < 0)
+			return -1;
+		if (z > 0) {
+			done += (uint64_t)z;
+			continue;
+		}
 		if ((z = skip_hole(s, off + done, len - done)) < 0)
 			return -1;
 		if (z > 0) {
@@ -414,6 +461,52 @@ write_map(struct sink *s, const struct plan *p)
 	if ((more = more_input(s)) != 0)
 		return more < 0 ? -1 : err_set(0, "stdin: data left over after "
 		    "the %" PRIu64 " bytes the map expects", p->bytes);
+	return 0;
+}
+
+/*
+ * A map that arrives through a pipe (img-cat --map-out) is taken line by
+ * line as the stream goes: its writer sends each line before the bytes
+ * it stands for.  Checked as it comes, so an error may follow writes.
+ */
+static int
+write_map_stream(struct sink *s, const char *name)
+{
+	struct map_reader *r;
+	struct map_ext e;
+	uint64_t want = 0;
+	int64_t n = 0;
+	bool ended = false;
+	int ret, more;
+	FILE *f;
+
+	if ((f = fopen(name, "r")) == NULL)
+		return err_set(errno, "%s", name);
+	r = map_reader_new(f, name);
+	while ((ret = map_read_within(r, &e, s->img->size,
+	    s->img->filename)) > 0) {
+		if (!map_carries_data(&e)) {
+			if (zero_add(s, e.start, e.length) < 0)
+				break;
+			continue;
+		}
+		want += e.length;
+		if (ended)
+			continue;	/* the stream fell short: count the rest */
+		if ((n = take(s, e.start, e.length)) < 0)
+			break;
+		ended = (uint64_t)n < e.length;
+	}
+	map_reader_free(r);
+	fclose(f);
+	if (ret < 0 || n < 0)
+		return -1;
+	if (s->got < want)
+		return err_set(0, "stdin: stream ended at byte %" PRIu64
+		    ", map expects %" PRIu64, s->got, want);
+	if ((more = more_input(s)) != 0)
+		return more < 0 ? -1 : err_set(0, "stdin: data left over after "
+		    "the %" PRIu64 " bytes the map expects", want);
 	return 0;
 }
 
@@ -520,6 +613,7 @@ main(int argc, char *argv[])
 	struct plan p = { NULL, 0, 0, 0 };
 	struct sink s = { 0 };
 	struct stat st;
+	bool stream;
 	int ret;
 
 	prog_init(argv[0]);
@@ -529,7 +623,8 @@ main(int argc, char *argv[])
 	if (a.offset > s.img->size)
 		die("--offset %" PRIu64 " is past the end of '%s' (%" PRIu64
 		    " bytes)", a.offset, argv[optind], s.img->size);
-	if (a.map != NULL && plan_load(&p, a.map, s.img) < 0)
+	stream = a.map != NULL && stat(a.map, &st) == 0 && S_ISFIFO(st.st_mode);
+	if (a.map != NULL && !stream && plan_load(&p, a.map, s.img) < 0)
 		die("%s", err_msg());
 	s.sparse = a.sparse;
 	s.target_zero = a.target_zero;
@@ -542,7 +637,9 @@ main(int argc, char *argv[])
 	io_pipe_grow(STDIN_FILENO);
 	s.seekable = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) &&
 	    lseek(STDIN_FILENO, 0, SEEK_CUR) >= 0;
-	ret = a.map ? write_map(&s, &p) : write_at(&s, a.offset);
+	s.pipe = fstat(STDIN_FILENO, &st) == 0 && S_ISFIFO(st.st_mode);
+	ret = stream ? write_map_stream(&s, a.map) :
+	    a.map ? write_map(&s, &p) : write_at(&s, a.offset);
 	/* what was written reaches the disk even when the stream was wrong */
 	if ((zero_flush(&s) < 0 || (s.cs && win_flush(&s) < 0)) && ret == 0)
 		ret = -1;

@@ -578,7 +578,14 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	    alloc_data(img, off & ~(cs - 1), k, &host) < 0 ||
 	    data_check(img, host, k * cs) < 0)
 		goto out;
-	/* reused clusters hold old bytes: holes there must be made */
+	/*
+	 * Zero COW regions: the new clusters are zeroed whole first, as qemu's
+	 * handle_alloc_space does (so the file holds no holes there); where
+	 * the file system cannot, reused clusters get their holes made.
+	 */
+	if ((hz || tz) && !s->extl2 && fallocate(qcow2_dfd(img),
+	    FALLOC_FL_ZERO_RANGE, (off_t)host, (off_t)(k * cs)) == 0)
+		hz = tz = 0;
 	if (host < *data_size(img) && (zero_file(img, host, hz) < 0 ||
 	    zero_file(img, host + hz + bytes, tz) < 0))
 		goto out;
