@@ -800,10 +800,17 @@ luks_create(const char *filename, uint64_t size, const struct opt_list *o)
 	if (strcmp(pre, "off") && strcmp(pre, "falloc") && strcmp(pre, "full"))
 		return err_set(0, "%s: invalid parameter value: %s", filename,
 		    pre);
+	if (iter_time_opt(o, &ms) < 0 || create_algs(o, &a) < 0)
+		return err_prefix("%s", filename);
 	l = xcalloc(1, sizeof(*l));
-	if (iter_time_opt(o, &ms) < 0 || create_check(o, &a, &password) < 0 ||
-	    layout(l, &a) < 0 || check_supported(l->cipher, l->ivcipher,
-	    l->hash, l->ivhash, l->ivgen) < 0) {
+	if (create_check(o, &a, &password) < 0 || layout(l, &a) < 0 ||
+	    check_supported(l->cipher, l->ivcipher, l->hash, l->ivhash,
+	    l->ivgen) < 0) {
+		/*
+		 * qemu has made the file by now, and removes it on failure,
+		 * one that was there before too (iotest 282)
+		 */
+		(void)unlink(filename);
 		free(l);
 		return err_prefix("%s", filename);
 	}
@@ -816,10 +823,12 @@ luks_create(const char *filename, uint64_t size, const struct opt_list *o)
 	/* qemu takes the size as given: the last sector may be partial */
 	if (preallocate(fd, pre, l->payload + size) == 0)
 		r = format(fd, l, password, ms);
-	if (r < 0)
-		err_prefix("%s", filename);
 	if (close(fd) < 0 && r == 0)
 		r = err_set(errno, "%s", filename);
+	if (r < 0) {
+		err_prefix("%s", filename);
+		(void)unlink(filename);
+	}
 	explicit_bzero(l, sizeof(*l));
 	free(l);
 	return r;
