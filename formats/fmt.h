@@ -179,6 +179,11 @@ extern const struct fmt_ops *const fmt_list[];
 
 /* Helpers for drivers. */
 int	fmt_file_size(struct img *img, uint64_t *size);
+/*
+ * Name img as qemu does when it was opened with a strong runtime option
+ * (an encryption key-secret): json:{"driver": FMT, "file": {...}, key: val}.
+ */
+void	fmt_json_name(struct img *img, const char *key, const char *val);
 /* fdatasync the image file, unless it was opened IMG_NO_FLUSH. 0 or -1. */
 int	fmt_sync(struct img *img);
 

@@ -779,6 +779,29 @@ img_format_known(const char *fmt)
 	return fmt_find(fmt) != NULL;
 }
 
+void
+fmt_json_name(struct img *img, const char *key, const char *val)
+{
+	struct jnode *j = jn_new_obj(), *f;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m;
+
+	jn_str(j, "driver", img->ops->name);
+	f = jn_obj(j, "file");
+	jn_str(f, "driver", "file");
+	jn_str(f, "filename", img->filename);
+	jn_str(j, key, val);
+	if ((m = open_memstream(&buf, &len)) != NULL) {
+		fputs("json:", m);
+		json_print(m, j, false);
+		fclose(m);
+		free(img->filename);
+		img->filename = buf;
+	}
+	jn_free(j);
+}
+
 bool
 img_format_zero_init(const char *fmt)
 {

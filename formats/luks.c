@@ -348,33 +348,6 @@ unlock(struct img *img, const char *password)
 	return r;
 }
 
-/*
- * Opened with a key-secret, qemu names the image by its options
- * (bdrv_refresh_filename: key-secret is a strong runtime option).
- */
-static void
-json_name(struct img *img, const char *id)
-{
-	struct jnode *j = jn_new_obj(), *f;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *m;
-
-	jn_str(j, "driver", "luks");
-	f = jn_obj(j, "file");
-	jn_str(f, "driver", "file");
-	jn_str(f, "filename", img->filename);
-	jn_str(j, "key-secret", id);
-	if ((m = open_memstream(&buf, &len)) != NULL) {
-		fputs("json:", m);
-		json_print(m, j, false);
-		fclose(m);
-		free(img->filename);
-		img->filename = buf;
-	}
-	jn_free(j);
-}
-
 static int
 luks_open(struct img *img)
 {
@@ -408,7 +381,7 @@ luks_open(struct img *img)
 		return -1;
 	if (id != NULL) {
 		l->secret = xstrdup(id);
-		json_name(img, id);
+		fmt_json_name(img, "key-secret", id);	/* as qemu names it */
 	}
 	if (fmt_file_size(img, &fsize) < 0)
 		return -1;

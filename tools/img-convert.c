@@ -877,6 +877,14 @@ option_help(struct conv *c)
 	exit(close_stdout());
 }
 
+static bool
+opt_bool_on(const struct opt_list *o, const char *key)
+{
+	const char *v = opt_list_get(o, key);
+
+	return v != NULL && opt_bool(v) == 1;
+}
+
 /*
  * img_add_key_secrets: qemu-img opens the target with the -o options that
  * name keys, so an encrypted target is named by a json: name with them.
@@ -1011,6 +1019,9 @@ find_backing(struct conv *c)
 	/* there zero extents are written, and img-write -S 0 would not unmap them */
 	if (c->compressed && c->copy_range)
 		die("Cannot enable copy offloading when -c is used");
+	if (c->compressed && (opt_bool_on(&c->o, "encryption") ||
+	    opt_list_get(&c->o, "encrypt.format") != NULL))
+		die("Compression and encryption not supported at the same time");
 	if (c->compressed && (c->no_create || c->has_backing))
 		die("convert: option '-c' with -n or a target backing file is not "
 		    "supported yet");
