@@ -16,6 +16,7 @@
 #include "../lib/io.h"
 #include "../lib/secret.h"
 #include "fmt.h"
+#include "luks.h"
 
 #define LUKS_HDR_SIZE		592
 #define LUKS_SLOTS		8
@@ -61,6 +62,8 @@ struct luks {
 	uint64_t	 payload;		/* bytes */
 	int		 cipher, mode, ivgen, ivhash, hash, ivcipher;
 	bool		 unlocked;
+	int		 fd;			/* the file holding the header */
+	uint64_t	 base;			/* where in it (qcow2: a cluster) */
 	char		*secret;		/* key-secret id it was opened with */
 	struct crypto_cipher c;
 	struct crypto_ivgen g;
@@ -287,9 +290,8 @@ wipe(uint8_t *key, struct crypto_cipher *c, uint8_t *split, size_t len)
  * key in mk), 0 when it does not or the slot is off, -1 on error.
  */
 static int
-load_key(struct img *img, int i, const char *password, uint8_t *mk)
+load_key(struct luks *l, int i, const char *password, uint8_t *mk)
 {
-	struct luks *l = img->priv;
 	const struct luks_slot *s = &l->slot[i];
 	uint8_t key[64], digest[LUKS_DIGEST_LEN], *split;
 	struct crypto_cipher c;
@@ -304,8 +306,8 @@ load_key(struct img *img, int i, const char *password, uint8_t *mk)
 		return err_set(ENOMEM, "Keyslot %d", i);
 	crypto_pbkdf2(l->hash, password, strlen(password), s->salt,
 	    LUKS_SALT_LEN, s->iters, key, l->key_bytes);
-	if (io_pread_zero(img->fd, split, len,
-	    (uint64_t)s->key_offset * LUKS_SECTOR) < 0) {
+	if (io_pread_zero(l->fd, split, len,
+	    l->base + (uint64_t)s->key_offset * LUKS_SECTOR) < 0) {
 		err_set(errno, "Could not read encryption header");
 		goto out;
 	}
@@ -322,25 +324,24 @@ out:
 }
 
 static int
-find_key(struct img *img, const char *password, uint8_t *mk)
+find_key(struct luks *l, const char *password, uint8_t *mk)
 {
 	int i, r;
 
 	for (i = 0; i < LUKS_SLOTS; i++)
-		if ((r = load_key(img, i, password, mk)) != 0)
+		if ((r = load_key(l, i, password, mk)) != 0)
 			return r < 0 ? -1 : i;
 	return err_set(0, "Invalid password, cannot unlock any keyslot");
 }
 
 static int
-unlock(struct img *img, const char *password)
+unlock(struct luks *l, const char *password)
 {
-	struct luks *l = img->priv;
 	uint8_t mk[64];
 	int r;
 
 	if (check_supported(l->cipher, l->ivcipher, l->hash, l->ivhash,
-	    l->ivgen) < 0 || find_key(img, password, mk) < 0)
+	    l->ivgen) < 0 || find_key(l, password, mk) < 0)
 		return -1;
 	r = key_cipher(l, mk, &l->c, &l->g);
 	explicit_bzero(mk, sizeof(mk));
@@ -348,24 +349,14 @@ unlock(struct img *img, const char *password)
 	return r;
 }
 
-static int
-luks_open(struct img *img)
+int
+luks_block_load(struct luks *l, int fd, uint64_t base, const char *password)
 {
-	struct luks *l = img->priv;
-	const char *id = img->open_opts ?
-	    opt_list_get(img->open_opts, "key-secret") : NULL;
-	const char *password = NULL;
-	uint64_t fsize;
 	ssize_t n;
 
-	/* qemu looks the secret up before it reads anything */
-	if (!(img->flags & IMG_NO_IO)) {
-		if (id == NULL)
-			return err_set(0, "Parameter 'key-secret' is required for cipher");
-		if ((password = secret_get_utf8(id)) == NULL)
-			return -1;
-	}
-	if ((n = io_pread(img->fd, l->hdr, LUKS_HDR_SIZE, 0)) < 0)
+	l->fd = fd;
+	l->base = base;
+	if ((n = io_pread(fd, l->hdr, LUKS_HDR_SIZE, base)) < 0)
 		return err_set(errno, "Could not read encryption header");
 	if (n < LUKS_HDR_SIZE)
 		memset(l->hdr + n, 0, LUKS_HDR_SIZE - (size_t)n);
@@ -377,7 +368,49 @@ luks_open(struct img *img)
 	decode_slots(l);
 	if (check_header(l) < 0 || parse_header(l) < 0)
 		return -1;
-	if (password != NULL && unlock(img, password) < 0)
+	return password != NULL ? unlock(l, password) : 0;
+}
+
+struct luks *
+luks_block_new(void)
+{
+	return xcalloc(1, sizeof(struct luks));
+}
+
+void
+luks_block_free(struct luks *l)
+{
+	if (l == NULL)
+		return;
+	explicit_bzero(l, sizeof(*l));
+	free(l);
+}
+
+void
+luks_block_crypt(const struct luks *l, bool enc, uint64_t sector,
+    uint8_t *buf, size_t len)
+{
+	(enc ? crypto_sectors_encrypt : crypto_sectors_decrypt)(&l->c, &l->g,
+	    LUKS_SECTOR, sector, buf, len);
+}
+
+static int
+luks_open(struct img *img)
+{
+	struct luks *l = img->priv;
+	const char *id = img->open_opts ?
+	    opt_list_get(img->open_opts, "key-secret") : NULL;
+	const char *password = NULL;
+	uint64_t fsize;
+
+	/* qemu looks the secret up before it reads anything */
+	if (!(img->flags & IMG_NO_IO)) {
+		if (id == NULL)
+			return err_set(0, "Parameter 'key-secret' is required for cipher");
+		if ((password = secret_get_utf8(id)) == NULL)
+			return -1;
+	}
+	if (luks_block_load(l, img->fd, 0, password) < 0)
 		return -1;
 	if (id != NULL) {
 		l->secret = xstrdup(id);
@@ -494,16 +527,13 @@ uuid_str(const uint8_t *hdr, char *out)
 }
 
 /* qcrypto_block_luks_get_info, in the key order qemu's QDict prints */
-static int
-luks_info(struct img *img, struct img_info *info)
+void
+luks_block_info(const struct luks *l, struct jnode *d)
 {
-	struct luks *l = img->priv;
-	struct jnode *d = jn_new_obj(), *slots, *s;
+	struct jnode *slots, *s;
 	char uuid[LUKS_UUID_LEN + 1];
 	int i;
 
-	info->encrypted = true;
-	info->specific = d;
 	uuid_str(l->hdr, uuid);
 	jn_str(d, "cipher-alg", crypto_cipher_name(l->cipher));
 	jn_str(d, "cipher-mode", crypto_mode_name(l->mode));
@@ -525,6 +555,14 @@ luks_info(struct img *img, struct img_info *info)
 		jn_int(s, "key-offset",
 		    (int64_t)l->slot[i].key_offset * LUKS_SECTOR);
 	}
+}
+
+static int
+luks_info(struct img *img, struct img_info *info)
+{
+	info->encrypted = true;
+	info->specific = jn_new_obj();
+	luks_block_info(img->priv, info->specific);
 	return 0;
 }
 
@@ -934,7 +972,7 @@ amend_add(struct img *img, const struct luks_amend *a, bool force)
 		    slot);
 	if (id == NULL)
 		return err_set(0, "Parameter 'key-secret' is required for cipher");
-	if ((old = secret_get_utf8(id)) == NULL || find_key(img, old, mk) < 0 ||
+	if ((old = secret_get_utf8(id)) == NULL || find_key(l, old, mk) < 0 ||
 	    (new = secret_get_utf8(a->new_secret)) == NULL) {
 		explicit_bzero(mk, sizeof(mk));
 		return -1;
@@ -953,7 +991,7 @@ amend_erase_one(struct img *img, const struct luks_amend *a, bool force,
 	int slot = a->keyslot, r;
 
 	if (old != NULL) {
-		r = load_key(img, slot, old, mk);
+		r = load_key(l, slot, old, mk);
 		explicit_bzero(mk, sizeof(mk));
 		if (r < 0)
 			return -1;
@@ -993,7 +1031,7 @@ amend_erase(struct img *img, const struct luks_amend *a, bool force)
 	if (old == NULL)
 		return err_set(0, "To erase keyslot(s), either explicit keyslot index or the password currently contained in them must be given");
 	for (i = 0; i < LUKS_SLOTS; i++) {
-		r = load_key(img, i, old, mk);
+		r = load_key(l, i, old, mk);
 		explicit_bzero(mk, sizeof(mk));
 		if (r < 0)
 			return -1;
