@@ -114,9 +114,8 @@ qcow_check_header(struct img *img, const uint8_t *h)
 }
 
 /*
- * The legacy AES key (crypto/block-qcow.c): the passphrase's first 16
- * bytes, zero-padded; AES-128-CBC with plain64 IVs of guest sectors.
- * qemu cannot tell a wrong passphrase: the data just reads as noise.
+ * The legacy AES key (crypto_qcow_key), IVs from guest sectors.  qemu
+ * cannot tell a wrong passphrase: the data just reads as noise.
  */
 static int
 qcow_unlock(struct img *img)
@@ -125,7 +124,6 @@ qcow_unlock(struct img *img)
 	const char *id = img->open_opts ?
 	    opt_list_get(img->open_opts, "encrypt.key-secret") : NULL;
 	const char *password;
-	uint8_t key[16] = { 0 };
 	int r;
 
 	if (id == NULL)
@@ -133,13 +131,7 @@ qcow_unlock(struct img *img)
 		    "for cipher");
 	if ((password = secret_get_utf8(id)) == NULL)
 		return -1;
-	memcpy(key, password, MIN(strlen(password), sizeof(key)));
-	r = crypto_cipher_init(&s->c, CIPHER_AES_128, MODE_CBC, key,
-	    sizeof(key));
-	if (r == 0)
-		r = crypto_ivgen_init(&s->g, IVGEN_PLAIN64, CIPHER_AES_128,
-		    HASH_SHA256, key, sizeof(key));
-	explicit_bzero(key, sizeof(key));
+	r = crypto_qcow_key(password, &s->c, &s->g);
 	s->unlocked = r == 0;
 	return r;
 }

@@ -531,6 +531,22 @@ crypto_sectors_decrypt(const struct crypto_cipher *c,
 }
 
 int
+crypto_qcow_key(const char *password, struct crypto_cipher *c,
+    struct crypto_ivgen *g)
+{
+	uint8_t key[16] = { 0 };
+	int r;
+
+	memcpy(key, password, MIN(strlen(password), sizeof(key)));
+	r = crypto_cipher_init(c, CIPHER_AES_128, MODE_CBC, key, sizeof(key));
+	if (r == 0)
+		r = crypto_ivgen_init(g, IVGEN_PLAIN64, CIPHER_AES_128,
+		    HASH_SHA256, key, sizeof(key));
+	explicit_bzero(key, sizeof(key));
+	return r;
+}
+
+int
 crypto_random(void *buf, size_t len)
 {
 	uint8_t *p = buf;

@@ -139,6 +139,13 @@ void	crypto_sectors_decrypt(const struct crypto_cipher *c,
 	    const struct crypto_ivgen *g, size_t sector_size, uint64_t sector,
 	    uint8_t *buf, size_t len);
 
+/*
+ * The legacy qcow/qcow2 AES key (crypto/block-qcow.c): the passphrase's
+ * first 16 bytes, zero-padded; AES-128-CBC with plain64 IVs.  0 or -1.
+ */
+int	crypto_qcow_key(const char *password, struct crypto_cipher *c,
+	    struct crypto_ivgen *g);
+
 /* Random bytes for keys and salts (getrandom).  0, or -1 with err_set. */
 int	crypto_random(void *buf, size_t len);
 
