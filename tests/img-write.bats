@@ -296,3 +296,26 @@ data_bytes() {
 	    < <(img-cat -f raw --map m src.raw; echo extra)
 	[ "$stderr" = "img-write: stdin: data left over after the 65536 bytes the map expects" ]
 }
+
+@test "img-write: a piped stream lands in qcow2 clusters in place, new, shared or partial" {
+	head -c 3M /dev/urandom > d.raw
+	# a preallocated target (clusters in place), one with a snapshot (shared
+	# clusters: new ones), and offsets that cut clusters
+	for pre in metadata off; do
+		rm -f t.qcow2
+		qimg create -q -f qcow2 -o preallocation=$pre t.qcow2 8M
+		qio -c 'write -P 5 0 8M' t.qcow2 >/dev/null
+		# in place
+		img-write -f qcow2 -S 0 --offset=1M t.qcow2 < <(head -c 64k /dev/zero | tr '\0' '\5')
+		qimg check t.qcow2
+		qimg snapshot -c s1 t.qcow2
+		cat d.raw | img-write -f qcow2 -S 0 --offset=100k t.qcow2
+		qimg check t.qcow2
+		qimg convert -O raw t.qcow2 got.raw
+		cmp <(tail -c +$((100 * 1024 + 1)) got.raw | head -c 3M) d.raw
+		cmp <(head -c $((100 * 1024)) got.raw) <(head -c $((100 * 1024)) /dev/zero | tr '\0' '\5')
+		# the snapshot still reads its old bytes
+		qimg convert -l s1 -O raw t.qcow2 old.raw
+		cmp old.raw <(head -c 8M /dev/zero | tr '\0' '\5')
+	done
+}

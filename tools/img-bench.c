@@ -670,8 +670,6 @@ main(int argc, char *argv[])
 	struct bench b = {
 		.count = 75000, .depth = 64, .bufsize = 4096, .drain = true,
 	};
-	const struct option *o;
-	const char *p;
 	int c;
 
 	prog_init(argv[0]);
@@ -680,18 +678,11 @@ main(int argc, char *argv[])
 		case 'h':
 			usage();
 		case OPT_LONG:
-			for (o = longopts; o->name; o++)
-				printf("--%s\n", o->name);
-			return close_stdout();
 		case OPT_SHORT:
-			for (p = shortopts + 1; *p; p++)
-				if (*p != ':')
-					printf("-%c\n", *p);
-			return close_stdout();
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
 		case '?':
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		default:
 			option(&b, c, optarg);
 		}

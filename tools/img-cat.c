@@ -46,6 +46,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":f:US:h";
+
 struct cat_args {
 	const char	*fmt;
 	const char	*map;
@@ -108,19 +110,6 @@ usage(void)
 	    "  -h, --help            show this help\n"
 	    "\nSee img-cat(1).\n", usage_text);
 	exit(0);
-}
-
-static void
-list_options(int what)
-{
-	const struct option *o;
-
-	if (what == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-f\n-U\n-S\n-h");
-	exit(close_stdout());
 }
 
 static uint64_t
@@ -473,7 +462,7 @@ parse_args(int argc, char *argv[], struct cat_args *a)
 {
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":hf:US:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -511,12 +500,9 @@ parse_args(int argc, char *argv[], struct cat_args *a)
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(c);
-			break;
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (optind != argc - 1)

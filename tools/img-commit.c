@@ -31,6 +31,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":hf:t:b:dpqr:";
+
 struct args {
 	const char	*fmt, *base;
 	bool		 drop, progress, quiet, image_opts;
@@ -104,10 +106,9 @@ copy_down(struct img *top, struct img *base, int depth)
 static void
 parse(struct args *a, int argc, char **argv)
 {
-	const struct option *o;
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":hf:t:b:dpqr:", longopts,
+	while ((c = getopt_long(argc, argv, shortopts, longopts,
 	    NULL)) != -1) {
 		switch (c) {
 		case 'h':
@@ -129,16 +130,10 @@ parse(struct args *a, int argc, char **argv)
 			a->image_opts = true;
 			break;
 		case OPT_LONG:
-			for (o = longopts; o->name; o++)
-				printf("--%s\n", o->name);
-			exit(close_stdout());
 		case OPT_SHORT:
-			puts("-h\n-f\n-t\n-b\n-d\n-p\n-q\n-r");
-			exit(close_stdout());
-		case ':':
-			die_usage("option '%s' requires an argument", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (a->quiet)

@@ -820,19 +820,7 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static _Noreturn void
-list_options(int which)
-{
-	const struct option *o;
-
-	if (which == OPT_SHORT)
-		fputs("-f\n-F\n-T\n-p\n-q\n-s\n-U\n-h\n", stdout);
-	else
-		for (o = longopts; o->name; o++)
-			if (o->val != OPT_LONG && o->val != OPT_SHORT)
-				printf("--%s\n", o->name);
-	exit(close_stdout());
-}
+static const char shortopts[] = ":f:F:T:pqsUh";
 
 struct args {
 	const char	*fmt[2];
@@ -847,7 +835,7 @@ parse_args(int argc, char *argv[], struct args *a, struct cmp *c)
 {
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, ":hf:F:T:pqsU", longopts,
+	while ((ch = getopt_long(argc, argv, shortopts, longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'h':
@@ -881,11 +869,9 @@ parse_args(int argc, char *argv[], struct args *a, struct cmp *c)
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(ch);
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, ch == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(ch, argv);
 		}
 	}
 	if (optind != argc - 2)

@@ -154,23 +154,6 @@ usage(void)
 	exit(0);
 }
 
-static void
-list_options(int which)
-{
-	const struct option *o;
-	const char *s;
-
-	if (which == OPT_LONG) {
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	} else {
-		for (s = shortopts + 1; *s; s++)
-			if (*s != ':')
-				printf("-%c\n", *s);
-	}
-	exit(close_stdout());
-}
-
 /* -o lists join with ',' (qemu-img's accumulate_options). */
 static void
 add_options(struct conv *c, const char *arg)
@@ -333,12 +316,9 @@ parse_opt(struct conv *c, int ch, char **argv)
 		break;
 	case OPT_LONG:
 	case OPT_SHORT:
-		list_options(ch);
-		break;
-	case ':':
-		die_usage("missing argument for option '%s'", argv[optind - 1]);
+		opt_print_options(longopts, shortopts, ch == OPT_LONG);
 	default:
-		die_usage("unrecognized option '%s'", argv[optind - 1]);
+		opt_usage_error(ch, argv);
 	}
 }
 

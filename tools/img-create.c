@@ -29,6 +29,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":F:b:f:ho:qu";
+
 /*
  * The file protocol's create options (block/file-posix.c): qemu appends
  * them after the format's, so they show in "-o help" with a file name and
@@ -77,19 +79,6 @@ usage(void)
 	    "      --object OBJ   accepted for qemu-img compatibility\n"
 	    "  -h, --help         show this help\n"
 	    "\nSee img-create(1).\n", usage_text);
-	exit(close_stdout());
-}
-
-static _Noreturn void
-list_options(int which)
-{
-	const struct option *o;
-
-	if (which == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-F\n-b\n-f\n-h\n-o\n-q\n-u");
 	exit(close_stdout());
 }
 
@@ -504,7 +493,7 @@ main(int argc, char *argv[])
 	int c;
 
 	prog_init(argv[0]);
-	while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts,
+	while ((c = getopt_long(argc, argv, shortopts, longopts,
 	    NULL)) != -1) {
 		switch (c) {
 		case 'h':
@@ -532,12 +521,9 @@ main(int argc, char *argv[])
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(c);
-		case ':':
-			die_usage("missing argument for option '%s'",
-			    argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	file = optind < argc ? argv[optind] : NULL;

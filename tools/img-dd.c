@@ -47,6 +47,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":hf:O:U";
+
 static _Noreturn void
 usage(void)
 {
@@ -207,6 +209,7 @@ dd(const struct dd *d)
 	bool existed, skip_ok;
 	struct stat st;
 	const char *msg;
+	char why[1024];
 	size_t plen;
 	int r;
 
@@ -229,7 +232,9 @@ dd(const struct dd *d)
 		plen = strlen(d->out);
 		if (strncmp(msg, d->out, plen) == 0 && strncmp(msg + plen, ": ", 2) == 0)
 			msg += plen + 2;
-		die("%s: error while creating output image: %s", d->out, msg);
+		snprintf(why, sizeof(why), "%s", msg);
+		img_close(in);	/* closed, not left for the leak checker */
+		die("%s: error while creating output image: %s", d->out, why);
 	}
 	if ((out = img_open(d->out, d->out_fmt, IMG_RDWR)) == NULL)
 		die("%s", err_msg());
@@ -251,11 +256,10 @@ int
 main(int argc, char *argv[])
 {
 	struct dd d = { .out_fmt = "raw", .bs = 512 };
-	const struct option *o;
 	int c, i;
 
 	prog_init(argv[0]);
-	while ((c = getopt_long(argc, argv, ":hf:O:U", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -275,16 +279,10 @@ main(int argc, char *argv[])
 			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_LONG:
-			for (o = longopts; o->name; o++)
-				printf("--%s\n", o->name);
-			return close_stdout();
 		case OPT_SHORT:
-			puts("-h\n-f\n-O\n-U");
-			return close_stdout();
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	for (i = optind; i < argc; i++)

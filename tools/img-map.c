@@ -34,6 +34,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":f:s:l:Uh";
+
 struct map_args {
 	const char	*fmt;
 	int		 output;	/* OUT_HUMAN or OUT_JSON */
@@ -61,19 +63,6 @@ usage(void)
 	    "  -h, --help              show this help\n"
 	    "\nSee img-map(1).\n", usage_text);
 	exit(0);
-}
-
-static void
-list_options(int what)
-{
-	const struct option *o;
-
-	if (what == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-f\n-s\n-l\n-U\n-h");
-	exit(close_stdout());
 }
 
 /* qemu-img's cvtnum(): a size with suffixes in [0, INT64_MAX], or exit 1. */
@@ -162,7 +151,7 @@ main(int argc, char *argv[])
 	int c;
 
 	prog_init(argv[0]);
-	while ((c = getopt_long(argc, argv, ":f:s:l:hU", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -195,12 +184,9 @@ main(int argc, char *argv[])
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(c);
-			break;
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (optind != argc - 1)

@@ -37,6 +37,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":hf:F:b:upt:T:qU";
+
 struct args {
 	const char	*fmt, *base, *basefmt;
 	bool		 unsafe, progress, quiet, image_opts;
@@ -220,10 +222,9 @@ set_backing(struct img *top, const struct args *a)
 static void
 parse(struct args *a, int argc, char **argv)
 {
-	const struct option *o;
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":hf:F:b:upt:T:qU", longopts,
+	while ((c = getopt_long(argc, argv, shortopts, longopts,
 	    NULL)) != -1) {
 		switch (c) {
 		case 'h':
@@ -244,16 +245,10 @@ parse(struct args *a, int argc, char **argv)
 			a->image_opts = true;
 			break;
 		case OPT_LONG:
-			for (o = longopts; o->name; o++)
-				printf("--%s\n", o->name);
-			exit(close_stdout());
 		case OPT_SHORT:
-			puts("-h\n-f\n-F\n-b\n-u\n-p\n-t\n-T\n-q\n-U");
-			exit(close_stdout());
-		case ':':
-			die_usage("option '%s' requires an argument", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (a->quiet)

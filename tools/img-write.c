@@ -44,6 +44,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":f:S:nt:ch";
+
 struct write_args {
 	const char	*fmt;
 	const char	*map;
@@ -116,19 +118,6 @@ usage(void)
 	    "  -h, --help               show this help\n"
 	    "\nSee img-write(1).\n", usage_text);
 	exit(0);
-}
-
-static void
-list_options(int what)
-{
-	const struct option *o;
-
-	if (what == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-f\n-S\n-n\n-t\n-c\n-h");
-	exit(close_stdout());
 }
 
 static uint64_t
@@ -322,22 +311,27 @@ skip_hole(struct sink *s, uint64_t off, uint64_t len)
 /*
  * Without zero detection, stream bytes from a pipe go straight into the
  * target file where it lets them: splice, no copy through our buffer.
- * Returns the bytes moved (0: not here; less than the run: EOF), or -1.
+ * Returns the bytes moved (less than the run: EOF), or 0 with *copy set
+ * to the bytes that must go through the buffer first; -1 on error.
  */
 static int64_t
-take_splice(struct sink *s, uint64_t off, uint64_t len)
+take_splice(struct sink *s, uint64_t off, uint64_t len, uint64_t *copy)
 {
 	uint64_t host, run, done = 0;
 	loff_t pos;
 	ssize_t r;
 	int fd, w;
 
+	*copy = len;
 	if (!s->pipe || s->sparse != 0 || s->cs != 0)
 		return 0;
-	if ((w = img_write_host(s->img, off, len, &fd, &host, &run)) <= 0)
-		return w;
+	/* zeroes held back go first: the target allocates in disk order */
 	if (zero_flush(s) < 0)
 		return -1;
+	if ((w = img_write_host(s->img, off, len, &fd, &host, &run)) <= 0) {
+		*copy = run;
+		return w;
+	}
 	pos = (loff_t)host;
 	while (done < run) {
 		r = splice(STDIN_FILENO, NULL, fd, &pos,
@@ -362,12 +356,12 @@ take_splice(struct sink *s, uint64_t off, uint64_t len)
 static int64_t
 take(struct sink *s, uint64_t off, uint64_t len)
 {
-	uint64_t done = 0;
+	uint64_t done = 0, copy;
 	int64_t z;
 	ssize_t n;
 
 	while (done < len) {
-		if ((z = take_splice(s, off + done, len - done)) < 0)
+		if ((z = take_splice(s, off + done, len - done, &copy)) < 0)
 			return -1;
 		if (z > 0) {
 			done += (uint64_t)z;
@@ -379,7 +373,7 @@ take(struct sink *s, uint64_t off, uint64_t len)
 			done += (uint64_t)z;
 			continue;
 		}
-		if ((n = fill(s, off + done, len - done)) < 0)
+		if ((n = fill(s, off + done, MIN(len - done, copy))) < 0)
 			return -1;
 		if (n > 0 && sink_data(s, off + done, s->buf, (size_t)n) < 0)
 			return -1;
@@ -526,8 +520,8 @@ start_compress(struct sink *s)
 	img_snapshots_free(info.snapshots, info.nb_snapshots);
 	if (s->cs == 0 || !is_pow2(s->cs))
 		die("Compression not supported for this file format");
-	/* 1 MiB of clusters per run: enough for every core, little memory */
-	s->wsize = MAX(s->cs, 1u << 20);
+	/* 512 KiB of clusters per run: work for every core, little memory */
+	s->wsize = MAX(s->cs, 512u << 10);
 	s->win = io_alloc(s->wsize);
 	memset(s->win, 0, s->wsize);
 }
@@ -554,7 +548,7 @@ parse_args(int argc, char *argv[], struct write_args *a)
 {
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":hf:S:nt:c", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -590,12 +584,9 @@ parse_args(int argc, char *argv[], struct write_args *a)
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(c);
-			break;
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (optind != argc - 1)

@@ -720,6 +720,73 @@ qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	return 0;
 }
 
+/*
+ * Where [off, off+len) can be written verbatim (img_write_host): clusters
+ * only this image references, in place, or whole new clusters for the
+ * unallocated ones, allocated and linked here (the caller's bytes then
+ * land before the L2 tables reach the disk, as with qcow2_write).
+ * Partial, zero-flagged, shared and compressed clusters: 0, with *n up to
+ * the next cluster boundary, for qcow2_write.
+ */
+int
+qcow2_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
+    uint64_t *host, uint64_t *n)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, span = qcow2_l2_span(s), l2off, idx;
+	uint64_t end = MIN(off + len, (off | (span - 1)) + 1), e0, e, k, i;
+	enum wkind kind;
+	uint8_t *l2;
+
+	*n = MIN(len, cs - (off & (cs - 1)));
+	if (s->extl2)
+		return 0;
+	if (qcow2_prepare_write(img) < 0 ||
+	    qcow2_l2_for_write(img, off / span, &l2off) < 0 ||
+	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+		return -1;
+	idx = (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
+	e0 = qcow2_l2_entry(s, l2, idx);
+	kind = write_kind(s, e0, 0);
+	if (kind == W_FILL || (kind == W_NEW && (off & (cs - 1))))
+		return 0;
+	for (k = 0; off + k * cs < end; k++) {
+		e = qcow2_l2_entry(s, l2, idx + k);
+		if (classify(img, l2off, idx + k, e, 0, 0) == QCOW2_INVALID)
+			return -1;
+		if (write_kind(s, e, 0) != kind || (kind == W_IN_PLACE &&
+		    (e & QCOW2_L2E_OFFSET) != (e0 & QCOW2_L2E_OFFSET) + k * cs) ||
+		    (kind == W_NEW && off + (k + 1) * cs > end))
+			break;
+	}
+	if (k == 0)
+		return 0;
+	*n = MIN(end, ((off >> s->cluster_bits) + k) << s->cluster_bits) - off;
+	if (kind == W_IN_PLACE) {
+		*host = (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1));
+	} else if (alloc_data(img, off, k, host) < 0 ||
+	    data_check(img, *host, k * cs) < 0 ||
+	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL) {
+		return -1;
+	} else {
+		for (i = 0; i < k; i++) {
+			e = qcow2_l2_entry(s, l2, idx + i);
+			qcow2_set_entry(s, l2, idx + i,
+			    (*host + i * cs) | QCOW2_OFLAG_COPIED, ALL_ALLOC);
+			if (qcow2_free_entry(img, e) < 0)
+				return -1;
+		}
+		qcow2_cache_dirty(&s->l2_cache, l2off);
+		s->zc_valid = false;
+	}
+	if ((kind == W_IN_PLACE && data_check(img, *host, *n) < 0) ||
+	    extend_file(img, *host + *n) < 0)
+		return -1;
+	qcow2_bitmaps_dirty(img, off, *n);
+	*fd = qcow2_dfd(img);
+	return 1;
+}
+
 /* One entry of update_clusters. */
 static int
 update_one(struct img *img, uint8_t *l2, uint64_t i, int mode, int flags)

@@ -1318,6 +1318,7 @@ const struct fmt_ops qcow2_ops = {
 	.create_opts		= qcow2_create_opts,
 	.read			= qcow2_read,
 	.write			= qcow2_write,
+	.write_host		= qcow2_write_host,
 	.write_zeroes		= qcow2_write_zeroes,
 	.write_compressed	= qcow2_write_compressed,
 	.discard		= qcow2_discard,

@@ -216,6 +216,8 @@ int	 qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 	    struct fmt_status *st);
 int	 qcow2_read(struct img *img, uint64_t off, size_t len, void *buf);
 int	 qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf);
+int	 qcow2_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
+	     uint64_t *host, uint64_t *n);
 int	 qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len,
 	    int flags);
 int	 qcow2_discard(struct img *img, uint64_t off, uint64_t len);
