@@ -269,3 +269,10 @@ mask() {
 		[[ $stderr == *"Unsupported qcow2 feature(s): encryption"* ]]
 	done
 }
+
+@test "fmt-luks: -o help lists qemu's create and amend options" {
+	same create -f luks -o help
+	same create -f luks -o help x.luks
+	same amend -f luks -o help q.luks
+	same convert -O luks -o help
+}
