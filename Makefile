@@ -16,10 +16,13 @@ LIBSRC	:= $(sort $(wildcard lib/*.c formats/*.c formats/*/*.c))
 TOOLSRC	:= $(sort $(wildcard tools/*.c))
 LIBOBJ	:= $(LIBSRC:%.c=$(OBJ)/%.o)
 PROGS	:= $(TOOLSRC:tools/%.c=$(BIN)/%)
+# helpers the suites drive (git's t/helper): built, never installed
+TESTSRC	:= $(sort $(wildcard tests/test-*.c))
+TESTPROGS := $(TESTSRC:tests/%.c=$(BIN)/%)
 MANS	:= $(sort $(wildcard man/*.1))
 ALLFLAGS = $(WARN) $(CFLAGS) $(SAN) $(CPPFLAGS)
 
-all: $(PROGS)
+all: $(PROGS) $(TESTPROGS)
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(@D)
@@ -40,11 +43,15 @@ $(OBJ)/cmdlist.h: $(MANS) Makefile
 
 $(OBJ)/tools/img.o: $(OBJ)/cmdlist.h
 # keep the objects: make would delete them as intermediates, printing "rm" after check's last line
-.SECONDARY: $(TOOLSRC:tools/%.c=$(OBJ)/tools/%.o)
+.SECONDARY: $(TOOLSRC:tools/%.c=$(OBJ)/tools/%.o) $(TESTSRC:%.c=$(OBJ)/%.o)
 
 $(BIN)/%: $(OBJ)/tools/%.o $(OBJ)/libformats.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) $(STATIC) -o $@ $< $(OBJ)/libformats.a $(LDLIBS)
+
+$(TESTPROGS): $(BIN)/%: $(OBJ)/tests/%.o $(OBJ)/libformats.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $< $(OBJ)/libformats.a $(LDLIBS)
 
 ABIN	?= bin-asan
 AOBJ	?= obj-asan
@@ -85,4 +92,5 @@ clean:
 	rm -rf bin obj bin-asan obj-asan
 
 .PHONY: all asan deps check check-fast demo bench install clean
--include $(LIBOBJ:.o=.d) $(TOOLSRC:tools/%.c=$(OBJ)/tools/%.d)
+-include $(LIBOBJ:.o=.d) $(TOOLSRC:tools/%.c=$(OBJ)/tools/%.d) \
+    $(TESTSRC:%.c=$(OBJ)/%.d)

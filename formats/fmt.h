@@ -33,6 +33,8 @@ struct fmt_ops {
 	const char	*name;
 	size_t		 priv_size;	/* bytes the generic layer allocates as img->priv */
 	bool		 nofile;	/* opens no file (null-co): img->fd stays -1 */
+	/* a new image does not read as zeroes (qemu's bdrv_has_zero_init 0) */
+	bool		 no_zero_init;
 
 	/* Score 0-100 for the first len bytes of a file; NULL: never probed. */
 	int	(*probe)(const uint8_t *buf, size_t len, const char *filename);
@@ -198,6 +200,11 @@ int	fmt_file_status(struct img *img, uint64_t host, uint64_t len,
  * none or past its end (qemu's short backing files).  0 or -1.
  */
 int	fmt_read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p);
+/*
+ * Name img as qemu does when it was opened with a strong runtime option
+ * (an encryption key-secret): json:{"driver": FMT, "file": {...}, key: val}.
+ */
+void	fmt_json_name(struct img *img, const char *key, const char *val);
 /* fdatasync the image file, unless it was opened IMG_NO_FLUSH. 0 or -1. */
 int	fmt_sync(struct img *img);
 

@@ -278,7 +278,8 @@ static const char *const format_keys[] = {
 	"pass-discard-snapshot", "pass-discard-other", "overlap-check",
 	"cache-size", "l2-cache-size", "l2-cache-entry-size",
 	"refcount-cache-size", "cache-clean-interval", "data-file",
-	"offset", "size", "read-zeroes", "latency-ns", "force_size_calc", NULL,
+	"offset", "size", "read-zeroes", "latency-ns", "force_size_calc",
+	"key-secret", NULL,
 };
 /* ... on the file protocol node. */
 static const char *const file_keys[] = {
@@ -1089,6 +1090,37 @@ img_driver_known(const char *name)
 		if (strcmp(qemu_other_drivers[i], name) == 0)
 			return true;
 	return false;
+}
+
+void
+fmt_json_name(struct img *img, const char *key, const char *val)
+{
+	struct jnode *j = jn_new_obj(), *f;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m;
+
+	jn_str(j, "driver", img->ops->name);
+	f = jn_obj(j, "file");
+	jn_str(f, "driver", "file");
+	jn_str(f, "filename", img->filename);
+	jn_str(j, key, val);
+	if ((m = open_memstream(&buf, &len)) != NULL) {
+		fputs("json:", m);
+		json_print(m, j, false);
+		fclose(m);
+		free(img->filename);
+		img->filename = buf;
+	}
+	jn_free(j);
+}
+
+bool
+img_format_zero_init(const char *fmt)
+{
+	const struct fmt_ops *ops = fmt_find(fmt);
+
+	return ops != NULL && !ops->no_zero_init;
 }
 
 const char *const *

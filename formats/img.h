@@ -25,6 +25,9 @@ enum {
 	/* qemu's BDRV_O_CHECK: no repair of a dirty (lazy refcounts) image on
 	 * a read-write open; the driver refuses it instead (img-check -r) */
 	IMG_NO_REPAIR	= 1 << 7,
+	/* qemu's BDRV_O_NO_IO: headers only, no data (img-info of an
+	 * encrypted image without its key) */
+	IMG_NO_IO	= 1 << 10,
 };
 
 /* write_zeroes flags */
@@ -214,6 +217,8 @@ const struct opt_desc *img_create_opts(const char *fmt);
 bool		 img_format_known(const char *fmt);
 /* qemu's bdrv_find_format: a format img has, or one of qemu's other drivers */
 bool		 img_driver_known(const char *name);
+/* Whether a new image of format fmt reads as zeroes (LUKS: no). */
+bool		 img_format_zero_init(const char *fmt);
 /* Names of all formats, NULL-terminated. */
 const char	*const *img_format_names(void);
 

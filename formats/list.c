@@ -9,7 +9,7 @@ extern const struct fmt_ops vmdk_ops;
 extern const struct fmt_ops vdi_ops, vpc_ops;
 extern const struct fmt_ops qed_ops, qcow_ops, parallels_ops;
 extern const struct fmt_ops bochs_ops, cloop_ops, dmg_ops;
-extern const struct fmt_ops vhdx_ops;
+extern const struct fmt_ops vhdx_ops, luks_ops;
 
 const struct fmt_ops *const fmt_list[] = {
 	&qcow2_ops,
@@ -19,7 +19,7 @@ const struct fmt_ops *const fmt_list[] = {
 	&vdi_ops, &vpc_ops,
 	&qed_ops, &qcow_ops, &parallels_ops,
 	&bochs_ops, &cloop_ops, &dmg_ops,
-	&vhdx_ops,
+	&vhdx_ops, &luks_ops,
 	NULL,
 };
 

@@ -14,9 +14,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../lib/crypto.h"
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
+#include "../lib/secret.h"
 #include "blkdebug.h"
 #include "fmt.h"
 
@@ -51,6 +53,10 @@ struct qcow {
 	uint8_t		*zbuf;			/* compressed bytes */
 	uint8_t		*cache;			/* the last decompressed cluster */
 	uint64_t	 cache_offset;		/* its entry, UINT64_MAX: none */
+	bool		 crypt;			/* AES-CBC, IVs from guest sectors */
+	bool		 unlocked;		/* the key is known (not IMG_NO_IO) */
+	struct crypto_cipher c;
+	struct crypto_ivgen g;
 };
 
 static int
@@ -90,10 +96,7 @@ qcow_check_header(struct img *img, const uint8_t *h)
 		return err_set(0, "Cluster size must be between 512 and 64k");
 	if (l2b < 9 - 3 || l2b > 16 - 3)
 		return err_set(0, "L2 table size must be between 512 and 64k");
-	if (crypt == QCOW_CRYPT_AES)
-		return err_set(0, "Parameter 'encrypt.key-secret' is required "
-		    "for cipher");
-	if (crypt != QCOW_CRYPT_NONE)
+	if (crypt != QCOW_CRYPT_NONE && crypt != QCOW_CRYPT_AES)
 		return err_set(0, "invalid encryption method in qcow header");
 	shift = cb + l2b;
 	if (size > UINT64_MAX - (1ULL << shift) ||
@@ -106,8 +109,32 @@ qcow_check_header(struct img *img, const uint8_t *h)
 	s->offset_mask = (1ULL << (63 - cb)) - 1;
 	s->l1_size = (size + (1ULL << shift) - 1) >> shift;
 	s->l1_offset = get_be64(h + QCOW_H_L1);
+	s->crypt = crypt == QCOW_CRYPT_AES;
 	img->size = size / 512 * 512;
 	return 0;
+}
+
+/*
+ * The legacy AES key (crypto_qcow_key), IVs from guest sectors.  qemu
+ * cannot tell a wrong passphrase: the data just reads as noise.
+ */
+static int
+qcow_unlock(struct img *img)
+{
+	struct qcow *s = img->priv;
+	const char *id = img->open_opts ?
+	    opt_list_get(img->open_opts, "encrypt.key-secret") : NULL;
+	const char *password;
+	int r;
+
+	if (id == NULL)
+		return err_set(0, "Parameter 'encrypt.key-secret' is required "
+		    "for cipher");
+	if ((password = secret_get_utf8(id)) == NULL)
+		return -1;
+	r = crypto_qcow_key(password, &s->c, &s->g);
+	s->unlocked = r == 0;
+	return r;
 }
 
 static int
@@ -137,8 +164,13 @@ qcow_open(struct img *img)
 
 	if (io_pread_zero(img->fd, h, sizeof(h), 0) < 0)
 		return err_set(errno, "Could not read the qcow header");
-	if (qcow_check_header(img, h) < 0)
+	if (qcow_check_header(img, h) < 0 ||
+	    (s->crypt && !(img->flags & IMG_NO_IO) && qcow_unlock(img) < 0))
 		return -1;
+	if (img->open_opts != NULL &&
+	    opt_list_get(img->open_opts, "encrypt.key-secret") != NULL)
+		fmt_json_name(img, "encrypt.key-secret",
+		    opt_list_get(img->open_opts, "encrypt.key-secret"));
 	/*
 	 * qemu reads a table past the end of the file as zeroes: only the
 	 * entries the file holds are kept, so a hostile header cannot make
@@ -176,6 +208,19 @@ qcow_close(struct img *img)
 	free(s->tbuf);
 	free(s->zbuf);
 	free(s->cache);
+	explicit_bzero(&s->c, sizeof(s->c));
+}
+
+/* An encrypted image is read and written in whole sectors. */
+static int
+qcow_crypt_check(struct img *img)
+{
+	struct qcow *s = img->priv;
+
+	if (s->crypt && !s->unlocked)
+		return err_set(0, "Parameter 'encrypt.key-secret' is required "
+		    "for cipher");
+	return 0;
 }
 
 static uint64_t *
@@ -299,6 +344,33 @@ qcow_decompress(struct img *img, uint64_t e)
 	return 0;
 }
 
+static int qcow_read(struct img *img, uint64_t off, size_t len, void *buf);
+static int qcow_write(struct img *img, uint64_t off, size_t len,
+    const void *buf);
+
+/*
+ * Encryption works on whole sectors: a partial one is read (and
+ * rewritten) whole around the caller's bytes.
+ */
+static int
+qcow_crypt_unaligned(struct img *img, uint64_t off, size_t len, void *rbuf,
+    const void *wbuf)
+{
+	uint64_t a = ROUND_DOWN(off, 512), end = ROUND_UP(off + len, 512);
+	uint8_t *tmp = xmalloc(end - a);
+	int r;
+
+	r = qcow_read(img, a, end - a, tmp);
+	if (r == 0 && rbuf != NULL)
+		memcpy(rbuf, tmp + (off - a), len);
+	if (r == 0 && wbuf != NULL) {
+		memcpy(tmp + (off - a), wbuf, len);
+		r = qcow_write(img, a, end - a, tmp);
+	}
+	free(tmp);
+	return r;
+}
+
 static int
 qcow_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
@@ -306,6 +378,10 @@ qcow_read(struct img *img, uint64_t off, size_t len, void *buf)
 	uint8_t *p = buf;
 	uint64_t e, n, in, host;
 
+	if (qcow_crypt_check(img) < 0)
+		return -1;
+	if (s->crypt && ((off | len) & 511))
+		return qcow_crypt_unaligned(img, off, len, buf, NULL);
 	for (; len > 0; off += n, p += n, len -= n) {
 		if (qcow_run(img, off, len, &e, &n) < 0)
 			return -1;
@@ -330,6 +406,9 @@ qcow_read(struct img *img, uint64_t off, size_t len, void *buf)
 		if (io_pread_zero(img->fd, p, n, host) < 0)
 			return err_set(errno, "%s: read at %#" PRIx64,
 			    img->filename, host);
+		if (s->crypt)
+			crypto_sectors_decrypt(&s->c, &s->g, 512, off / 512, p,
+			    n);
 	}
 	return 0;
 }
@@ -348,6 +427,8 @@ qcow_block_status(struct img *img, uint64_t off, uint64_t len,
 		st->flags = 0;
 	} else if (e & QCOW_OFLAG_COMPRESSED) {
 		st->flags = ST_DATA;
+	} else if (s->crypt) {
+		st->flags = ST_DATA;	/* ciphertext: no offset, as qemu */
 	} else {
 		st->flags = ST_DATA | ST_OFFSET;
 		st->offset = e + (off & (s->cluster_size - 1));
@@ -445,6 +526,9 @@ qcow_alloc(struct img *img, uint64_t off, const uint8_t *p, uint64_t n,
 	if (old != 0) {
 		if ((r = qcow_decompress(img, old)) == 0)
 			memcpy(buf, s->cache, cs);
+	} else if (s->crypt) {
+		/* qemu fills the rest of a new encrypted cluster with zeroes */
+		memset(buf, 0, cs);
 	} else {
 		r = fmt_read_backing(img, start, MIN(cs, img->size - start),
 		    buf);
@@ -452,6 +536,8 @@ qcow_alloc(struct img *img, uint64_t off, const uint8_t *p, uint64_t n,
 		    cs - MIN(cs, img->size - start));
 	}
 	memcpy(buf + (off - start), p, n);
+	if (s->crypt)
+		crypto_sectors_encrypt(&s->c, &s->g, 512, start / 512, buf, cs);
 	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 	if (r == 0 && io_pwrite(img->fd, buf, cs, host) < 0)
 		r = err_set(errno, "%s: write at %#" PRIx64, img->filename,
@@ -462,6 +548,28 @@ qcow_alloc(struct img *img, uint64_t off, const uint8_t *p, uint64_t n,
 	return qcow_set_entry(img, off, host);
 }
 
+/* n bytes of guest offset off at host, encrypted first when the image is */
+static int
+qcow_pwrite(struct img *img, const uint8_t *p, uint64_t n, uint64_t host,
+    uint64_t off)
+{
+	struct qcow *s = img->priv;
+	uint8_t *tmp = NULL;
+	int r = 0;
+
+	if (s->crypt) {
+		tmp = xmalloc(n);
+		memcpy(tmp, p, n);
+		crypto_sectors_encrypt(&s->c, &s->g, 512, off / 512, tmp, n);
+		p = tmp;
+	}
+	if (io_pwrite(img->fd, p, n, host) < 0)
+		r = err_set(errno, "%s: write at %#" PRIx64, img->filename,
+		    host);
+	free(tmp);
+	return r;
+}
+
 static int
 qcow_write(struct img *img, uint64_t off, size_t len, const void *buf)
 {
@@ -469,6 +577,10 @@ qcow_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	const uint8_t *p = buf;
 	uint64_t e, n, in;
 
+	if (qcow_crypt_check(img) < 0)
+		return -1;
+	if (s->crypt && ((off | len) & 511))
+		return qcow_crypt_unaligned(img, off, len, NULL, buf);
 	for (; len > 0; off += n, p += n, len -= n) {
 		in = off & (s->cluster_size - 1);
 		n = MIN(len, s->cluster_size - in);
@@ -483,9 +595,8 @@ qcow_write(struct img *img, uint64_t off, size_t len, const void *buf)
 			return err_set(EIO, "%s: misaligned cluster offset %#"
 			    PRIx64, img->filename, e);
 		blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
-		if (io_pwrite(img->fd, p, n, e + in) < 0)
-			return err_set(errno, "%s: write at %#" PRIx64,
-			    img->filename, e + in);
+		if (qcow_pwrite(img, p, n, e + in, off) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -501,6 +612,9 @@ qcow_write_compressed(struct img *img, uint64_t off, size_t len,
 	z_stream z;
 	int zr, r;
 
+	if (s->crypt)
+		return err_set(0, "Compression and encryption not supported at "
+		    "the same time");
 	if (len > cs)
 		return qcow_write_compressed(img, off, cs, buf) < 0 ? -1 :
 		    qcow_write_compressed(img, off + cs, len - cs,
@@ -556,6 +670,7 @@ qcow_info(struct img *img, struct img_info *info)
 	struct qcow *s = img->priv;
 
 	info->cluster_size = s->cluster_size;
+	info->encrypted = s->crypt;
 	return 0;
 }
 
@@ -627,7 +742,9 @@ qcow_create(const char *filename, uint64_t size, const struct opt_list *o)
 	const char *backing = opt_list_get(o, "backing_file");
 	const char *enc = opt_list_get(o, "encryption");
 	const char *efmt = opt_list_get(o, "encrypt.format");
-	const char *bfmt = opt_list_get(o, "backing_fmt");
+	const char *bfmt = opt_list_get(o, "backing_fmt"), *key = NULL;
+	uint8_t crypt[4];
+	size_t klen;
 	int fd, r;
 
 	/* qcow cannot record a backing format, but qemu checks it names one */
@@ -638,11 +755,11 @@ qcow_create(const char *filename, uint64_t size, const struct opt_list *o)
 		return err_set(0, "%s: Unsupported encryption format",
 		    filename);
 	if ((enc != NULL && opt_bool(enc) == 1) || efmt != NULL) {
-		if (opt_list_get(o, "encrypt.key-secret") == NULL)
+		if ((key = opt_list_get(o, "encrypt.key-secret")) == NULL)
 			return err_set(0, "%s: Parameter 'encrypt.key-secret' "
 			    "is required for cipher", filename);
-		return err_set(0, "%s: AES-encrypted qcow images are not "
-		    "supported", filename);
+		if (secret_get(key, &klen) == NULL)
+			return err_prefix("%s", filename);
 	}
 	/* qemu rounds the size up to whole sectors */
 	if (size > UINT64_MAX - 511)
@@ -655,7 +772,11 @@ qcow_create(const char *filename, uint64_t size, const struct opt_list *o)
 	if (fd < 0)
 		return err_set(errno, "%s: Could not create '%s'", filename,
 		    filename);
-	if ((r = qcow_create_file(fd, size, backing)) < 0)
+	put_be32(crypt, key != NULL ? QCOW_CRYPT_AES : QCOW_CRYPT_NONE);
+	if ((r = qcow_create_file(fd, size, backing)) == 0 &&
+	    io_pwrite(fd, crypt, 4, QCOW_H_CRYPT) < 0)
+		r = err_set(errno, "Could not write the qcow header");
+	if (r < 0)
 		err_prefix("%s", filename);
 	if (close(fd) < 0 && r == 0)
 		r = err_set(errno, "%s", filename);

@@ -220,3 +220,30 @@ refused() {
 	[ "${#stderr_lines[@]}" -eq 1 ]
 	[[ "$stderr" == *"Input/output error" ]]
 }
+
+@test "qcow: AES-encrypted images (encrypt.format=aes), both ways with qemu" {
+	local sec="--object secret,id=sec0,data=pass" js
+	js='json:{"driver":"qcow","encrypt":{"key-secret":"sec0"},"file":{"filename":"ours.qcow"}}'
+	qimg create -q $sec -f qcow -o encrypt.format=aes,encrypt.key-secret=sec0 theirs.qcow 1M
+	same create $sec -f qcow -o encrypt.format=aes,encrypt.key-secret=sec0 ours.qcow 1M
+	cmp ours.qcow theirs.qcow
+	qio $sec --image-opts driver=qcow,encrypt.key-secret=sec0,file.filename=theirs.qcow \
+	    -c 'write -P 0x41 1000 3000' -c 'write -P 0x42 64k 4k' >/dev/null
+	same info theirs.qcow
+	same info --output=json $sec --image-opts driver=qcow,encrypt.key-secret=sec0,file.filename=theirs.qcow
+	same map --output=json $sec --image-opts driver=qcow,encrypt.key-secret=sec0,file.filename=theirs.qcow
+	same convert -O raw theirs.qcow x.raw
+	img cat $sec --image-opts driver=qcow,encrypt.key-secret=sec0,file.filename=theirs.qcow >ours.raw
+	qimg convert $sec --image-opts driver=qcow,encrypt.key-secret=sec0,file.filename=theirs.qcow -O raw theirs.raw
+	cmp ours.raw theirs.raw
+	# a write of part of a sector, into a new cluster: qemu reads it back
+	printf 'hello' | img write $sec --offset=70000 "$js"
+	run -0 qio $sec --image-opts driver=qcow,encrypt.key-secret=sec0,file.filename=ours.qcow \
+	    -c 'read -P 0 0 70000' -c 'read -v 70000 5' -c 'read -P 0 70005 1000'
+	[[ $output == *hello* ]] && [[ $output != *fail* ]]
+	img convert $sec -O qcow -o encrypt.format=aes,encrypt.key-secret=sec0 theirs.raw conv.qcow
+	run -0 qimg compare $sec --image-opts driver=raw,file.filename=theirs.raw \
+	    driver=qcow,encrypt.key-secret=sec0,file.filename=conv.qcow
+	same convert -c $sec -O qcow -o encrypt.format=aes,encrypt.key-secret=sec0 theirs.raw c.qcow
+	same create $sec -f qcow -o encryption=on,encrypt.key-secret=nosuch n.qcow 1M
+}

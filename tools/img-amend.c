@@ -12,6 +12,7 @@
 #include "../lib/int.h"
 #include "../lib/opt.h"
 #include "../lib/progress.h"
+#include "../lib/secret.h"
 
 static const char usage_text[] =
     "usage: img-amend [--object objectdef] [--image-opts] [-p] [-q] "
@@ -118,6 +119,7 @@ parse(struct args *a, int argc, char **argv)
 			a->quiet = true;
 			break;
 		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_IMAGE_OPTS:
 			a->image_opts = true;

@@ -8,6 +8,7 @@
 #include "../formats/img.h"
 #include "../lib/err.h"
 #include "../lib/opt.h"
+#include "../lib/secret.h"
 
 static const char usage_text[] =
     "usage: img-bitmap (--merge SOURCE | --add | --remove | --clear |\n"
@@ -114,6 +115,7 @@ option(struct args *a, int c, char **argv)
 		push(a, IMG_BM_MERGE, optarg);
 		break;
 	case OPT_OBJECT:
+		object_add_or_exit(optarg, 1);
 		break;
 	case OPT_IMAGE_OPTS:
 		a->image_opts = true;

@@ -17,6 +17,7 @@
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
+#include "../lib/secret.h"
 #include "../formats/img.h"
 
 static const char usage_text[] =
@@ -517,6 +518,7 @@ parse_args(int argc, char *argv[], struct cat_args *a)
 			a->flags |= IMG_SHARE;
 			break;
 		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_IMAGE_OPTS:
 			a->image_opts = true;

@@ -9,6 +9,7 @@
 #include "../lib/err.h"
 #include "../lib/json.h"
 #include "../lib/opt.h"
+#include "../lib/secret.h"
 #include "../formats/img.h"
 
 /* qemu-img check's exit statuses */
@@ -104,6 +105,7 @@ parse(struct args *a, int argc, char **argv)
 			a->flags |= IMG_SHARE;
 			break;
 		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_IMAGE_OPTS:
 			a->image_opts = true;

@@ -14,6 +14,7 @@
 #include "../lib/int.h"
 #include "../lib/io.h"
 #include "../lib/progress.h"
+#include "../lib/secret.h"
 #include "../formats/img.h"
 
 static const char usage_text[] =
@@ -161,6 +162,7 @@ parse(struct args *a, int argc, char **argv)
 		case 't':
 		case 'r':
 		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_IMAGE_OPTS:
 			a->image_opts = true;

@@ -20,6 +20,7 @@
 #include "../lib/int.h"
 #include "../lib/io.h"
 #include "../lib/progress.h"
+#include "../lib/secret.h"
 #include "../formats/img.h"
 
 /* Exit codes, qemu-img's */
@@ -165,19 +166,6 @@ implied_key(const char *s, const char *key)
 	return xasprintf("%s=%s", key, s);
 }
 
-/* --object: qemu's user-creatable objects, parsed and checked as qemu-img does. */
-
-static const char *const object_types[] = {
-	"authz-list", "authz-list-file", "authz-simple", "main-loop",
-	"pr-manager-helper", "secret", "secret_keyring", "thread-context",
-	"throttle-group", "tls-cipher-suites", "tls-creds-anon",
-	"tls-creds-psk", "tls-creds-x509", NULL,
-};
-
-static const char *const secret_keys[] = {
-	"data", "file", "format", "iv", "keyid", NULL,
-};
-
 static bool
 in_list(const char *const *list, const char *s)
 {
@@ -185,119 +173,6 @@ in_list(const char *const *list, const char *s)
 		if (strcmp(*list, s) == 0)
 			return true;
 	return false;
-}
-
-static bool
-is_identifier(const char *s)
-{
-	const char *p;
-
-	if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
-		return false;
-	for (p = s; *p; p++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "0123456789-._", *p))
-			return false;
-	return true;
-}
-
-static _Noreturn void
-object_fail(const char *fmt, ...) PRINTF(1, 2);
-
-static _Noreturn void
-object_fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s: ", prog_name());
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(CMP_OPEN);
-}
-
-static _Noreturn void
-object_help(const char *type)
-{
-	const char *const *t;
-
-	if (type == NULL) {
-		printf("List of user creatable objects:\n");
-		for (t = object_types; *t; t++)
-			printf("  %s\n", *t);
-	} else if (strcmp(type, "secret") == 0) {
-		printf("secret options:\n  data=<string>\n  file=<string>\n"
-		    "  format=<QCryptoSecretFormat>\n  iv=<string>\n"
-		    "  keyid=<string>\n");
-	} else {
-		printf("%s options:\n", type);
-	}
-	exit(close_stdout() ? CMP_OPEN : 0);
-}
-
-static void
-object_secret(const struct opt_list *l)
-{
-	const char *v, *file;
-	FILE *f;
-	size_t i;
-
-	for (i = 0; i < l->n; i++)
-		if (strcmp(l->v[i].key, "qom-type") != 0 &&
-		    strcmp(l->v[i].key, "id") != 0 &&
-		    !in_list(secret_keys, l->v[i].key))
-			object_fail("Parameter '%s' is unexpected", l->v[i].key);
-	v = opt_list_get(l, "format");
-	if (v != NULL && strcmp(v, "raw") != 0 && strcmp(v, "base64") != 0)
-		object_fail("Parameter 'format' does not accept value '%s'", v);
-	file = opt_list_get(l, "file");
-	if (file == NULL && opt_list_get(l, "data") == NULL)
-		object_fail("Either 'file' or 'data' must be provided");
-	if (file != NULL && (f = fopen(file, "r")) == NULL)
-		object_fail("Unable to read %s: Failed to open file \xe2\x80\x9c%s\xe2\x80\x9d: %s",
-		    file, file, strerror(errno));
-	else if (file != NULL)
-		fclose(f);
-}
-
-/*
- * Check one --object definition ("TYPE,id=ID,..." or "qom-type=TYPE,...");
- * "help" lists what there is.  img keeps no object: no format it opens
- * needs one yet.
- */
-static void
-object_add(const char *def, struct opt_list *ids)
-{
-	struct opt_list l = { 0, NULL };
-	const char *type, *id;
-	char *s;
-
-	if (strcmp(def, "help") == 0)
-		object_help(NULL);
-	s = implied_key(def, "qom-type");
-	if (opt_list_parse(&l, s) < 0)
-		object_fail("%s", err_msg());
-	free(s);
-	type = opt_list_get(&l, "qom-type");
-	if (type == NULL || *type == '\0')
-		object_fail("Parameter 'qom-type' is missing");
-	if (!in_list(object_types, type))
-		object_fail("Parameter 'qom-type' does not accept value '%s'", type);
-	if (opt_list_has_help(&l))
-		object_help(type);
-	if ((id = opt_list_get(&l, "id")) == NULL)
-		object_fail("Parameter 'id' is missing");
-	if (!is_identifier(id))
-		object_fail("Parameter 'id' expects an identifier\n"
-		    "Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.");
-	if (strcmp(type, "secret") == 0)
-		object_secret(&l);
-	if (opt_list_get(ids, id) != NULL)
-		object_fail("attempt to add duplicate property '%s' to object (type 'container')",
-		    id);
-	opt_list_set(ids, id, type);
-	opt_list_free(&l);
 }
 
 /*
@@ -352,7 +227,8 @@ iopts_key(const char *fmt, const char *key, const char *val, struct iopts *o)
 		return 0;
 	}
 	if (in_list(generic_keys, key) ||
-	    (fmt != NULL && strcmp(fmt, "qcow2") == 0 && in_list(qcow2_keys, key)))
+	    (fmt != NULL && strcmp(fmt, "qcow2") == 0 && in_list(qcow2_keys, key)) ||
+	    (fmt != NULL && strcmp(fmt, "luks") == 0 && !strcmp(key, "key-secret")))
 		return 0;
 	if (strcmp(key, "file") == 0)
 		return err_set(0, "Cannot find device='%s' nor node-name='%s'",
@@ -413,6 +289,10 @@ open_image(const char *name, const char *fmt, int flags, bool image_opts)
 	s = implied_key(name, "file");
 	if (opt_list_parse(&l, s) < 0 || iopts_parse(&l, &o) < 0) {
 		report("Could not open '%s': %s", name, err_msg());
+	} else if (opt_list_get(&l, "key-secret") != NULL) {
+		/* the driver takes its key from the options */
+		if ((img = img_open_image_opts(name, o.flags)) == NULL)
+			report("%s", err_msg());
 	} else if ((img = img_open(o.filename, o.fmt, o.flags)) == NULL) {
 		/* qemu names the option string, then the file at fault */
 		pre = xasprintf("Could not open '%s': ", o.filename);
@@ -951,7 +831,6 @@ struct args {
 	bool		 progress;
 	bool		 image_opts;
 	int		 flags;
-	struct opt_list	 objects;
 };
 
 static void
@@ -986,7 +865,7 @@ parse_args(int argc, char *argv[], struct args *a, struct cmp *c)
 			a->flags |= IMG_SHARE;
 			break;
 		case OPT_OBJECT:
-			object_add(optarg, &a->objects);
+			object_add_or_exit(optarg, CMP_OPEN);
 			break;
 		case OPT_IMAGE_OPTS:
 			a->image_opts = true;
@@ -1011,7 +890,6 @@ main(int argc, char *argv[])
 
 	prog_init(argv[0]);
 	parse_args(argc, argv, &a, &c);
-	opt_list_free(&a.objects);
 	progress_init(a.progress && !c.quiet, 2.0);
 	if ((cf = cache_flags(a.cache)) < 0) {
 		report("Invalid source cache option: %s", a.cache);

@@ -17,10 +17,12 @@
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
+#include "../lib/json.h"
 #include "../lib/map.h"
 #include "../lib/opt.h"
 #include "../lib/proc.h"
 #include "../lib/progress.h"
+#include "../lib/secret.h"
 #include "../formats/img.h"
 
 #define SECTOR		512
@@ -63,6 +65,7 @@ struct conv {
 	size_t		 nobjects;
 	char		**src;		/* the sources, concatenated in this order */
 	const char	*dst;
+	char		*target;	/* dst as the target is opened: with its keys */
 	int		 nsrc;
 	uint64_t	 size;		/* the target's: the sources' sum */
 	const char	*backing;	/* -B */
@@ -322,6 +325,7 @@ parse_opt(struct conv *c, int ch, char **argv)
 		c->skip_broken = true;
 		break;
 	case OPT_OBJECT:
+		object_add_or_exit(optarg, 1);
 		c->objects = xrealloc(c->objects,
 		    (c->nobjects + 1) * sizeof(*c->objects));
 		c->objects[c->nobjects++] = optarg;
@@ -994,7 +998,7 @@ static struct img *
 open_target(const struct conv *c, int flags)
 {
 	if (!c->target_opts)
-		return img_open(c->dst, c->out_fmt, flags);
+		return img_open(c->target, c->out_fmt, flags);
 	if (c->out_fmt != NULL) {
 		err_set(0, "--image-opts and --format are mutually exclusive");
 		return NULL;
@@ -1295,6 +1299,8 @@ check_target(struct conv *c)
 static void
 write_stage(const struct conv *c, struct proc *p, int fd, const int *refine)
 {
+	size_t i;
+
 	proc_arg(p, "img-write");
 	if (c->target_opts)
 		proc_arg(p, "--image-opts");
@@ -1316,9 +1322,11 @@ write_stage(const struct conv *c, struct proc *p, int fd, const int *refine)
 		proc_arg(p, "--whole");
 	/* a new target reads as zeroes, unless -S 0 asks for it allocated */
 	if (c->target_is_zero || (!c->no_create && c->sparse != 0 &&
-	    !c->has_backing))
+	    !c->has_backing && img_format_zero_init(c->out_fmt)))
 		proc_arg(p, "--target-is-zero");
-	proc_arg(p, c->dst);
+	for (i = 0; i < c->nobjects; i++)
+		proc_argf(p, "--object=%s", c->objects[i]);
+	proc_arg(p, c->target_opts ? c->dst : c->target);
 	p->in = fd;
 }
 
@@ -1455,6 +1463,48 @@ target_cluster(const struct conv *c)
 	return cs;
 }
 
+static bool
+opt_bool_on(const struct opt_list *o, const char *key)
+{
+	const char *v = opt_list_get(o, key);
+
+	return v != NULL && opt_bool(v) == 1;
+}
+
+/*
+ * img_add_key_secrets: qemu-img opens the target with the -o options that
+ * name keys, so an encrypted target is named by a json: name with them.
+ */
+static void
+target_name(struct conv *c)
+{
+	const char *k = opt_list_get(&c->o, "key-secret");
+	const char *ek = opt_list_get(&c->o, "encrypt.key-secret");
+	struct jnode *j, *f;
+	size_t len = 0;
+	FILE *m;
+
+	if (k == NULL && ek == NULL) {
+		c->target = xstrdup(c->dst);
+		return;
+	}
+	j = jn_new_obj();
+	jn_str(j, "driver", c->out_fmt);
+	f = jn_obj(j, "file");
+	jn_str(f, "driver", "file");
+	jn_str(f, "filename", c->dst);
+	if (k != NULL)
+		jn_str(j, "key-secret", k);
+	if (ek != NULL)
+		jn_str(jn_obj(j, "encrypt"), "key-secret", ek);
+	if ((m = open_memstream(&c->target, &len)) == NULL)
+		die_errno("open_memstream");
+	fputs("json:", m);
+	json_print(m, j, false);
+	fclose(m);
+	jn_free(j);
+}
+
 /*
  * A target backing file (-B, or -o backing_file; -B wins as in qemu-img):
  * then only the sources' tops are copied, and zeroes past the end of the
@@ -1473,6 +1523,9 @@ find_backing(struct conv *c)
 		fmt = opt_list_get(&c->o, "backing_fmt");
 	c->has_backing = name != NULL;
 	c->backing_size = -1;
+	if (c->compressed && (opt_bool_on(&c->o, "encryption") ||
+	    opt_list_get(&c->o, "encrypt.format") != NULL))
+		die("Compression and encryption not supported at the same time");
 	if (!c->has_backing || c->no_create)
 		return;
 	/* unknown when it cannot be opened: the target's own open will say */
@@ -1519,6 +1572,7 @@ static void
 from_stdin(struct conv *c)
 {
 	struct proc p = PROC_INIT;
+	size_t i;
 
 	if (c->nsrc != 1)
 		die("convert: '-' as a source cannot be concatenated");
@@ -1538,9 +1592,12 @@ from_stdin(struct conv *c)
 		proc_arg(&p, "-c");
 	if (!c->no_create)
 		proc_arg(&p, "--grow");
-	if (c->target_is_zero || (!c->no_create && c->sparse != 0))
+	if (c->target_is_zero || (!c->no_create && c->sparse != 0 &&
+	    img_format_zero_init(c->out_fmt)))
 		proc_arg(&p, "--target-is-zero");
-	proc_arg(&p, c->dst);
+	for (i = 0; i < c->nobjects; i++)
+		proc_argf(&p, "--object=%s", c->objects[i]);
+	proc_arg(&p, c->target);
 	run_stage(&p, NULL);
 }
 
@@ -1564,6 +1621,7 @@ main(int argc, char *argv[])
 	atexit(at_exit);
 	catch_signals();
 	find_backing(&c);
+	target_name(&c);
 	if (strcmp(c.src[0], "-") == 0) {
 		from_stdin(&c);
 		progress_print(100, 0);
@@ -1608,6 +1666,7 @@ main(int argc, char *argv[])
 	free(c.ext);
 	free(prog.step);
 	free(c.options);
+	free(c.target);
 	free(c.objects);
 	opt_list_free(&c.o);
 	return close_stdout();

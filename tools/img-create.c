@@ -14,6 +14,7 @@
 #include "../lib/human.h"
 #include "../lib/int.h"
 #include "../lib/opt.h"
+#include "../lib/secret.h"
 
 static const char usage_text[] =
     "usage: img-create [--object objectdef] [-q] [-f fmt] [-b backing_file]\n"
@@ -545,6 +546,7 @@ main(int argc, char *argv[])
 			a.no_backing = true;
 			break;
 		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:

@@ -13,6 +13,7 @@
 #include "../lib/int.h"
 #include "../lib/io.h"
 #include "../lib/opt.h"
+#include "../lib/secret.h"
 #include "../formats/img.h"
 
 #define DD_SECTOR	512	/* bdrv_create rounds every new image up to this */
@@ -251,6 +252,7 @@ main(int argc, char *argv[])
 			d.image_opts = true;
 			break;
 		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:

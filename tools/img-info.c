@@ -12,6 +12,7 @@
 #include "../lib/human.h"
 #include "../lib/json.h"
 #include "../lib/opt.h"
+#include "../lib/secret.h"
 
 static const char usage_text[] =
     "usage: img-info [--object objectdef] [--image-opts] [-f fmt] "
@@ -163,7 +164,7 @@ collect(const char *filename, const struct info_args *a)
 {
 	struct jnode *list = jn_new_arr(), *j;
 	char *names[IMG_MAX_CHAIN + 1], *fmt = NULL, *name = xstrdup(filename);
-	int n = 0, flags = IMG_NO_BACKING | a->flags;
+	int n = 0, flags = IMG_NO_BACKING | IMG_NO_IO | a->flags;
 	struct img *img;
 
 	if (a->fmt != NULL)
@@ -319,6 +320,7 @@ main(int argc, char *argv[])
 			a.chain = true;
 			break;
 		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_IMAGE_OPTS:
 			a.image_opts = true;

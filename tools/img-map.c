@@ -8,6 +8,7 @@
 
 #include "../lib/err.h"
 #include "../lib/int.h"
+#include "../lib/secret.h"
 #include "../formats/img.h"
 
 static const char usage_text[] =
@@ -85,21 +86,6 @@ cvtnum(const char *name, const char *s)
 		die("Invalid %s specified. Must be between 0 and %" PRId64 ".",
 		    name, INT64_MAX);
 	return (int64_t)v;
-}
-
-/* --object: only secrets name anything img could use; others are refused as qemu does. */
-static void
-check_object(const char *def)
-{
-	size_t n = strcspn(def, ",");
-
-	if (strncmp(def, "qom-type=", 9) == 0) {
-		def += 9;
-		n -= 9;
-	}
-	if (n != 6 || strncmp(def, "secret", 6) != 0)
-		die("Parameter 'qom-type' does not accept value '%.*s'", (int)n,
-		    def);
 }
 
 /* The human form prints data extents only and folds the rest into zeroes. */
@@ -205,7 +191,7 @@ main(int argc, char *argv[])
 			output = optarg;
 			break;
 		case OPT_OBJECT:
-			check_object(optarg);
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_IMAGE_OPTS:
 			a.image_opts = true;

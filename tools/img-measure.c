@@ -8,6 +8,7 @@
 #include "../lib/err.h"
 #include "../lib/json.h"
 #include "../lib/opt.h"
+#include "../lib/secret.h"
 #include "../formats/img.h"
 
 static const char usage_text[] =
@@ -136,6 +137,7 @@ parse(struct args *a, int argc, char **argv)
 			a->have_size = true;
 			break;
 		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_IMAGE_OPTS:
 			a->image_opts = true;

@@ -13,6 +13,7 @@
 #include "../lib/int.h"
 #include "../lib/io.h"
 #include "../lib/progress.h"
+#include "../lib/secret.h"
 #include "../formats/img.h"
 
 #define CHUNK		(2u << 20)	/* qemu-img's IO_BUF_SIZE: one progress step */
@@ -222,6 +223,7 @@ parse(struct args *a, int argc, char **argv)
 		case 't':
 		case 'T':
 		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_IMAGE_OPTS:
 			a->image_opts = true;

@@ -10,6 +10,7 @@
 #include "../formats/img.h"
 #include "../lib/err.h"
 #include "../lib/opt.h"
+#include "../lib/secret.h"
 
 static const char usage_text[] =
     "usage: img-resize [--object objectdef] [--image-opts] [-f fmt]\n"
@@ -165,6 +166,7 @@ parse(struct args *a, int argc, char **argv)
 			a->quiet = true;
 			break;
 		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_IMAGE_OPTS:
 			a->image_opts = true;

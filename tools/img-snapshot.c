@@ -10,6 +10,7 @@
 #include "../formats/img.h"
 #include "../lib/err.h"
 #include "../lib/human.h"
+#include "../lib/secret.h"
 
 static const char usage_text[] =
     "usage: img-snapshot [--object objectdef] [--image-opts] [-U] [-q]\n"
@@ -84,6 +85,7 @@ parse(struct args *a, int argc, char **argv)
 			a->flags |= IMG_SHARE;
 			break;
 		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_IMAGE_OPTS:
 			a->image_opts = true;

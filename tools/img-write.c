@@ -16,18 +16,19 @@
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
+#include "../lib/secret.h"
 #include "../formats/img.h"
 
 #define SPARSE_DEFAULT	4096		/* qemu-img convert's -S default */
 #define SPARSE_MAX	(32768 * 512)	/* qemu's MAX_BUF_SECTORS */
 
 static const char usage_text[] =
-    "usage: img-write [-f fmt | --image-opts] [--offset=offset [--grow]]\n"
-    "                 [--map=mapfile] [-S sparse_size] [--whole]\n"
-    "                 [-n | --target-is-zero] [-t cache] [-c] filename\n";
+    "usage: img-write [--object objectdef] [-f fmt | --image-opts]\n"
+    "                 [--offset=offset [--grow]] [--map=mapfile] [-S sparse_size]\n"
+    "                 [--whole] [-n | --target-is-zero] [-t cache] [-c] filename\n";
 
 enum { OPT_OFFSET = 256, OPT_MAP, OPT_IMAGE_OPTS, OPT_WHOLE, OPT_LONG, OPT_SHORT,
-	OPT_GROW };
+	OPT_GROW, OPT_OBJECT };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
@@ -35,6 +36,7 @@ static const struct option longopts[] = {
 	{ "offset", required_argument, NULL, OPT_OFFSET },
 	{ "grow", no_argument, NULL, OPT_GROW },
 	{ "map", required_argument, NULL, OPT_MAP },
+	{ "object", required_argument, NULL, OPT_OBJECT },
 	{ "sparse-size", required_argument, NULL, 'S' },
 	{ "target-is-zero", no_argument, NULL, 'n' },
 	{ "cache", required_argument, NULL, 't' },
@@ -107,6 +109,10 @@ static _Noreturn void
 usage(void)
 {
 	printf("%s\nWrite raw bytes from stdin into an existing image.\n\n"
+	    "      --object=objdef      define an object such as a secret (the "
+	    "key of\n"
+	    "                           an encrypted image named by a json: "
+	    "name)\n"
 	    "  -f, --format=fmt         image format (default: probe)\n"
 	    "      --image-opts         filename is an option string "
 	    "(driver=...,file.filename=...)\n"
@@ -718,6 +724,9 @@ parse_args(int argc, char *argv[], struct write_args *a)
 			break;
 		case OPT_WHOLE:
 			a->whole = true;
+			break;
+		case OPT_OBJECT:
+			object_add_or_exit(optarg, 1);
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:

@@ -252,7 +252,8 @@ qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 		st->file = s->data_path;
 	switch (r.type) {
 	case QCOW2_NORMAL:
-		st->flags = ST_DATA | ST_OFFSET;
+		/* ciphertext: qemu gives encrypted data no offset */
+		st->flags = s->crypt != NULL ? ST_DATA : ST_DATA | ST_OFFSET;
 		/* as qemu, a refcount error only means "not preallocated" */
 		if (s->prealloc < 0 && qcow2_detect_prealloc(img) < 0)
 			s->prealloc = 0;
@@ -292,6 +293,11 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 		switch (r.type) {
 		case QCOW2_NORMAL:
 			blkdbg_event(img->fd, BLKDBG_READ_AIO);
+			if (s->crypt != NULL) {
+				if (qcow2_crypt_read(img, r.host, off, p, r.len) < 0)
+					return -1;
+				break;
+			}
 			if (io_pread_zero(qcow2_dfd(img), p, r.len, r.host) < 0)
 				return err_set(errno, "%s: Could not read data "
 				    "at %#llx", img->filename,

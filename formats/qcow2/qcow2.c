@@ -206,6 +206,7 @@ ext_one(struct img *img, uint32_t magic, const uint8_t *d, uint32_t len)
 			    "a multiple of cluster size '%llu'",
 			    (unsigned long long)get_be64(d),
 			    (unsigned long long)s->cluster_size);
+		s->crypt_hdr_off = get_be64(d);
 		return 0;
 	case QCOW2_EXT_BITMAPS:
 		return ext_bitmaps(img, d, len);
@@ -430,8 +431,10 @@ check_supported(struct img *img)
 {
 	struct qcow2 *s = img->priv;
 
-	if (s->crypt_method != 0)
-		return err_set(0, "Unsupported qcow2 feature(s): encryption");
+	/* crypt.c reads encrypted images; writing them is not done yet */
+	if (s->crypt_method != 0 && (img->flags & IMG_RDWR))
+		return err_set(0, "Unsupported qcow2 feature(s): encryption "
+		    "(img reads encrypted images but cannot write them)");
 	if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && (img->flags & IMG_RDWR) &&
 	    (img->flags & IMG_NO_REPAIR))
 		return err_set(0, "Image is dirty (lazy refcounts); repair it "
@@ -593,7 +596,7 @@ qcow2_open(struct img *img)
 	if (read_extensions(img, hdr, h.header_length, ext_end, NULL, NULL) < 0)
 		goto fail;
 	if (read_backing_name(img, &h, hdr) < 0 || check_supported(img) < 0 ||
-	    open_data_file(img) < 0)
+	    qcow2_crypt_open(img) < 0 || open_data_file(img) < 0)
 		goto fail;
 	s->rt_size = (uint64_t)s->rt_clusters << (s->cluster_bits - 3);
 	if (read_table(img, s->l1_offset, s->l1_size, &s->l1, "L1 table") < 0)
@@ -618,6 +621,7 @@ qcow2_open(struct img *img)
 	return 0;
 fail:
 	/* the generic layer frees only what a successful open set */
+	qcow2_crypt_close(img);
 	if (s->data_fd > 0)
 		close(s->data_fd);
 	s->data_fd = -1;
@@ -635,6 +639,7 @@ free_state(struct img *img)
 	struct qcow2 *s = img->priv;
 
 	qcow2_bitmaps_drop(img);
+	qcow2_crypt_close(img);
 	qcow2_cache_free(&s->l2_cache);
 	qcow2_cache_free(&s->rb_cache);
 	free(s->l1);
@@ -797,6 +802,7 @@ qcow2_info(struct img *img, struct img_info *info)
 	info->dirty = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
 	info->encrypted = s->crypt_method != 0;
 	info->specific = d;
+	qcow2_crypt_info(img, d);
 	if (s->version == 2) {
 		jn_str(d, "compat", "0.10");
 		jn_int(d, "refcount-bits", 1 << s->refcount_order);

@@ -107,6 +107,8 @@ struct qcow2 {
 	unsigned	 csize_shift;
 	uint64_t	 csize_mask, coff_mask;
 	uint32_t	 crypt_method;
+	uint64_t	 crypt_hdr_off;		/* LUKS header (CRYPTO extension) */
+	struct qcow2_crypt *crypt;		/* keys of an encrypted image */
 
 	uint64_t	 l1_offset;
 	uint32_t	 l1_size;
@@ -344,5 +346,12 @@ qcow2_l2_set(const struct qcow2 *s, uint8_t *l2, uint64_t i, uint64_t entry)
 {
 	put_be64(l2 + (i << (s->extl2 ? 4 : 3)), entry);
 }
+
+/* crypt.c: encrypted images (read only) */
+int	qcow2_crypt_open(struct img *img);
+void	qcow2_crypt_close(struct img *img);
+void	qcow2_crypt_info(struct img *img, struct jnode *d);
+int	qcow2_crypt_read(struct img *img, uint64_t host, uint64_t off,
+	    uint8_t *p, uint64_t n);
 
 #endif

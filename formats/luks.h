@@ -1,0 +1,31 @@
+/*
+ * The LUKS1 block of formats/luks.c inside another format's file, as
+ * qemu's crypto/block-luks.c serves both (qcow2's encrypt.format=luks).
+ */
+#ifndef IMG_LUKS_H
+#define IMG_LUKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../lib/json.h"
+
+struct luks;
+
+struct luks	*luks_block_new(void);
+void		 luks_block_free(struct luks *l);	/* accepts NULL */
+/*
+ * Read and check the LUKS header at base in fd, and with a password (NULL:
+ * header only, qemu's BDRV_O_NO_IO) unlock the master key.  0, or -1 with
+ * err_set in qemu's words.
+ */
+int		 luks_block_load(struct luks *l, int fd, uint64_t base,
+		    const char *password);
+/* En/decrypt whole 512-byte sectors, the first numbered sector. */
+void		 luks_block_crypt(const struct luks *l, bool enc, uint64_t sector,
+		    uint8_t *buf, size_t len);
+/* qemu's QCryptoBlockInfoLUKS members, into object d. */
+void		 luks_block_info(const struct luks *l, struct jnode *d);
+
+#endif

@@ -1,0 +1,126 @@
+/*
+ * qcow2 encryption, reading: docs/interop/qcow2.txt "crypt_method" and the
+ * "Full disk encryption header pointer" extension.  AES (1): AES-128-CBC,
+ * the passphrase's first 16 bytes as key, IVs from guest sectors; LUKS
+ * (2): a LUKS1 header in the image's clusters, IVs from host sectors.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../lib/crypto.h"
+#include "../../lib/err.h"
+#include "../../lib/int.h"
+#include "../../lib/io.h"
+#include "../../lib/secret.h"
+#include "../luks.h"
+#include "qcow2.h"
+
+struct qcow2_crypt {
+	struct luks	*luks;		/* crypt_method 2 */
+	struct crypto_cipher c;		/* crypt_method 1 */
+	struct crypto_ivgen g;
+	bool		 unlocked;
+};
+
+/*
+ * The key from encrypt.key-secret, unless opened for info (IMG_NO_IO):
+ * qemu's qcow2_update_options_prepare then qcrypto_block_open.
+ */
+int
+qcow2_crypt_open(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+	const char *id = img->open_opts ?
+	    opt_list_get(img->open_opts, "encrypt.key-secret") : NULL;
+	const char *password = NULL;
+	struct qcow2_crypt *k;
+
+	if (s->crypt_method == 0)
+		return 0;
+	if (s->crypt_method == 2 && s->crypt_hdr_off == 0)
+		return err_set(0, "Could not read encryption header: "
+		    "no CRYPTO header extension");
+	if (!(img->flags & IMG_NO_IO)) {
+		if (id == NULL)
+			return err_set(0, "Parameter 'encrypt.key-secret' is "
+			    "required for cipher");
+		if ((password = secret_get_utf8(id)) == NULL)
+			return -1;
+	}
+	k = s->crypt = xcalloc(1, sizeof(*k));
+	if (s->crypt_method == 2) {
+		k->luks = luks_block_new();
+		if (luks_block_load(k->luks, img->fd, s->crypt_hdr_off,
+		    password) < 0)
+			return -1;
+	} else if (password != NULL &&
+	    crypto_qcow_key(password, &k->c, &k->g) < 0) {
+		return -1;
+	}
+	k->unlocked = password != NULL;
+	if (id != NULL)
+		fmt_json_name(img, "encrypt.key-secret", id);
+	return 0;
+}
+
+void
+qcow2_crypt_close(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+
+	if (s->crypt == NULL)
+		return;
+	luks_block_free(s->crypt->luks);
+	explicit_bzero(s->crypt, sizeof(*s->crypt));
+	free(s->crypt);
+	s->crypt = NULL;
+}
+
+/* The "encrypt" member of qcow2's format-specific info. */
+void
+qcow2_crypt_info(struct img *img, struct jnode *d)
+{
+	struct qcow2 *s = img->priv;
+	struct jnode *e;
+
+	if (s->crypt == NULL)
+		return;
+	e = jn_obj(d, "encrypt");
+	jn_str(e, "format", s->crypt_method == 2 ? "luks" : "aes");
+	if (s->crypt->luks != NULL)
+		luks_block_info(s->crypt->luks, e);
+}
+
+/*
+ * Read n bytes of a data cluster at host (guest offset off) and decrypt
+ * them; whole sectors are read around a partial one.
+ */
+int
+qcow2_crypt_read(struct img *img, uint64_t host, uint64_t off, uint8_t *p,
+    uint64_t n)
+{
+	struct qcow2 *s = img->priv;
+	struct qcow2_crypt *k = s->crypt;
+	uint64_t head = off & 511, len = ROUND_UP(head + n, 512), sector;
+	uint8_t *b;
+
+	if (!k->unlocked)
+		return err_set(0, "Parameter 'encrypt.key-secret' is required "
+		    "for cipher");
+	b = xmalloc(len);
+	if (io_pread_zero(qcow2_dfd(img), b, len, host - head) < 0) {
+		free(b);
+		return err_set(errno, "%s: Could not read data at %#llx",
+		    img->filename, (unsigned long long)host);
+	}
+	/* LUKS numbers sectors on the host, the old AES in the guest */
+	sector = (s->crypt_method == 2 ? host : off) / 512;
+	if (k->luks != NULL)
+		luks_block_crypt(k->luks, false, sector, b, len);
+	else
+		crypto_sectors_decrypt(&k->c, &k->g, 512, sector, b, len);
+	memcpy(p, b + head, n);
+	free(b);
+	return 0;
+}
