@@ -3,36 +3,7 @@
 # img; img's images read by qemu; backing chains; hostile headers.
 load helpers
 bats_require_minimum_version 1.5.0
-
-# patterned IMG FMT: qemu-io writes three patterns
-patterned() {
-	qio -f "$2" -c 'write -P 0x11 0 4k' -c 'write -P 0x22 1536k 700k' \
-	    -c 'write -P 0x33 5M 1k' "$1" >/dev/null
-}
-
-# reads_patterns IMG: qemu-io reads back what patterned wrote
-reads_patterns() {
-	run -0 qio -f qcow -c 'read -P 0x11 0 4k' -c 'read -P 0x22 1536k 700k' \
-	    -c 'read -P 0x33 5M 1k' -c 'read -P 0 4k 1020k' -c 'read -P 0 3M 2M' "$1"
-	[[ "$output" != *fail* ]] || { echo "$output"; return 1; }
-}
-
-# bad OFFSET BYTES: bad.qcow is a fresh 8 MiB qemu image with a poke
-bad() {
-	rm -f bad.qcow
-	qimg create -q -f qcow bad.qcow 8M
-	poke bad.qcow "$1" "$2"
-}
-
-# refused MESSAGE: img info -f qcow bad.qcow fails with exactly this one line
-refused() {
-	run -1 --separate-stderr img info -f qcow bad.qcow
-	[ -z "$output" ] || { echo "stdout: $output"; return 1; }
-	[ "${#stderr_lines[@]}" -eq 1 ] || { echo "$stderr"; return 1; }
-	[ "$stderr" = "img: Could not open 'bad.qcow': $1" ] ||
-	    { echo "got: $stderr"; echo "want: $1"; return 1; }
-	same info -f qcow bad.qcow
-}
+FMT=qcow BAD=bad.qcow
 
 @test "qcow: an empty qemu image: info, map, content" {
 	qimg create -q -f qcow e.qcow 64M
@@ -48,8 +19,7 @@ refused() {
 }
 
 @test "qcow: qemu's compressed clusters read the same" {
-	qimg create -q -f raw p.raw 7M
-	patterned p.raw raw
+	patterned_raw
 	# qemu-img 7.2 writes the image but exits 1 without a word
 	run qimg convert -c -O qcow p.raw c.qcow
 	same_view c.qcow
@@ -99,8 +69,7 @@ refused() {
 }
 
 @test "qcow: img convert makes what qemu makes, byte for byte" {
-	qimg create -q -f raw p.raw 7M
-	patterned p.raw raw
+	patterned_raw
 	run -0 img convert -O qcow p.raw ours.qcow
 	qimg convert -O qcow p.raw theirs.qcow
 	cmp ours.qcow theirs.qcow
@@ -111,8 +80,7 @@ refused() {
 
 @test "qcow: img writes into its own image; qemu reads it" {
 	img create -q -f qcow w.qcow 7M
-	qimg create -q -f raw p.raw 7M
-	patterned p.raw raw
+	patterned_raw
 	img write -f qcow w.qcow <p.raw
 	run -0 qimg compare w.qcow p.raw
 	reads_patterns w.qcow

@@ -4,22 +4,6 @@
 load helpers
 bats_require_minimum_version 1.5.0
 
-# same ARGS...: qemu-img ARGS and ours installed as qemu-img: same stdout,
-# stderr (byte for byte) and status
-same() {
-	need_qemu || return 1
-	mkdir -p "$BATS_TEST_TMPDIR/ours"
-	ln -sf "$IMG_BIN/img" "$BATS_TEST_TMPDIR/ours/qemu-img"
-	command qemu-img "$@" >q.out 2>q.err && echo 0 >q.rc || echo $? >q.rc
-	"$BATS_TEST_TMPDIR/ours/qemu-img" "$@" >i.out 2>i.err && echo 0 >i.rc ||
-	    echo $? >i.rc
-	local f ok=0
-	for f in out err rc; do
-		cmp -s q.$f i.$f || { echo "--- $f differs for: $*"; diff q.$f i.$f; ok=1; }
-	done
-	return $ok
-}
-
 # fresh IMG: a new 64 MiB qcow2 image made by qemu-img
 fresh() {
 	rm -f "$1"
@@ -46,13 +30,6 @@ refused() {
 refused_as_qemu() {
 	refused "$1" || return 1
 	same info bad.qcow2
-}
-
-# same_content IMG: img cat IMG equals qemu-img convert -O raw IMG
-same_content() {
-	img cat "$1" >ours.raw
-	qimg convert -O raw "$1" theirs.raw
-	cmp ours.raw theirs.raw
 }
 
 # clean IMG: qemu-img check finds no errors and no leaks

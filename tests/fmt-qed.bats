@@ -3,6 +3,7 @@
 # backing chains, zero clusters, the need-check bit, hostile headers.
 load helpers
 bats_require_minimum_version 1.5.0
+FMT=qed BAD=bad.qed
 
 # patterned IMG FMT: qemu-io writes three patterns and a zeroed range
 patterned() {
@@ -16,23 +17,6 @@ reads_patterns() {
 	    -c 'read -P 0x33 5M 1k' -c 'read -P 0 4k 1020k' -c 'read -P 0 3M 2M' \
 	    -c 'read -P 0 6M 128k' "$1"
 	[[ "$output" != *fail* ]] || { echo "$output"; return 1; }
-}
-
-# bad OFFSET BYTES: bad.qed is a fresh 8 MiB qemu image with a poke
-bad() {
-	rm -f bad.qed
-	qimg create -q -f qed bad.qed 8M
-	poke bad.qed "$1" "$2"
-}
-
-# refused MESSAGE: img info -f qed bad.qed fails with exactly this one line
-refused() {
-	run -1 --separate-stderr img info -f qed bad.qed
-	[ -z "$output" ] || { echo "stdout: $output"; return 1; }
-	[ "${#stderr_lines[@]}" -eq 1 ] || { echo "$stderr"; return 1; }
-	[ "$stderr" = "img: Could not open 'bad.qed': $1" ] ||
-	    { echo "got: $stderr"; echo "want: $1"; return 1; }
-	same info -f qed bad.qed
 }
 
 @test "qed: an empty qemu image: info, map, content" {
@@ -51,8 +35,7 @@ refused() {
 }
 
 @test "qed: a qemu convert of a patterned raw reads the same" {
-	qimg create -q -f raw p.raw 7M
-	patterned p.raw raw
+	patterned_raw
 	qimg convert -O qed -o cluster_size=4k,table_size=2 p.raw p.qed
 	same_view p.qed
 	cmp <(img cat p.qed) p.raw
@@ -99,8 +82,7 @@ refused() {
 }
 
 @test "qed: img convert makes what qemu makes, byte for byte" {
-	qimg create -q -f raw p.raw 7M
-	patterned p.raw raw
+	patterned_raw
 	run -0 img convert -O qed p.raw ours.qed
 	qimg convert -O qed p.raw theirs.qed
 	cmp ours.qed theirs.qed
@@ -112,8 +94,7 @@ refused() {
 
 @test "qed: img writes into its own image; qemu checks and reads it" {
 	img create -q -f qed w.qed 7M
-	qimg create -q -f raw p.raw 7M
-	patterned p.raw raw
+	patterned_raw
 	img write -f qed w.qed <p.raw
 	run -0 qimg check w.qed
 	run -0 qimg compare w.qed p.raw

@@ -3,35 +3,7 @@
 # hostile headers refused in one line.
 load helpers
 bats_require_minimum_version 1.5.0
-
-# patterned IMG FMT: qemu-io writes three patterns into IMG
-patterned() {
-	qio -f "$2" -c 'write -P 0x11 0 4k' -c 'write -P 0x22 1536k 700k' \
-	    -c 'write -P 0x33 5M 1k' "$1" >/dev/null
-}
-
-# reads_patterns IMG: qemu-io reads back what patterned wrote
-reads_patterns() {
-	run -0 qio -f vdi -c 'read -P 0x11 0 4k' -c 'read -P 0x22 1536k 700k' \
-	    -c 'read -P 0x33 5M 1k' -c 'read -P 0 4k 1020k' -c 'read -P 0 3M 2M' "$1"
-	[[ "$output" != *fail* ]] || { echo "$output"; return 1; }
-}
-
-# bad OFFSET BYTES: bad.vdi is a fresh 8 MiB qemu image with a poke
-bad() {
-	rm -f bad.vdi
-	qimg create -q -f vdi bad.vdi 8M
-	poke bad.vdi "$1" "$2"
-}
-
-# refused MESSAGE: img info -f vdi bad.vdi fails with exactly this one line
-refused() {
-	run -1 --separate-stderr img info -f vdi bad.vdi
-	[ -z "$output" ] || { echo "stdout: $output"; return 1; }
-	[ "${#stderr_lines[@]}" -eq 1 ] || { echo "$stderr"; return 1; }
-	[ "$stderr" = "img: Could not open 'bad.vdi': $1" ] ||
-	    { echo "got: $stderr"; echo "want: $1"; return 1; }
-}
+FMT=vdi BAD=bad.vdi
 
 @test "vdi: an empty qemu image: info, map, content" {
 	qimg create -q -f vdi e.vdi 64M
@@ -52,8 +24,7 @@ refused() {
 }
 
 @test "vdi: a qemu convert of a patterned raw reads the same" {
-	qimg create -q -f raw p.raw 7M
-	patterned p.raw raw
+	patterned_raw
 	qimg convert -O vdi p.raw p.vdi
 	same_view p.vdi
 	cmp <(img cat p.vdi) p.raw
@@ -101,8 +72,7 @@ refused() {
 }
 
 @test "vdi: img convert makes what qemu makes, and qemu reads it" {
-	qimg create -q -f raw p.raw 7M
-	patterned p.raw raw
+	patterned_raw
 	run -0 img convert -O vdi p.raw ours.vdi
 	qimg convert -O vdi p.raw theirs.vdi
 	[ "$(stat -c %s ours.vdi)" = "$(stat -c %s theirs.vdi)" ]
@@ -114,8 +84,7 @@ refused() {
 
 @test "vdi: img writes into its own image; qemu checks and reads it" {
 	img create -q -f vdi w.vdi 7M
-	qimg create -q -f raw p.raw 7M
-	patterned p.raw raw
+	patterned_raw
 	img write -f vdi w.vdi <p.raw
 	run -0 qimg check w.vdi
 	run -0 qimg compare w.vdi p.raw

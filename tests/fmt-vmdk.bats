@@ -7,22 +7,6 @@ bats_require_minimum_version 1.5.0
 SUBFORMATS="monolithicSparse monolithicFlat twoGbMaxExtentSparse
 twoGbMaxExtentFlat streamOptimized"
 
-# same ARGS...: qemu-img ARGS and ours installed as qemu-img: same stdout,
-# stderr (byte for byte) and status
-same() {
-	need_qemu || return 1
-	mkdir -p "$BATS_TEST_TMPDIR/ours"
-	ln -sf "$IMG_BIN/img" "$BATS_TEST_TMPDIR/ours/qemu-img"
-	command qemu-img "$@" >q.out 2>q.err && echo 0 >q.rc || echo $? >q.rc
-	"$BATS_TEST_TMPDIR/ours/qemu-img" "$@" >i.out 2>i.err && echo 0 >i.rc ||
-	    echo $? >i.rc
-	local f ok=0
-	for f in out err rc; do
-		cmp -s q.$f i.$f || { echo "--- $f differs for: $*"; diff q.$f i.$f; ok=1; }
-	done
-	return $ok
-}
-
 # pattern FILE: a 4 MiB raw file, every third 64 KiB grain filled
 pattern() {
 	python3 -c '

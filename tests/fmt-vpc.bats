@@ -3,41 +3,12 @@
 # images read by qemu, hostile footers and headers refused in one line.
 load helpers
 bats_require_minimum_version 1.5.0
-
-# patterned IMG FMT: qemu-io writes three patterns into IMG
-patterned() {
-	qio -f "$2" -c 'write -P 0x11 0 4k' -c 'write -P 0x22 1536k 700k' \
-	    -c 'write -P 0x33 5M 1k' "$1" >/dev/null
-}
-
-# reads_patterns IMG: qemu-io reads back what patterned wrote
-reads_patterns() {
-	run -0 qio -f vpc -c 'read -P 0x11 0 4k' -c 'read -P 0x22 1536k 700k' \
-	    -c 'read -P 0x33 5M 1k' -c 'read -P 0 4k 1020k' -c 'read -P 0 3M 2M' "$1"
-	[[ "$output" != *fail* ]] || { echo "$output"; return 1; }
-}
+FMT=vpc BAD=bad.vpc
 
 # same_layout A B: two vpc files alike but for UUIDs, timestamps, checksums
 same_layout() {
 	cmp <(xxd "$1" | grep -v '^[0-9a-f]*[02468ace][145]0: ') \
 	    <(xxd "$2" | grep -v '^[0-9a-f]*[02468ace][145]0: ')
-}
-
-# bad OFFSET BYTES: bad.vpc is a fresh 8 MiB dynamic qemu image with a poke
-bad() {
-	rm -f bad.vpc
-	qimg create -q -f vpc bad.vpc 8M
-	poke bad.vpc "$1" "$2"
-}
-
-# refused MESSAGE: img info bad.vpc fails with exactly this one line, as qemu's
-refused() {
-	run -1 --separate-stderr img info -f vpc bad.vpc
-	[ -z "$output" ] || { echo "stdout: $output"; return 1; }
-	[ "${#stderr_lines[@]}" -eq 1 ] || { echo "$stderr"; return 1; }
-	[ "$stderr" = "img: Could not open 'bad.vpc': $1" ] ||
-	    { echo "got: $stderr"; echo "want: $1"; return 1; }
-	same info -f vpc bad.vpc
 }
 
 @test "vpc: an empty dynamic qemu image: info, map, content" {
@@ -64,8 +35,7 @@ refused() {
 }
 
 @test "vpc: qemu converts of a patterned raw read the same" {
-	qimg create -q -f raw p.raw 7M
-	patterned p.raw raw
+	patterned_raw
 	qimg convert -O vpc p.raw d.vpc
 	same_view d.vpc
 	qimg convert -O vpc -o subformat=fixed p.raw f.vpc
@@ -119,8 +89,7 @@ refused() {
 }
 
 @test "vpc: img convert makes what qemu makes, and qemu reads it" {
-	qimg create -q -f raw p.raw 7M
-	patterned p.raw raw
+	patterned_raw
 	for sub in dynamic fixed; do
 		rm -f ours.vpc theirs.vpc
 		run -0 img convert -O vpc -o subformat=$sub p.raw ours.vpc
@@ -148,8 +117,7 @@ refused() {
 
 @test "vpc: img write into a fixed image" {
 	img create -q -f vpc -o subformat=fixed f.vpc 7M
-	qimg create -q -f raw p.raw 7M
-	patterned p.raw raw
+	patterned_raw
 	img write -f vpc f.vpc <p.raw
 	reads_patterns f.vpc
 	run -0 qimg compare -f vpc -F raw f.vpc p.raw

@@ -40,20 +40,51 @@ poke() {
 
 sum() { md5sum < "$1" | cut -d' ' -f1; }
 
-# same ARGS...: qemu-img ARGS and ours installed as qemu-img: same stdout,
-# stderr and status
-same() {
-	need_qemu || return 1
+# ours_as_qemu: ours installed as $BATS_TEST_TMPDIR/ours/qemu-img, so its
+# messages carry that prefix
+ours_as_qemu() {
 	mkdir -p "$BATS_TEST_TMPDIR/ours"
 	ln -sf "$IMG_BIN/img" "$BATS_TEST_TMPDIR/ours/qemu-img"
-	command qemu-img "$@" >q.out 2>q.err && echo 0 >q.rc || echo $? >q.rc
-	"$BATS_TEST_TMPDIR/ours/qemu-img" "$@" >i.out 2>i.err && echo 0 >i.rc ||
-	    echo $? >i.rc
+}
+
+# outputs_match ARGS...: qemu-img's q.out, q.err and q.rc are ours' i.out,
+# i.err and i.rc to the byte; else show the differences for ARGS
+outputs_match() {
 	local f ok=0
 	for f in out err rc; do
 		cmp -s q.$f i.$f || { echo "--- $f differs for: $*"; diff q.$f i.$f; ok=1; }
 	done
 	return $ok
+}
+
+# same ARGS...: qemu-img ARGS and ours installed as qemu-img: same stdout,
+# stderr and status
+same() {
+	need_qemu || return 1
+	ours_as_qemu
+	command qemu-img "$@" >q.out 2>q.err && echo 0 >q.rc || echo $? >q.rc
+	"$BATS_TEST_TMPDIR/ours/qemu-img" "$@" >i.out 2>i.err && echo 0 >i.rc ||
+	    echo $? >i.rc
+	outputs_match "$@"
+}
+
+# on_copies CMD SRC ARGS...: qemu-img CMD ARGS q.qcow2 and img-CMD ARGS
+# i.qcow2 on copies of SRC: the same output (names aside) and status
+on_copies() {
+	need_qemu || return 1
+	local cmd=$1 src=$2 want got wstat=0 gstat=0
+	shift 2
+	cp "$src" q.qcow2 && cp "$src" i.qcow2
+	want=$(command qemu-img "$cmd" "$@" q.qcow2 2>&1) || wstat=$?
+	got=$("img-$cmd" "$@" i.qcow2 2>&1) || gstat=$?
+	want=${want//q.qcow2/X} got=${got//i.qcow2/X}
+	want=${want//qemu-img:/PROG:} got=${got//img-$cmd:/PROG:}
+	want=${want//"'qemu-img --help'"/HELP} got=${got//"'img-$cmd --help'"/HELP}
+	if [ "$want" != "$got" ] || [ "$wstat" != "$gstat" ]; then
+		echo "qemu-img $cmd $* (exit $wstat):"; echo "$want"
+		echo "img-$cmd $* (exit $gstat):"; echo "$got"
+		return 1
+	fi
 }
 
 # same_content IMG: img cat IMG equals qemu-img convert -O raw IMG
@@ -80,4 +111,48 @@ blkdebug_json() {
 		j+="{'event':'none','iotype':'${r%:*}','errno':5,'sector':${r#*:}},"
 	done
 	echo "${j%,}]}"
+}
+
+# A format's suite sets FMT (its format) and BAD (its hostile image's name)
+# for the helpers below; a suite whose images differ defines its own.
+
+# patterned IMG FMT: qemu-io writes three patterns into IMG
+patterned() {
+	qio -f "$2" -c 'write -P 0x11 0 4k' -c 'write -P 0x22 1536k 700k' \
+	    -c 'write -P 0x33 5M 1k' "$1" >/dev/null
+}
+
+# patterned_raw: p.raw, 7 MiB of raw with the patterns in it
+patterned_raw() {
+	qimg create -q -f raw p.raw 7M
+	patterned p.raw raw
+}
+
+# reads_patterns IMG: qemu-io reads back from IMG (of FMT) what patterned wrote
+reads_patterns() {
+	run -0 qio -f "$FMT" -c 'read -P 0x11 0 4k' \
+	    -c 'read -P 0x22 1536k 700k' -c 'read -P 0x33 5M 1k' \
+	    -c 'read -P 0 4k 1020k' -c 'read -P 0 3M 2M' "$1"
+	[[ "$output" != *fail* ]] || { echo "$output"; return 1; }
+}
+
+# bad OFFSET BYTES: BAD is a fresh 8 MiB qemu image of FMT with a poke
+bad() {
+	rm -f "$BAD"
+	qimg create -q -f "$FMT" "$BAD" 8M
+	poke "$BAD" "$1" "$2"
+}
+
+# img_refuses MESSAGE: img info -f FMT BAD fails with exactly this one line
+img_refuses() {
+	run -1 --separate-stderr img info -f "$FMT" "$BAD"
+	[ -z "$output" ] || { echo "stdout: $output"; return 1; }
+	[ "${#stderr_lines[@]}" -eq 1 ] || { echo "$stderr"; return 1; }
+	[ "$stderr" = "img: Could not open '$BAD': $1" ] ||
+	    { echo "got: $stderr"; echo "want: $1"; return 1; }
+}
+
+# refused MESSAGE: that, and qemu-img says the same to the byte
+refused() {
+	img_refuses "$1" && same info -f "$FMT" "$BAD"
 }

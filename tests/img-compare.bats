@@ -8,8 +8,7 @@ bats_require_minimum_version 1.5.0
 # qemu-img's status is left in $qstatus.
 as_qemu() {
 	need_qemu || return 1
-	mkdir -p "$BATS_TEST_TMPDIR/ours"
-	ln -sf "$IMG_BIN/img" "$BATS_TEST_TMPDIR/ours/qemu-img"
+	ours_as_qemu
 	local is=0 f ok=0
 	qstatus=0
 	command qemu-img "$@" >q.out 2>q.err || qstatus=$?

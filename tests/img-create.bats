@@ -3,12 +3,6 @@
 load helpers
 bats_require_minimum_version 1.5.0
 
-# ours, installed under the name qemu-img, so messages carry its prefix
-ours_as_qemu() {
-	mkdir -p "$BATS_TEST_TMPDIR/ours"
-	ln -sf "$IMG_BIN/img" "$BATS_TEST_TMPDIR/ours/qemu-img"
-}
-
 # in_both CMD...: run CMD in the folders q/ (for qemu-img) and i/ (for ours)
 in_both() {
 	mkdir -p q i
@@ -25,10 +19,8 @@ both() {
 	    echo $? >q.rc
 	(cd i && ../ours/qemu-img "$@" >../i.out 2>../i.err) && echo 0 >i.rc ||
 	    echo $? >i.rc
-	local f ok=0
-	for f in out err rc; do
-		cmp -s q.$f i.$f || { echo "--- $f differs for: $*"; diff q.$f i.$f; ok=1; }
-	done
+	local ok=0
+	outputs_match "$@" || ok=1
 	[ "$(cd q && ls -A)" = "$(cd i && ls -A)" ] ||
 	    { echo "--- files differ"; ls -A q i; ok=1; }
 	return $ok

@@ -3,12 +3,6 @@
 load helpers
 bats_require_minimum_version 1.5.0
 
-# ours, installed under the name qemu-img, so messages carry its prefix
-ours_as_qemu() {
-	mkdir -p "$BATS_TEST_TMPDIR/ours"
-	ln -sf "$IMG_BIN/img" "$BATS_TEST_TMPDIR/ours/qemu-img"
-}
-
 # both ARGS...: qemu-img ARGS in q/, ours as qemu-img in i/, each on its own copy of
 # src/; same stdout, stderr (byte for byte), status, and the same files, byte for byte
 # (with NOFILES=1, the same file names only: qcow2 files are compared by content)
@@ -22,10 +16,8 @@ both() {
 	    echo $? >q.rc
 	(cd i && ../ours/qemu-img "$@" >../i.out 2>../i.err) && echo 0 >i.rc ||
 	    echo $? >i.rc
-	local f ok=0
-	for f in out err rc; do
-		cmp -s q.$f i.$f || { echo "--- $f differs for: $*"; diff q.$f i.$f; ok=1; }
-	done
+	local ok=0
+	outputs_match "$@" || ok=1
 	if [ -n "${NOFILES:-}" ]; then
 		diff <(ls -A q) <(ls -A i) || { echo "--- files differ for: $*"; ok=1; }
 	else

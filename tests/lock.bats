@@ -41,22 +41,6 @@ lock_bytes() {
 	    sort -n | tr '\n' ' '
 }
 
-# same ARGS...: qemu-img ARGS and ours installed as qemu-img: same stdout,
-# stderr and status
-same() {
-	need_qemu || return 1
-	mkdir -p "$BATS_TEST_TMPDIR/ours"
-	ln -sf "$IMG_BIN/img" "$BATS_TEST_TMPDIR/ours/qemu-img"
-	command qemu-img "$@" >q.out 2>q.err && echo 0 >q.rc || echo $? >q.rc
-	"$BATS_TEST_TMPDIR/ours/qemu-img" "$@" >i.out 2>i.err && echo 0 >i.rc ||
-	    echo $? >i.rc
-	local f ok=0
-	for f in out err rc; do
-		cmp -s q.$f i.$f || { echo "--- $f differs for: $*"; diff q.$f i.$f; ok=1; }
-	done
-	return $ok
-}
-
 @test "lock: img info of an image qemu-io holds fails with qemu-img's two lines" {
 	qimg create -q -f qcow2 a.qcow2 1M
 	hold a.qcow2
