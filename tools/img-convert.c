@@ -1628,6 +1628,7 @@ main(int argc, char *argv[])
 		progress_end();
 		prog.ended = true;
 		stop_unlink = NULL;
+		free(c.target);
 		opt_list_free(&c.o);
 		return close_stdout();
 	}
