@@ -785,3 +785,51 @@ qcow2_bitmap(struct img *img, const char *name,
 	bmset_free(&sset);
 	return r;
 }
+
+/*
+ * Before a resize, as qemu's qcow2_truncate_bitmaps_check: every bitmap
+ * must be loaded and consistent, so it can follow the new size.
+ */
+int
+qcow2_bitmaps_resize_ok(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+	struct bmset *set = s->bm_track;
+	size_t i;
+
+	for (i = 0; set != NULL && i < set->n; i++)
+		if (!set->v[i].removed && set->v[i].bits == NULL)
+			return err_set(0, "Bitmap '%s' is inconsistent and "
+			    "cannot be used\nTry block-dirty-bitmap-remove to "
+			    "delete this bitmap from disk", set->v[i].name);
+	return 0;
+}
+
+/*
+ * After a resize, as qemu's bdrv_dirty_bitmap_truncate: the bitmaps cover
+ * the new size, bits past it cleared, new ones clear; they are stored
+ * with their new tables at close.
+ */
+void
+qcow2_bitmaps_resized(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+	struct bmset *set = s->bm_track;
+	uint64_t n, nbits, j;
+	struct bm *b;
+	size_t i;
+
+	for (i = 0; set != NULL && i < set->n; i++) {
+		b = &set->v[i];
+		if (b->removed || b->bits == NULL)
+			continue;
+		n = bm_nbytes(img, b->gbits);
+		b->bits = xrealloc(b->bits, n + 1);
+		if (n > b->nbytes)
+			memset(b->bits + b->nbytes, 0, n + 1 - b->nbytes);
+		b->nbytes = n;
+		nbits = DIV_ROUND_UP(img->size, (uint64_t)1 << b->gbits);
+		for (j = nbits; j < n * 8; j++)
+			b->bits[j / 8] &= (uint8_t)~(1u << (j % 8));
+	}
+}

@@ -193,6 +193,9 @@ int	 qcow2_bitmaps_in_use(struct img *img);
 int	 qcow2_bitmaps_track(struct img *img);
 void	 qcow2_bitmaps_dirty(struct img *img, uint64_t off, uint64_t len);
 int	 qcow2_bitmaps_store(struct img *img);
+/* Resize: refuse inconsistent bitmaps; then fit the bitmaps to img->size. */
+int	 qcow2_bitmaps_resize_ok(struct img *img);
+void	 qcow2_bitmaps_resized(struct img *img);
 void	 qcow2_bitmaps_drop(struct img *img);
 /* img_bitmap: add, remove, clear, enable, disable, merge. */
 int	 qcow2_bitmap(struct img *img, const char *name,

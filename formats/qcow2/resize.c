@@ -427,7 +427,7 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 	if (s->nb_snapshots && s->version < 3)
 		return err_set(0, "Can't resize a v2 image which has "
 		    "snapshots");
-	if (qcow2_prepare_write(img) < 0)
+	if (qcow2_prepare_write(img) < 0 || qcow2_bitmaps_resize_ok(img) < 0)
 		return -1;
 	if (size < old) {
 		if (prealloc != IMG_PREALLOC_OFF)
@@ -452,5 +452,6 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 	if (qcow2_pwrite(img, b, 8, 24, "qcow2 header") < 0 || sync_fd(img) < 0)
 		return -1;
 	img->size = size;
+	qcow2_bitmaps_resized(img);
 	return size < old ? trim_file(img) : 0;
 }
