@@ -135,13 +135,48 @@ clear_entry(struct img *img, uint8_t *l2, uint64_t i, struct dropped *d)
 }
 
 /*
+ * One more freed cluster in qemu's discard queue (update_refcount_discard):
+ * it joins a region it touches, and regions that then touch merge.
+ */
+static void
+queue_discard(struct dropped *q, uint64_t off, uint64_t len)
+{
+	struct qcow2_free *d = NULL;
+	size_t i, j;
+
+	for (i = 0; i < q->n && d == NULL; i++)
+		if (q->v[i].off + q->v[i].len == off || off + len == q->v[i].off)
+			d = &q->v[i];
+	if (d == NULL) {
+		note_dropped(q, off, len);
+		return;
+	}
+	d->off = MIN(d->off, off);
+	d->len += len;
+	for (j = 0; j < q->n; j++) {
+		if (&q->v[j] == d || (q->v[j].off != d->off + d->len &&
+		    q->v[j].off + q->v[j].len != d->off))
+			continue;
+		d->off = MIN(d->off, q->v[j].off);
+		d->len += q->v[j].len;
+		q->v[j] = q->v[--q->n];
+		if (d == &q->v[q->n])
+			d = &q->v[j];
+		break;
+	}
+}
+
+/*
  * qemu discards what a shrink frees (QCOW2_DISCARD_ALWAYS): the clusters
- * left without a reference become holes in the file.
+ * left without a reference become holes in the file, one punch per merged
+ * region as qemu's queue makes them (many small punches would split the
+ * file's extents, and its extent tree would grow).
  */
 static void
 punch_dropped(struct img *img, struct dropped *d)
 {
 	struct qcow2 *s = img->priv;
+	struct dropped q = { NULL, 0, 0 };
 	uint64_t c, last, rc;
 	size_t i;
 
@@ -149,10 +184,13 @@ punch_dropped(struct img *img, struct dropped *d)
 		last = (d->v[i].off + d->v[i].len - 1) >> s->cluster_bits;
 		for (c = d->v[i].off >> s->cluster_bits; c <= last; c++)
 			if (qcow2_refcount_get(img, c, &rc) == 0 && rc == 0)
-				(void)fallocate(img->fd, FALLOC_FL_PUNCH_HOLE |
-				    FALLOC_FL_KEEP_SIZE, (off_t)(c << s->cluster_bits),
-				    (off_t)s->cluster_size);
+				queue_discard(&q, c << s->cluster_bits,
+				    s->cluster_size);
 	}
+	for (i = 0; i < q.n; i++)
+		(void)fallocate(img->fd, FALLOC_FL_PUNCH_HOLE |
+		    FALLOC_FL_KEEP_SIZE, (off_t)q.v[i].off, (off_t)q.v[i].len);
+	free(q.v);
 	free(d->v);
 	memset(d, 0, sizeof(*d));
 }
