@@ -465,7 +465,7 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 	if (s->nb_snapshots && s->version < 3)
 		return err_set(0, "Can't resize a v2 image which has "
 		    "snapshots");
-	if (qcow2_prepare_write(img) < 0 || qcow2_bitmaps_resize_ok(img) < 0)
+	if (qcow2_bitmaps_resize_ok(img) < 0 || qcow2_prepare_write(img) < 0)
 		return -1;
 	if (size < old) {
 		if (prealloc != IMG_PREALLOC_OFF)
