@@ -283,3 +283,15 @@ Try block-dirty-bitmap-remove to delete this bitmap from disk" ]
 	cmp t.qcow2 t0.qcow2
 	same resize t.qcow2 20M
 }
+
+@test "img-resize: metadata preallocation past an extended L2 partial cluster as qemu's" {
+	for t in q o; do
+		qimg create -q -f qcow2 -o extended_l2=on $t.qcow2 1000k
+		qio -c 'write -P 1 0 100k' $t.qcow2 >/dev/null
+	done
+	qimg resize -q --preallocation=metadata q.qcow2 3M
+	img resize -q --preallocation=metadata o.qcow2 3M
+	diff <(qimg map --output=json q.qcow2) <(qimg map --output=json o.qcow2)
+	diff <(qimg check q.qcow2) <(qimg check o.qcow2)
+	qimg compare q.qcow2 o.qcow2
+}

@@ -374,14 +374,6 @@ qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
 #define ALL_ALLOC	0x00000000ffffffffull	/* extended L2: every subcluster */
 #define ALL_ZEROES	0xffffffff00000000ull
 
-/* A write needs new clusters here (qemu's cluster_needs_new_alloc). */
-static bool
-needs_alloc(const struct qcow2 *s, uint64_t e)
-{
-	return (e & QCOW2_OFLAG_COMPRESSED) || !(e & QCOW2_OFLAG_COPIED) ||
-	    !qcow2_entry_host(s, e);
-}
-
 /* The subcluster index of a guest offset inside its cluster. */
 static unsigned
 sc_index(const struct qcow2 *s, uint64_t off)
@@ -731,12 +723,12 @@ write_run(struct img *img, uint64_t l2off, uint64_t off, uint64_t n,
 	idx = (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
 	nclusters = ((off + n - 1) >> s->cluster_bits) - (off >> s->cluster_bits) + 1;
 	e0 = qcow2_l2_entry(s, l2, idx);
-	keep = !needs_alloc(s, e0);
+	keep = !qcow2_needs_alloc(s, e0);
 	host = e0 & QCOW2_L2E_OFFSET;
 	for (k = 0; k < nclusters; k++) {
 		e = qcow2_l2_entry(s, l2, idx + k);
 		bm = qcow2_l2_bitmap(s, l2, idx + k);
-		if (k > 0 && (needs_alloc(s, e) == keep ||
+		if (k > 0 && (qcow2_needs_alloc(s, e) == keep ||
 		    (keep && (e & QCOW2_L2E_OFFSET) != host + k * cs)))
 			break;
 		if (classify(img, l2off, idx + k, e, bm, 0) == QCOW2_INVALID)

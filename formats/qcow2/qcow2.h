@@ -305,6 +305,14 @@ qcow2_entry_host(const struct qcow2 *s, uint64_t e)
 	    (e & QCOW2_OFLAG_COPIED) && !(e & QCOW2_OFLAG_COMPRESSED));
 }
 
+/* A write needs new clusters here (qemu's cluster_needs_new_alloc). */
+static inline bool
+qcow2_needs_alloc(const struct qcow2 *s, uint64_t e)
+{
+	return (e & QCOW2_OFLAG_COMPRESSED) || !(e & QCOW2_OFLAG_COPIED) ||
+	    !qcow2_entry_host(s, e);
+}
+
 static inline uint64_t
 qcow2_l2_entries(const struct qcow2 *s)
 {

@@ -290,17 +290,40 @@ fill_area(struct img *img, uint64_t host, uint64_t len, int mode)
 }
 
 /*
+ * Where the copy into a new cluster for the old end starts: qemu's
+ * calculate_l2_meta for a write there (metadata) or the whole head
+ * (falloc, full).  With subclusters a metadata copy lands only in
+ * subclusters that stay unallocated, but of one that had a cluster.
+ */
+static uint64_t
+head_from(const struct qcow2 *s, uint64_t e, uint64_t bm, uint64_t in,
+    int mode)
+{
+	unsigned sc = (unsigned)(in >> s->sc_bits);
+	uint32_t alloc = (uint32_t)bm;
+
+	if (mode != IMG_PREALLOC_METADATA || !s->extl2 ||
+	    (e & QCOW2_OFLAG_COMPRESSED))
+		return 0;
+	if (qcow2_entry_host(s, e) && alloc)
+		sc = MIN(sc, (unsigned)__builtin_ctz(alloc));
+	return (uint64_t)sc << s->sc_bits;
+}
+
+/*
  * The cluster holding an unaligned old end: qemu allocates it anew
- * (falloc, full) or when it has none (metadata), copying what the disk
- * held before the old end into it (perform_cow).  *last: end of the host
- * cluster used.
+ * (falloc, full) or when a write there would (metadata), copying what
+ * the disk held before the old end into it (perform_cow).  The entry's
+ * subcluster bitmap stays as it was: qemu links preallocated clusters
+ * without marking subclusters allocated.  *last: end of the host cluster.
  */
 static int
 prealloc_head(struct img *img, uint64_t old, int mode, uint64_t *last)
 {
 	struct qcow2 *s = img->priv;
 	uint64_t cs = s->cluster_size, span = qcow2_l2_span(s);
-	uint64_t cstart = ROUND_DOWN(old, cs), l2off, idx, e, host = 0, n;
+	uint64_t cstart = ROUND_DOWN(old, cs), l2off, idx, e, bm, from;
+	uint64_t host = 0;
 	uint8_t *l2, *buf;
 	int r;
 
@@ -311,23 +334,24 @@ prealloc_head(struct img *img, uint64_t old, int mode, uint64_t *last)
 		return -1;
 	idx = (cstart >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
 	e = qcow2_l2_entry(s, l2, idx);
-	if (mode == IMG_PREALLOC_METADATA && e != 0)
+	bm = qcow2_l2_bitmap(s, l2, idx);
+	if (mode == IMG_PREALLOC_METADATA && !qcow2_needs_alloc(s, e))
 		return 0;
-	buf = xmalloc(old - cstart);
-	r = qcow2_read(img, cstart, old - cstart, buf);
+	from = head_from(s, e, bm, old - cstart, mode);
+	buf = xmalloc(old - cstart - from + 1);
+	r = qcow2_read(img, cstart + from, old - cstart - from, buf);
 	if (r == 0 && (host = qcow2_alloc_clusters(img, 1)) == 0)
 		r = -1;
 	if (r == 0)
 		r = fill_area(img, host, cs, mode);
-	if (r == 0)
-		r = qcow2_pwrite(img, buf, old - cstart, host, "data");
+	if (r == 0 && old - cstart > from)
+		r = qcow2_pwrite(img, buf, old - cstart - from, host + from,
+		    "data");
 	free(buf);
 	if (r < 0 || (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		return -1;
-	/* extended L2: the copied subclusters are allocated, the rest not */
-	n = DIV_ROUND_UP(old - cstart, (uint64_t)1 << s->sc_bits);
-	qcow2_set_entry(s, l2, idx, host | QCOW2_OFLAG_COPIED,
-	    n >= 32 ? 0xffffffffull : (1ull << n) - 1);
+	/* without subclusters the cluster holds data now */
+	qcow2_set_entry(s, l2, idx, host | QCOW2_OFLAG_COPIED, bm);
 	qcow2_cache_dirty(&s->l2_cache, l2off);
 	s->zc_valid = false;
 	*last = host + cs;
