@@ -183,6 +183,10 @@ int	 qcow2_apply_frees(struct img *img);
 void	 qcow2_entry_range(const struct qcow2 *s, uint64_t entry,
 	    uint64_t *off, uint64_t *len);
 int	 qcow2_refcount_flush(struct img *img);
+/* A new refcount table covering [start, start + additional clusters) at
+ * start (qemu's qcow2_refcount_area); *end: past the new structures. */
+int	 qcow2_refcount_area(struct img *img, uint64_t start,
+	    uint64_t additional, uint64_t *end);
 int	 qcow2_detect_prealloc(struct img *img);
 
 /* bitmap.c */

@@ -407,6 +407,102 @@ prealloc_area(struct img *img, uint64_t from, uint64_t to, int mode)
 	return 0;
 }
 
+/* The file's end after its last cluster in use (qemu's get_last_cluster). */
+static int
+used_end(struct img *img, uint64_t *end)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t size, c, rc;
+
+	if (fmt_file_size(img, &size) < 0)
+		return -1;
+	for (c = DIV_ROUND_UP(size, s->cluster_size); c > 0; c--) {
+		if (qcow2_refcount_get(img, c - 1, &rc) < 0)
+			return -1;
+		if (rc != 0)
+			break;
+	}
+	*end = c ? c * s->cluster_size : ROUND_UP(size, s->cluster_size);
+	return 0;
+}
+
+/* Point the n L2 entries from guest at the clusters from host. */
+static int
+link_run(struct img *img, uint64_t guest, uint64_t host, uint64_t n,
+    bool alloc)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, span = qcow2_l2_span(s);
+	uint64_t l2off, idx, k, i, e, bm;
+	uint8_t *l2;
+
+	for (; n > 0; n -= k, guest += k * cs, host += k * cs) {
+		if (qcow2_l2_for_write(img, guest / span, &l2off) < 0 ||
+		    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+			return -1;
+		idx = (guest >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
+		k = MIN(n, qcow2_l2_entries(s) - idx);
+		for (i = 0; i < k; i++) {
+			e = qcow2_l2_entry(s, l2, idx + i);
+			bm = qcow2_l2_bitmap(s, l2, idx + i);
+			if (alloc)
+				bm = 0xffffffffull;
+			qcow2_set_entry(s, l2, idx + i, (host + i * cs) |
+			    QCOW2_OFLAG_COPIED, bm);
+			if (qcow2_free_entry(img, e) < 0)
+				return -1;
+		}
+		qcow2_cache_dirty(&s->l2_cache, l2off);
+	}
+	s->zc_valid = false;
+	return 0;
+}
+
+/*
+ * qemu's falloc/full truncate: the refcount structures move past the last
+ * cluster in use to cover what comes (qcow2_refcount_area), the data
+ * clusters from the old last one on follow in one run, the file grows over
+ * them with blocks (falloc) or zeroes (full) and the L2 entries point at
+ * them, the old last cluster's head copied over.  alloc: a backing file
+ * would show through the new area, and qemu's file driver extends with
+ * zeroes: the subclusters become allocated.
+ */
+static int
+prealloc_run(struct img *img, uint64_t old, uint64_t size, int mode,
+    bool alloc)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, cstart = ROUND_DOWN(old, cs);
+	uint64_t n = (ROUND_UP(size, cs) - cstart) / cs, from, start, cur;
+	uint8_t *head = xmalloc(old - cstart + 1);
+	int r;
+
+	r = qcow2_read(img, cstart, old - cstart, head);
+	if (r == 0)
+		r = used_end(img, &from);
+	if (r == 0)
+		r = qcow2_refcount_area(img, from, n + DIV_ROUND_UP(n,
+		    qcow2_l2_entries(s)) + 1, &start);
+	if (r == 0 && n)
+		r = qcow2_refcount_update(img, start, n * cs, 1);
+	s->alloc_end = MAX(s->alloc_end, start + n * cs);
+	if (r == 0)
+		r = fmt_file_size(img, &cur);
+	if (r == 0 && start + n * cs > cur)
+		r = fill_area(img, cur, start + n * cs - cur, mode);
+	if (r == 0 && old > cstart)
+		r = qcow2_pwrite(img, head, old - cstart, start, "data");
+	free(head);
+	if (r < 0)
+		return -1;
+	if (start + n * cs > s->file_size) {
+		if (ftruncate(img->fd, (off_t)(start + n * cs)) < 0)
+			return err_set(errno, "Could not resize file");
+		s->file_size = start + n * cs;
+	}
+	return link_run(img, cstart, start, n, alloc);
+}
+
 /*
  * Extended L2: the subclusters from *start to the end of its cluster (or
  * to size) get their zero bits, as qemu's zero_l2_subclusters; *start
@@ -483,6 +579,7 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 	uint64_t old = img->size, nl1 = DIV_ROUND_UP(size, qcow2_l2_span(s));
 	struct dropped d = { NULL, 0, 0 };
 	uint8_t b[8];
+	bool run, zero;
 
 	if (size & 511)
 		return err_set(0, "The new size must be a multiple of 512");
@@ -502,10 +599,17 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 	} else if (grow_l1(img, nl1) < 0) {
 		return -1;
 	}
-	if (prealloc != IMG_PREALLOC_OFF && size > old &&
+	/* falloc and full: the file's zeroes hide a backing file themselves */
+	run = size > old && !s->has_data && (prealloc == IMG_PREALLOC_FALLOC ||
+	    prealloc == IMG_PREALLOC_FULL);
+	zero = img->backing != NULL && img->backing->size > old;
+	if (run && prealloc_run(img, old, size, prealloc, zero) < 0)
+		return -1;
+	if (!run && prealloc != IMG_PREALLOC_OFF && size > old &&
 	    prealloc_area(img, old, size, prealloc) < 0)
 		return -1;
-	if (zero_new_area(img, old, size) < 0 || qcow2_flush(img) < 0) {
+	if ((!run && zero_new_area(img, old, size) < 0) ||
+	    qcow2_flush(img) < 0) {
 		free(d.v);
 		return -1;
 	}
