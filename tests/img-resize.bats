@@ -295,3 +295,22 @@ Try block-dirty-bitmap-remove to delete this bitmap from disk" ]
 	diff <(qimg check q.qcow2) <(qimg check o.qcow2)
 	qimg compare q.qcow2 o.qcow2
 }
+
+@test "img-resize: falloc and full preallocation lay clusters out as qemu's" {
+	qimg create -q -f raw b.raw 4M
+	for o in cluster_size=512 cluster_size=64k extended_l2=on compat=0.10 \
+	    extended_l2=on,backing_file=b.raw,backing_fmt=raw; do
+		for pm in falloc full; do
+			for t in q o; do
+				qimg create -q -f qcow2 -o "$o" $t.qcow2 1000k
+				qio -c 'write -P 1 0 100k' $t.qcow2 >/dev/null
+			done
+			qimg resize -q --preallocation=$pm q.qcow2 3M
+			img resize -q --preallocation=$pm o.qcow2 3M
+			diff <(qimg map --output=json q.qcow2) \
+			    <(qimg map --output=json o.qcow2)
+			diff <(qimg check q.qcow2) <(qimg check o.qcow2)
+			qimg compare q.qcow2 o.qcow2 >/dev/null
+		done
+	done
+}

@@ -1310,9 +1310,10 @@ qcow2_create(const char *filename, uint64_t size, const struct opt_list *o)
 	r = qcow2_prepare_write(img);
 	if (r == 0)
 		r = make_l1(img, size);
-	if (r == 0 && c.prealloc != 0)
-		r = prealloc_metadata(img);
-	if (r == 0 && c.prealloc != 0)
+	/* qemu creates the image empty, then grows it with preallocation */
+	if (r == 0 && c.prealloc >= IMG_PREALLOC_FALLOC && c.data_file == NULL)
+		r = qcow2_prealloc_run(img, 0, size, c.prealloc, false);
+	else if (r == 0 && c.prealloc != 0 && (r = prealloc_metadata(img)) == 0)
 		r = prealloc_file(img, c.prealloc);
 	if (r == 0)
 		r = qcow2_flush(img);

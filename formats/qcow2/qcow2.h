@@ -258,6 +258,10 @@ int	 qcow2_pre_write(struct img *img, uint64_t off, uint64_t len,
 
 /* resize.c */
 int	 qcow2_resize(struct img *img, uint64_t size, int prealloc);
+/* falloc/full preallocation of [old, size) as qemu's truncate lays it out;
+ * alloc: mark subclusters allocated (a backing file must not show). */
+int	 qcow2_prealloc_run(struct img *img, uint64_t old, uint64_t size,
+	    int mode, bool alloc);
 /* Make table (n entries, taken over) the active L1, at new clusters. */
 int	 qcow2_replace_l1(struct img *img, uint64_t *table, uint32_t n);
 /* snapshot.c */

@@ -467,8 +467,8 @@ link_run(struct img *img, uint64_t guest, uint64_t host, uint64_t n,
  * would show through the new area, and qemu's file driver extends with
  * zeroes: the subclusters become allocated.
  */
-static int
-prealloc_run(struct img *img, uint64_t old, uint64_t size, int mode,
+int
+qcow2_prealloc_run(struct img *img, uint64_t old, uint64_t size, int mode,
     bool alloc)
 {
 	struct qcow2 *s = img->priv;
@@ -603,7 +603,7 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 	run = size > old && !s->has_data && (prealloc == IMG_PREALLOC_FALLOC ||
 	    prealloc == IMG_PREALLOC_FULL);
 	zero = img->backing != NULL && img->backing->size > old;
-	if (run && prealloc_run(img, old, size, prealloc, zero) < 0)
+	if (run && qcow2_prealloc_run(img, old, size, prealloc, zero) < 0)
 		return -1;
 	if (!run && prealloc != IMG_PREALLOC_OFF && size > old &&
 	    prealloc_area(img, old, size, prealloc) < 0)
