@@ -1219,54 +1219,18 @@ prealloc_data(struct img *img, int mode)
 }
 
 /*
- * The next hole in the file from *off on, up to end (past the end of the
- * file all is hole): *off moves to its start; its length, 0 for none.
+ * Metadata preallocation: the file covers every allocated cluster.  With
+ * an external data file, falloc and full preallocate that file's disk;
+ * qemu leaves the qcow2 file alone then.
  */
-static uint64_t
-next_hole(struct img *img, uint64_t *off, uint64_t end)
-{
-	off_t h, d;
-
-	h = lseek(img->fd, (off_t)*off, SEEK_HOLE);
-	if (h < 0)		/* ENXIO: at or past the end of the file */
-		return *off < end ? end - *off : 0;
-	if ((uint64_t)h >= end)
-		return 0;
-	*off = (uint64_t)h;
-	d = lseek(img->fd, h, SEEK_DATA);
-	return d < 0 || (uint64_t)d > end ? end - *off : (uint64_t)d - *off;
-}
-
-/* The file covers every allocated cluster; falloc/full back it with blocks. */
 static int
 prealloc_file(struct img *img, int mode)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t end = s->alloc_end, off, n;
-	uint8_t *z;
-	int r;
+	uint64_t end = s->alloc_end;
 
 	if (s->has_data && prealloc_data(img, mode) < 0)
 		return -1;
-	if (mode == 2 && (r = posix_fallocate(img->fd, 0, (off_t)end)) != 0)
-		return err_set(r, "Could not preallocate data for the new file");
-	/*
-	 * full: zeroes in every hole after the L1 table, those between small
-	 * clusters' L2 tables too (the tables' own get written whole)
-	 */
-	if (mode == 3) {
-		z = xcalloc(1, 1u << 20);
-		off = ROUND_UP(s->l1_offset + (uint64_t)s->l1_size * 8,
-		    s->cluster_size);
-		for (; (n = next_hole(img, &off, end)) > 0; off += n) {
-			n = MIN(n, 1u << 20);
-			if (qcow2_pwrite(img, z, n, off, "preallocated data") < 0) {
-				free(z);
-				return -1;
-			}
-		}
-		free(z);
-	}
 	if (end > s->file_size && ftruncate(img->fd, (off_t)end) < 0)
 		return err_set(errno, "Could not resize file");
 	s->file_size = MAX(s->file_size, end);
