@@ -155,7 +155,22 @@ struct fmt_ops {
 	 * with err_set.  NULL: always.
 	 */
 	int	(*backing_read_ok)(struct img *img);
+	/*
+	 * A filter node (blkdebug above a format): img->backing is the image
+	 * it passes requests to, at the same depth.  Asked first about each
+	 * read and block status on img (IO_READ, IO_BLOCK_STATUS, ...): 0, or
+	 * -1 with err_set.  NULL: not a filter.
+	 */
+	int	(*filter)(struct img *img, int type, uint64_t off, uint64_t len);
 	/* img_bitmap's work (img.h).  NULL: the format has no bitmaps. */
+	/*
+	 * Where [off, off+len) may be written verbatim in an image file, so
+	 * a caller can splice bytes straight there: 1 with *fd, *host and *n
+	 * (<= len) set, anything that needs (allocation) done; 0 with *n set
+	 * when that run must go through ->write; -1 on error.  May be NULL.
+	 */
+	int	(*write_host)(struct img *img, uint64_t off, uint64_t len,
+		    int *fd, uint64_t *host, uint64_t *n);
 	int	(*bitmap)(struct img *img, const char *name,
 		    const struct img_bitmap_act *acts, size_t n,
 		    uint64_t granularity, struct img *src, size_t *failed);
@@ -169,6 +184,20 @@ extern const struct fmt_ops *const fmt_list[];
 
 /* Helpers for drivers. */
 int	fmt_file_size(struct img *img, uint64_t *size);
+/*
+ * The image file at host offset `host`, as SEEK_DATA/SEEK_HOLE see it: the
+ * first *n bytes (1 to len) are data (*zero false) or a hole (*zero true,
+ * as is all past the end of the file); a file system without SEEK_DATA is
+ * all data.  Data ends at the end of the file at the latest.  0, or -1 with
+ * err_set when the file's size is unknown (*n = len, *zero true).
+ */
+int	fmt_file_status(struct img *img, uint64_t host, uint64_t len,
+	    uint64_t *n, bool *zero);
+/*
+ * Read n bytes at off from img's backing file into p, zeroes where it has
+ * none or past its end (qemu's short backing files).  0 or -1.
+ */
+int	fmt_read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p);
 /* fdatasync the image file, unless it was opened IMG_NO_FLUSH. 0 or -1. */
 int	fmt_sync(struct img *img);
 

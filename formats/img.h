@@ -24,7 +24,7 @@ enum {
 	IMG_TRUE_STATUS	= 1 << 6,	/* status says zero where qemu-img says data (ST_QEMU_DATA) */
 	/* qemu's BDRV_O_CHECK: no repair of a dirty (lazy refcounts) image on
 	 * a read-write open; the driver refuses it instead (img-check -r) */
-	IMG_NO_REPAIR	= 1 << 6,
+	IMG_NO_REPAIR	= 1 << 7,
 };
 
 /* write_zeroes flags */
@@ -49,6 +49,12 @@ struct img {
 	char			*backing_path;	/* backing_file resolved against our folder */
 	struct img		*backing;	/* the open backing image, or NULL */
 	const struct opt_list	*open_opts;	/* json:/--image-opts options, during open */
+	struct blkdebug		*blkdebug;	/* error injection on fd (blkdebug below the format) */
+	/* the node below the format, named apart from filename: the file
+	 * under blkdebug (relative names resolve against it), quorum's json: */
+	char			*path;
+	bool			 no_dir;	/* no folder for relative names (quorum) */
+	int64_t			 copies_size;	/* disk bytes of further copies (quorum) */
 };
 
 /* An internal snapshot, as qemu's SnapshotInfo (img-info, img-snapshot -l). */
@@ -88,6 +94,11 @@ void		 img_close(struct img *img);	/* accepts NULL */
  * img_open also takes qemu's "json:{...}" names, with the same keys.
  */
 struct img	*img_open_image_opts(const char *spec, int flags);
+/*
+ * The same after qemu-img's checks of -U (IMG_SHARE) against the spec's
+ * force-share and of force-share against IMG_RDWR, failing in its words.
+ */
+struct img	*img_open_image_opts_share(const char *spec, int flags);
 
 /* Read through the chain; ranges past a backing file's end read as zeroes. */
 int		 img_read(struct img *img, uint64_t off, size_t len, void *buf);
@@ -103,6 +114,14 @@ bool		 img_can_compress(const struct img *img);
  * get_block_status: e describes the first extent (e->length <= len).
  */
 int		 img_status(struct img *img, uint64_t off, uint64_t len, struct map_ext *e);
+/*
+ * img_status as qemu-img convert --salvage asks it: a failing range is
+ * retried shorter; 1 when one sector (IMG_SECTOR) at off fails even so: e
+ * then says it is data, and err_msg()/err_errno() say why.
+ */
+#define IMG_SECTOR	512
+int		 img_status_salvage(struct img *img, uint64_t off, uint64_t len,
+		    struct map_ext *e);
 /* Block status of this layer only (no chain): same fields, depth 0. */
 int		 img_status_layer(struct img *img, uint64_t off, uint64_t len, struct map_ext *e);
 
@@ -114,6 +133,14 @@ int		 img_status_layer(struct img *img, uint64_t off, uint64_t len, struct map_e
  */
 int		 img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
 		    uint64_t *host, uint64_t *n);
+
+/*
+ * Where [off, off+len) may be written verbatim, so the caller can splice
+ * bytes there: 1 with *fd, *host and *n (<= len) set; 0 when the bytes
+ * must go through img_write (*n then says how many); -1 on error.
+ */
+int		 img_write_host(struct img *img, uint64_t off, uint64_t len,
+		    int *fd, uint64_t *host, uint64_t *n);
 
 int		 img_get_info(struct img *img, struct img_info *info);
 /* Bytes the image's files take on disk (st_blocks), or -1. */
@@ -185,8 +212,19 @@ int		 img_create(const char *filename, const char *fmt, uint64_t size,
 /* The create options of a format (for -o help and the "Formatting" line), or NULL. */
 const struct opt_desc *img_create_opts(const char *fmt);
 bool		 img_format_known(const char *fmt);
+/* qemu's bdrv_find_format: a format img has, or one of qemu's other drivers */
+bool		 img_driver_known(const char *name);
 /* Names of all formats, NULL-terminated. */
 const char	*const *img_format_names(void);
+
+/*
+ * The image in top's backing chain (below top) that is the file `name`, by
+ * realpath, or when by_name also by the name as the chain spells it (qemu's
+ * bdrv_find_backing_image); NULL when none is.  *depth, unless depth is
+ * NULL, is its depth: 1 for top's backing file.
+ */
+struct img	*img_chain_find(struct img *top, const char *name, bool by_name,
+		    int *depth);
 
 /* Resolve a backing name against the folder of the image that names it (caller frees). */
 char		*img_backing_path(const char *image, const char *backing);

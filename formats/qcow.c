@@ -17,6 +17,7 @@
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
+#include "blkdebug.h"
 #include "fmt.h"
 
 #define QCOW_MAGIC		0x514649fbu	/* "QFI\xfb" */
@@ -299,21 +300,6 @@ qcow_decompress(struct img *img, uint64_t e)
 }
 
 static int
-qcow_read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p)
-{
-	struct img *b = img->backing;
-	uint64_t bn = 0;
-
-	if (b != NULL && off < b->size) {
-		bn = MIN(n, b->size - off);
-		if (img_read(b, off, bn, p) < 0)
-			return -1;
-	}
-	memset(p + bn, 0, n - bn);
-	return 0;
-}
-
-static int
 qcow_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
 	struct qcow *s = img->priv;
@@ -325,7 +311,7 @@ qcow_read(struct img *img, uint64_t off, size_t len, void *buf)
 			return -1;
 		in = off & (s->cluster_size - 1);
 		if (e == 0) {
-			if (qcow_read_backing(img, off, n, p) < 0)
+			if (fmt_read_backing(img, off, n, p) < 0)
 				return -1;
 			continue;
 		}
@@ -340,6 +326,7 @@ qcow_read(struct img *img, uint64_t off, size_t len, void *buf)
 			return err_set(EIO, "%s: misaligned cluster offset %#"
 			    PRIx64, img->filename, e);
 		host = e + in;
+		blkdbg_event(img->fd, BLKDBG_READ_AIO);
 		if (io_pread_zero(img->fd, p, n, host) < 0)
 			return err_set(errno, "%s: read at %#" PRIx64,
 			    img->filename, host);
@@ -459,12 +446,13 @@ qcow_alloc(struct img *img, uint64_t off, const uint8_t *p, uint64_t n,
 		if ((r = qcow_decompress(img, old)) == 0)
 			memcpy(buf, s->cache, cs);
 	} else {
-		r = qcow_read_backing(img, start, MIN(cs, img->size - start),
+		r = fmt_read_backing(img, start, MIN(cs, img->size - start),
 		    buf);
 		memset(buf + MIN(cs, img->size - start), 0,
 		    cs - MIN(cs, img->size - start));
 	}
 	memcpy(buf + (off - start), p, n);
+	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 	if (r == 0 && io_pwrite(img->fd, buf, cs, host) < 0)
 		r = err_set(errno, "%s: write at %#" PRIx64, img->filename,
 		    host);
@@ -494,6 +482,7 @@ qcow_write(struct img *img, uint64_t off, size_t len, const void *buf)
 		if (e & 511)
 			return err_set(EIO, "%s: misaligned cluster offset %#"
 			    PRIx64, img->filename, e);
+		blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 		if (io_pwrite(img->fd, p, n, e + in) < 0)
 			return err_set(errno, "%s: write at %#" PRIx64,
 			    img->filename, e + in);
@@ -642,7 +631,7 @@ qcow_create(const char *filename, uint64_t size, const struct opt_list *o)
 	int fd, r;
 
 	/* qcow cannot record a backing format, but qemu checks it names one */
-	if (bfmt != NULL && !img_format_known(bfmt))
+	if (bfmt != NULL && !img_driver_known(bfmt))
 		return err_set(0, "%s: unrecognized backing format '%s'",
 		    filename, bfmt);
 	if (efmt != NULL && strcmp(efmt, "aes") != 0)

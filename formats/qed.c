@@ -14,6 +14,7 @@
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
+#include "blkdebug.h"
 #include "fmt.h"
 
 #define QED_MAGIC		0x00444551u	/* "QED\0" */
@@ -373,21 +374,6 @@ qed_find(struct img *img, uint64_t off, uint64_t len, struct qed_run *r)
 }
 
 static int
-qed_read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p)
-{
-	struct img *b = img->backing;
-	uint64_t bn = 0;
-
-	if (b != NULL && off < b->size) {
-		bn = MIN(n, b->size - off);
-		if (img_read(b, off, bn, p) < 0)
-			return -1;
-	}
-	memset(p + bn, 0, n - bn);
-	return 0;
-}
-
-static int
 qed_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
 	uint8_t *p = buf;
@@ -399,11 +385,13 @@ qed_read(struct img *img, uint64_t off, size_t len, void *buf)
 		if (r.type == QED_ZERO) {
 			memset(p, 0, r.len);
 		} else if (r.type == QED_UNALLOC) {
-			if (qed_read_backing(img, off, r.len, p) < 0)
+			if (fmt_read_backing(img, off, r.len, p) < 0)
 				return -1;
-		} else if (io_pread_zero(img->fd, p, r.len, r.host) < 0) {
-			return err_set(errno, "%s: read at %#" PRIx64,
-			    img->filename, r.host);
+		} else {
+			blkdbg_event(img->fd, BLKDBG_READ_AIO);
+			if (io_pread_zero(img->fd, p, r.len, r.host) < 0)
+				return err_set(errno, "%s: read at %#" PRIx64,
+				    img->filename, r.host);
 		}
 	}
 	return 0;
@@ -495,13 +483,14 @@ qed_alloc_write(struct img *img, const struct qed_run *r, uint64_t off,
 		memset(buf, 0, total);
 	} else {
 		if (off > start)
-			rc = qed_read_backing(img, start, off - start, buf);
+			rc = fmt_read_backing(img, start, off - start, buf);
 		if (rc == 0 && tail > off + n)
-			rc = qed_read_backing(img, off + n, tail - off - n,
+			rc = fmt_read_backing(img, off + n, tail - off - n,
 			    buf + (off + n - start));
 		memset(buf + (tail - start), 0, start + total - tail);
 	}
 	memcpy(buf + (off - start), p, n);
+	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 	if (rc == 0 && io_pwrite(img->fd, buf, total, host) < 0)
 		rc = err_set(errno, "%s: write at %#" PRIx64, img->filename, host);
 	free(buf);
@@ -522,10 +511,12 @@ qed_write(struct img *img, uint64_t off, size_t len, const void *buf)
 		if (r.type != QED_DATA) {
 			if (qed_alloc_write(img, &r, off, p, r.len) < 0)
 				return -1;
-		} else if (io_pwrite(img->fd, p, r.len, r.host) < 0) {
+			continue;
+		}
+		blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
+		if (io_pwrite(img->fd, p, r.len, r.host) < 0)
 			return err_set(errno, "%s: write at %#" PRIx64,
 			    img->filename, r.host);
-		}
 	}
 	return 0;
 }

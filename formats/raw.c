@@ -9,6 +9,7 @@
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
+#include "blkdebug.h"
 #include "fmt.h"
 
 #define RAW_SECTOR	512	/* qemu reports a file's length in whole sectors */
@@ -28,6 +29,7 @@ raw_open(struct img *img)
 static int
 raw_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
+	blkdbg_event(img->fd, BLKDBG_READ_AIO);
 	if (io_pread_zero(img->fd, buf, len, off) < 0)
 		return err_set(errno, "%s: read at %#llx", img->filename,
 		    (unsigned long long)off);
@@ -37,10 +39,22 @@ raw_read(struct img *img, uint64_t off, size_t len, void *buf)
 static int
 raw_write(struct img *img, uint64_t off, size_t len, const void *buf)
 {
+	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 	if (io_pwrite(img->fd, buf, len, off) < 0)
 		return err_set(errno, "%s: write at %#llx", img->filename,
 		    (unsigned long long)off);
 	return 0;
+}
+
+/* The disk is the file: every range is written where it lies. */
+static int
+raw_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
+    uint64_t *host, uint64_t *n)
+{
+	*fd = img->fd;
+	*host = off;
+	*n = len;
+	return 1;
 }
 
 static int
@@ -87,45 +101,23 @@ static int
 raw_block_status(struct img *img, uint64_t off, uint64_t len,
     struct fmt_status *st)
 {
-	off_t data, hole;
-	uint64_t fsize;
+	uint64_t fsize, n;
+	bool zero;
 
-	st->offset = off;
-	st->len = len;
-	if (fmt_file_size(img, &fsize) < 0)
+	if (fmt_file_status(img, off, len, &n, &zero) < 0)
 		return -1;
-	if (off >= fsize) {
-		st->flags = ST_ZERO | ST_OFFSET;
-		return 0;
-	}
-	data = lseek(img->fd, (off_t)off, SEEK_DATA);
-	if (data < 0 && errno == ENXIO) {
-		st->flags = ST_ZERO | ST_OFFSET;	/* a hole up to the end */
-		return 0;
-	}
-	if (data < 0) {
-		st->flags = ST_DATA | ST_OFFSET;	/* no SEEK_DATA: all data */
-		return 0;
-	}
-	if ((uint64_t)data > off) {
-		st->flags = ST_ZERO | ST_OFFSET;
-		st->len = MIN(len, (uint64_t)data - off);
-		return 0;
-	}
-	hole = lseek(img->fd, (off_t)off, SEEK_HOLE);
-	if (hole < 0)
-		hole = (off_t)fsize;
+	st->offset = off;
+	st->len = n;
+	st->flags = (zero ? ST_ZERO : ST_DATA) | ST_OFFSET;
 	/*
 	 * The sector-rounded tail past EOF is a zero extent of its own, but
 	 * with O_DIRECT qemu's status is in whole 4 KiB blocks, so it joins
 	 * the data before it.
 	 */
-	if ((uint64_t)hole >= fsize)
-		hole = (img->flags & IMG_DIRECT) ?
-		    (off_t)MIN(img->size, ROUND_UP(fsize, RAW_DIRECT_ALIGN)) :
-		    (off_t)fsize;
-	st->flags = ST_DATA | ST_OFFSET;
-	st->len = MIN(len, (uint64_t)hole - off);
+	if (!zero && (img->flags & IMG_DIRECT) &&
+	    fmt_file_size(img, &fsize) == 0 && off + n == fsize)
+		st->len = MIN(len,
+		    MIN(img->size, ROUND_UP(fsize, RAW_DIRECT_ALIGN)) - off);
 	return 0;
 }
 
@@ -274,6 +266,7 @@ const struct fmt_ops raw_ops = {
 	.create_opts	= raw_create_opts,
 	.read		= raw_read,
 	.write		= raw_write,
+	.write_host	= raw_write_host,
 	.write_zeroes	= raw_write_zeroes,
 	.discard	= raw_discard,
 	.flush		= raw_flush,

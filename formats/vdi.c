@@ -226,39 +226,6 @@ vdi_read(struct img *img, uint64_t off, size_t len, void *buf)
 	return 0;
 }
 
-/*
- * Where a host range holds data and where holes: qemu asks the file about
- * a static image's blocks (BDRV_BLOCK_RECURSE), so holes read as zeroes.
- */
-static void
-vdi_file_status(struct img *img, uint64_t host, uint64_t len, uint64_t *n,
-    bool *zero)
-{
-	uint64_t fsize;
-	off_t data, hole;
-
-	*n = len;
-	*zero = true;
-	if (fmt_file_size(img, &fsize) < 0 || host >= fsize)
-		return;
-	data = lseek(img->fd, (off_t)host, SEEK_DATA);
-	if (data < 0 && errno == ENXIO)
-		return;
-	if (data < 0) {
-		*zero = false;
-		return;
-	}
-	if ((uint64_t)data > host) {
-		*n = MIN(len, (uint64_t)data - host);
-		return;
-	}
-	*zero = false;
-	hole = lseek(img->fd, (off_t)host, SEEK_HOLE);
-	if (hole < 0 || (uint64_t)hole >= fsize)
-		hole = (off_t)fsize;
-	*n = MIN(len, (uint64_t)hole - host);
-}
-
 /* A run of blocks alike: unallocated, or allocated and contiguous on disk. */
 static int
 vdi_block_status(struct img *img, uint64_t off, uint64_t len,
@@ -284,8 +251,10 @@ vdi_block_status(struct img *img, uint64_t off, uint64_t len,
 	}
 	st->flags = ST_DATA | ST_OFFSET;
 	st->offset = vdi_host(s, e, off % VDI_BLOCK_SIZE);
+	/* qemu asks the file about a static image (BDRV_BLOCK_RECURSE) */
 	if (s->type == VDI_TYPE_STATIC) {
-		vdi_file_status(img, st->offset, st->len, &n, &zero);
+		if (fmt_file_status(img, st->offset, st->len, &n, &zero) < 0)
+			return -1;
 		st->len = n;
 		if (zero)
 			st->flags |= ST_ZERO;

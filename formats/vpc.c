@@ -303,36 +303,6 @@ vpc_read(struct img *img, uint64_t off, size_t len, void *buf)
 	return 0;
 }
 
-/* Data and holes of the file under a fixed disk (qemu asks the file). */
-static void
-vpc_file_status(struct img *img, uint64_t host, uint64_t len, uint64_t *n,
-    bool *zero)
-{
-	uint64_t fsize;
-	off_t data, hole;
-
-	*n = len;
-	*zero = true;
-	if (fmt_file_size(img, &fsize) < 0 || host >= fsize)
-		return;
-	data = lseek(img->fd, (off_t)host, SEEK_DATA);
-	if (data < 0 && errno == ENXIO)
-		return;
-	if (data < 0) {
-		*zero = false;
-		return;
-	}
-	if ((uint64_t)data > host) {
-		*n = MIN(len, (uint64_t)data - host);
-		return;
-	}
-	*zero = false;
-	hole = lseek(img->fd, (off_t)host, SEEK_HOLE);
-	if (hole < 0 || (uint64_t)hole >= fsize)
-		hole = (off_t)fsize;
-	*n = MIN(len, (uint64_t)hole - host);
-}
-
 /*
  * An allocated block is data to its end (qemu ignores the sector bitmap);
  * a run of unallocated blocks reads as zeroes.
@@ -345,8 +315,9 @@ vpc_block_status(struct img *img, uint64_t off, uint64_t len,
 	uint64_t end = off + len, next, host, n;
 	bool zero;
 
-	if (s->fixed) {
-		vpc_file_status(img, off, len, &n, &zero);
+	if (s->fixed) {		/* qemu asks the file under a fixed disk */
+		if (fmt_file_status(img, off, len, &n, &zero) < 0)
+			return -1;
 		st->len = n;
 		st->offset = off;
 		st->flags = ST_DATA | ST_OFFSET | (zero ? ST_ZERO : 0);

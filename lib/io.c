@@ -8,6 +8,19 @@
 #include "err.h"
 #include "io.h"
 
+int (*io_fault)(int fd, int type, uint64_t off, uint64_t len);
+
+int
+io_fault_check(int fd, int type, uint64_t off, uint64_t len)
+{
+	int e;
+
+	if (io_fault == NULL || (e = io_fault(fd, type, off, len)) == 0)
+		return 0;
+	errno = e;
+	return -1;
+}
+
 ssize_t
 io_pread(int fd, void *buf, size_t len, uint64_t off)
 {
@@ -18,6 +31,8 @@ io_pread(int fd, void *buf, size_t len, uint64_t off)
 		errno = EINVAL;
 		return -1;
 	}
+	if (io_fault != NULL && io_fault_check(fd, IO_READ, off, len) < 0)
+		return -1;
 	while (done < len) {
 		r = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
 		if (r < 0) {
@@ -54,6 +69,8 @@ io_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 		errno = EFBIG;
 		return -1;
 	}
+	if (io_fault != NULL && io_fault_check(fd, IO_WRITE, off, len) < 0)
+		return -1;
 	while (done < len) {
 		r = pwrite(fd, (const char *)buf + done, len - done,
 		    (off_t)(off + done));

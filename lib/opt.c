@@ -1,6 +1,7 @@
 /* Option values: qemu's size suffixes, -o lists with ",," escapes. */
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -104,6 +105,34 @@ opt_cvtnum(const char *name, const char *s, uint64_t min, uint64_t max,
 		return err_set(0, "Invalid %s specified. Must be between %llu and %llu.",
 		    name, (unsigned long long)min, (unsigned long long)max);
 	return 0;
+}
+
+void
+opt_print_options(const struct option *longopts, const char *optstring,
+    bool longs)
+{
+	const struct option *o;
+	const char *p;
+
+	if (longs) {
+		for (o = longopts; o->name; o++)
+			if (strcmp(o->name, "long-options") != 0 &&
+			    strcmp(o->name, "short-options") != 0)
+				printf("--%s\n", o->name);
+	} else {
+		for (p = optstring; *p; p++)
+			if (isalnum((unsigned char)*p))
+				printf("-%c\n", *p);
+	}
+	exit(close_stdout());
+}
+
+void
+opt_usage_error(int c, char *const argv[])
+{
+	if (c == ':')
+		die_usage("missing argument for option '%s'", argv[optind - 1]);
+	die_usage("unrecognized option '%s'", argv[optind - 1]);
 }
 
 int

@@ -23,6 +23,23 @@ int	opt_size_unit(const char *s, uint64_t unit, uint64_t *out);
  */
 int	opt_cvtnum(const char *name, const char *s, uint64_t min, uint64_t max,
 	    uint64_t *out);
+struct option;
+
+/*
+ * A program's hidden --long-options (longs) or --short-options, one per
+ * line for bash completion (libnbd's copy/main.c): "--NAME" for each of
+ * longopts but these two, "-C" for each option letter of the getopt string;
+ * then exit(close_stdout()).  Like the die() family, for tools/ only.
+ */
+_Noreturn void	opt_print_options(const struct option *longopts,
+		    const char *optstring, bool longs);
+/*
+ * getopt_long()'s errors (optstring led by ':') as qemu-img reports them:
+ * c ':' is "missing argument for option", anything else "unrecognized
+ * option", naming argv[optind - 1]; die_usage() exits 1.
+ */
+_Noreturn void	opt_usage_error(int c, char *const argv[]);
+
 /* "human" or "json"; -1 otherwise */
 int	opt_output(const char *s);
 /* qemu's on/off/yes/no/true/false; -1 otherwise */

@@ -127,6 +127,9 @@ proc_start(struct proc *p)
 	if (p->out >= 0)
 		posix_spawn_file_actions_adddup2(&fa, p->out, STDOUT_FILENO);
 	posix_spawn_file_actions_adddup2(&fa, p->err, STDERR_FILENO);
+	/* dup2 onto itself clears close-on-exec: this child alone gets it */
+	if (p->keep >= 0)
+		posix_spawn_file_actions_adddup2(&fa, p->keep, p->keep);
 	/* a stage must die of SIGPIPE when its reader has gone, even if we ignore it */
 	posix_spawnattr_init(&attr);
 	sigemptyset(&def);

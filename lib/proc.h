@@ -22,9 +22,10 @@ struct proc {
 	int	  status;	/* wait status, once reaped */
 	bool	  done;		/* reaped */
 	int	  err;		/* memfd holding what the child wrote to stderr */
+	int	  keep;		/* inherited under its own number; -1: none */
 };
 
-#define PROC_INIT	{ .argv = NULL, .in = -1, .out = -1, .err = -1 }
+#define PROC_INIT	{ .argv = NULL, .in = -1, .out = -1, .err = -1, .keep = -1 }
 
 /*
  * Where our program prog lives: next to /proc/self/exe when there, so a

@@ -103,3 +103,16 @@ for i in range(nb):
     p += (24 + ex + nl + 7) // 8 * 8
 EOF
 }
+
+# blkdebug_json FILE IOTYPE:SECTOR...: a json: name of qcow2 FILE under blkdebug
+# whose requests of IOTYPE (read, block-status) touching SECTOR fail with EIO
+blkdebug_json() {
+	local f=$1 r j
+	shift
+	j="json:{'driver':'blkdebug','image':{'driver':'qcow2','file':{'driver':'file',"
+	j+="'filename':'$f'}},'inject-error':["
+	for r; do
+		j+="{'event':'none','iotype':'${r%:*}','errno':5,'sector':${r#*:}},"
+	done
+	echo "${j%,}]}"
+}

@@ -150,6 +150,39 @@ images() {
 	cmp s.qcow2 i.qcow2
 }
 
+@test "img-amend: an external data file: renamed, dropped, its raw bit cleared, as qemu" {
+	qimg create -q -f qcow2 -o data_file=d.raw t.qcow2 64M
+	qio -c 'write -P 7 0 64k' t.qcow2 >/dev/null
+	both t.qcow2 -o compat=0.10
+	cmp t.qcow2 i.qcow2
+	run -1 img-amend -o compat=0.10 i.qcow2
+	[ "$output" = "img-amend: Cannot downgrade an image with a data file" ]
+	both t.qcow2 -o data_file=foo
+	cmp q.qcow2 i.qcow2
+	run -0 img info i.qcow2
+	[[ $output == *"data file: foo"* ]]
+	# "": no name at all; the image then needs data-file.filename
+	cp t.qcow2 q.qcow2
+	cp t.qcow2 i.qcow2
+	qimg amend -o data_file= --image-opts data-file.filename=d.raw,file.filename=q.qcow2
+	run -0 img amend -o data_file= --image-opts data-file.filename=d.raw,file.filename=i.qcow2
+	cmp q.qcow2 i.qcow2
+	run -1 img map i.qcow2
+	[ "$output" = "img: Could not open 'i.qcow2': 'data-file' is required for this image" ]
+	same map --image-opts data-file.filename=d.raw,file.filename=i.qcow2
+	run -0 img amend -o data_file=d.raw --image-opts data-file.filename=d.raw,file.filename=i.qcow2
+	cmp t.qcow2 i.qcow2
+	# data_file_raw: on where on, off, never on again
+	qimg create -q -f qcow2 -o data_file=d.raw,data_file_raw=on r.qcow2 64M
+	both r.qcow2 -o data_file_raw=on
+	cmp r.qcow2 i.qcow2
+	both r.qcow2 -o data_file_raw=off
+	cmp q.qcow2 i.qcow2
+	cp i.qcow2 off.qcow2
+	both off.qcow2 -o data_file_raw=on
+	cmp off.qcow2 i.qcow2
+}
+
 @test "img-amend: -o help, usage errors and formats without amend" {
 	images
 	same_as_qemu amend -o help v3.qcow2
@@ -192,6 +225,27 @@ images() {
 	run -0 img-amend --force -t none -o lazy_refcounts=on --image-opts \
 	    driver=qcow2,file.filename=i.qcow2
 	qimg info i.qcow2 | grep -q 'lazy refcounts: true'
+}
+
+@test "img-amend: -p counts qemu's refcount walks, more than three when allocations chase" {
+	local spec from cs size n to
+	# 58 data clusters fill a 64-bit refblock but one entry: four walks (iotest 112)
+	for spec in "1 512 64k 58 64" "1 512 1M 500 64" "64 512 4M 4000 8" \
+	    "16 512 16M 3000 2" "2 1024 8M 509 32"; do
+		read -r from cs size n to <<<"$spec"
+		qimg create -q -f qcow2 -o refcount_bits=$from,cluster_size=$cs p.qcow2 $size
+		qio -c "write 0 $((n * 512))" p.qcow2 >/dev/null
+		cp p.qcow2 pq.qcow2
+		cp p.qcow2 pi.qcow2
+		[ "$(qimg amend -p -o refcount_bits=$to pq.qcow2 | od -c)" = \
+		    "$(img-amend -p -o refcount_bits=$to pi.qcow2 | od -c)" ]
+		qimg check -q pi.qcow2
+	done
+	run -0 img-amend -p -o refcount_bits=64 pi.qcow2
+	qimg create -q -f qcow2 -o refcount_bits=1,cluster_size=512 p.qcow2 64k
+	qio -c "write 0 $((58 * 512))" p.qcow2 >/dev/null
+	run -0 img-amend -p -o refcount_bits=64 p.qcow2
+	[[ $output == *"(66.67/100%)"$'\r'"    (50.00/100%)"* ]]
 }
 
 @test "img-amend: images made by img-create amend and read back in qemu" {

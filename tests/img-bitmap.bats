@@ -165,3 +165,13 @@ while True:
 	run -1 --separate-stderr img bitmap --clear h.qcow2 b
 	[ "${#stderr_lines[@]}" -eq 1 ]
 }
+
+@test "img-bitmap: --merge from an image of another size is qemu-img's refusal" {
+	qimg create -q -f qcow2 s.qcow2 1M
+	qimg bitmap --add s.qcow2 bm
+	qio -c 'write 0 1M' s.qcow2 >/dev/null
+	qimg create -q -f qcow2 big.qcow2 64M
+	qimg bitmap --add big.qcow2 bm
+	same bitmap --merge bm -b s.qcow2 -F qcow2 big.qcow2 bm
+	[ "$(cat i.rc)" -eq 1 ]
+}

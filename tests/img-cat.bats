@@ -209,3 +209,60 @@ oracle() {
 	timeout 2 img-cat -f raw big.raw > out2
 	[ "$(stat -c %s out2)" -eq $((1 << 40)) ]
 }
+
+@test "img-cat: -S with --map-out leaves zero chunks out of stream and map alike" {
+	qimg create -q -f qcow2 a.qcow2 8M
+	# data clusters holding zero 4k chunks, a zero cluster, a compressed one
+	qio -c 'write -P 1 0 64k' -c 'write -z 8k 8k' -c 'write -P 2 1M 4k' \
+	    -c 'write -z 2M 64k' -c 'write -c -P 3 3M 64k' -c 'write -z 3M 4k' \
+	    a.qcow2 >/dev/null
+	oracle a.qcow2
+	img-map --output=json a.qcow2 > m
+	img-cat --map m -S 4k --map-out r a.qcow2 > s
+	# every line a JSON object; the data lines name exactly the streamed bytes
+	jq -e 'type == "object"' r >/dev/null
+	[ "$(jq -s '[.[] | select(.data and (.zero | not)) | .length] | add' r)" -eq \
+	    "$(stat -c %s s)" ]
+	# the zero chunks are gone: 64k + 4k + 64k of data, less 8k and 4k of zeroes
+	[ "$(stat -c %s s)" -eq $((64 * 1024 - 8192 + 4096 + 64 * 1024 - 4096)) ]
+	# the same map and stream lay out the same disk
+	img-create -q -f raw y.raw 8M
+	img-write -f raw --map r -S 0 --target-is-zero y.raw < s
+	cmp y.raw oracle.raw
+	# two pipes at once, as img-convert runs them
+	mkfifo fifo
+	img-create -q -f raw z.raw 8M
+	img-cat --map m -S 4k --map-out fifo a.qcow2 |
+	    img-write -f raw --map fifo -S 0 --target-is-zero z.raw
+	cmp z.raw oracle.raw
+	[ "$(qimg map --output=json z.raw)" = "$(qimg map --output=json y.raw)" ]
+}
+
+@test "img-cat: -S and --map-out only together, with --map" {
+	qimg create -q -f qcow2 a.qcow2 1M
+	run -1 --separate-stderr img-cat -S 4k a.qcow2
+	[[ $stderr == "img-cat: -S and --map-out go together, with --map"* ]]
+	run -1 --separate-stderr img-cat --map-out x a.qcow2
+	[[ $stderr == "img-cat: -S and --map-out go together, with --map"* ]]
+	img-map --output=json a.qcow2 > m
+	run -1 --separate-stderr img-cat --map m -S 1000 --map-out x a.qcow2
+	[[ $stderr == "img-cat: -S: sizes are multiples of 512 up to 16 MiB"* ]]
+	[ ! -e x ]
+}
+
+@test "img-cat: --salvage streams zeroes for sectors that fail to read, as qemu-img convert" {
+	qimg create -q -f qcow2 s.qcow2 4M
+	qio -c 'write -P 7 0 4M' s.qcow2 >/dev/null
+	local j
+	j=$(blkdebug_json s.qcow2 block-status:2050 read:4000 read:4001)
+	qimg convert --salvage -O raw "$j" q.raw 2>/dev/null
+	img-cat --salvage "$j" >o.raw 2>err
+	cmp o.raw q.raw
+	[ "$(cat err)" = "img-cat: warning: error while reading block status at offset 1049600: Input/output error
+img-cat: warning: error while reading offset 2048000: Input/output error
+img-cat: warning: error while reading offset 2048512: Input/output error" ]
+	img-map --output=json s.qcow2 >m
+	img-cat --salvage --map=m "$j" 2>err | cmp - q.raw
+	[ "$(wc -l <err)" -eq 2 ]
+	run -1 img-cat "$j"
+}

@@ -256,6 +256,28 @@ mkbase() {
 	[ "$(qimg snapshot -l q/x.qcow2)" = "$(qimg snapshot -l i/x.qcow2)" ]
 }
 
+@test "img-check: a snapshot table too big to read: qemu's lines, File too large" {
+	local sn
+	mkbase
+	qimg snapshot -c s1 base.qcow2
+	sn=$(be64_at base.qcow2 64)
+	cp base.qcow2 d.qcow2		# too much extra data
+	poke_be d.qcow2 $((sn + 36)) 4 65536
+	check_ro 1 d.qcow2
+	grep -qx 'You can force-remove this extra metadata with qemu-img check -r all' i.err
+	grep -qx 'img: Check failed: File too large' i.err
+	check_fix all 0 d.qcow2
+	cp base.qcow2 e.qcow2		# more than 65536 snapshots: open refuses, check reads
+	poke_be e.qcow2 60 4 65537
+	run -1 img info e.qcow2
+	[ "$output" = "img: Could not open 'e.qcow2': Snapshot table too large" ]
+	check_ro 1 e.qcow2
+	grep -qx 'img: ERROR snapshot table too large' i.err
+	grep -qx 'You can force-remove all 1 overhanging snapshots with qemu-img check -r all' i.err
+	check_same e.qcow2 -r all
+	grep -qx 'Discarding 1 overhanging snapshots' i.err
+}
+
 @test "img-check: -r with unknown autoclear bits drops the snapshot table, as qemu" {
 	mkbase
 	qimg snapshot -c s1 base.qcow2

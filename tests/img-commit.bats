@@ -103,3 +103,41 @@ both() {
 	run -0 qimg map --output=json t.qcow2
 	[[ $output == *'"depth": 0, "present": true'* ]]
 }
+
+@test "img-commit: zeroes from above free the base's clusters, as qemu's commit job unmaps" {
+	for w in q i; do
+		qimg create -q -f qcow2 $w-b.qcow2 1M
+		qio -c 'write -P 1 0 1M' $w-b.qcow2 >/dev/null
+		qimg create -q -f qcow2 -b $w-b.qcow2 -F qcow2 $w-t.qcow2
+		qio -c 'write -z 0 512k' -c 'write -z -u 512k 256k' $w-t.qcow2 >/dev/null
+	done
+	qimg commit -q q-t.qcow2
+	run -0 img commit -q i-t.qcow2
+	diff <(qimg map --output=json q-b.qcow2) <(qimg map --output=json i-b.qcow2)
+	diff <(qimg check q-b.qcow2) <(qimg check i-b.qcow2)
+	run -0 qimg check i-b.qcow2
+	[[ $output == *"4/16 = 25.00% allocated"* ]]
+}
+
+@test "img-commit: a probed raw base keeps block 0 from becoming another format, as qemu" {
+	qimg create -q -f raw b.raw 1M
+	qimg create -q -f qcow -b b.raw -F raw t.qcow 1M
+	qimg create -q -f qcow2 h.qcow2 1M
+	truncate --size=1M h.qcow2
+	qimg convert -n -f raw -O qcow h.qcow2 t.qcow
+	cp b.raw q.raw
+	qimg create -q -f qcow -b q.raw -F raw q.qcow 1M
+	qimg convert -n -f raw -O qcow h.qcow2 q.qcow
+	run -1 qimg commit -f qcow q.qcow
+	[ "$output" = "qemu-img: Block job failed: Operation not permitted" ]
+	run -1 --separate-stderr img commit -f qcow t.qcow
+	[ "$stderr" = "img: Block job failed: Operation not permitted" ]
+	run -0 qimg info b.raw
+	[[ $output == *"file format: raw"* ]]
+	cmp b.raw <(head -c 1M /dev/zero)
+	# data that still probes as raw goes through
+	qimg create -q -f qcow -b b.raw -F raw u.qcow 1M
+	qio -f qcow -c 'write -P 7 0 64k' u.qcow >/dev/null
+	run -0 img commit -f qcow u.qcow
+	[ "$(head -c 65536 b.raw | tr -d '\007' | wc -c)" = 0 ]
+}

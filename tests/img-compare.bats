@@ -528,3 +528,15 @@ Try 'img-compare --help' for more information" ]
 	run -1 cmp a.out b.out
 	[[ $output == *"byte 3000001"* ]]
 }
+
+@test "img-compare: a backing file that cannot be opened: qemu's nested message" {
+	qimg create -q -f qcow2 -u -b nope.qcow2 -F qcow2 m.qcow2 1M
+	qimg create -q -f qcow2 -u -b m.qcow2 -F qcow2 t.qcow2 1M
+	qimg create -q -f raw r.raw 1M
+	qimg create -q -f qcow2 -u -b r.raw -F qcow2 g.qcow2 1M
+	same compare t.qcow2 t.qcow2
+	grep -qx "qemu-img: Could not open 't.qcow2': Could not open backing file: Could not open backing file: Could not open 'nope.qcow2': No such file or directory" i.err
+	same compare g.qcow2 r.raw
+	grep -qx "qemu-img: Could not open 'g.qcow2': Could not open backing file: Image is not in qcow2 format" i.err
+	same info --backing-chain t.qcow2
+}

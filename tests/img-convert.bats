@@ -159,6 +159,8 @@ fake_stage() {
 	-O qcow2 -F qcow2 top.qcow2 x.qcow2
 	-O qcow2 -B base.qcow2 -F qcow2 top.qcow2 a.raw x.qcow2
 	-O raw -o backing_file=base.qcow2 top.qcow2 x.raw
+	-O qcow2 -B nope.qcow2 -F qcow2 top.qcow2 x.qcow2
+	-O qcow2 -o backing_fmt=qcow2,backing_file=top.qcow2,,help top.qcow2 x.qcow2
 	EOF
 	qimg create -q -f qcow2 n.qcow2 32M
 	same_error -n --target-is-zero -B base.qcow2 top.qcow2 n.qcow2
@@ -166,7 +168,8 @@ fake_stage() {
 
 @test "img-convert: -p prints qemu-img's progress lines, byte for byte" {
 	mkraw a.raw
-	for args in "a.raw" "-S 0 a.raw" "-O raw -S 64k a.raw"; do
+	for args in "a.raw" "-S 0 a.raw" "-O raw -S 64k a.raw" "-c -O qcow2 a.raw" \
+	    "-c -O qcow2 -o cluster_size=4k a.raw a.raw"; do
 		# shellcheck disable=SC2086
 		qemu-img convert -p $args q.out >want
 		# shellcheck disable=SC2086
@@ -218,6 +221,33 @@ fake_stage() {
 	run img-convert -S 64k a.raw o.raw
 	[ "$status" -eq 0 ]
 	same_result o.raw q.raw a.raw
+}
+
+@test "img-convert: zero chunks inside data clusters: qemu-img's allocation, every target" {
+	# 64k data clusters holding zero 4k and 8k runs, at cluster heads and tails
+	qimg create -q -f qcow2 a.qcow2 8M
+	qio -c 'write -P 1 0 192k' -c 'write -z 0 12k' -c 'write -z 100k 8k' \
+	    -c 'write -z 188k 4k' -c 'write -P 2 1M 4k' -c 'write -P 3 2M 60k' \
+	    -c 'write -P 4 7M 1M' -c 'write -z 7M 64k' a.qcow2 >/dev/null
+	for fmt in raw qcow2; do
+		rm -f o q
+		qimg convert -O $fmt a.qcow2 q
+		img-convert -O $fmt a.qcow2 o
+		same_result o q a.qcow2
+		# the same with -S 8k and the hand-written refined pipeline
+		rm -f o q
+		qimg convert -S 8k -O $fmt a.qcow2 q
+		img-convert -S 8k -O $fmt a.qcow2 o
+		same_result o q a.qcow2
+	done
+	img-map --output=json a.qcow2 > m
+	rm -f fifo && mkfifo fifo
+	img-create -q -f qcow2 h.qcow2 8M
+	img-cat --map m -S 4k --map-out fifo a.qcow2 |
+	    img-write -f qcow2 --map fifo -S 0 --target-is-zero h.qcow2
+	rm -f q && qimg convert -O qcow2 a.qcow2 q
+	same_result h.qcow2 q a.qcow2
+	qimg check h.qcow2
 }
 
 @test "img-convert: -n writes into an existing target of the same size or larger" {
@@ -300,16 +330,248 @@ fake_stage() {
 	EOF
 }
 
-@test "img-convert: options not supported yet are refused in one line, nothing created" {
-	local o
-	mkraw a.raw
-	for o in --salvage --bitmaps --target-image-opts; do
+@test "img-convert: -c with a target backing file or -n writes what qemu-img writes" {
+	local args t extra
+	mkchain
+	qio -f qcow2 -c 'write -P 0 12M 64k' -c 'write -P 5 100k 10k' -c 'write -z 13M 4k' \
+	    top.qcow2 >/dev/null
+	while IFS= read -r args; do
+		rm -f q.qcow2 o.qcow2
 		# shellcheck disable=SC2086
-		run -1 --separate-stderr img-convert $o a.raw x.raw
-		[ -z "$output" ] && [ "${#stderr_lines[@]}" -eq 1 ] ||
-		    { echo "$o: $stderr"; return 1; }
-		[[ $stderr == "img-convert: "*"not supported yet" ]]
-		[ ! -e x.raw ]
+		qemu-img convert $args top.qcow2 q.qcow2
+		# shellcheck disable=SC2086
+		run img-convert $args top.qcow2 o.qcow2
+		[ "$status" -eq 0 ] || { echo "$args: $output"; return 1; }
+		same_result o.qcow2 q.qcow2 top.qcow2
+		run qimg check o.qcow2
+		[ "$status" -eq 0 ]
+	done <<-EOF
+	-c -O qcow2 -B base.qcow2 -F qcow2
+	-c -O qcow2 -o compat=0.10 -B base.qcow2 -F qcow2
+	-c -S 0 -O qcow2 -B base.qcow2 -F qcow2
+	-c -O qcow2 -o cluster_size=4k,backing_file=base.qcow2,backing_fmt=qcow2
+	EOF
+	for t in "" "-o compat=0.10" "-b base.qcow2 -F qcow2"; do
+		for extra in "" "-S 0" "--target-is-zero"; do
+			[[ $t == -b* && $extra == --t* ]] && continue
+			rm -f q.qcow2 o.qcow2
+			# shellcheck disable=SC2086
+			qimg create -q -f qcow2 $t q.qcow2 32M
+			cp q.qcow2 o.qcow2
+			# shellcheck disable=SC2086
+			qemu-img convert -c -n $extra -O qcow2 top.qcow2 q.qcow2
+			# shellcheck disable=SC2086
+			run img-convert -c -n $extra -O qcow2 top.qcow2 o.qcow2
+			[ "$status" -eq 0 ] || { echo "$t $extra: $output"; return 1; }
+			same_result o.qcow2 q.qcow2 q.qcow2
+		done
+	done
+}
+
+@test "img-convert: -c -n over data fails where qemu-img's compressed write does" {
+	mkchain
+	qimg create -q -f qcow2 q.qcow2 32M
+	qio -c 'write -P 9 3M 5M' q.qcow2 >/dev/null
+	cp q.qcow2 o.qcow2
+	run -1 --separate-stderr qemu-img convert -c -n -O qcow2 top.qcow2 q.qcow2
+	local want=${stderr#qemu-img: }
+	run -1 --separate-stderr img-convert -c -n -O qcow2 top.qcow2 o.qcow2
+	[ "$stderr" = "img-convert: $want" ]
+	same_result o.qcow2 q.qcow2 q.qcow2
+}
+
+@test "img-convert: -c across sources compresses the clusters they share" {
+	local i
+	for i in 1 2; do
+		qimg create -q -f qcow2 -o cluster_size=1024 s$i.qcow2 1023k
+	done
+	qio -c 'write -P 0x11 16k 16k' -c 'write -P 0x22 130k 130k' \
+	    -c 'write -P 0x33 1022k 1k' s1.qcow2 >/dev/null
+	qio -c 'write -P 0x44 0 1k' s2.qcow2 >/dev/null
+	qimg convert -c -O qcow2 s1.qcow2 s2.qcow2 q.qcow2
+	run img-convert -c -O qcow2 s1.qcow2 s2.qcow2 o.qcow2
+	[ "$status" -eq 0 ]
+	run qimg compare q.qcow2 o.qcow2
+	[ "$status" -eq 0 ]
+	diff <(qimg map --output=json q.qcow2) <(qimg map --output=json o.qcow2)
+}
+
+# entry N of the first L2 table of a qcow2 image (FILE N), as an unsigned number
+l2_entry() {
+	local l1 l2
+	l1=$(od -An -tu8 --endian=big -j40 -N8 "$1")
+	l2=$(od -An -tu8 --endian=big -j"$l1" -N8 "$1")
+	l2=$((l2 & 0x00fffffffffffe00))
+	od -An -tu8 --endian=big -j$((l2 + 8 * $2)) -N8 "$1"
+}
+
+# c.qcow2: compressed text whose clusters 3 and 17 do not decompress (read errors)
+mkbroken() {
+	local i e
+	for i in $(seq 1 70000); do echo "line $i of some text"; done | head -c 1408k >r.raw
+	truncate -s 4M r.raw
+	qimg convert -c -O qcow2 r.raw c.qcow2
+	for i in 3 17; do
+		e=$(l2_entry c.qcow2 $i)
+		poke c.qcow2 $((e & ((1 << 54) - 1))) '\377\377\377\377\377\377\377\377'
+	done
+}
+
+@test "img-convert: --salvage zeroes the sectors that fail to read, warning as qemu-img" {
+	mkbroken
+	qimg convert --salvage -O qcow2 c.qcow2 q.qcow2 2>/dev/null
+	same convert --salvage -O qcow2 c.qcow2 o.qcow2
+	[ "$(grep -c 'warning: error while reading offset' i.err)" -eq 256 ]
+	same_result o.qcow2 q.qcow2 q.qcow2
+	same convert -q --salvage -O raw c.qcow2 c.qcow2 o.raw
+	[ ! -s i.err ]
+	same convert --salvage -O raw c.qcow2 c.qcow2 o.raw
+	run -1 img-convert -O raw c.qcow2 x.raw
+	[ ! -e x.raw ]
+	qimg convert --salvage -O raw c.qcow2 q.raw 2>/dev/null
+	img-cat --salvage c.qcow2 2>/dev/null | cmp - q.raw
+}
+
+@test "img-convert: --salvage warns of block status twice, as qemu-img counts then copies" {
+	qimg create -q -f qcow2 s.qcow2 4M
+	qio -c 'write -P 7 0 4M' s.qcow2 >/dev/null
+	local j
+	j=$(blkdebug_json s.qcow2 block-status:2050 read:2050 read:6000 read:6001)
+	# (qemu's parallel requests may put a block-status warning a few chunks
+	# ahead of read warnings; ours come in offset order, as here)
+	same convert --salvage -O qcow2 "$j" o.qcow2
+	[ "$(wc -l <i.err)" -eq 5 ]
+	qimg convert --salvage -O qcow2 "$j" q.qcow2 2>/dev/null
+	same_result o.qcow2 q.qcow2 q.qcow2
+	same convert -q --salvage "$j" o.raw
+	[ ! -s i.err ]
+}
+
+@test "img-convert: --target-image-opts names an existing target, as qemu-img" {
+	local t
+	mkchain
+	qimg create -q -f qcow2 q.qcow2 32M
+	cp q.qcow2 o.qcow2
+	qemu-img convert -n --target-image-opts top.qcow2 driver=qcow2,file.filename=q.qcow2
+	run img-convert -n --target-image-opts top.qcow2 driver=qcow2,file.filename=o.qcow2
+	[ "$status" -eq 0 ]
+	same_result o.qcow2 q.qcow2 top.qcow2
+	for t in driver=qcow2,file.filename=o.qcow2 driver=qcow2,file.filename=nope.qcow2 \
+	    driver=qcow2,file.filename=o.qcow2,foo=bar o.qcow2; do
+		same_error --target-image-opts top.qcow2 "$t"
+		same_error -n --target-image-opts -O qcow2 top.qcow2 "$t"
+		same_error -n --target-image-opts top.qcow2 "$t"
+	done
+	same_error --target-image-opts -o help top.qcow2 x
+	same_error -C --salvage top.qcow2 x
+	same_error --skip-broken-bitmaps top.qcow2 x
+	same_error -c -C top.qcow2 x
+}
+
+# the persistent bitmaps of a qcow2 image: name, flags, granularity, md5 of the bits
+bitmap_bits() {
+	python3 - "$1" <<-'EOF'
+	import hashlib, struct, sys
+	f = open(sys.argv[1], 'rb'); h = f.read(4096)
+	cs = 1 << struct.unpack('>I', h[20:24])[0]
+	size = struct.unpack('>Q', h[24:32])[0]
+	p = struct.unpack('>I', h[100:104])[0]
+	while p + 8 <= len(h):
+	    t, l = struct.unpack('>II', h[p:p + 8])
+	    if t == 0:
+	        break
+	    if t == 0x23852875:
+	        n, _, dsz, doff = struct.unpack('>IIQQ', h[p + 8:p + 32])
+	        f.seek(doff); d = f.read(dsz); q = 0
+	        for _ in range(n):
+	            to, ts, fl, ty, gb, ns, ex = struct.unpack('>QIIBBHI', d[q:q + 24])
+	            name = d[q + 24 + ex:q + 24 + ex + ns].decode()
+	            q += (24 + ex + ns + 7) & ~7
+	            f.seek(to); tab = struct.unpack('>%dQ' % ts, f.read(8 * ts))
+	            bits = b''
+	            for e in tab:
+	                o = e & 0x00fffffffffffe00
+	                if o:
+	                    f.seek(o); bits += f.read(cs)
+	                else:
+	                    bits += (b'\xff' if e & 1 else b'\0') * cs
+	            need = (-(-size // (1 << gb)) + 7) // 8
+	            print(name, hex(fl), 1 << gb, hashlib.md5(bits[:need]).hexdigest())
+	    p += 8 + ((l + 7) & ~7)
+	EOF
+}
+
+# b.qcow2: bitmaps bm1 (enabled, 128k, bits set) and bm2 (disabled)
+mkbitmaps() {
+	qimg create -q -f qcow2 b.qcow2 4M
+	qimg bitmap --add -g 128k b.qcow2 bm1
+	qimg bitmap --add --disable b.qcow2 bm2
+	qio -c 'write 0 1M' -c 'write 2M 64k' b.qcow2 >/dev/null
+}
+
+@test "img-convert: --bitmaps copies the persistent bitmaps as qemu-img, bit for bit" {
+	local args
+	mkbitmaps
+	while IFS= read -r args; do
+		rm -f q.qcow2 o.qcow2
+		# shellcheck disable=SC2086
+		qemu-img convert --bitmaps $args b.qcow2 q.qcow2
+		# shellcheck disable=SC2086
+		run img-convert --bitmaps $args b.qcow2 o.qcow2
+		[ "$status" -eq 0 ] || { echo "$args: $output"; return 1; }
+		same_result o.qcow2 q.qcow2 b.qcow2
+		diff <(bitmap_bits q.qcow2) <(bitmap_bits o.qcow2)
+		[ "$(bitmap_bits o.qcow2 | wc -l)" -eq 2 ]
+		run qimg check o.qcow2
+		[ "$status" -eq 0 ]
+	done <<-EOF
+	-O qcow2
+	-O qcow2 -c -o cluster_size=4k
+	EOF
+}
+
+@test "img-convert: --bitmaps refusals and failures are qemu-img's" {
+	local sz pre
+	mkbitmaps
+	mkraw a.raw
+	same_error --bitmaps -O raw b.qcow2 x.raw
+	same_error --bitmaps a.raw x.qcow2
+	same_error --bitmaps -O qcow2 b.qcow2 b.qcow2 x.qcow2
+	same_error --bitmaps -O qcow2 -o compat=0.10 b.qcow2 x.qcow2
+	qimg create -q -f raw small.raw 1M
+	same_error --bitmaps -n b.qcow2 small.raw
+	same_error -c -n b.qcow2 small.raw
+	rm -f x.qcow2 x.raw
+	run -1 img-convert --bitmaps -O qcow2 -o compat=0.10 b.qcow2 x.qcow2
+	[ ! -e x.qcow2 ]
+	# bm1 in use: refused, or skipped with a warning
+	cp b.qcow2 bad.qcow2
+	python3 - bad.qcow2 <<-'EOF'
+	import struct, sys
+	f = open(sys.argv[1], 'r+b'); h = f.read(4096)
+	p = struct.unpack('>I', h[100:104])[0]
+	while struct.unpack('>I', h[p:p + 4])[0] != 0x23852875:
+	    p += 8 + ((struct.unpack('>I', h[p + 4:p + 8])[0] + 7) & ~7)
+	doff = struct.unpack('>Q', h[p + 24:p + 32])[0]
+	f.seek(doff + 15); f.write(b'\x03')
+	EOF
+	same convert --bitmaps -O qcow2 bad.qcow2 x.qcow2
+	[ "$(wc -l <i.err)" -eq 2 ]
+	[ ! -e x.qcow2 ]
+	same convert --bitmaps --skip-broken-bitmaps -O qcow2 bad.qcow2 x.qcow2
+	[ "$(bitmap_bits x.qcow2 | cut -d' ' -f1)" = bm2 ]
+	# -n: qemu-img goes last first, stopping at a name taken or another size
+	for sz in 4M 8M; do
+		for pre in "" bm1 bm2; do
+			rm -f q.qcow2 o.qcow2
+			qimg create -q -f qcow2 q.qcow2 $sz
+			[ -z "$pre" ] || qimg bitmap --add q.qcow2 $pre
+			cp q.qcow2 o.qcow2
+			qemu-img convert --bitmaps -n -O qcow2 b.qcow2 q.qcow2 2>q.err || true
+			run img-convert --bitmaps -n -O qcow2 b.qcow2 o.qcow2
+			[ "$output" = "$(sed 's/^qemu-img:/img-convert:/' q.err)" ]
+			diff <(bitmap_bits q.qcow2) <(bitmap_bits o.qcow2)
+		done
 	done
 }
 
@@ -368,8 +630,26 @@ fake_stage() {
 		same_result o.$f q.$f z.raw
 	done
 	same_error -C -S 4k z.raw x.raw
-	run -1 --separate-stderr img-convert -C -n z.raw o.raw
-	[[ $stderr == *"not supported yet" ]]
+	# -n and a target backing file: zero extents are zeroed, data copied whole
+	mkchain
+	for t in "-f qcow2" "-f qcow2 -b base.qcow2 -F qcow2" "-f raw"; do
+		for x in q o; do
+			rm -f $x.img
+			# shellcheck disable=SC2086
+			qimg create -q $t $x.img 32M
+			qio -f "${t:3:5}" -c 'write -P 9 0 32M' $x.img >/dev/null
+		done
+		qemu-img convert -C -n -O "${t:3:5}" z.raw q.img
+		run -0 img-convert -C -n -O "${t:3:5}" z.raw o.img
+		run qimg compare -f "${t:3:5}" -F "${t:3:5}" q.img o.img
+		[ "$status" -eq 0 ]
+		diff <(qimg map --output=json -f "${t:3:5}" q.img) \
+		    <(qimg map --output=json -f "${t:3:5}" o.img)
+	done
+	rm -f q.qcow2 o.qcow2
+	qemu-img convert -C -O qcow2 -B base.qcow2 -F qcow2 top.qcow2 q.qcow2
+	run -0 img-convert -C -O qcow2 -B base.qcow2 -F qcow2 top.qcow2 o.qcow2
+	same_result o.qcow2 q.qcow2 top.qcow2
 }
 
 @test "img-convert: performance-only options are accepted" {
@@ -572,4 +852,61 @@ fake_stage() {
 	[ -e old.raw ]
 	run -1 img convert -O raw cz.qcow2 new.raw
 	[ ! -e new.raw ]
+}
+
+@test "img-convert: '-' as the source reads a raw stream of any length from stdin" {
+	mkraw a.raw
+	cat a.raw | img-convert -O qcow2 - o.qcow2
+	qimg compare a.raw o.qcow2
+	qimg check o.qcow2
+	# the holes and zeroes of the stream stay unallocated, as a convert of the file
+	qimg convert -O qcow2 a.raw q.qcow2
+	[ "$(qimg info --output=json o.qcow2 | jq '."virtual-size"')" -eq $((32 << 20)) ]
+	[ "$(qimg map --output=json o.qcow2 | jq '[.[] | select(.data) | .length] | add')" -eq \
+	    "$(qimg map --output=json q.qcow2 | jq '[.[] | select(.data) | .length] | add')" ]
+	# a length that is no multiple of 512: rounded up, as qemu sizes raw files
+	head -c 1000 /dev/urandom > odd
+	img-convert - o.raw < odd
+	[ "$(stat -c %s o.raw)" -eq 1024 ]
+	cmp <(head -c 1000 o.raw) odd
+	# compressed, and into an existing target with -n
+	cat a.raw | img-convert -c -O qcow2 - c.qcow2
+	qimg compare a.raw c.qcow2
+	qimg create -q -f qcow2 n.qcow2 64M
+	cat a.raw | img-convert -n -O qcow2 - n.qcow2
+	qimg create -q -f raw n.raw 64M
+	dd if=a.raw of=n.raw conv=notrunc status=none
+	qimg compare n.raw n.qcow2
+}
+
+@test "img-convert: '-' as the target writes the raw disk to stdout" {
+	mkchain
+	img-convert -O raw top.qcow2 - > o.raw
+	qimg convert -O raw top.qcow2 q.raw
+	cmp o.raw q.raw
+	# sparse when stdout is a file; a pipe gets every byte
+	[ "$(du -k o.raw | cut -f1)" -lt 16384 ]
+	img-convert top.qcow2 - | cmp - q.raw
+	# several sources, one after the other
+	qimg convert -O raw base.qcow2 b.raw
+	img-convert top.qcow2 base.qcow2 - | cmp - <(cat q.raw b.raw)
+}
+
+@test "img-convert: '-' refusals are one line, nothing created" {
+	mkraw a.raw
+	run -1 --separate-stderr img-convert -O qcow2 a.raw -
+	[ "$stderr" = "img-convert: convert: '-' as the target takes raw output only (-O raw)" ]
+	run -1 --separate-stderr img-convert -c -O raw a.raw -
+	[ "$stderr" = "img-convert: convert: '-' as the target takes none of -n, -B, -c, -C, -o" ]
+	run -1 --separate-stderr img-convert -f qcow2 -O qcow2 - o.qcow2 < a.raw
+	[ "$stderr" = "img-convert: convert: '-' as the source is a raw stream (-f raw)" ]
+	run -1 --separate-stderr img-convert - a.raw o.raw < a.raw
+	[ "$stderr" = "img-convert: convert: '-' as a source cannot be concatenated" ]
+	run -1 --separate-stderr img-convert - - < a.raw
+	[ "$stderr" = "img-convert: convert: '-' cannot be the source and the target" ]
+	[ ! -e o.qcow2 ] && [ ! -e o.raw ]
+	# a format that cannot grow: the error, and the new target goes
+	run -1 --separate-stderr img-convert -O vmdk - o.vmdk < a.raw
+	[ -n "$stderr" ]
+	[ ! -e o.vmdk ]
 }

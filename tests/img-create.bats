@@ -112,6 +112,23 @@ qemu-img: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes." ]
 	both_fail create -f qcow2 'json:{"a":1}' 1M
 }
 
+@test "img-create: qemu's protocols img lacks: the format is checked first" {
+	# bdrv_img_create: format, then protocol by prefix; no network used
+	both_fail create -f bochs nbd://example.com 64M
+	[ "$(cat i.err)" = "qemu-img: nbd://example.com: Format driver 'bochs' does not support image creation" ]
+	both_fail create -f bochs nbd+unix:///x?socket=/nonexistent 1M
+	both_fail create -f qcow2 fat:x 1M
+	[ "$(cat i.err)" = "qemu-img: fat:x: Protocol driver 'vvfat' does not support image creation" ]
+	both_fail create -f raw http://127.0.0.1:1/x 1M
+	both_fail create -f qcow2 -o help ftp://127.0.0.1:1/x
+	both_fail create -f bochs -o help fat:x
+	both_fail create -f bochs vvfat:x 1M
+	[ "$(cat i.err)" = "qemu-img: vvfat:x: Unknown protocol 'vvfat'" ]
+	# qemu tries to connect here; img cannot, and says why before writing
+	run -1 img create -f qcow2 nbd://127.0.0.1:1 1M
+	[ "$output" = "img: nbd://127.0.0.1:1: Protocol driver 'nbd' does not support image creation" ]
+}
+
 @test "img-create: --help, --long-options, --short-options" {
 	run --separate-stderr img-create --help
 	[ "$status" -eq 0 ] && [ -z "$stderr" ]

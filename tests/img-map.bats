@@ -229,3 +229,16 @@ mkraw() {
 	same map --output=json big.qcow2
 	run -0 timeout 2 img-map big.qcow2
 }
+
+@test "img-map: --salvage maps a sector whose block status fails as data, warning" {
+	qimg create -q -f qcow2 s.qcow2 4M
+	qio -c 'write -P 7 0 4M' s.qcow2 >/dev/null
+	local j
+	j=$(blkdebug_json s.qcow2 block-status:2050)
+	run -0 --separate-stderr img-map --salvage --output=json "$j"
+	[ "$stderr" = "img-map: warning: error while reading block status at offset 1049600: Input/output error" ]
+	[ "${lines[1]}" = '{ "start": 1049600, "length": 512, "depth": 0, "present": true, "zero": false, "data": true},' ]
+	[ "${#lines[@]}" -eq 3 ]
+	run -1 --separate-stderr img-map --output=json "$j"
+	[[ $stderr == *": Input/output error" ]]
+}

@@ -52,6 +52,20 @@ both() {
 	[[ $output == *"backing file: b2.qcow2"* ]]
 }
 
+@test "img-rebase: -u -F takes any of qemu's driver names, as qemu records them" {
+	for f in host_device nbd file quorum; do
+		qimg create -q -f qcow2 q.qcow2 1M
+		cp q.qcow2 i.qcow2
+		qimg rebase -u -b /some/backing/file/path -F $f q.qcow2
+		run -0 img rebase -u -b /some/backing/file/path -F $f i.qcow2
+		cmp q.qcow2 i.qcow2
+		grep -q "$f" i.qcow2
+	done
+	run -1 img rebase -u -b /some/backing/file/path -F host_dev i.qcow2
+	[ "$output" = "img: Invalid format name: 'host_dev'" ]
+	cmp q.qcow2 i.qcow2
+}
+
 @test "img-rebase: onto a base already in the chain" {
 	chain
 	qimg create -q -f qcow2 -b top.qcow2 -F qcow2 up.qcow2

@@ -278,3 +278,60 @@ data_bytes() {
 	[[ $output != *"Pattern verification failed"* ]]
 	qimg check top.qcow2
 }
+
+@test "img-write: a map through a pipe is taken as the stream comes; short streams fail" {
+	truncate -s 4M src.raw
+	head -c 64k /dev/urandom | dd of=src.raw bs=64k seek=3 conv=notrunc status=none
+	img-map --output=json -f raw src.raw > m
+	img-create -q -f raw a.raw 4M
+	img-cat -f raw --map m src.raw | img-write -f raw --map <(cat m) a.raw
+	cmp a.raw src.raw
+	# a stream short of what the map wants
+	img-create -q -f raw b.raw 4M
+	run -1 --separate-stderr img-write -f raw --map <(cat m) -S 0 b.raw \
+	    < <(img-cat -f raw --map m src.raw | head -c 1000)
+	[ "$stderr" = "img-write: stdin: stream ended at byte 1000, map expects 65536" ]
+	# and one longer
+	run -1 --separate-stderr img-write -f raw --map <(cat m) -S 0 b.raw \
+	    < <(img-cat -f raw --map m src.raw; echo extra)
+	[ "$stderr" = "img-write: stdin: data left over after the 65536 bytes the map expects" ]
+}
+
+@test "img-write: a piped stream lands in qcow2 clusters in place, new, shared or partial" {
+	head -c 3M /dev/urandom > d.raw
+	# a preallocated target (clusters in place), one with a snapshot (shared
+	# clusters: new ones), and offsets that cut clusters
+	for pre in metadata off; do
+		rm -f t.qcow2
+		qimg create -q -f qcow2 -o preallocation=$pre t.qcow2 8M
+		qio -c 'write -P 5 0 8M' t.qcow2 >/dev/null
+		# in place
+		img-write -f qcow2 -S 0 --offset=1M t.qcow2 < <(head -c 64k /dev/zero | tr '\0' '\5')
+		qimg check t.qcow2
+		qimg snapshot -c s1 t.qcow2
+		cat d.raw | img-write -f qcow2 -S 0 --offset=100k t.qcow2
+		qimg check t.qcow2
+		qimg convert -O raw t.qcow2 got.raw
+		cmp <(tail -c +$((100 * 1024 + 1)) got.raw | head -c 3M) d.raw
+		cmp <(head -c $((100 * 1024)) got.raw) <(head -c $((100 * 1024)) /dev/zero | tr '\0' '\5')
+		# the snapshot still reads its old bytes
+		qimg convert -l s1 -O raw t.qcow2 old.raw
+		cmp old.raw <(head -c 8M /dev/zero | tr '\0' '\5')
+	done
+}
+
+@test "img-write: --grow makes the disk as long as the stream, holes kept" {
+	{ head -c 100k /dev/urandom; head -c 1M /dev/zero; printf 'end'; } > s
+	for fmt in raw qcow2; do
+		rm -f g
+		img-create -q -f $fmt g 0
+		img-write -f $fmt --grow g < <(cat s)
+		[ "$(qimg info --output=json -f $fmt g | jq '."virtual-size"')" -eq \
+		    $(( (100 * 1024 + (1 << 20) + 3 + 511) / 512 * 512 )) ]
+		cmp <(img-cat -f $fmt g | head -c "$(stat -c %s s)") s
+		[ "$(data_bytes -f $fmt g)" -lt $((1 << 20)) ]
+	done
+	qimg check g
+	run -1 --separate-stderr img-write -f raw --grow --map m g
+	[ "${stderr%%$'\n'*}" = "img-write: --map cannot be combined with --grow" ]
+}

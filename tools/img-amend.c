@@ -30,6 +30,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":f:ho:pqt:";
+
 static const char *const cache_modes[] = {
 	"none", "off", "writeback", "unsafe", "directsync", "writethrough", NULL
 };
@@ -61,19 +63,6 @@ usage(void)
 	    "      --object OBJDEF accepted for qemu-img compatibility\n"
 	    "  -h, --help          show this help\n"
 	    "\nSee img-amend(1).\n", usage_text);
-	exit(close_stdout());
-}
-
-static _Noreturn void
-list_options(int which)
-{
-	const struct option *o;
-
-	if (which == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-f\n-h\n-o\n-p\n-q\n-t");
 	exit(close_stdout());
 }
 
@@ -109,7 +98,7 @@ parse(struct args *a, int argc, char **argv)
 {
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":ho:f:t:pq", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -138,11 +127,9 @@ parse(struct args *a, int argc, char **argv)
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(c);
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (a->options == NULL)

@@ -222,30 +222,6 @@ option(struct bench *b, int c, const char *arg)
 	}
 }
 
-/*
- * --image-opts: the generic layer opens the option string; the checks of
- * -U and force-share are qemu-img's and file-posix's.
- */
-static struct img *
-open_image_opts(const char *spec, int flags)
-{
-	struct opt_list l = { 0, NULL };
-	const char *fs;
-	bool conflict, share;
-
-	(void)opt_list_parse(&l, spec);	/* its errors: img_open_image_opts' */
-	fs = opt_list_get(&l, "force-share");
-	conflict = (flags & IMG_SHARE) && fs != NULL && strcmp(fs, "on") != 0;
-	share = (flags & IMG_SHARE) || (fs != NULL && opt_bool(fs) == 1);
-	opt_list_free(&l);
-	if (conflict)
-		die("--force-share/-U conflicts with image options");
-	if (share && (flags & IMG_RDWR))
-		die("Could not open '%s': force-share=on can only be used with read-only images",
-		    spec);
-	return img_open_image_opts(spec, flags);
-}
-
 static void
 check_aio(const struct bench *b, const char *name, const char *file, int flags)
 {
@@ -270,7 +246,7 @@ open_image(const struct bench *b, const char *filename)
 	if (b->image_opts && b->fmt != NULL)
 		die("--image-opts and --format are mutually exclusive");
 	if (b->image_opts) {
-		img = open_image_opts(filename, b->flags);
+		img = img_open_image_opts_share(filename, b->flags);
 	} else {
 		if ((b->flags & IMG_SHARE) && (b->flags & IMG_RDWR))
 			die("Could not open '%s': force-share=on can only be used with read-only images",
@@ -670,8 +646,6 @@ main(int argc, char *argv[])
 	struct bench b = {
 		.count = 75000, .depth = 64, .bufsize = 4096, .drain = true,
 	};
-	const struct option *o;
-	const char *p;
 	int c;
 
 	prog_init(argv[0]);
@@ -680,18 +654,11 @@ main(int argc, char *argv[])
 		case 'h':
 			usage();
 		case OPT_LONG:
-			for (o = longopts; o->name; o++)
-				printf("--%s\n", o->name);
-			return close_stdout();
 		case OPT_SHORT:
-			for (p = shortopts + 1; *p; p++)
-				if (*p != ':')
-					printf("-%c\n", *p);
-			return close_stdout();
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
 		case '?':
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		default:
 			option(&b, c, optarg);
 		}

@@ -39,6 +39,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":b:f:F:g:h";
+
 /* qemu-img's names of the actions, for "Operation add on bitmap ..." */
 static const char *const act_names[] = {
 	"add", "remove", "clear", "enable", "disable", "merge"
@@ -73,19 +75,6 @@ usage(void)
 	    "      --object OBJDEF accepted for qemu-img compatibility\n"
 	    "  -h, --help          show this help\n"
 	    "\nSee img-bitmap(1).\n", usage_text);
-	exit(close_stdout());
-}
-
-static _Noreturn void
-list_options(int which)
-{
-	const struct option *o;
-
-	if (which == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-b\n-f\n-F\n-g\n-h");
 	exit(close_stdout());
 }
 
@@ -129,10 +118,8 @@ option(struct args *a, int c, char **argv)
 	case OPT_IMAGE_OPTS:
 		a->image_opts = true;
 		break;
-	case ':':
-		die_usage("missing argument for option '%s'", argv[optind - 1]);
 	default:
-		die_usage("unrecognized option '%s'", argv[optind - 1]);
+		opt_usage_error(c, argv);
 	}
 }
 
@@ -142,12 +129,12 @@ parse(struct args *a, int argc, char **argv)
 {
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":b:f:F:g:h", longopts,
+	while ((c = getopt_long(argc, argv, shortopts, longopts,
 	    NULL)) != -1) {
 		if (c == 'h')
 			usage();
 		if (c == OPT_LONG || c == OPT_SHORT)
-			list_options(c);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		option(a, c, argv);
 	}
 	if (a->nacts == 0)

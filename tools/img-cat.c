@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,10 +22,10 @@
 static const char usage_text[] =
     "usage: img-cat [--object objectdef] [--image-opts] [-f fmt] [-U]\n"
     "               [--offset=offset] [--length=len] [--map=mapfile]\n"
-    "               filename\n";
+    "               [-S sparse_size --map-out=mapfile] [--salvage] filename\n";
 
 enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS, OPT_OFFSET, OPT_LENGTH, OPT_MAP,
-	OPT_LONG, OPT_SHORT, OPT_SNAPSHOT
+	OPT_LONG, OPT_SHORT, OPT_SNAPSHOT, OPT_MAP_OUT, OPT_SALVAGE
 };
 
 static const struct option longopts[] = {
@@ -37,10 +38,15 @@ static const struct option longopts[] = {
 	{ "offset", required_argument, NULL, OPT_OFFSET },
 	{ "length", required_argument, NULL, OPT_LENGTH },
 	{ "map", required_argument, NULL, OPT_MAP },
+	{ "sparse-size", required_argument, NULL, 'S' },
+	{ "map-out", required_argument, NULL, OPT_MAP_OUT },
+	{ "salvage", no_argument, NULL, OPT_SALVAGE },
 	{ "long-options", no_argument, NULL, OPT_LONG },
 	{ "short-options", no_argument, NULL, OPT_SHORT },
 	{ NULL, 0, NULL, 0 },
 };
+
+static const char shortopts[] = ":f:US:h";
 
 struct cat_args {
 	const char	*fmt;
@@ -52,7 +58,27 @@ struct cat_args {
 	bool		 has_range;	/* --offset or --length given */
 	bool		 has_length;
 	const char	*snapshot;	/* --snapshot: an internal snapshot's disk */
+	uint64_t	 sparse;	/* -S: zero chunks leave the stream */
+	const char	*map_out;	/* --map-out: the map of what was streamed */
 };
+
+/*
+ * -S with --map-out: the map's data extents are cut into chunks of sparse
+ * bytes (aligned to image offsets, as img-write -S cuts them); chunks that
+ * read as zeroes leave the stream and become zero extents of the map we
+ * write, one JSON line before the bytes it stands for, so a reader of both
+ * (img-write --map, -S 0) can take them as they come.
+ */
+struct refine {
+	FILE		*f;
+	uint64_t	 sparse;
+	uint64_t	 window;	/* bytes looked at at once, chunks whole */
+	uint8_t		*buf;		/* window bytes, when read */
+	uint64_t	 start, len;	/* data run not yet streamed */
+};
+
+/* --salvage: read and block-status errors become zeroes, with a warning */
+static bool salvage;
 
 /* Where the bytes go: stdout, which may be a regular file we can leave holes in. */
 struct out {
@@ -79,22 +105,16 @@ usage(void)
 	    "      --length=len      write len bytes (default: to the end)\n"
 	    "      --map=mapfile     write only the bytes of the map's data "
 	    "extents ('-': stdin)\n"
+	    "  -S, --sparse-size=size  with --map: chunks of size bytes that "
+	    "are zero\n"
+	    "                        stay out of the stream ...\n"
+	    "      --map-out=mapfile ... and out of the map written here "
+	    "(JSON Lines)\n"
+	    "      --salvage         sectors that fail to read are zeroes, "
+	    "with a warning\n"
 	    "  -h, --help            show this help\n"
 	    "\nSee img-cat(1).\n", usage_text);
 	exit(0);
-}
-
-static void
-list_options(int what)
-{
-	const struct option *o;
-
-	if (what == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-f\n-U\n-h");
-	exit(close_stdout());
 }
 
 static uint64_t
@@ -197,6 +217,43 @@ out_splice(struct out *o, int fd, uint64_t host, uint64_t len)
 	return true;
 }
 
+static void
+warn_errno(const char *what, uint64_t off)
+{
+	warn_msg("warning: error while reading %s%" PRIu64 ": %s", what, off,
+	    strerror(err_errno() ? err_errno() : EIO));
+}
+
+/*
+ * --salvage, as qemu-img convert_co_read: a read that failed is done again
+ * sector by sector; a sector that fails is warned of and read as zeroes.
+ */
+static void
+read_sectors(struct img *img, uint64_t off, size_t len, uint8_t *buf)
+{
+	size_t n;
+
+	for (; len > 0; off += n, buf += n, len -= n) {
+		n = (size_t)MIN(len, IMG_SECTOR);
+		if (img_read(img, off, n, buf) < 0) {
+			warn_errno("offset ", off);
+			memset(buf, 0, n);
+		}
+	}
+}
+
+/* img_read, or with --salvage its sectors one by one. */
+static int
+read_some(struct img *img, uint64_t off, size_t len, uint8_t *buf)
+{
+	if (img_read(img, off, len, buf) == 0)
+		return 0;
+	if (!salvage)
+		return -1;
+	read_sectors(img, off, len, buf);
+	return 0;
+}
+
 /* Read [off, off+len) of the virtual disk, through the backing chain, and write it. */
 static int
 copy_read(struct img *img, struct out *o, uint64_t off, uint64_t len)
@@ -206,7 +263,7 @@ copy_read(struct img *img, struct out *o, uint64_t off, uint64_t len)
 	for (; len > 0; off += n, len -= n) {
 		/* keep the reads aligned to the buffer size after the first */
 		n = (size_t)MIN(len, IO_BUFSIZE - off % IO_BUFSIZE);
-		if (img_read(img, off, n, o->buf) < 0)
+		if (read_some(img, off, n, o->buf) < 0)
 			return -1;
 		out_write(o, o->buf, n);
 	}
@@ -240,8 +297,10 @@ cat_range(struct img *img, struct out *o, uint64_t off, uint64_t len)
 	struct map_ext e;
 
 	while (len > 0) {
-		if (img_status(img, off, len, &e) < 0)
+		if (!salvage && img_status(img, off, len, &e) < 0)
 			return -1;
+		if (salvage && img_status_salvage(img, off, len, &e) == 1)
+			warn_errno("block status at offset ", off);
 		if (e.zero)
 			out_zeroes(o, e.length);
 		else if (copy(img, o, off, e.length) < 0)
@@ -264,9 +323,133 @@ open_map(const char *name)
 	return f;
 }
 
+/* One line of the map we write, out before the bytes it stands for. */
+static void
+refine_line(struct refine *rf, const struct map_ext *e)
+{
+	fprintf(rf->f, "{\"start\":%" PRIu64 ",\"length\":%" PRIu64
+	    ",\"depth\":%" PRId64 ",\"present\":%s,\"zero\":%s,\"data\":%s}\n",
+	    e->start, e->length, e->depth, e->present ? "true" : "false",
+	    e->zero ? "true" : "false", e->data ? "true" : "false");
+	if (fflush(rf->f) == EOF)
+		die_errno("%s", "--map-out");
+}
+
+/*
+ * Stream [off, off+len), whose bytes are at p (and verbatim at host in
+ * fd when fd >= 0): runs of zero chunks become zero lines, the rest data
+ * lines and bytes.
+ */
+static void
+refine_window(struct refine *rf, struct out *o, uint64_t off, uint64_t len,
+    const uint8_t *p, int fd, uint64_t host)
+{
+	struct map_ext e = { .present = true };
+	uint64_t i = 0, run = 0, n = 0;
+	bool z, run_zero = false;
+
+	for (;;) {
+		z = false;
+		if (i < len) {
+			n = MIN(len - i, rf->sparse - (off + i) % rf->sparse);
+			z = is_zero(p + i, (size_t)n);
+		}
+		if (i == len || (i > run && z != run_zero)) {
+			e.start = off + run;
+			e.length = i - run;
+			e.zero = run_zero;
+			e.data = !run_zero;
+			refine_line(rf, &e);
+			if (!run_zero && (fd < 0 ||
+			    !out_splice(o, fd, host + run, i - run)))
+				out_write(o, p + run, (size_t)(i - run));
+			run = i;
+		}
+		if (i == len)
+			return;
+		run_zero = z;
+		i += n;
+	}
+}
+
+/* Data bytes stored verbatim in a file: looked at through a mapping, spliced. */
+static bool
+refine_mapped(struct refine *rf, struct out *o, uint64_t off, uint64_t len,
+    int fd, uint64_t host)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t skew = host % page;
+	void *m;
+
+	m = mmap(NULL, (size_t)(len + skew), PROT_READ, MAP_SHARED |
+	    MAP_POPULATE, fd, (off_t)(host - skew));
+	if (m == MAP_FAILED)
+		return false;
+	refine_window(rf, o, off, len, (const uint8_t *)m + skew, fd, host);
+	munmap(m, (size_t)(len + skew));
+	return true;
+}
+
+/* The pending data run, window by window; no chunk straddles two windows. */
+static int
+refine_flush(struct img *img, struct out *o, struct refine *rf)
+{
+	uint64_t off = rf->start, end = rf->start + rf->len;
+	uint64_t host, n, w;
+	int fd, r;
+
+	rf->len = 0;
+	while (off < end) {
+		w = MIN(end - off, rf->window);
+		r = o->pipe ? img_host_run(img, off, w, &fd, &host, &n) : 0;
+		if (r < 0)
+			return -1;
+		if (r == 1 && off + n < end)	/* end on a chunk boundary */
+			n = ROUND_DOWN(off + n, rf->sparse) > off ?
+			    ROUND_DOWN(off + n, rf->sparse) - off : 0;
+		if (r == 1 && n > 0 && refine_mapped(rf, o, off, n, fd, host)) {
+			off += n;
+			continue;
+		}
+		if (off + w < end)
+			w = ROUND_DOWN(off + w, rf->sparse) > off ?
+			    ROUND_DOWN(off + w, rf->sparse) - off :
+			    MIN(end - off, rf->sparse - off % rf->sparse);
+		if (read_some(img, off, (size_t)w, rf->buf) < 0)
+			return -1;
+		refine_window(rf, o, off, w, rf->buf, -1, 0);
+		off += w;
+	}
+	return 0;
+}
+
+/*
+ * The data extents: adjacent ones make one run (so its chunks are cut as
+ * img-write would cut them); other extents pass into the map unchanged.
+ */
+static int
+refine_ext(struct img *img, struct out *o, struct refine *rf,
+    const struct map_ext *e)
+{
+	if (map_carries_data(e) && rf->len > 0 &&
+	    rf->start + rf->len == e->start) {
+		rf->len += e->length;
+		return 0;
+	}
+	if (rf->len > 0 && refine_flush(img, o, rf) < 0)
+		return -1;
+	if (map_carries_data(e)) {
+		rf->start = e->start;
+		rf->len = e->length;
+	} else {
+		refine_line(rf, e);
+	}
+	return 0;
+}
+
 /* In map order, the bytes of exactly the extents that carry data. */
 static int
-cat_map(struct img *img, struct out *o, const char *name)
+cat_map(struct img *img, struct out *o, const char *name, struct refine *rf)
 {
 	FILE *f = open_map(name);
 	struct map_reader *r;
@@ -275,14 +458,47 @@ cat_map(struct img *img, struct out *o, const char *name)
 
 	r = map_reader_new(f, f == stdin ? "stdin" : name);
 	while ((ret = map_read_within(r, &e, img->size, img->filename)) > 0) {
-		if (map_carries_data(&e) &&
-		    (ret = copy(img, o, e.start, e.length)) < 0)
+		if (rf != NULL)
+			ret = refine_ext(img, o, rf, &e);
+		else if (map_carries_data(&e))
+			ret = copy(img, o, e.start, e.length);
+		if (ret < 0)
 			break;
 	}
+	if (ret == 0 && rf != NULL && rf->len > 0)
+		ret = refine_flush(img, o, rf);
 	map_reader_free(r);
 	if (f != stdin)
 		fclose(f);
 	return ret;
+}
+
+/* -S and --map-out: the map is opened before the image, as a stage's is. */
+static struct refine *
+refine_open(const struct cat_args *a)
+{
+	struct refine *rf;
+
+	if (a->map_out == NULL)
+		return NULL;
+	rf = xcalloc(1, sizeof(*rf));
+	if ((rf->f = fopen(a->map_out, "w")) == NULL)
+		die_errno("%s", a->map_out);
+	rf->sparse = a->sparse;
+	rf->window = MAX(IO_BUFSIZE, a->sparse);
+	rf->buf = io_alloc((size_t)rf->window);
+	return rf;
+}
+
+static void
+refine_close(struct refine *rf)
+{
+	if (rf == NULL)
+		return;
+	if (fclose(rf->f) == EOF)
+		die_errno("%s", "--map-out");
+	free(rf->buf);
+	free(rf);
 }
 
 static void
@@ -290,7 +506,7 @@ parse_args(int argc, char *argv[], struct cat_args *a)
 {
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":hf:U", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -319,14 +535,20 @@ parse_args(int argc, char *argv[], struct cat_args *a)
 		case OPT_MAP:
 			a->map = optarg;
 			break;
+		case 'S':
+			a->sparse = size_arg("sparse size", optarg);
+			break;
+		case OPT_MAP_OUT:
+			a->map_out = optarg;
+			break;
+		case OPT_SALVAGE:
+			salvage = true;
+			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(c);
-			break;
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (optind != argc - 1)
@@ -335,6 +557,11 @@ parse_args(int argc, char *argv[], struct cat_args *a)
 		die_usage("--map cannot be combined with --offset or --length");
 	if (a->image_opts && a->fmt != NULL)
 		die("--image-opts and --format are mutually exclusive");
+	if ((a->sparse != 0 || a->map_out != NULL) &&
+	    (a->map == NULL || a->map_out == NULL || a->sparse == 0))
+		die_usage("-S and --map-out go together, with --map");
+	if (a->sparse % 512 != 0 || a->sparse > (16u << 20))
+		die_usage("-S: sizes are multiples of 512 up to 16 MiB");
 }
 
 int
@@ -342,6 +569,7 @@ main(int argc, char *argv[])
 {
 	struct cat_args a = { 0 };
 	struct out o = { 0 };
+	struct refine *rf;
 	struct img *img;
 	int ret;
 
@@ -349,6 +577,7 @@ main(int argc, char *argv[])
 	/* a reader that goes away ends us quietly, even if our parent ignores SIGPIPE */
 	signal(SIGPIPE, SIG_DFL);
 	parse_args(argc, argv, &a);
+	rf = refine_open(&a);
 	/* the bytes are the same either way: know the zeroes qemu-img would read */
 	img = a.image_opts ?
 	    img_open_image_opts(argv[optind], a.flags | IMG_TRUE_STATUS) :
@@ -365,10 +594,14 @@ main(int argc, char *argv[])
 		    "image (%" PRIu64 " bytes)", argv[optind], a.offset, a.length,
 		    img->size);
 	out_init(&o);
-	ret = a.map ? cat_map(img, &o, a.map) :
+	/* salvaging reads every byte through the driver, where errors arise */
+	if (salvage)
+		o.pipe = false;
+	ret = a.map ? cat_map(img, &o, a.map, rf) :
 	    cat_range(img, &o, a.offset, a.length);
 	if (ret < 0)
 		die("%s", err_msg());
+	refine_close(rf);
 	img_close(img);
 	out_close(&o);
 	return 0;

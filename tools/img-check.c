@@ -40,6 +40,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":hf:r:T:qU";
+
 struct args {
 	const char	*fmt;
 	const char	*output;
@@ -69,24 +71,11 @@ usage(void)
 }
 
 static void
-list_options(int which)
-{
-	const struct option *o;
-
-	if (which == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-h\n-f\n-r\n-T\n-q\n-U");
-	exit(close_stdout());
-}
-
-static void
 parse(struct args *a, int argc, char **argv)
 {
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":hf:r:T:qU", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -121,12 +110,9 @@ parse(struct args *a, int argc, char **argv)
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(c);
-			break;
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (optind != argc - 1)

@@ -2,6 +2,7 @@
  * img-commit: write an image's data into a backing file below it, as
  * qemu-img commit; the image is emptied afterwards unless -d.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdint.h>
@@ -30,6 +31,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":hf:t:b:dpqr:";
+
 struct args {
 	const char	*fmt, *base;
 	bool		 drop, progress, quiet, image_opts;
@@ -51,22 +54,59 @@ usage(void)
 	exit(0);
 }
 
-/* bdrv_find_backing_image: by the name as given, or as the same file. */
+/* qemu's path_has_protocol: a colon before any slash */
+static bool
+has_protocol(const char *path)
+{
+	return path[strcspn(path, ":/")] == ':';
+}
+
+/*
+ * bdrv_find_backing_image: name is taken relative to each image of the
+ * chain in turn and compared with the backing file that image names (as
+ * files, or as strings where either is a protocol name).
+ */
 static struct img *
 find_base(struct img *top, const char *name, int *depth)
 {
-	char want[PATH_MAX], have[PATH_MAX];
-	bool real = realpath(name, want) != NULL;
-	struct img *b;
+	char want[PATH_MAX], have[PATH_MAX], *tmp;
+	struct img *cur, *b;
+	bool same;
 
-	for (*depth = 1, b = top->backing; b; b = b->backing, (*depth)++) {
-		if (!strcmp(b->filename, name) ||
-		    (b->backing_file && !strcmp(b->filename, name)))
-			return b;
-		if (real && realpath(b->filename, have) && !strcmp(want, have))
+	for (*depth = 1, cur = top; (b = cur->backing) != NULL;
+	    cur = b, (*depth)++) {
+		if (has_protocol(name) || (cur->backing_file != NULL &&
+		    has_protocol(cur->backing_file))) {
+			if ((cur->backing_file != NULL &&
+			    !strcmp(name, cur->backing_file)) ||
+			    !strcmp(name, b->filename))
+				return b;
+			continue;
+		}
+		tmp = img_backing_path(cur->path ? cur->path : cur->filename,
+		    name);
+		same = cur->backing_path != NULL && realpath(tmp, want) &&
+		    realpath(cur->backing_path, have) && !strcmp(want, have);
+		free(tmp);
+		if (same)
 			return b;
 	}
 	return NULL;
+}
+
+/*
+ * An I/O error stops qemu's commit job: "Block job failed: strerror".  The
+ * images still close (what their caches hold reaches the files), as qemu's.
+ */
+static _Noreturn void
+job_failed(struct img *top, struct img *base)
+{
+	char *msg = err_errno() != 0 ? xasprintf("Block job failed: %s",
+	    strerror(err_errno())) : xstrdup(err_msg());
+
+	img_close(base);
+	img_close(top);
+	die("%s", msg);
 }
 
 /* Copy what the layers above base hold into base (opened for writing). */
@@ -79,13 +119,13 @@ copy_down(struct img *top, struct img *base, int depth)
 
 	for (off = 0; off < top->size; off += n) {
 		if (img_status(top, off, top->size - off, &e) < 0)
-			die("%s", err_msg());
+			job_failed(top, base);
 		n = e.length;
 		if (e.depth >= depth || !e.present)
 			continue;
 		if (e.zero) {
-			if (img_write_zeroes(base, off, n, 0) < 0)
-				die("%s", err_msg());
+			if (img_write_zeroes(base, off, n, IMG_ZERO_UNMAP) < 0)
+				job_failed(top, base);
 			continue;
 		}
 		for (k = 0; k < n; k += IO_BUFSIZE) {
@@ -93,7 +133,7 @@ copy_down(struct img *top, struct img *base, int depth)
 
 			if (img_read(top, off + k, len, buf) < 0 ||
 			    img_write(base, off + k, len, buf) < 0)
-				die("%s", err_msg());
+				job_failed(top, base);
 		}
 		progress_print((float)n * 100 / (float)top->size, 100);
 	}
@@ -103,10 +143,9 @@ copy_down(struct img *top, struct img *base, int depth)
 static void
 parse(struct args *a, int argc, char **argv)
 {
-	const struct option *o;
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":hf:t:b:dpqr:", longopts,
+	while ((c = getopt_long(argc, argv, shortopts, longopts,
 	    NULL)) != -1) {
 		switch (c) {
 		case 'h':
@@ -127,16 +166,10 @@ parse(struct args *a, int argc, char **argv)
 			a->image_opts = true;
 			break;
 		case OPT_LONG:
-			for (o = longopts; o->name; o++)
-				printf("--%s\n", o->name);
-			exit(close_stdout());
 		case OPT_SHORT:
-			puts("-h\n-f\n-t\n-b\n-d\n-p\n-q\n-r");
-			exit(close_stdout());
-		case ':':
-			die_usage("option '%s' requires an argument", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (a->quiet)
@@ -173,15 +206,18 @@ main(int argc, char *argv[])
 	if ((bw = img_open(base->filename, img_format(base),
 	    IMG_RDWR | IMG_NO_BACKING | IMG_NO_PROBE_WARN)) == NULL)
 		die("%s", err_msg());
+	/* qemu guards the block 0 of a probed raw image */
+	bw->probed = base->probed;
 	if (bw->size < top->size)
 		die("%s: the backing file is smaller than the image; grow it with img-resize first",
 		    base->filename);
 	copy_down(top, bw, depth);
 	if (img_flush(bw) < 0)
-		die("%s", err_msg());
+		job_failed(top, bw);
 	img_close(bw);
 	if (!a.drop && (img_make_empty(top) < 0 || img_flush(top) < 0))
-		die("Could not empty %s: %s", name, err_msg());
+		die("Failed to empty %s: %s", top->filename,
+		    strerror(err_errno() ? err_errno() : EIO));
 	progress_print(100, 0);
 	progress_end();
 	img_close(top);

@@ -575,7 +575,8 @@ walk(struct cmp *c, struct rec *r)
 		walk_over(c, r);
 	else
 		walk_common(c, r);
-	if (r->kind == R_STATERR)
+	/* a plain I/O error goes unsaid, as qemu's block layer says none */
+	if (r->kind == R_STATERR && err_errno() == 0)
 		c->why = xstrdup(err_msg());
 	if (r->kind == R_STRICT || r->kind == R_STATERR)
 		c->walk_done = true;
@@ -630,7 +631,9 @@ helper_start(struct cmp *c)
 	int go[2], done[2];
 
 	c->helper = -1;
-	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || pipe(go) < 0)
+	/* injected errors (blkdebug) follow one process's sequence of reads */
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || io_fault != NULL ||
+	    pipe(go) < 0)
 		return;
 	if (pipe(done) < 0) {
 		close(go[0]);
@@ -940,19 +943,7 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static _Noreturn void
-list_options(int which)
-{
-	const struct option *o;
-
-	if (which == OPT_SHORT)
-		fputs("-f\n-F\n-T\n-p\n-q\n-s\n-U\n-h\n", stdout);
-	else
-		for (o = longopts; o->name; o++)
-			if (o->val != OPT_LONG && o->val != OPT_SHORT)
-				printf("--%s\n", o->name);
-	exit(close_stdout());
-}
+static const char shortopts[] = ":f:F:T:pqsUh";
 
 struct args {
 	const char	*fmt[2];
@@ -968,7 +959,7 @@ parse_args(int argc, char *argv[], struct args *a, struct cmp *c)
 {
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, ":hf:F:T:pqsU", longopts,
+	while ((ch = getopt_long(argc, argv, shortopts, longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'h':
@@ -1002,11 +993,9 @@ parse_args(int argc, char *argv[], struct args *a, struct cmp *c)
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(ch);
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, ch == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(ch, argv);
 		}
 	}
 	if (optind != argc - 2)

@@ -2,8 +2,10 @@
  * img-convert: copy an image into a new one of any format, as qemu-img
  * convert does, composed as img-map SRC, then img-cat --map | img-write --map.
  */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "../lib/err.h"
+#include "../lib/int.h"
 #include "../lib/io.h"
 #include "../lib/map.h"
 #include "../lib/opt.h"
@@ -36,10 +39,9 @@ static const char usage_text[] =
 
 struct conv {
 	const char	*fmt;		/* -f, or NULL: probe */
-	const char	*out_fmt;	/* -O, default raw */
+	const char	*out_fmt;	/* -O, default raw (none: --target-image-opts) */
 	const char	*cache;		/* -t */
 	const char	*src_cache;	/* -T */
-	const char	*unsupported;	/* the first option this version lacks */
 	char		*options;	/* -o, accumulated as qemu-img does */
 	struct opt_list	 o;		/* the same, parsed */
 	uint64_t	 sparse;	/* -S in bytes; 0: fully allocate */
@@ -53,6 +55,10 @@ struct conv {
 	bool		 target_is_zero;
 	bool		 share;		/* -U */
 	bool		 image_opts;	/* --image-opts: sources are option strings */
+	bool		 target_opts;	/* --target-image-opts: so is the target */
+	bool		 salvage;	/* --salvage: read errors become zeroes */
+	bool		 bitmaps;	/* --bitmaps: copy persistent bitmaps */
+	bool		 skip_broken;	/* --skip-broken-bitmaps */
 	char		**objects;	/* --object, for the stages that open sources */
 	size_t		 nobjects;
 	char		**src;		/* the sources, concatenated in this order */
@@ -63,15 +69,31 @@ struct conv {
 	const char	*backing_fmt;	/* -F */
 	bool		 has_backing;	/* -B or -o backing_file: sources' tops only */
 	int64_t		 backing_size;	/* the new target's backing file's; -1: unknown */
+	struct ext	*ext;		/* what happens to the target, in order */
+	size_t		 next;
+	int		 write_fd;	/* memfd: img-write's map of the target */
 };
 
-/* One source: its map, as img-cat reads it and as img-write lays it out. */
+/*
+ * What qemu-img convert does with one range of the target (its
+ * ImgConvertBlockStatus): copy the sources' data, zero it, or leave it to
+ * the target's backing file.
+ */
+enum { K_DATA, K_ZERO, K_BACKING };
+
+struct ext {
+	uint64_t	 start;		/* in the target */
+	uint64_t	 length;
+	int		 kind;
+};
+
+/* One source: where it lands, and its map as img-cat reads it. */
 struct source {
 	const char	*name;
-	int		 cat_fd;	/* memfd: img-map's output (-S 0: all data) */
-	int		 write_fd;	/* memfd: the same moved to where it lands */
 	uint64_t	 base;		/* where it lands in the target */
-	size_t		 steps;		/* the end of its progress steps */
+	uint64_t	 size;
+	int		 cat_fd;	/* memfd: the data extents, in the source */
+	char		*said;		/* img-map's stderr: --salvage's warnings */
 };
 
 /* What progress needs of one map extent. */
@@ -93,6 +115,13 @@ struct progress {
 	uint64_t	 streamed;	/* stream bytes those extents took */
 	uint64_t	 done;
 	uint64_t	 total;
+	uint64_t	 chunk;		/* a step: CHUNK, or with -c one cluster */
+};
+
+/* The stream's bytes before this img-cat's (base) and in it (last), for -p. */
+struct streamed {
+	uint64_t	 base;
+	uint64_t	 last;
 };
 
 static struct progress prog;
@@ -144,28 +173,15 @@ usage(void)
 	    "  --image-opts       the sources are option strings (driver=...,file.filename=...)\n"
 	    "  --object objectdef passed on to the stages that open the sources\n"
 	    "  -C                 copy data extents whole (no zero detection)\n"
-	    "  -c, -l, --target-image-opts,\n"
-	    "  --bitmaps, --skip-broken-bitmaps, --salvage\n"
-	    "                     not supported yet: refused\n"
+	    "  -c                 write the target compressed (qcow2)\n"
+	    "  -l snapshot_param  convert an internal snapshot of the source\n"
+	    "  --target-image-opts  with -n: the target is an option string\n"
+	    "  --salvage          read errors of the sources become zeroes, "
+	    "with warnings\n"
+	    "  --bitmaps          copy the source's persistent bitmaps (qcow2)\n"
+	    "  --skip-broken-bitmaps  with --bitmaps: skip inconsistent ones\n"
 	    "\nSee img-convert(1).\n", usage_text);
 	exit(0);
-}
-
-static void
-list_options(int which)
-{
-	const struct option *o;
-	const char *s;
-
-	if (which == OPT_LONG) {
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	} else {
-		for (s = shortopts + 1; *s; s++)
-			if (*s != ':')
-				printf("-%c\n", *s);
-	}
-	exit(close_stdout());
 }
 
 /* -o lists join with ',' (qemu-img's accumulate_options). */
@@ -228,38 +244,9 @@ coroutines_arg(const char *arg)
 		    "is between 1 and %d", COROUTINES_MAX);
 }
 
-static const char *
-unsupported_name(int ch, const struct option *lo)
-{
-	static char s[64];
-
-	if (ch < 256)
-		snprintf(s, sizeof(s), "-%c", ch);
-	for (; ch >= 256 && lo->name; lo++)
-		if (lo->val == ch)
-			snprintf(s, sizeof(s), "--%s", lo->name);
-	return s;
-}
-
-/* Options that change what is written but that this version lacks. */
-static bool
-refused(struct conv *c, int ch)
-{
-	switch (ch) {
-	case OPT_TARGET_IMAGE_OPTS:
-	case OPT_SALVAGE: case OPT_BITMAPS: case OPT_SKIP_BROKEN:
-		if (c->unsupported == NULL)
-			c->unsupported = unsupported_name(ch, longopts);
-		return true;
-	}
-	return false;
-}
-
 static void
 parse_opt(struct conv *c, int ch, char **argv)
 {
-	if (refused(c, ch))
-		return;
 	switch (ch) {
 	case 'l':
 		c->snapshot = optarg;
@@ -322,6 +309,18 @@ parse_opt(struct conv *c, int ch, char **argv)
 	case OPT_IMAGE_OPTS:
 		c->image_opts = true;
 		break;
+	case OPT_TARGET_IMAGE_OPTS:
+		c->target_opts = true;
+		break;
+	case OPT_SALVAGE:
+		c->salvage = true;
+		break;
+	case OPT_BITMAPS:
+		c->bitmaps = true;
+		break;
+	case OPT_SKIP_BROKEN:
+		c->skip_broken = true;
+		break;
 	case OPT_OBJECT:
 		c->objects = xrealloc(c->objects,
 		    (c->nobjects + 1) * sizeof(*c->objects));
@@ -329,12 +328,9 @@ parse_opt(struct conv *c, int ch, char **argv)
 		break;
 	case OPT_LONG:
 	case OPT_SHORT:
-		list_options(ch);
-		break;
-	case ':':
-		die_usage("missing argument for option '%s'", argv[optind - 1]);
+		opt_print_options(longopts, shortopts, ch == OPT_LONG);
 	default:
-		die_usage("unrecognized option '%s'", argv[optind - 1]);
+		opt_usage_error(ch, argv);
 	}
 }
 
@@ -356,11 +352,18 @@ cache_ok(const char *mode)
 static void
 check_args(struct conv *c, int argc, char **argv)
 {
-	if (c->unsupported != NULL)
-		die("convert: option '%s' is not supported yet",
-		    c->unsupported);
+	if (c->out_fmt == NULL && !c->target_opts)
+		c->out_fmt = "raw";
+	if (c->skip_broken && !c->bitmaps)
+		die("Use of --skip-broken-bitmaps requires --bitmaps");
+	if (c->compressed && c->copy_range)
+		die("Cannot enable copy offloading when -c is used");
 	if (c->copy_range && c->sparse_set)
 		die("Cannot enable copy offloading when -S is used");
+	if (c->copy_range && c->salvage)
+		die("Cannot use copy offloading in salvaging mode");
+	if (c->target_opts && !c->no_create)
+		die("--target-image-opts requires use of -n flag");
 	if (c->no_create && c->options)
 		die("-o has no effect when skipping image creation");
 	if (c->target_is_zero && !c->no_create)
@@ -369,6 +372,8 @@ check_args(struct conv *c, int argc, char **argv)
 	if (c->options && opt_list_parse(&c->o, c->options) < 0)
 		die("%s", err_msg());
 	if (opt_list_has_help(&c->o)) {
+		if (c->out_fmt == NULL)
+			die("Option help requires a format be specified");
 		/* print_block_option_help(), for the target's name if given */
 		c->dst = c->nsrc >= 1 ? argv[argc - 1] : NULL;
 		option_help(c);
@@ -390,14 +395,18 @@ check_args(struct conv *c, int argc, char **argv)
 static void
 progress_stream(uint64_t bytes, void *arg)
 {
+	struct streamed *st = arg;
 	const struct step *e;
 	uint64_t n;
 
-	(void)arg;
+	if (st != NULL) {
+		st->last = bytes;
+		bytes += st->base;
+	}
 	for (; prog.i < prog.end; prog.i++, prog.off = 0) {
 		e = &prog.step[prog.i];
 		for (; prog.off < e->length; prog.off += n) {
-			n = e->length - prog.off < CHUNK ? e->length - prog.off : CHUNK;
+			n = MIN(e->length - prog.off, prog.chunk);
 			if (e->streamed) {
 				if (prog.streamed + n > bytes)
 					return;
@@ -417,7 +426,7 @@ progress_stream(uint64_t bytes, void *arg)
  * with -S 0 each zero extent too) in steps of at most 2 MiB.
  */
 static void
-progress_add(const struct conv *c, const struct map_ext *e)
+progress_add(const struct ext *e)
 {
 	struct step *s;
 
@@ -428,8 +437,8 @@ progress_add(const struct conv *c, const struct map_ext *e)
 		    (prog.n ? 2 * prog.n : 1) * sizeof(*prog.step));
 	s = &prog.step[prog.n++];
 	s->length = e->length;
-	s->streamed = map_carries_data(e);
-	s->counted = s->streamed || c->sparse == 0;
+	/* with -S 0 zero extents are data already */
+	s->streamed = s->counted = e->kind == K_DATA;
 	if (s->counted)
 		prog.total += e->length;
 }
@@ -499,42 +508,119 @@ close_ends(struct proc *p, size_t n)
 			close(p[i].in);
 		if (p[i].out >= 0)
 			close(p[i].out);
-		p[i].in = p[i].out = -1;
+		if (p[i].keep >= 0)
+			close(p[i].keep);
+		p[i].in = p[i].out = p[i].keep = -1;
 	}
 }
 
 /*
- * Run the stages p[0..n-1], already wired (relaying the stream from
- * relay_from to relay_to when >= 0); fail with one message if any does.
+ * Run one stage, already wired; fail with its message if it fails.  What
+ * it said on stderr goes to *said when wanted, else on to ours.
  */
 static void
-run_stages(struct proc *p, size_t n, int relay_from, int relay_to)
+run_stage(struct proc *p, char **said)
 {
-	int start = 0, relay = 0;
-	size_t i;
+	int start = proc_start(p);
 
-	for (i = 0; i < n && start == 0; i++) {
-		start = proc_start(&p[i]);
-		if (i < 2)
-			stop_pids[i] = p[i].pid;
-	}
-	/* our copies of the pipe ends go: a stage sees EOF or EPIPE when its peer ends */
-	close_ends(p, n);
-	if (relay_from >= 0) {
-		if (start == 0)
-			relay = proc_relay(relay_from, relay_to, progress_stream,
-			    NULL);
-		close(relay_from);
-		close(relay_to);
-	}
-	proc_wait(p, n);
-	stop_pids[0] = stop_pids[1] = 0;
-	/* a stage that could not start says so, before what followed from it */
-	if (start < 0 || proc_check(p, n) < 0 || relay < 0)
+	stop_pids[0] = p->pid;
+	close_ends(p, 1);
+	proc_wait(p, 1);
+	stop_pids[0] = 0;
+	if (start < 0 || proc_check(p, 1) < 0)
 		die("%s", err_msg());
-	pass_stderr(p, n);
-	for (i = 0; i < n; i++)
-		proc_free(&p[i]);
+	if (said != NULL)
+		*said = proc_stderr(p);
+	else
+		pass_stderr(p, 1);
+	proc_free(p);
+}
+
+/* A line of --salvage's warnings: what it names, in the order qemu-img prints. */
+struct warning {
+	uint64_t	 off;
+	int		 kind;		/* 0: block status, 1: read */
+	size_t		 seq;		/* among lines of the same place */
+	const char	*line;
+	int		 len;
+};
+
+static int
+salvage_kind(const char *line, size_t len, uint64_t *off)
+{
+	static const char *const what[] = {
+	    ": warning: error while reading block status at offset ",
+	    ": warning: error while reading offset ",
+	};
+	const char *p;
+	int k;
+
+	for (k = 0; k < 2; k++)
+		if ((p = memmem(line, len, what[k], strlen(what[k]))) != NULL) {
+			*off = strtoull(p + strlen(what[k]), NULL, 10);
+			return k;
+		}
+	return -1;
+}
+
+static int
+warning_cmp(const void *a, const void *b)
+{
+	const struct warning *x = a, *y = b;
+
+	if (x->off != y->off)
+		return x->off < y->off ? -1 : 1;
+	if (x->kind != y->kind)
+		return x->kind - y->kind;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Split text into lines: other lines printed now, warnings added to w. */
+static size_t
+collect(const char *text, bool keep_others, struct warning **w, size_t n)
+{
+	const char *p, *end;
+	uint64_t off;
+	size_t len;
+	int k;
+
+	for (p = text; p != NULL && *p != '\0'; p = end) {
+		end = strchr(p, '\n');
+		end = end ? end + 1 : p + strlen(p);
+		len = (size_t)(end - p);
+		if ((k = salvage_kind(p, len, &off)) < 0) {
+			if (keep_others)
+				fwrite(p, 1, len, stderr);
+			continue;
+		}
+		if ((n & (n - 1)) == 0)
+			*w = xrealloc(*w, (n ? 2 * n : 1) * sizeof(**w));
+		(*w)[n] = (struct warning){ off, k, n, p, (int)len };
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Pass on what a stage said.  qemu-img convert asks block status twice,
+ * once to count and once as it copies, so --salvage's block-status
+ * warnings (img-map's) come once alone, then again among the read
+ * warnings (img-cat's) in offset order; -q silences them all.
+ */
+static void
+say(const struct conv *c, const char *map_said, const char *cat_said)
+{
+	struct warning *w = NULL;
+	size_t n, i;
+
+	n = collect(cat_said ? cat_said : map_said, true, &w, 0);
+	if (cat_said != NULL)
+		n = collect(map_said, false, &w, n);
+	if (n > 1)
+		qsort(w, n, sizeof(*w), warning_cmp);
+	for (i = 0; i < n && !c->quiet; i++)
+		fprintf(stderr, "%.*s", w[i].len, w[i].line);
+	free(w);
 }
 
 /* The options of the stages that open the sources: img-map and img-cat. */
@@ -556,6 +642,8 @@ common_args(const struct conv *c, struct proc *p, const char *prog_)
 		proc_arg(p, "-U");
 	if (c->snapshot)
 		proc_argf(p, "--snapshot=%s", c->snapshot);
+	if (c->salvage)
+		proc_arg(p, "--salvage");
 }
 
 /* A map being written as qemu-img map's JSON: one extent held back to know the last. */
@@ -615,56 +703,56 @@ split_at(struct map_ext *e, struct map_ext *tail, int64_t off)
 	return true;
 }
 
+static void
+ext_add(struct conv *c, uint64_t start, uint64_t length, int kind, bool merge)
+{
+	struct ext *l = c->next ? &c->ext[c->next - 1] : NULL;
+
+	if (merge && l != NULL && l->kind == kind &&
+	    l->start + l->length == start) {
+		l->length += length;
+		return;
+	}
+	if ((c->next & (c->next - 1)) == 0)
+		c->ext = xrealloc(c->ext,
+		    (c->next ? 2 * c->next : 1) * sizeof(*c->ext));
+	c->ext[c->next++] = (struct ext){ start, length, kind };
+}
+
 /*
  * One extent of a source, as qemu-img treats it (convert_iteration_sectors):
  * with a target backing file only the source's top counts, and what it
  * leaves unallocated, or zero past the end of that backing file, is left
- * alone; -S 0 makes zero extents data; progress counts what remains.
+ * alone; -S 0 makes zero extents data, written as zero buffers.
  */
 static void
-take(const struct conv *c, const struct source *s, struct map_ext *e,
-    struct map_out *cat, struct map_out *wr)
+take(struct conv *c, const struct source *s, const struct map_ext *e)
 {
+	int kind;
+
 	if (c->has_backing && (e->depth > 0 || (e->zero &&
 	    c->backing_size >= 0 && e->start >= (uint64_t)c->backing_size)))
-		return;
-	if (c->sparse == 0) {
-		e->present = e->data = true;
-		e->zero = false;
-	}
-	if (cat != NULL)
-		mout_put(cat, e);
-	if (s->base != 0)
-		mout_put(wr, e);
-	progress_add(c, e);
+		kind = K_BACKING;
+	else if (c->sparse == 0 || map_carries_data(e))
+		kind = K_DATA;
+	else
+		kind = K_ZERO;
+	ext_add(c, s->base + e->start, e->length, kind, false);
 }
 
-/*
- * The map of one source, read back from img-map's output: its size and
- * progress steps.  -S 0 allocates the whole target, zeroes included, as
- * qemu-img does by writing zero buffers: the maps handed on then call every
- * extent data, so img-cat streams the zeroes too and img-write writes them.
- * A source after the first lands further on: img-write's map is moved there.
- * With a target backing file the maps keep only what take() keeps.
- */
+/* The map of one source, read back from img-map's output, appended to c->ext. */
 static void
 load_map(struct conv *c, struct source *s, int fd)
 {
-	struct map_out cat, wr;
 	struct map_reader *r;
 	struct map_ext e, tail;
 	uint64_t end = 0;
-	bool rewrite = c->sparse == 0 || c->has_backing;
 	FILE *f;
 	int ret;
 
 	/* img-map left the shared offset at its end */
-	if (lseek(fd, 0, SEEK_SET) < 0 || (f = fdopen(dup(fd), "r")) == NULL)
+	if (lseek(fd, 0, SEEK_SET) < 0 || (f = fdopen(fd, "r")) == NULL)
 		die_errno("map");
-	if (rewrite)
-		mout_open(&cat, 0);
-	if (s->base != 0)
-		mout_open(&wr, s->base);
 	r = map_reader_new(f, "map");
 	while ((ret = map_read(r, &e)) > 0) {
 		if (e.start != end)
@@ -673,22 +761,18 @@ load_map(struct conv *c, struct source *s, int fd)
 		end = e.start + e.length;
 		/* qemu-img steps apart where the target's backing file ends */
 		if (split_at(&e, &tail, c->backing_size))
-			take(c, s, &e, rewrite ? &cat : NULL, &wr);
-		take(c, s, &tail, rewrite ? &cat : NULL, &wr);
+			take(c, s, &e);
+		take(c, s, &tail);
 	}
 	if (ret < 0)
 		die("%s", err_msg());
 	map_reader_free(r);
 	fclose(f);
-	s->cat_fd = rewrite ? mout_close(&cat) : fd;
-	s->write_fd = s->base != 0 ? mout_close(&wr) : s->cat_fd;
-	if (s->cat_fd != fd)
-		close(fd);
-	s->steps = prog.n;
+	s->size = end;
 	c->size = s->base + end;
 }
 
-/* Maps live in memfds left open across exec: the stages open /dev/fd/N. */
+/* img-map of one source, into a memfd we read back. */
 static void
 map_source(struct conv *c, struct source *s)
 {
@@ -703,8 +787,89 @@ map_source(struct conv *c, struct source *s)
 	proc_arg(&p, s->name);
 	if ((p.out = dup(fd)) < 0)
 		die_errno("dup");
-	run_stages(&p, 1, -1, -1);
+	run_stage(&p, &s->said);
+	say(c, s->said, NULL);
 	load_map(c, s, fd);
+}
+
+/*
+ * -c: qemu-img writes whole clusters of the target.  A cluster that one
+ * extent covers wholly is treated as that extent; any other (one that
+ * extents, or sources, share) is data: read whole, then compressed, or
+ * zeroed when it reads as zeroes.
+ */
+static void
+align_clusters(struct conv *c, uint64_t cs)
+{
+	struct ext *old = c->ext;
+	size_t n = c->next, i = 0;
+	uint64_t at = 0, cend, eend, run;
+
+	if (cs == 0)
+		return;
+	c->ext = NULL;
+	c->next = 0;
+	while (at < c->size) {
+		cend = MIN(at + cs, c->size);
+		while (i < n && old[i].start + old[i].length <= at)
+			i++;
+		assert(i < n);
+		eend = old[i].start + old[i].length;
+		if (eend >= cend) {
+			run = eend >= c->size ? c->size - at :
+			    ROUND_DOWN(eend - at, cs);
+			ext_add(c, at, run, old[i].kind, true);
+			at += run;
+		} else {
+			ext_add(c, at, cend - at, K_DATA, true);
+			at = cend;
+		}
+	}
+	free(old);
+}
+
+static void
+put_ext(struct map_out *m, uint64_t start, uint64_t length, int kind)
+{
+	struct map_ext e = { .start = start, .length = length,
+	    .present = true, .zero = kind == K_ZERO, .data = kind == K_DATA };
+
+	mout_put(m, &e);
+}
+
+/*
+ * The maps the copy stages read: img-write's, of the whole target (what
+ * is left to the backing file is left out), and each source's img-cat
+ * map, of the data it streams; and the progress steps.
+ */
+static void
+make_maps(struct conv *c, struct source *src)
+{
+	struct map_out wr, *cat = xcalloc((size_t)c->nsrc, sizeof(*cat));
+	const struct ext *e;
+	const struct source *s;
+	uint64_t a, b;
+	int i;
+
+	mout_open(&wr, 0);
+	for (i = 0; i < c->nsrc; i++)
+		mout_open(&cat[i], 0);
+	for (e = c->ext; e < c->ext + c->next; e++) {
+		if (e->kind == K_BACKING)
+			continue;
+		put_ext(&wr, e->start, e->length, e->kind);
+		progress_add(e);
+		for (i = 0, s = src; e->kind == K_DATA && i < c->nsrc; i++, s++) {
+			a = MAX(e->start, s->base);
+			b = MIN(e->start + e->length, s->base + s->size);
+			if (a < b)
+				put_ext(&cat[i], a - s->base, b - a, K_DATA);
+		}
+	}
+	c->write_fd = mout_close(&wr);
+	for (i = 0; i < c->nsrc; i++)
+		src[i].cat_fd = mout_close(&cat[i]);
+	free(cat);
 }
 
 /*
@@ -824,6 +989,235 @@ backing_opts(const struct conv *c, struct opt_list *o)
 		die("Use of backing file requires explicit backing format");
 }
 
+/* The existing target (-n), named by file and -O, or by --target-image-opts. */
+static struct img *
+open_target(const struct conv *c, int flags)
+{
+	if (!c->target_opts)
+		return img_open(c->dst, c->out_fmt, flags);
+	if (c->out_fmt != NULL) {
+		err_set(0, "--image-opts and --format are mutually exclusive");
+		return NULL;
+	}
+	return img_open_image_opts(c->dst, flags);
+}
+
+/* A persistent bitmap of the source, as --bitmaps copies it. */
+struct bitmap {
+	char		*name;
+	uint64_t	 granularity;
+	bool		 enabled;	/* "auto" */
+	bool		 in_use;	/* inconsistent */
+};
+
+static struct img *
+open_source(const struct conv *c, int flags)
+{
+	if (c->share)
+		flags |= IMG_SHARE;
+	return c->image_opts ? img_open_image_opts(c->src[0], flags) :
+	    img_open(c->src[0], c->fmt, flags | IMG_NO_PROBE_WARN);
+}
+
+static bool
+has_flag(const struct jnode *flags, const char *name)
+{
+	const struct jnode *f;
+
+	for (f = flags ? flags->child : NULL; f != NULL; f = f->next)
+		if (f->type == JN_STR && strcmp(f->s, name) == 0)
+			return true;
+	return false;
+}
+
+/* The source's bitmaps, as img-info lists them; *n of them. */
+static struct bitmap *
+source_bitmaps(struct img *img, size_t *n)
+{
+	const struct jnode *list, *b, *v;
+	struct bitmap *bm = NULL;
+	struct img_info info;
+
+	*n = 0;
+	if (img_get_info(img, &info) < 0)
+		die("%s", err_msg());
+	/* the driver's part of "format-specific": its "data" */
+	list = info.specific ? jn_get(info.specific, "bitmaps") : NULL;
+	for (b = list ? list->child : NULL; b != NULL; b = b->next) {
+		bm = xrealloc(bm, (*n + 1) * sizeof(*bm));
+		v = jn_get(b, "name");
+		bm[*n].name = xstrdup(v && v->type == JN_STR ? v->s : "");
+		v = jn_get(b, "granularity");
+		bm[*n].granularity = v ? (v->type == JN_UINT ? v->u :
+		    (uint64_t)v->i) : 0;
+		bm[*n].enabled = has_flag(jn_get(b, "flags"), "auto");
+		bm[*n].in_use = has_flag(jn_get(b, "flags"), "in-use");
+		(*n)++;
+	}
+	jn_free(info.specific);
+	img_snapshots_free(info.snapshots, info.nb_snapshots);
+	return bm;
+}
+
+static void
+bitmaps_free(struct bitmap *bm, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(bm[i].name);
+	free(bm);
+}
+
+/* convert_check_bitmaps(): before the target is made, as qemu-img checks. */
+static void
+check_bitmaps(const struct conv *c)
+{
+	struct bitmap *bm;
+	struct img *img;
+	uint64_t size;
+	size_t n, i;
+
+	if (!c->bitmaps)
+		return;
+	if (c->nsrc > 1)
+		die("Copying bitmaps only possible with single source");
+	if ((img = open_source(c, 0)) == NULL)
+		die("%s", err_msg());
+	if (!img_bitmaps_size(img, 65536, &size))
+		die("Source lacks bitmap support");
+	bm = source_bitmaps(img, &n);
+	img_close(img);
+	for (i = 0; i < n && !c->skip_broken; i++)
+		if (bm[i].in_use) {
+			warn_msg("Cannot copy inconsistent bitmap '%s'",
+			    bm[i].name);
+			fputs("Try --skip-broken-bitmaps, or use 'qemu-img bitmap "
+			    "--remove' to delete it\n", stderr);
+			exit(1);
+		}
+	bitmaps_free(bm, n);
+}
+
+/*
+ * What qemu-img checks of the target once it is open: it carries bitmaps
+ * (--bitmaps), compresses (-c).  The image is closed when it fails.
+ */
+static void
+target_can(const struct conv *c, struct img *img)
+{
+	uint64_t size;
+
+	if (c->bitmaps && !img_bitmaps_size(img, 65536, &size))
+		err_set(0, "Format driver '%s' does not support bitmaps",
+		    img_format(img));
+	else if (c->compressed && !img_can_compress(img))
+		err_set(0, "Compression not supported for this file format");
+	else
+		return;
+	img_close(img);
+	die("%s", err_msg());
+}
+
+static void
+check_target_bitmaps(const struct conv *c)
+{
+	struct img *img;
+
+	if (!c->bitmaps)
+		return;
+	if ((img = open_target(c, IMG_SHARE)) == NULL)
+		die("%s", err_msg());
+	target_can(c, img);
+	img_close(img);
+}
+
+/* Add bitmap b of src to the target, as qemu's block-dirty-bitmap-add and -merge. */
+static void
+add_bitmap(const struct conv *c, const struct bitmap *b, struct img *src)
+{
+	struct img_bitmap_act acts[3];
+	struct img *dst;
+	size_t k = 0, failed;
+
+	acts[k++] = (struct img_bitmap_act){ IMG_BM_ADD, NULL };
+	if (!b->enabled)
+		acts[k++] = (struct img_bitmap_act){ IMG_BM_DISABLE, NULL };
+	acts[k++] = (struct img_bitmap_act){ IMG_BM_MERGE, b->name };
+	/* one img_bitmap per open, as img-bitmap does */
+	if ((dst = open_target(c, IMG_RDWR)) == NULL)
+		die("%s", err_msg());
+	if (img_bitmap(dst, b->name, acts, k, b->granularity, src, &failed) < 0) {
+		err_prefix("Failed to %s bitmap %s", failed == 0 ? "create" :
+		    "populate", b->name);
+		die("%s", err_msg());
+	}
+	img_close(dst);
+}
+
+static bool
+has_bitmap(const struct bitmap *bm, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(bm[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * convert_copy_bitmaps(): after the copy, each persistent bitmap of the
+ * source is added to the target (same granularity, disabled if it was)
+ * and the source's bits merged in.  qemu walks them last first and stops
+ * at the first that fails (one the target has already, or a target of
+ * another size, which qemu cannot merge into): the failures are found
+ * that way first, then the bitmaps qemu added are added in directory
+ * order, which is also the order qemu stores them in.
+ */
+static void
+copy_bitmaps(const struct conv *c)
+{
+	struct img *src, *dst;
+	struct bitmap *bm, *old;
+	size_t n, nold, i, first = 0;
+	uint64_t dsize;
+	char *msg = NULL;
+
+	if (!c->bitmaps)
+		return;
+	if ((src = open_source(c, 0)) == NULL ||
+	    (dst = open_target(c, IMG_SHARE)) == NULL)
+		die("%s", err_msg());
+	bm = source_bitmaps(src, &n);
+	old = source_bitmaps(dst, &nold);
+	dsize = dst->size;
+	img_close(dst);
+	for (i = n; i-- > 0 && msg == NULL;) {
+		if (bm[i].in_use)	/* check_bitmaps() let only --skip-broken by */
+			warn_msg("warning: Skipping inconsistent bitmap '%s'",
+			    bm[i].name);
+		else if (has_bitmap(old, nold, bm[i].name))
+			msg = xasprintf("Failed to create bitmap %s: Bitmap "
+			    "already exists: %s", bm[i].name, bm[i].name);
+		else if (dsize != src->size)
+			msg = xasprintf("Failed to populate bitmap %s: Bitmaps "
+			    "are of different sizes (destination size is %" PRIu64
+			    ", source size is %" PRIu64 ") and can't be merged",
+			    bm[i].name, dsize, src->size);
+		if (msg != NULL)
+			first = i + 1;
+	}
+	for (i = first; i < n; i++)
+		if (!bm[i].in_use)
+			add_bitmap(c, &bm[i], src);
+	if (msg != NULL)
+		die("%s", msg);
+	bitmaps_free(bm, n);
+	bitmaps_free(old, nold);
+	img_close(src);
+}
+
 static void
 create_target(struct conv *c)
 {
@@ -839,6 +1233,7 @@ create_target(struct conv *c)
 		    c->out_fmt);
 	driver_opts(c, &c->o, &o);
 	backing_opts(c, &o);
+	check_bitmaps(c);
 	snprintf(size, sizeof(size), "%llu", (unsigned long long)c->size);
 	opt_list_set(&o, "size", size);
 	check_not_source(c);
@@ -867,7 +1262,7 @@ option_help(struct conv *c)
 	if (c->dst != NULL)
 		proc_arg(&p, c->dst);
 	fflush(stdout);
-	run_stages(&p, 1, -1, -1);
+	run_stage(&p, NULL);
 	exit(close_stdout());
 }
 
@@ -879,53 +1274,185 @@ check_target(struct conv *c)
 	uint64_t size;
 
 	check_backing(c);
+	check_bitmaps(c);
 	check_not_source(c);
-	if ((img = img_open(c->dst, c->out_fmt, IMG_RDWR)) == NULL)
+	if ((img = open_target(c, IMG_RDWR)) == NULL)
 		die("%s", err_msg());
+	target_can(c, img);
 	size = img->size;
 	img_close(img);
 	if (size < c->size)
 		die("output file is smaller than input file");
 }
 
-/* img-cat --map | img-write --map for one source, through us with -p. */
+/*
+ * img-write --map, reading the sources' stream from fd.  refine: zero
+ * detection (-S) is img-cat's where it can be (one source, no -p, -c or
+ * -C): it leaves zero chunks out of the stream and sends img-write the map
+ * of what it streams through a second pipe (refine[0] here), so img-write,
+ * with nothing to look at, splices the stream straight into the target.
+ */
 static void
-copy(const struct conv *c, const struct source *s)
+write_stage(const struct conv *c, struct proc *p, int fd, const int *refine)
 {
-	struct proc p[2] = { PROC_INIT, PROC_INIT };
-	int a[2], b[2] = { -1, -1 };
-
-	if (proc_pipe(a) < 0 || (prog.on && proc_pipe(b) < 0))
-		die("%s", err_msg());
-	common_args(c, &p[0], "img-cat");
-	proc_argf(&p[0], "--map=/dev/fd/%d", s->cat_fd);
-	proc_arg(&p[0], s->name);
-	p[0].out = a[1];
-	proc_arg(&p[1], "img-write");
-	proc_argf(&p[1], "-f%s", c->out_fmt);
-	proc_argf(&p[1], "--map=/dev/fd/%d", s->write_fd);
+	proc_arg(p, "img-write");
+	if (c->target_opts)
+		proc_arg(p, "--image-opts");
+	else
+		proc_argf(p, "-f%s", c->out_fmt);
+	if (refine != NULL) {
+		proc_argf(p, "--map=/dev/fd/%d", refine[0]);
+		p->keep = refine[0];
+	} else {
+		proc_argf(p, "--map=/dev/fd/%d", c->write_fd);
+	}
 	if (c->compressed)
-		proc_arg(&p[1], "-c");
+		proc_arg(p, "-c");
 	/* qemu-img convert's target cache defaults to unsafe: no fsync */
-	proc_argf(&p[1], "-t%s", c->cache ? c->cache : "unsafe");
+	proc_argf(p, "-t%s", c->cache ? c->cache : "unsafe");
 	/* -C copies data extents whole, zeroes and all, as copy offloading does */
-	proc_argf(&p[1], "-S%llu",
-	    c->copy_range ? 0ULL : (unsigned long long)c->sparse);
+	proc_argf(p, "-S%llu", (unsigned long long)c->sparse);
+	if (c->copy_range)
+		proc_arg(p, "--whole");
 	/* a new target reads as zeroes, unless -S 0 asks for it allocated */
 	if (c->target_is_zero || (!c->no_create && c->sparse != 0 &&
 	    !c->has_backing))
-		proc_arg(&p[1], "--target-is-zero");
-	proc_arg(&p[1], c->dst);
-	p[1].in = prog.on ? b[0] : a[0];
-	prog.end = s->steps;
-	prog.streamed = 0;
-	if (prog.on) {
-		signal(SIGPIPE, SIG_IGN);
-		run_stages(p, 2, a[0], b[1]);
-		progress_stream(UINT64_MAX, NULL);	/* zero steps at its end */
-	} else {
-		run_stages(p, 2, -1, -1);
+		proc_arg(p, "--target-is-zero");
+	proc_arg(p, c->dst);
+	p->in = fd;
+}
+
+/*
+ * Start one img-cat --map into the stream: straight into img-write's pipe
+ * `to`, or with -p into a pipe of ours (a[0] returned) that we relay.
+ */
+static int
+cat_start(const struct conv *c, const struct source *s, struct proc *p,
+    int to, int *relay_from, const int *refine)
+{
+	int a[2] = { -1, -1 }, start;
+
+	common_args(c, p, "img-cat");
+	/* refining, img-cat passes img-write's zero extents on: it gets them */
+	proc_argf(p, "--map=/dev/fd/%d", refine ? c->write_fd : s->cat_fd);
+	if (refine != NULL) {
+		proc_argf(p, "-S%llu", (unsigned long long)c->sparse);
+		proc_argf(p, "--map-out=/dev/fd/%d", refine[1]);
+		p->keep = refine[1];
 	}
+	proc_arg(p, s->name);
+	if (prog.on && proc_pipe(a) < 0)
+		die("%s", err_msg());
+	if ((p->out = dup(prog.on ? a[1] : to)) < 0)
+		die_errno("dup");
+	start = proc_start(p);
+	stop_pids[0] = p->pid;
+	close_ends(p, 1);
+	if (prog.on)
+		close(a[1]);
+	*relay_from = a[0];
+	return start;
+}
+
+/*
+ * Let a started img-cat run to its end, relaying its stream with -p.  0;
+ * 1 when it failed (p says how); -1 with err_set when only the relay did.
+ */
+static int
+cat_finish(struct proc *p, int relay_from, int to, struct streamed *st)
+{
+	int relay = 0;
+
+	if (relay_from >= 0) {
+		relay = proc_relay(relay_from, to, progress_stream, st);
+		close(relay_from);
+		st->base += st->last;
+		st->last = 0;
+	}
+	proc_wait(p, 1);
+	stop_pids[0] = 0;
+	if (proc_check(p, 1) < 0)
+		return 1;
+	return relay < 0 ? -1 : 0;
+}
+
+/*
+ * The copy: one img-write for the whole target, fed by one img-cat per
+ * source in turn (a compressed cluster may take bytes of two sources).
+ * The first img-cat starts first, so a missing stage is named in order.
+ */
+static void
+copy(const struct conv *c, const struct source *src)
+{
+	struct proc p[2] = { PROC_INIT, PROC_INIT };
+	struct streamed st = { 0, 0 };
+	char *msg = NULL, *said;
+	int b[2], m[2], i, r = 0, from;
+	bool refine = !prog.on && !c->compressed && !c->copy_range &&
+	    c->sparse != 0 && c->nsrc == 1;
+
+	if (proc_pipe(b) < 0 || (refine && proc_pipe(m) < 0))
+		die("%s", err_msg());
+	if (prog.on)
+		signal(SIGPIPE, SIG_IGN);
+	prog.end = prog.n;
+	write_stage(c, &p[1], b[0], refine ? m : NULL);
+	for (i = 0; i < c->nsrc && r == 0; i++) {
+		if (cat_start(c, &src[i], &p[0], b[1], &from,
+		    refine ? m : NULL) < 0)
+			die("%s", err_msg());
+		if (i == 0 && proc_start(&p[1]) < 0) {
+			msg = xstrdup(err_msg());
+			close_ends(&p[1], 1);	/* img-cat ends on a broken pipe */
+			if (from >= 0)
+				close(from);
+			proc_wait(&p[0], 1);
+			die("%s", msg);
+		}
+		stop_pids[1] = p[1].pid;
+		close_ends(&p[1], 1);
+		if ((r = cat_finish(&p[0], from, b[1], &st)) < 0)
+			msg = xstrdup(err_msg());
+		if (r == 0) {
+			said = proc_stderr(&p[0]);
+			say(c, src[i].said, said);
+			free(said);
+			proc_free(&p[0]);
+			p[0] = (struct proc)PROC_INIT;
+		}
+	}
+	close(b[1]);
+	proc_wait(&p[1], 1);
+	stop_pids[1] = 0;
+	/* the stage at fault: a broken pipe only follows img-write's failure */
+	if (r < 0 && proc_check(&p[1], 1) == 0)
+		die("%s", msg);
+	if (proc_check(p, 2) < 0)
+		die("%s", err_msg());
+	if (prog.on)
+		progress_stream(UINT64_MAX, NULL);	/* zero steps at its end */
+	pass_stderr(&p[1], 1);
+	proc_free(&p[1]);
+}
+
+/* The target's cluster size, which -c compresses whole (0: none, or unknown). */
+static uint64_t
+target_cluster(const struct conv *c)
+{
+	struct img_info info;
+	struct img *img;
+	uint64_t cs = 0;
+
+	/* a target that will not open, or has no clusters, img-write refuses */
+	if ((img = open_target(c, IMG_SHARE)) == NULL)
+		return 0;
+	if (img_get_info(img, &info) == 0) {
+		cs = info.cluster_size;
+		jn_free(info.specific);
+		img_snapshots_free(info.snapshots, info.nb_snapshots);
+	}
+	img_close(img);
+	return cs;
 }
 
 /*
@@ -946,15 +1473,6 @@ find_backing(struct conv *c)
 		fmt = opt_list_get(&c->o, "backing_fmt");
 	c->has_backing = name != NULL;
 	c->backing_size = -1;
-	/* there zero extents are written, and img-write -S 0 would not unmap them */
-	if (c->compressed && c->copy_range)
-		die("Cannot enable copy offloading when -c is used");
-	if (c->compressed && (c->no_create || c->has_backing))
-		die("convert: option '-c' with -n or a target backing file is not "
-		    "supported yet");
-	if (c->copy_range && (c->no_create || c->has_backing))
-		die("convert: option '-C' with -n or a target backing file is not "
-		    "supported yet");
 	if (!c->has_backing || c->no_create)
 		return;
 	/* unknown when it cannot be opened: the target's own open will say */
@@ -965,10 +1483,72 @@ find_backing(struct conv *c)
 	free(path);
 }
 
+/*
+ * `-` as the target: raw output only, the sources' disks one after another
+ * on our standard output, each streamed by img-cat (holes stay holes when
+ * it is a regular file).  No progress: it would go into the stream.
+ */
+static _Noreturn void
+to_stdout(const struct conv *c)
+{
+	struct proc p;
+	int i;
+
+	if (strcmp(c->out_fmt, "raw") != 0)
+		die("convert: '-' as the target takes raw output only (-O raw)");
+	if (c->no_create || c->backing || c->compressed || c->options ||
+	    c->copy_range)
+		die("convert: '-' as the target takes none of -n, -B, -c, -C, -o");
+	for (i = 0; i < c->nsrc; i++) {
+		if (strcmp(c->src[i], "-") == 0)
+			die("convert: '-' cannot be the source and the target");
+		p = (struct proc)PROC_INIT;
+		common_args(c, &p, "img-cat");
+		proc_arg(&p, c->src[i]);
+		run_stage(&p, NULL);
+	}
+	exit(close_stdout());
+}
+
+/*
+ * `-` as the only source: a raw stream of unknown length on standard
+ * input.  A new target is created empty and grows with the stream
+ * (img-write --grow); with -n the stream goes into it from its start.
+ */
+static void
+from_stdin(struct conv *c)
+{
+	struct proc p = PROC_INIT;
+
+	if (c->nsrc != 1)
+		die("convert: '-' as a source cannot be concatenated");
+	if (c->fmt != NULL && strcmp(c->fmt, "raw") != 0)
+		die("convert: '-' as the source is a raw stream (-f raw)");
+	if (c->image_opts || c->snapshot || c->backing || c->copy_range ||
+	    opt_list_get(&c->o, "backing_file") != NULL)
+		die("convert: '-' as the source takes none of --image-opts, -l, "
+		    "-B, -C, -o backing_file");
+	if (!c->no_create)
+		create_target(c);
+	proc_arg(&p, "img-write");
+	proc_argf(&p, "-f%s", c->out_fmt);
+	proc_argf(&p, "-t%s", c->cache ? c->cache : "unsafe");
+	proc_argf(&p, "-S%llu", (unsigned long long)c->sparse);
+	if (c->compressed)
+		proc_arg(&p, "-c");
+	if (!c->no_create)
+		proc_arg(&p, "--grow");
+	if (c->target_is_zero || (!c->no_create && c->sparse != 0))
+		proc_arg(&p, "--target-is-zero");
+	proc_arg(&p, c->dst);
+	run_stage(&p, NULL);
+}
+
 int
 main(int argc, char *argv[])
 {
-	struct conv c = { .out_fmt = "raw", .sparse = SPARSE_DEFAULT };
+	struct conv c = { .sparse = SPARSE_DEFAULT };
+	uint64_t cs;
 	struct source *src;
 	int ch, i;
 
@@ -976,12 +1556,23 @@ main(int argc, char *argv[])
 	while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1)
 		parse_opt(&c, ch, argv);
 	check_args(&c, argc, argv);
+	if (strcmp(c.dst, "-") == 0)
+		to_stdout(&c);
 	prog.on = c.progress && !c.quiet;
 	progress_init(prog.on, 1.0f);
 	progress_print(0, 100);
 	atexit(at_exit);
 	catch_signals();
 	find_backing(&c);
+	if (strcmp(c.src[0], "-") == 0) {
+		from_stdin(&c);
+		progress_print(100, 0);
+		progress_end();
+		prog.ended = true;
+		stop_unlink = NULL;
+		opt_list_free(&c.o);
+		return close_stdout();
+	}
 	src = xcalloc((size_t)c.nsrc, sizeof(*src));
 	for (i = 0; i < c.nsrc; i++) {
 		src[i].name = c.src[i];
@@ -992,18 +1583,29 @@ main(int argc, char *argv[])
 		check_target(&c);
 	else
 		create_target(&c);
-	for (i = 0; i < c.nsrc; i++)
-		copy(&c, &src[i]);
+	if (!c.no_create)
+		check_target_bitmaps(&c);
+	prog.chunk = CHUNK;
+	if (c.compressed) {
+		/* qemu-img compresses, and counts, a cluster at a time */
+		cs = target_cluster(&c);
+		align_clusters(&c, cs);
+		prog.chunk = cs ? MIN(cs, CHUNK) : CHUNK;
+	}
+	make_maps(&c, src);
+	copy(&c, src);
+	copy_bitmaps(&c);
 	progress_print(100, 0);
 	progress_end();
 	prog.ended = true;
 	stop_unlink = NULL;
+	close(c.write_fd);
 	for (i = 0; i < c.nsrc; i++) {
-		if (src[i].write_fd != src[i].cat_fd)
-			close(src[i].write_fd);
 		close(src[i].cat_fd);
+		free(src[i].said);
 	}
 	free(src);
+	free(c.ext);
 	free(prog.step);
 	free(c.options);
 	free(c.objects);

@@ -12,6 +12,7 @@
 #include "../formats/img.h"
 #include "../lib/err.h"
 #include "../lib/human.h"
+#include "../lib/int.h"
 #include "../lib/opt.h"
 
 static const char usage_text[] =
@@ -27,6 +28,8 @@ static const struct option longopts[] = {
 	{ "short-options", no_argument, NULL, OPT_SHORT },
 	{ NULL, 0, NULL, 0 },
 };
+
+static const char shortopts[] = ":F:b:f:ho:qu";
 
 /*
  * The file protocol's create options (block/file-posix.c): qemu appends
@@ -76,19 +79,6 @@ usage(void)
 	    "      --object OBJ   accepted for qemu-img compatibility\n"
 	    "  -h, --help         show this help\n"
 	    "\nSee img-create(1).\n", usage_text);
-	exit(close_stdout());
-}
-
-static _Noreturn void
-list_options(int which)
-{
-	const struct option *o;
-
-	if (which == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-F\n-b\n-f\n-h\n-o\n-q\n-u");
 	exit(close_stdout());
 }
 
@@ -188,18 +178,40 @@ desc_find(const struct desc_list *l, const char *name)
 	return NULL;
 }
 
+/* qemu 7.2's protocol drivers, by prefix, that img does not have */
+static const struct {
+	const char	*prefix, *driver;
+} qemu_protocols[] = {
+	{ "host_device", "host_device" }, { "host_cdrom", "host_cdrom" },
+	{ "nbd", "nbd" }, { "nbd+tcp", "nbd" }, { "nbd+unix", "nbd" },
+	{ "http", "http" }, { "https", "https" },
+	{ "ftp", "ftp" }, { "ftps", "ftps" }, { "ssh", "ssh" },
+	{ "gluster", "gluster" }, { "gluster+tcp", "gluster" },
+	{ "gluster+unix", "gluster" }, { "gluster+rdma", "gluster" },
+	{ "iscsi", "iscsi" }, { "iser", "iser" }, { "nfs", "nfs" },
+	{ "rbd", "rbd" }, { "nvme", "nvme" }, { "fat", "vvfat" },
+	{ "null-co", "null-co" }, { "null-aio", "null-aio" },
+	{ "blkdebug", "blkdebug" }, { "blkverify", "blkverify" },
+};
+
 /*
  * bdrv_find_protocol: "file:x" names the file x (the generic layer strips
- * it); any other "proto:" before the first '/' is a protocol img does not
- * have (named: say which image).
+ * it) and a plain name the file itself: NULL.  Else the "proto:" before
+ * the first '/' is one of qemu's protocols img lacks: its driver name, for
+ * qemu's "Protocol driver ... does not support image creation" once the
+ * format is checked; or one nobody has (named: say which image).
  */
-static void
-check_protocol(const char *file, bool named)
+static const char *
+find_protocol(const char *file, bool named)
 {
-	size_t n = strcspn(file, ":/");
+	size_t i, n = strcspn(file, ":/");
 
 	if (file[n] != ':' || (n == 4 && strncmp(file, "file", 4) == 0))
-		return;
+		return NULL;
+	for (i = 0; i < ARRAY_SIZE(qemu_protocols); i++)
+		if (strlen(qemu_protocols[i].prefix) == n &&
+		    strncmp(file, qemu_protocols[i].prefix, n) == 0)
+			return qemu_protocols[i].driver;
 	if (named)
 		die("%s: Unknown protocol '%.*s'", file, (int)n, file);
 	die("Unknown protocol '%.*s'", (int)n, file);
@@ -210,14 +222,17 @@ static int
 option_help(const char *filename, const char *fmt)
 {
 	const struct opt_desc *d = img_create_opts(fmt);
+	const char *proto;
 	struct desc_list l;
 
 	if (!img_format_known(fmt))
 		die("Unknown file format '%s'", fmt);
 	if (d == NULL)
 		die("Format driver '%s' does not support image creation", fmt);
-	if (filename != NULL)
-		check_protocol(filename, false);
+	if (filename != NULL &&
+	    (proto = find_protocol(filename, false)) != NULL)
+		die("Protocol driver '%s' does not support image creation",
+		    proto);
 	build_descs(&l, fmt, filename != NULL);
 	if (filename != NULL)
 		printf("Supported options:\n");
@@ -447,16 +462,19 @@ create(const char *file, const struct create_args *a, int64_t size)
 {
 	struct opt_list o = { 0, NULL }, drv = { 0, NULL };
 	struct desc_list l;
-	const char *v;
+	const char *v, *proto;
 	char buf[32];
 	uint64_t u;
 
 	if (!img_format_known(a->fmt))
 		die("%s: Unknown file format '%s'", file, a->fmt);
-	check_protocol(file, true);
+	proto = find_protocol(file, true);
 	if (img_create_opts(a->fmt) == NULL)
 		die("%s: Format driver '%s' does not support image creation",
 		    file, a->fmt);
+	if (proto != NULL)
+		die("%s: Protocol driver '%s' does not support image creation",
+		    file, proto);
 	build_descs(&l, a->fmt, true);
 	if (a->options != NULL)
 		parse_options(file, a->options, &l, &o);
@@ -503,7 +521,7 @@ main(int argc, char *argv[])
 	int c;
 
 	prog_init(argv[0]);
-	while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts,
+	while ((c = getopt_long(argc, argv, shortopts, longopts,
 	    NULL)) != -1) {
 		switch (c) {
 		case 'h':
@@ -530,12 +548,9 @@ main(int argc, char *argv[])
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(c);
-		case ':':
-			die_usage("missing argument for option '%s'",
-			    argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	file = optind < argc ? argv[optind] : NULL;

@@ -46,6 +46,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":hf:O:U";
+
 static _Noreturn void
 usage(void)
 {
@@ -115,30 +117,6 @@ operand(struct dd *d, const char *arg)
 	}
 }
 
-/*
- * --image-opts: the generic layer opens the option string; the checks of
- * -U and force-share are qemu-img's and file-posix's.
- */
-static struct img *
-open_image_opts(const char *spec, int flags)
-{
-	struct opt_list l = { 0, NULL };
-	const char *fs;
-	bool conflict, share;
-
-	(void)opt_list_parse(&l, spec);	/* its errors: img_open_image_opts' */
-	fs = opt_list_get(&l, "force-share");
-	conflict = (flags & IMG_SHARE) && fs != NULL && strcmp(fs, "on") != 0;
-	share = (flags & IMG_SHARE) || (fs != NULL && opt_bool(fs) == 1);
-	opt_list_free(&l);
-	if (conflict)
-		die("--force-share/-U conflicts with image options");
-	if (share && (flags & IMG_RDWR))
-		die("Could not open '%s': force-share=on can only be used with read-only images",
-		    spec);
-	return img_open_image_opts(spec, flags);
-}
-
 static bool
 dd_range(const struct dd *d, uint64_t insize, uint64_t *end, uint64_t *start)
 {
@@ -206,12 +184,13 @@ dd(const struct dd *d)
 	bool existed, skip_ok;
 	struct stat st;
 	const char *msg;
+	char why[1024];
 	size_t plen;
 	int r;
 
 	if (d->image_opts && d->fmt != NULL)
 		die("--image-opts and --format are mutually exclusive");
-	in = d->image_opts ? open_image_opts(d->in, d->flags) :
+	in = d->image_opts ? img_open_image_opts_share(d->in, d->flags) :
 	    img_open(d->in, d->fmt, d->flags);
 	if (in == NULL)
 		die("%s", err_msg());
@@ -228,7 +207,9 @@ dd(const struct dd *d)
 		plen = strlen(d->out);
 		if (strncmp(msg, d->out, plen) == 0 && strncmp(msg + plen, ": ", 2) == 0)
 			msg += plen + 2;
-		die("%s: error while creating output image: %s", d->out, msg);
+		snprintf(why, sizeof(why), "%s", msg);
+		img_close(in);	/* closed, not left for the leak checker */
+		die("%s: error while creating output image: %s", d->out, why);
 	}
 	if ((out = img_open(d->out, d->out_fmt, IMG_RDWR)) == NULL)
 		die("%s", err_msg());
@@ -250,11 +231,10 @@ int
 main(int argc, char *argv[])
 {
 	struct dd d = { .out_fmt = "raw", .bs = 512 };
-	const struct option *o;
 	int c, i;
 
 	prog_init(argv[0]);
-	while ((c = getopt_long(argc, argv, ":hf:O:U", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -273,16 +253,10 @@ main(int argc, char *argv[])
 		case OPT_OBJECT:
 			break;
 		case OPT_LONG:
-			for (o = longopts; o->name; o++)
-				printf("--%s\n", o->name);
-			return close_stdout();
 		case OPT_SHORT:
-			puts("-h\n-f\n-O\n-U");
-			return close_stdout();
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	for (i = optind; i < argc; i++)

@@ -38,6 +38,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":f:hU";
+
 struct info_args {
 	const char	*fmt;
 	const char	*output;
@@ -61,19 +63,6 @@ usage(void)
 	    "  -U, --force-share      open the image in shared mode\n"
 	    "  -h, --help             show this help\n"
 	    "\nSee img-info(1).\n", usage_text);
-	exit(close_stdout());
-}
-
-static _Noreturn void
-list_options(int which)
-{
-	const struct option *o;
-
-	if (which == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-f\n-h\n-U");
 	exit(close_stdout());
 }
 
@@ -142,7 +131,8 @@ layer_info(struct img *img)
 		jn_bool(j, "encrypted", true);
 	if (img->backing_file != NULL && img->backing_file[0] != '\0') {
 		jn_str(j, "backing-filename", img->backing_file);
-		jn_str(j, "full-backing-filename", img->backing_path);
+		if (img->backing_path != NULL)
+			jn_str(j, "full-backing-filename", img->backing_path);
 		if (img->backing_fmt != NULL && img->backing_fmt[0] != '\0')
 			jn_str(j, "backing-filename-format", img->backing_fmt);
 	}
@@ -312,7 +302,7 @@ main(int argc, char *argv[])
 	int c, output = OUT_HUMAN;
 
 	prog_init(argv[0]);
-	while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -335,12 +325,9 @@ main(int argc, char *argv[])
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(c);
-		case ':':
-			die_usage("missing argument for option '%s'",
-			    argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (optind != argc - 1)

@@ -1,4 +1,5 @@
 /* img-map: print an image's extent map, as qemu-img 7.2's `map` (qemu-img.c img_map). */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@ static const char usage_text[] =
     "               [--output=ofmt] [-U] filename\n";
 
 enum { OPT_OUTPUT = 256, OPT_OBJECT, OPT_IMAGE_OPTS, OPT_LONG, OPT_SHORT,
-    OPT_SNAPSHOT, OPT_SPARSE };
+    OPT_SNAPSHOT, OPT_SPARSE, OPT_SALVAGE };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
@@ -25,6 +26,7 @@ static const struct option longopts[] = {
 	{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
 	{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
 	{ "sparse", no_argument, NULL, OPT_SPARSE },
+	{ "salvage", no_argument, NULL, OPT_SALVAGE },
 	{ "force-share", no_argument, NULL, 'U' },
 	{ "start-offset", required_argument, NULL, 's' },
 	{ "max-length", required_argument, NULL, 'l' },
@@ -32,6 +34,8 @@ static const struct option longopts[] = {
 	{ "short-options", no_argument, NULL, OPT_SHORT },
 	{ NULL, 0, NULL, 0 },
 };
+
+static const char shortopts[] = ":f:s:l:Uh";
 
 struct map_args {
 	const char	*fmt;
@@ -41,6 +45,7 @@ struct map_args {
 	int64_t		 start;
 	int64_t		 max_length;	/* -1: to the end */
 	const char	*snapshot;	/* --snapshot: map an internal snapshot */
+	bool		 salvage;	/* --salvage: a failing sector is data */
 };
 
 static _Noreturn void
@@ -57,22 +62,10 @@ usage(void)
 	    "  -U, --force-share       open the image in shared mode\n"
 	    "      --snapshot=param    map an internal snapshot (as convert -l)\n"
 	    "      --sparse            zero ranges as zero even where qemu-img shows data\n"
+	    "      --salvage           warn of a sector whose status fails, call it data\n"
 	    "  -h, --help              show this help\n"
 	    "\nSee img-map(1).\n", usage_text);
 	exit(0);
-}
-
-static void
-list_options(int what)
-{
-	const struct option *o;
-
-	if (what == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-f\n-s\n-l\n-U\n-h");
-	exit(close_stdout());
 }
 
 /* qemu-img's cvtnum(): a size with suffixes in [0, INT64_MAX], or exit 1. */
@@ -131,6 +124,22 @@ dump(const struct map_args *a, const struct map_ext *e, struct map_ext *next)
 	return 0;
 }
 
+/* One extent; with --salvage a failing sector is warned of and called data. */
+static int
+status(struct img *img, const struct map_args *a, uint64_t off, uint64_t len,
+    struct map_ext *e)
+{
+	int r;
+
+	if (!a->salvage)
+		return img_status(img, off, len, e);
+	if ((r = img_status_salvage(img, off, len, e)) == 1)
+		warn_msg("warning: error while reading block status at offset "
+		    "%" PRIu64 ": %s", off, strerror(err_errno() ? err_errno() :
+		    EIO));
+	return 0;
+}
+
 /*
  * Walk block status from start to the end (or start + max_length, with
  * qemu's signed arithmetic: an overflowing sum maps nothing), merging
@@ -154,7 +163,7 @@ map_image(struct img *img, const struct map_args *a)
 	while ((int64_t)(curr.start + curr.length) < length) {
 		uint64_t off = curr.start + curr.length;
 
-		if (img_status(img, off, (uint64_t)length - off, &next) < 0)
+		if (status(img, a, off, (uint64_t)length - off, &next) < 0)
 			return err_prefix("Could not read file metadata");
 		if (curr.length > 0 && map_mergeable(&curr, &next)) {
 			curr.length += next.length;
@@ -176,7 +185,7 @@ main(int argc, char *argv[])
 	int c;
 
 	prog_init(argv[0]);
-	while ((c = getopt_long(argc, argv, ":f:s:l:hU", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -207,14 +216,14 @@ main(int argc, char *argv[])
 		case OPT_SPARSE:
 			a.flags |= IMG_TRUE_STATUS;
 			break;
+		case OPT_SALVAGE:
+			a.salvage = true;
+			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(c);
-			break;
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (optind != argc - 1)

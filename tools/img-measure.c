@@ -31,6 +31,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":hf:o:O:l:U";
+
 struct args {
 	const char	*fmt;
 	const char	*out_fmt;
@@ -102,10 +104,9 @@ check_args(struct args *a, int argc, char **argv)
 static void
 parse(struct args *a, int argc, char **argv)
 {
-	const struct option *o;
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":hf:o:O:l:U", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -140,16 +141,10 @@ parse(struct args *a, int argc, char **argv)
 			a->image_opts = true;
 			break;
 		case OPT_LONG:
-			for (o = longopts; o->name; o++)
-				printf("--%s\n", o->name);
-			exit(close_stdout());
 		case OPT_SHORT:
-			puts("-h\n-f\n-o\n-O\n-l\n-U");
-			exit(close_stdout());
-		case ':':
-			die_usage("option '%s' requires an argument", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	check_args(a, argc, argv);

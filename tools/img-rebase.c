@@ -4,7 +4,6 @@
  * where the old and new backing chains read differently.
  */
 #include <getopt.h>
-#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +35,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":hf:F:b:upt:T:qU";
+
 struct args {
 	const char	*fmt, *base, *basefmt;
 	bool		 unsafe, progress, quiet, image_opts;
@@ -62,21 +63,6 @@ usage(void)
 	    "  -h, --help         show this help\n"
 	    "\nSee img-rebase(1).\n", usage_text);
 	exit(0);
-}
-
-/* The image in top's backing chain that is the file `path`, or NULL. */
-static struct img *
-find_in_chain(struct img *top, const char *path)
-{
-	char want[PATH_MAX], have[PATH_MAX];
-	struct img *b;
-
-	if (realpath(path, want) == NULL)
-		return NULL;
-	for (b = top->backing; b; b = b->backing)
-		if (realpath(b->filename, have) != NULL && !strcmp(want, have))
-			return b;
-	return NULL;
 }
 
 /* Shorten *n to the run that is (or is not) allocated in [from, upto). */
@@ -191,7 +177,7 @@ open_new_backing(struct rebase *r, const struct args *a)
 	if (a->base[0] == '\0')
 		return;
 	path = img_backing_path(r->top->filename, a->base);
-	if ((r->prefix = find_in_chain(r->top, path)) != NULL) {
+	if ((r->prefix = img_chain_find(r->top, path, false, NULL)) != NULL) {
 		r->new = r->prefix;
 	} else if ((r->new = img_open(path, a->basefmt,
 	    a->share | IMG_NO_PROBE_WARN)) == NULL) {
@@ -219,10 +205,9 @@ set_backing(struct img *top, const struct args *a)
 static void
 parse(struct args *a, int argc, char **argv)
 {
-	const struct option *o;
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":hf:F:b:upt:T:qU", longopts,
+	while ((c = getopt_long(argc, argv, shortopts, longopts,
 	    NULL)) != -1) {
 		switch (c) {
 		case 'h':
@@ -242,16 +227,10 @@ parse(struct args *a, int argc, char **argv)
 			a->image_opts = true;
 			break;
 		case OPT_LONG:
-			for (o = longopts; o->name; o++)
-				printf("--%s\n", o->name);
-			exit(close_stdout());
 		case OPT_SHORT:
-			puts("-h\n-f\n-F\n-b\n-u\n-p\n-t\n-T\n-q\n-U");
-			exit(close_stdout());
-		case ':':
-			die_usage("option '%s' requires an argument", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (a->quiet)
@@ -280,7 +259,7 @@ main(int argc, char *argv[])
 		die("%s", err_msg());
 	progress_init(a.progress, 2.0);
 	progress_print(0, 100);
-	if (a.basefmt != NULL && !img_format_known(a.basefmt))
+	if (a.basefmt != NULL && !img_driver_known(a.basefmt))
 		die("Invalid format name: '%s'", a.basefmt);
 	if (!a.unsafe) {
 		r.old = r.top->backing;

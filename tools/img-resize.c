@@ -32,6 +32,8 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = ":f:hq";
+
 static const char *const prealloc_names[] = {
 	"off", "metadata", "falloc", "full", NULL
 };
@@ -62,19 +64,6 @@ usage(void)
 	    "  -q                      quiet: no \"Image resized.\"\n"
 	    "  -h, --help              show this help\n"
 	    "\nSee img-resize(1).\n", usage_text);
-	exit(close_stdout());
-}
-
-static _Noreturn void
-list_options(int which)
-{
-	const struct option *o;
-
-	if (which == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-f\n-h\n-q");
 	exit(close_stdout());
 }
 
@@ -159,13 +148,13 @@ parse(struct args *a, int argc, char **argv)
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
 		usage();
 	if (argc == 2 && !strcmp(argv[1], "--long-options"))
-		list_options(OPT_LONG);
+		opt_print_options(longopts, shortopts, true);
 	if (argc == 2 && !strcmp(argv[1], "--short-options"))
-		list_options(OPT_SHORT);
+		opt_print_options(longopts, shortopts, false);
 	if (argc < 3)
 		die_usage("Not enough arguments");
 	a->size = argv[--argc];
-	while ((c = getopt_long(argc, argv, ":f:hq", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -193,11 +182,9 @@ parse(struct args *a, int argc, char **argv)
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(c);
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (optind != argc - 1)

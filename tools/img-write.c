@@ -4,6 +4,7 @@
  * qemu-img convert -S does (img-write(1); the stream format is img-cat(1)'s).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,25 +22,31 @@
 #define SPARSE_MAX	(32768 * 512)	/* qemu's MAX_BUF_SECTORS */
 
 static const char usage_text[] =
-    "usage: img-write [-f fmt] [--offset=offset] [--map=mapfile]\n"
-    "                 [-S sparse_size] [-n | --target-is-zero] [-t cache] [-c]\n"
-    "                 filename\n";
+    "usage: img-write [-f fmt | --image-opts] [--offset=offset [--grow]]\n"
+    "                 [--map=mapfile] [-S sparse_size] [--whole]\n"
+    "                 [-n | --target-is-zero] [-t cache] [-c] filename\n";
 
-enum { OPT_OFFSET = 256, OPT_MAP, OPT_LONG, OPT_SHORT };
+enum { OPT_OFFSET = 256, OPT_MAP, OPT_IMAGE_OPTS, OPT_WHOLE, OPT_LONG, OPT_SHORT,
+	OPT_GROW };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
 	{ "format", required_argument, NULL, 'f' },
 	{ "offset", required_argument, NULL, OPT_OFFSET },
+	{ "grow", no_argument, NULL, OPT_GROW },
 	{ "map", required_argument, NULL, OPT_MAP },
 	{ "sparse-size", required_argument, NULL, 'S' },
 	{ "target-is-zero", no_argument, NULL, 'n' },
 	{ "cache", required_argument, NULL, 't' },
 	{ "compress", no_argument, NULL, 'c' },
+	{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+	{ "whole", no_argument, NULL, OPT_WHOLE },
 	{ "long-options", no_argument, NULL, OPT_LONG },
 	{ "short-options", no_argument, NULL, OPT_SHORT },
 	{ NULL, 0, NULL, 0 },
 };
+
+static const char shortopts[] = ":f:S:nt:ch";
 
 struct write_args {
 	const char	*fmt;
@@ -49,7 +56,12 @@ struct write_args {
 	bool		 target_zero;
 	int		 flags;		/* IMG_NO_FLUSH for -t unsafe */
 	bool		 compress;	/* -c */
+	bool		 grow;		/* --grow: the disk ends where the stream does */
+	bool		 image_opts;	/* filename is an option string */
+	bool		 whole;		/* --whole: no zero detection in data */
 };
+
+#define GROW_MIN	(64u << 20)	/* --grow adds at least this much at once */
 
 /* One step of a map: take len bytes of stream for data, none for zeroes. */
 struct step {
@@ -78,12 +90,17 @@ struct sink {
 	size_t		 bufsize;	/* a multiple of sparse */
 	uint64_t	 got;		/* stream bytes read so far */
 	bool		 seekable;	/* stdin is a regular file: skip its holes */
+	bool		 pipe;		/* stdin is a pipe: splice where we may */
+	bool		 detected;	/* the map came through a pipe, zero runs
+					   taken out already (img-cat -S): no
+					   detection; sparse says how to zero */
 	/* -c: a cluster-aligned window of the target, written compressed */
 	uint64_t	 cs;		/* cluster size; 0: not compressing */
 	uint64_t	 wsize;		/* window bytes: 1 MiB, or one cluster if larger */
 	uint64_t	 wbase;		/* target offset of win[0] */
 	uint8_t		*win;
-	bool		 wdirty;	/* win holds data */
+	bool		*wtouch;	/* per cluster of win: the stream covered it */
+	bool		 wdirty;	/* some cluster of win is touched */
 };
 
 static _Noreturn void
@@ -91,16 +108,23 @@ usage(void)
 {
 	printf("%s\nWrite raw bytes from stdin into an existing image.\n\n"
 	    "  -f, --format=fmt         image format (default: probe)\n"
+	    "      --image-opts         filename is an option string "
+	    "(driver=...,file.filename=...)\n"
 	    "      --offset=offset      write the stream from this byte on\n"
+	    "      --grow               the disk grows with the stream and ends "
+	    "where it\n"
+	    "                           does (rounded up to 512 bytes)\n"
 	    "      --map=mapfile        lay the stream into the map's data "
 	    "extents;\n"
 	    "                           zero the others\n"
 	    "  -S, --sparse-size=size   zero chunks of this size stay "
 	    "sparse (default 4k,\n"
 	    "                           0: write everything)\n"
+	    "      --whole              no zero detection in data extents; -S only\n"
+	    "                           says how zero extents are written\n"
 	    "  -n, --target-is-zero     the image reads as zeroes: skip zero "
 	    "ranges\n"
-	    "  -c, --compress           write data clusters compressed (with -n)\n"
+	    "  -c, --compress           write data clusters compressed\n"
 	    "  -t, --cache=mode         writeback (default) syncs at the end; "
 	    "unsafe never\n"
 	    "                           syncs (img-convert's default, as "
@@ -108,19 +132,6 @@ usage(void)
 	    "  -h, --help               show this help\n"
 	    "\nSee img-write(1).\n", usage_text);
 	exit(0);
-}
-
-static void
-list_options(int what)
-{
-	const struct option *o;
-
-	if (what == OPT_LONG)
-		for (o = longopts; o->name; o++)
-			printf("--%s\n", o->name);
-	else
-		puts("-f\n-S\n-n\n-t\n-c\n-h");
-	exit(close_stdout());
 }
 
 static uint64_t
@@ -137,41 +148,98 @@ sparse_arg(const char *s)
 
 static uint8_t zero_buf[IO_BUFSIZE];	/* bss: costs nothing until written */
 
+static int zero_flush(struct sink *);
+
 /*
- * -c: the window's clusters that hold data go out compressed, in runs
- * (the driver compresses a run on several threads); all-zero clusters
- * are skipped, the target reading as zeroes.  Partly written clusters are
- * completed with zeroes, as qemu-img convert -c compresses whole clusters.
+ * -c: the window's touched clusters go out as qemu-img convert -c writes
+ * them: those holding data compressed, in runs (the driver compresses a
+ * run on several threads); all-zero ones are zeroed unless the target
+ * reads as zeroes already, or compressed too with -S 0.  Partly written
+ * clusters are completed with zeroes, as qemu-img compresses whole clusters.
  */
+/*
+ * Compression cannot overwrite anything: qemu fails a compressed write
+ * where the image holds a cluster already (qcow2_alloc_compressed_cluster_
+ * offset), so qemu-img convert -c -n onto data stops there.
+ */
+static int
+write_compressed(struct sink *s, uint64_t start, uint64_t end)
+{
+	const uint8_t *p = s->win + (start - s->wbase);
+	struct map_ext e;
+	uint64_t off, bad = end;
+
+	for (off = start; !s->target_zero && off < end; off += e.length) {
+		if (img_status_layer(s->img, off, end - off, &e) < 0)
+			return -1;
+		if (e.has_offset || (e.present && !e.zero)) {
+			bad = ROUND_DOWN(off, s->cs);
+			break;
+		}
+	}
+	if (bad > start && img_write_compressed(s->img, start, bad - start,
+	    p) < 0)
+		return -1;
+	if (bad < end)
+		return err_set(EIO, "error while writing at byte %" PRIu64, bad);
+	return 0;
+}
+
+static int
+win_run(struct sink *s, uint64_t i, uint64_t j, bool zero)
+{
+	uint64_t start = s->wbase + i * s->cs, end;
+
+	if (start >= s->img->size)
+		return 0;
+	end = MIN(s->wbase + j * s->cs, s->img->size);
+	if (!zero)
+		return write_compressed(s, start, end);
+	if (s->target_zero)
+		return 0;
+	return img_write_zeroes(s->img, start, end - start, IMG_ZERO_UNMAP);
+}
+
+/* What a touched cluster becomes: 1 compressed data, 0 zeroes. */
+static int
+win_kind(const struct sink *s, uint64_t i)
+{
+	return s->sparse == 0 || !is_zero(s->win + i * s->cs, s->cs);
+}
+
 static int
 win_flush(struct sink *s)
 {
-	uint64_t i, j, n = s->wsize / s->cs, end;
+	uint64_t i, j, n = s->wsize / s->cs;
+	int k;
 
 	if (!s->wdirty)
 		return 0;
 	s->wdirty = false;
 	for (i = 0; i < n; i = j) {
-		for (; i < n && is_zero(s->win + i * s->cs, s->cs); i++)
+		if (!s->wtouch[i]) {
+			j = i + 1;
+			continue;
+		}
+		k = win_kind(s, i);
+		for (j = i + 1; j < n && s->wtouch[j] && win_kind(s, j) == k; j++)
 			;
-		for (j = i; j < n && !is_zero(s->win + j * s->cs, s->cs); j++)
-			;
-		if (i == j || s->wbase + i * s->cs >= s->img->size)
-			break;
-		end = MIN(s->wbase + j * s->cs, s->img->size);
-		if (img_write_compressed(s->img, s->wbase + i * s->cs,
-		    end - (s->wbase + i * s->cs), s->win + i * s->cs) < 0)
+		if (win_run(s, i, j, k == 0) < 0)
 			return -1;
 	}
 	memset(s->win, 0, s->wsize);
+	memset(s->wtouch, 0, n * sizeof(*s->wtouch));
 	return 0;
 }
 
+/* Put len bytes at off into the window (p NULL: zeroes), touching their clusters. */
 static int
 win_put(struct sink *s, uint64_t off, const uint8_t *p, uint64_t len)
 {
-	uint64_t n;
+	uint64_t n, c;
 
+	if (s->zlen > 0 && zero_flush(s) < 0)
+		return -1;
 	while (len > 0) {
 		if (off < s->wbase || off >= s->wbase + s->wsize) {
 			if (win_flush(s) < 0)
@@ -181,9 +249,12 @@ win_put(struct sink *s, uint64_t off, const uint8_t *p, uint64_t len)
 		n = MIN(len, s->wbase + s->wsize - off);
 		if (p != NULL) {
 			memcpy(s->win + (off - s->wbase), p, n);
-			s->wdirty = true;
 			p += n;
 		}
+		for (c = (off - s->wbase) / s->cs;
+		    c <= (off - s->wbase + n - 1) / s->cs; c++)
+			s->wtouch[c] = true;
+		s->wdirty = true;
 		off += n;
 		len -= n;
 	}
@@ -210,16 +281,45 @@ zero_flush(struct sink *s)
 	return 0;
 }
 
+static int zero_run(struct sink *, uint64_t, uint64_t);
+
+/*
+ * A zero extent of the map.  With -c its whole clusters are zeroed (unless
+ * the target reads as zeroes); its partial ones go through the window, as
+ * qemu-img convert -c takes a cluster that is not wholly zero for data.
+ */
 static int
 zero_add(struct sink *s, uint64_t off, uint64_t len)
 {
-	if (s->cs)
-		return 0;	/* the window and the target read as zeroes */
+	uint64_t head, body;
+
+	if (!s->cs || len == 0)
+		return zero_run(s, off, len);
+	if (s->target_zero)
+		return 0;
+	head = MIN(len, ROUND_UP(off, s->cs) - off);
+	body = ROUND_DOWN(len - head, s->cs);
+	if (off + len == s->img->size && (len - head - body) > 0)
+		body = len - head;	/* the disk's short last cluster is whole */
+	if ((head > 0 && win_put(s, off, NULL, head) < 0) ||
+	    zero_run(s, off + head, body) < 0)
+		return -1;
+	if (len > head + body)
+		return win_put(s, off + head + body, NULL, len - head - body);
+	return 0;
+}
+
+static int
+zero_run(struct sink *s, uint64_t off, uint64_t len)
+{
+	if (len == 0)
+		return 0;
 	if (s->zlen > 0 && s->zstart + s->zlen == off) {
 		s->zlen += len;
 		return 0;
 	}
-	if (zero_flush(s) < 0)
+	/* -c: in offset order, as qemu-img writes (it decides allocation) */
+	if (zero_flush(s) < 0 || (s->cs && win_flush(s) < 0))
 		return -1;
 	s->zstart = off;
 	s->zlen = len;
@@ -230,7 +330,7 @@ static int
 emit(struct sink *s, uint64_t off, const uint8_t *p, size_t len, bool zero)
 {
 	if (s->cs)
-		return zero ? 0 : win_put(s, off, p, len);
+		return win_put(s, off, zero ? NULL : p, len);
 	if (zero)
 		return zero_add(s, off, len);
 	if (zero_flush(s) < 0)
@@ -249,7 +349,7 @@ sink_data(struct sink *s, uint64_t off, const uint8_t *p, size_t len)
 	size_t i = 0, run = 0, n;
 	bool z, run_zero = false;
 
-	if (s->sparse == 0)
+	if (s->sparse == 0 || s->detected)
 		return emit(s, off, p, len, false);
 	while (i < len) {
 		n = (size_t)MIN(len - i, s->sparse - (off + i) % s->sparse);
@@ -275,7 +375,7 @@ fill(struct sink *s, uint64_t off, uint64_t len)
 	size_t want = (size_t)MIN(len, s->bufsize);
 	ssize_t n;
 
-	if (want < len && s->sparse)
+	if (want < len && s->sparse && !s->detected)
 		want = (size_t)(ROUND_DOWN(off + want, s->sparse) - off);
 	if ((n = io_read(STDIN_FILENO, s->buf, want)) < 0)
 		return err_set(errno, "stdin");
@@ -305,28 +405,78 @@ skip_hole(struct sink *s, uint64_t off, uint64_t len)
 	n = MIN(len, (uint64_t)(data - pos));
 	if (lseek(STDIN_FILENO, pos + (off_t)n, SEEK_SET) < 0)
 		return err_set(errno, "stdin");
-	if (zero_add(s, off, n) < 0)
+	if (emit(s, off, NULL, (size_t)n, true) < 0)
 		return -1;
 	s->got += n;
 	return (int64_t)n;
+}
+
+/*
+ * Without zero detection, stream bytes from a pipe go straight into the
+ * target file where it lets them: splice, no copy through our buffer.
+ * Returns the bytes moved (less than the run: EOF), or 0 with *copy set
+ * to the bytes that must go through the buffer first; -1 on error.
+ */
+static int64_t
+take_splice(struct sink *s, uint64_t off, uint64_t len, uint64_t *copy)
+{
+	uint64_t host, run, done = 0;
+	loff_t pos;
+	ssize_t r;
+	int fd, w;
+
+	*copy = len;
+	if (!s->pipe || (s->sparse != 0 && !s->detected) || s->cs != 0)
+		return 0;
+	/* zeroes held back go first: the target allocates in disk order */
+	if (zero_flush(s) < 0)
+		return -1;
+	if ((w = img_write_host(s->img, off, len, &fd, &host, &run)) <= 0) {
+		*copy = run;
+		return w;
+	}
+	pos = (loff_t)host;
+	while (done < run) {
+		r = splice(STDIN_FILENO, NULL, fd, &pos,
+		    (size_t)MIN(run - done, 1u << 30), SPLICE_F_MOVE);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && done == 0 && s->got == 0 && errno == EINVAL) {
+			s->pipe = false;	/* not into this file: copy */
+			return 0;
+		}
+		if (r < 0)
+			return err_set(errno, "%s", s->img->filename);
+		if (r == 0)
+			break;
+		done += (uint64_t)r;
+		s->got += (uint64_t)r;
+	}
+	return (int64_t)done;
 }
 
 /* Stream bytes into [off, off+len); returns bytes taken (< len: EOF). */
 static int64_t
 take(struct sink *s, uint64_t off, uint64_t len)
 {
-	uint64_t done = 0;
+	uint64_t done = 0, copy;
 	int64_t z;
 	ssize_t n;
 
 	while (done < len) {
+		if ((z = take_splice(s, off + done, len - done, &copy)) < 0)
+			return -1;
+		if (z > 0) {
+			done += (uint64_t)z;
+			continue;
+		}
 		if ((z = skip_hole(s, off + done, len - done)) < 0)
 			return -1;
 		if (z > 0) {
 			done += (uint64_t)z;
 			continue;
 		}
-		if ((n = fill(s, off + done, len - done)) < 0)
+		if ((n = fill(s, off + done, MIN(len - done, copy))) < 0)
 			return -1;
 		if (n > 0 && sink_data(s, off + done, s->buf, (size_t)n) < 0)
 			return -1;
@@ -411,6 +561,53 @@ write_map(struct sink *s, const struct plan *p)
 	return 0;
 }
 
+/*
+ * A map that arrives through a pipe (img-cat --map-out) is taken line by
+ * line as the stream goes: its writer sends each line before the bytes
+ * it stands for.  Checked as it comes, so an error may follow writes.
+ */
+static int
+write_map_stream(struct sink *s, const char *name)
+{
+	struct map_reader *r;
+	struct map_ext e;
+	uint64_t want = 0;
+	int64_t n = 0;
+	bool ended = false;
+	int ret, more;
+	FILE *f;
+
+	if ((f = fopen(name, "r")) == NULL)
+		return err_set(errno, "%s", name);
+	s->detected = true;
+	r = map_reader_new(f, name);
+	while ((ret = map_read_within(r, &e, s->img->size,
+	    s->img->filename)) > 0) {
+		if (!map_carries_data(&e)) {
+			if (zero_add(s, e.start, e.length) < 0)
+				break;
+			continue;
+		}
+		want += e.length;
+		if (ended)
+			continue;	/* the stream fell short: count the rest */
+		if ((n = take(s, e.start, e.length)) < 0)
+			break;
+		ended = (uint64_t)n < e.length;
+	}
+	map_reader_free(r);
+	fclose(f);
+	if (ret < 0 || n < 0)
+		return -1;
+	if (s->got < want)
+		return err_set(0, "stdin: stream ended at byte %" PRIu64
+		    ", map expects %" PRIu64, s->got, want);
+	if ((more = more_input(s)) != 0)
+		return more < 0 ? -1 : err_set(0, "stdin: data left over after "
+		    "the %" PRIu64 " bytes the map expects", want);
+	return 0;
+}
+
 static void
 start_compress(struct sink *s)
 {
@@ -418,8 +615,6 @@ start_compress(struct sink *s)
 
 	if (!img_can_compress(s->img))
 		die("Compression not supported for this file format");
-	if (!s->target_zero)
-		die("-c needs --target-is-zero: compressed clusters go to a fresh image");
 	if (img_get_info(s->img, &info) < 0)
 		die("%s", err_msg());
 	s->cs = info.cluster_size;
@@ -427,10 +622,11 @@ start_compress(struct sink *s)
 	img_snapshots_free(info.snapshots, info.nb_snapshots);
 	if (s->cs == 0 || !is_pow2(s->cs))
 		die("Compression not supported for this file format");
-	/* 1 MiB of clusters per run: enough for every core, little memory */
-	s->wsize = MAX(s->cs, 1u << 20);
+	/* 512 KiB of clusters per run: work for every core, little memory */
+	s->wsize = MAX(s->cs, 512u << 10);
 	s->win = io_alloc(s->wsize);
 	memset(s->win, 0, s->wsize);
+	s->wtouch = xcalloc(s->wsize / s->cs, sizeof(*s->wtouch));
 }
 
 static int
@@ -450,12 +646,40 @@ write_at(struct sink *s, uint64_t off)
 	return 0;
 }
 
+/*
+ * --grow: a stream of unknown length (img-convert's `-` source).  The disk
+ * grows ahead of the stream, doubling, and is cut at the end to where the
+ * stream ended, rounded up to a 512-byte sector as qemu sizes raw files.
+ */
+static int
+write_grow(struct sink *s, uint64_t off)
+{
+	uint64_t room, size;
+	int64_t n;
+
+	for (;;) {
+		room = s->img->size > off ? s->img->size - off : 0;
+		if ((n = take(s, off, room)) < 0)
+			return -1;
+		off += (uint64_t)n;
+		if ((uint64_t)n < room)
+			break;
+		size = s->img->size + MAX(s->img->size, GROW_MIN);
+		if (zero_flush(s) < 0 || (s->cs && win_flush(s) < 0) ||
+		    img_resize(s->img, size, IMG_PREALLOC_OFF) < 0)
+			return -1;
+	}
+	if (zero_flush(s) < 0 || (s->cs && win_flush(s) < 0))
+		return -1;
+	return img_resize(s->img, ROUND_UP(off, 512), IMG_PREALLOC_OFF);
+}
+
 static void
 parse_args(int argc, char *argv[], struct write_args *a)
 {
 	int c;
 
-	while ((c = getopt_long(argc, argv, ":hf:S:nt:c", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -486,22 +710,32 @@ parse_args(int argc, char *argv[], struct write_args *a)
 		case OPT_MAP:
 			a->map = optarg;
 			break;
+		case OPT_GROW:
+			a->grow = true;
+			break;
+		case OPT_IMAGE_OPTS:
+			a->image_opts = true;
+			break;
+		case OPT_WHOLE:
+			a->whole = true;
+			break;
 		case OPT_LONG:
 		case OPT_SHORT:
-			list_options(c);
-			break;
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (optind != argc - 1)
 		die_usage("Expecting one image file name");
 	if (a->map != NULL && a->offset != 0)
 		die_usage("--map cannot be combined with --offset");
+	if (a->map != NULL && a->grow)
+		die_usage("--map cannot be combined with --grow");
 	if (a->map != NULL && strcmp(a->map, "-") == 0)
 		die_usage("--map -: stdin is the stream; give the map as a file");
+	if (a->image_opts && a->fmt != NULL)
+		die("--image-opts and --format are mutually exclusive");
 }
 
 int
@@ -511,19 +745,25 @@ main(int argc, char *argv[])
 	struct plan p = { NULL, 0, 0, 0 };
 	struct sink s = { 0 };
 	struct stat st;
+	bool stream;
 	int ret;
 
 	prog_init(argv[0]);
 	parse_args(argc, argv, &a);
-	if ((s.img = img_open(argv[optind], a.fmt, IMG_RDWR | a.flags)) == NULL)
+	s.img = a.image_opts ?
+	    img_open_image_opts(argv[optind], IMG_RDWR | a.flags) :
+	    img_open(argv[optind], a.fmt, IMG_RDWR | a.flags);
+	if (s.img == NULL)
 		die("%s", err_msg());
 	if (a.offset > s.img->size)
 		die("--offset %" PRIu64 " is past the end of '%s' (%" PRIu64
 		    " bytes)", a.offset, argv[optind], s.img->size);
-	if (a.map != NULL && plan_load(&p, a.map, s.img) < 0)
+	stream = a.map != NULL && stat(a.map, &st) == 0 && S_ISFIFO(st.st_mode);
+	if (a.map != NULL && !stream && plan_load(&p, a.map, s.img) < 0)
 		die("%s", err_msg());
 	s.sparse = a.sparse;
 	s.target_zero = a.target_zero;
+	s.detected = a.whole;
 	s.bufsize = MAX(IO_BUFSIZE, a.sparse);
 	if (a.compress) {
 		start_compress(&s);
@@ -533,7 +773,10 @@ main(int argc, char *argv[])
 	io_pipe_grow(STDIN_FILENO);
 	s.seekable = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) &&
 	    lseek(STDIN_FILENO, 0, SEEK_CUR) >= 0;
-	ret = a.map ? write_map(&s, &p) : write_at(&s, a.offset);
+	s.pipe = fstat(STDIN_FILENO, &st) == 0 && S_ISFIFO(st.st_mode);
+	ret = stream ? write_map_stream(&s, a.map) :
+	    a.map ? write_map(&s, &p) : a.grow ? write_grow(&s, a.offset) :
+	    write_at(&s, a.offset);
 	/* what was written reaches the disk even when the stream was wrong */
 	if ((zero_flush(&s) < 0 || (s.cs && win_flush(&s) < 0)) && ret == 0)
 		ret = -1;
@@ -549,6 +792,7 @@ main(int argc, char *argv[])
 	img_close(s.img);
 	free(s.buf);
 	free(s.win);
+	free(s.wtouch);
 	free(p.v);
 	return 0;
 }

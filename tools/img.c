@@ -124,17 +124,18 @@ static const struct option longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static const char shortopts[] = "+:hVT:";
+
 int
 main(int argc, char *argv[])
 {
-	const struct option *o;
 	int c;
 
 	prog_init(argv[0]);
 	if (argc < 2)
 		die_usage("Not enough arguments");
 	/* "+": stop at the command name; its options are its own */
-	while ((c = getopt_long(argc, argv, "+:hVT:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage();
@@ -149,16 +150,10 @@ main(int argc, char *argv[])
 			list('f');
 			break;
 		case OPT_LONG:
-			for (o = longopts; o->name; o++)
-				printf("--%s\n", o->name);
-			return close_stdout();
 		case OPT_SHORT:
-			puts("-h\n-V\n-T");
-			return close_stdout();
-		case ':':
-			die_usage("missing argument for option '%s'", argv[optind - 1]);
+			opt_print_options(longopts, shortopts, c == OPT_LONG);
 		default:
-			die_usage("unrecognized option '%s'", argv[optind - 1]);
+			opt_usage_error(c, argv);
 		}
 	}
 	if (optind >= argc)

@@ -1,6 +1,7 @@
 /*
  * qcow2 amend, as qemu's qcow2_amend_options: compat 0.10 <-> 1.1, lazy
- * refcounts, refcount width (new refcount structures), size.
+ * refcounts, refcount width (new refcount structures), size, the external
+ * data file's name and its raw bit.
  * docs/interop/qcow2.txt, "Header", "Header extensions", "Host cluster
  * management".
  */
@@ -15,8 +16,6 @@
 #include "../../lib/io.h"
 #include "../../lib/progress.h"
 #include "qcow2.h"
-
-#define FEATURE_ENTRY	48
 
 /*
  * Progress as qemu's qcow2_amend_helper_cb reports it through qemu-img's
@@ -85,6 +84,8 @@ struct amend {
 	const char	*backing_file, *backing_fmt;
 	int		 lazy;		/* -1: unchanged */
 	unsigned	 refcount_order;
+	const char	*data_file;	/* NULL: unchanged, "": none */
+	bool		 data_raw;
 };
 
 static const struct opt_desc *
@@ -178,6 +179,7 @@ parse_amend(struct img *img, const struct opt_list *o, struct amend *a)
 	a->version = s->version;
 	a->lazy = -1;
 	a->refcount_order = s->refcount_order;
+	a->data_raw = (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW) != 0;
 	for (d = qcow2_amend_opts; d->name != NULL; d++) {
 		if ((v = opt_list_get(o, d->name)) == NULL)
 			continue;
@@ -199,10 +201,15 @@ parse_amend(struct img *img, const struct opt_list *o, struct amend *a)
 		} else if (strcmp(d->name, "backing_fmt") == 0) {
 			a->backing_fmt = v;
 		} else if (strcmp(d->name, "data_file") == 0) {
-			return err_set(0, "data-file can only be set for "
-			    "images that use an external data file");
+			if (!(s->incompat & QCOW2_INCOMPAT_DATA_FILE))
+				return err_set(0, "data-file can only be set "
+				    "for images that use an external data "
+				    "file");
+			a->data_file = v;
 		} else if (strcmp(d->name, "data_file_raw") == 0) {
-			if (parse_bool(v) == 1)
+			a->data_raw = parse_bool(v) == 1;
+			if (a->data_raw &&
+			    !(s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW))
 				return err_set(0, "data-file-raw cannot be set "
 				    "on existing images");
 		} else if (strcmp(d->name, "lazy_refcounts") == 0) {
@@ -219,42 +226,18 @@ parse_amend(struct img *img, const struct opt_list *o, struct amend *a)
 	return 0;
 }
 
-static int
-sync_fd(struct img *img)
-{
-	if (fdatasync(img->fd) < 0 && errno != EINVAL)
-		return err_set(errno, "%s: fsync", img->filename);
-	return 0;
-}
-
-static const char *const feature_names[][2] = {
-	{ "\0\0", "dirty bit" }, { "\0\1", "corrupt bit" },
-	{ "\0\2", "external data file" }, { "\0\3", "compression type" },
-	{ "\0\4", "extended L2 entries" }, { "\1\0", "lazy refcounts" },
-	{ "\2\0", "bitmaps" }, { "\2\1", "raw external data" },
-};
-
-static size_t
-put_ext(uint8_t *p, uint32_t magic, const uint8_t *data, uint32_t len)
-{
-	put_be32(p, magic);
-	put_be32(p + 4, len);
-	memcpy(p + 8, data, len);
-	return 8 + ROUND_UP((size_t)len, 8);
-}
-
 /*
- * The old header's extensions in [start, end), but the feature table,
- * appended to out at *off; first pass (want_first)
- * takes the backing format, data file and crypto ones, as qemu orders them.
+ * The old header's extensions in [start, end) of type only, appended to
+ * out at *off; only 0: all but the feature table and the ones qemu writes
+ * first (backing format, data file, crypto).
  */
 static int
 copy_exts(const uint8_t *old, size_t start, size_t end, uint8_t *out,
-    size_t *off, size_t cs, bool want_first)
+    size_t *off, size_t cs, uint32_t only)
 {
 	uint32_t magic, len;
 	size_t n;
-	bool first;
+	bool first, want;
 
 	while (start + 8 <= end) {
 		magic = get_be32(old + start);
@@ -266,11 +249,14 @@ copy_exts(const uint8_t *old, size_t start, size_t end, uint8_t *out,
 			return -1;
 		first = magic == QCOW2_EXT_BACKING_FMT ||
 		    magic == QCOW2_EXT_DATA_FILE || magic == QCOW2_EXT_CRYPTO;
+		want = only ? magic == only :
+		    !first && magic != QCOW2_EXT_FEATURES;
 		/* qemu keeps the bitmaps extension in a v2 header too */
-		if (first == want_first && magic != QCOW2_EXT_FEATURES) {
+		if (want) {
 			if (*off + n + 8 > cs)
 				return -1;
-			*off += put_ext(out + *off, magic, old + start + 8, len);
+			*off += qcow2_put_ext(out + *off, magic,
+			    old + start + 8, len);
 		}
 		start += MIN(n, end - start);
 	}
@@ -287,10 +273,10 @@ write_header(struct img *img, int version, uint64_t compat, uint64_t autoclear,
     unsigned refcount_order)
 {
 	struct qcow2 *s = img->priv;
-	size_t cs = s->cluster_size, off, blen, i;
+	size_t cs = s->cluster_size, off, blen;
 	uint64_t boff, ext_end;
 	uint32_t hlen;
-	uint8_t *old, *h, ft[ARRAY_SIZE(feature_names) * FEATURE_ENTRY];
+	uint8_t *old, *h;
 	int r = -1;
 
 	old = xmalloc(cs);
@@ -319,25 +305,29 @@ write_header(struct img *img, int version, uint64_t compat, uint64_t autoclear,
 		h[104] = (uint8_t)s->compression;
 		off = QCOW2_OUR_HEADER;
 	}
-	if (copy_exts(old, hlen, ext_end, h, &off, cs, true) < 0)
+	/* the data file's name is ours: amend may change or drop it */
+	if (copy_exts(old, hlen, ext_end, h, &off, cs,
+	    QCOW2_EXT_BACKING_FMT) < 0 || (s->data_file != NULL &&
+	    off + 8 + ROUND_UP(strlen(s->data_file), 8) + 8 > cs))
 		goto nospace;
-	memset(ft, 0, sizeof(ft));
-	for (i = 0; i < ARRAY_SIZE(feature_names); i++) {
-		memcpy(ft + i * FEATURE_ENTRY, feature_names[i][0], 2);
-		memcpy(ft + i * FEATURE_ENTRY + 2, feature_names[i][1],
-		    strlen(feature_names[i][1]));
-	}
-	if (version >= 3 && off + 8 + sizeof(ft) + 8 + blen <= cs)
-		off += put_ext(h + off, QCOW2_EXT_FEATURES, ft, sizeof(ft));
-	if (copy_exts(old, hlen, ext_end, h, &off, cs, false) < 0 ||
+	if (s->data_file != NULL)
+		off += qcow2_put_ext(h + off, QCOW2_EXT_DATA_FILE,
+		    (const uint8_t *)s->data_file,
+		    (uint32_t)strlen(s->data_file));
+	if (copy_exts(old, hlen, ext_end, h, &off, cs, QCOW2_EXT_CRYPTO) < 0)
+		goto nospace;
+	if (version >= 3 && off + QCOW2_FEATURES_EXT + 8 + blen <= cs)
+		off += qcow2_put_features(h + off);
+	if (copy_exts(old, hlen, ext_end, h, &off, cs, 0) < 0 ||
 	    off + 8 + blen > cs)
 		goto nospace;
 	off += 8;			/* the end of the extensions */
 	put_be64(h + 8, blen ? off : 0);
 	put_be32(h + 16, (uint32_t)blen);
 	memcpy(h + off, old + boff, blen);
-	if (sync_fd(img) < 0 || qcow2_pwrite(img, h, cs, 0, "qcow2 header") < 0 ||
-	    sync_fd(img) < 0)
+	if (qcow2_fsync(img) < 0 ||
+	    qcow2_pwrite(img, h, cs, 0, "qcow2 header") < 0 ||
+	    qcow2_fsync(img) < 0)
 		goto out;
 	s->version = version;
 	s->compat = compat;
@@ -503,6 +493,8 @@ downgrade(struct img *img)
 
 	if (s->refcount_order != 4)
 		return err_set(0, "compat=0.10 requires refcount_bits=16");
+	if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
+		return err_set(0, "Cannot downgrade an image with a data file");
 	if (qcow2_snapshot_downgrade_ok(img) < 0)
 		return -1;
 	if (s->incompat & ~(QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_DIRTY))
@@ -535,27 +527,104 @@ all_refcounts(struct img *img, uint64_t *n)
 	return rc;
 }
 
-static void
-rb_put(uint8_t *rb, unsigned order, uint64_t i, uint64_t v)
-{
-	unsigned bits = 1u << order;
-	uint64_t bit = i * bits;
+/*
+ * qemu's qcow2_change_refcount_order allocates the new refblocks and table
+ * one walk over the refcounts at a time, until a walk allocates nothing;
+ * its progress counts those walks.  A model of its allocator (first fit
+ * from a moving free index, as alloc_clusters_noref) on a copy of the
+ * refcounts says how many allocating walks it makes.
+ */
+struct sim {
+	uint64_t	*rc, n, cap, free_index;
+};
 
-	switch (bits) {
-	case 8:
-		rb[i] = (uint8_t)v;
-		return;
-	case 16:
-		put_be16(rb + 2 * i, (uint16_t)v);
-		return;
-	case 32:
-		put_be32(rb + 4 * i, (uint32_t)v);
-		return;
-	case 64:
-		put_be64(rb + 8 * i, v);
-		return;
+static uint64_t
+sim_get(const struct sim *m, uint64_t i)
+{
+	return i < m->n ? m->rc[i] : 0;
+}
+
+static void
+sim_set(struct sim *m, uint64_t i, uint64_t v)
+{
+	if (i >= m->cap) {
+		m->cap = MAX(i + 1, 2 * m->cap);
+		m->rc = xrealloc(m->rc, m->cap * sizeof(*m->rc));
 	}
-	rb[bit / 8] |= (uint8_t)(v << (bit % 8));
+	for (; m->n <= i; m->n++)
+		m->rc[m->n] = 0;
+	m->rc[i] = v;
+}
+
+static uint64_t
+sim_alloc(struct sim *m, uint64_t nb)
+{
+	uint64_t i, k;
+
+	for (k = 0; k < nb;)
+		k = sim_get(m, m->free_index++) ? 0 : k + 1;
+	for (i = m->free_index - nb; i < m->free_index; i++)
+		sim_set(m, i, 1);
+	return m->free_index - nb;
+}
+
+static void
+sim_free(struct sim *m, uint64_t start, uint64_t nb)
+{
+	uint64_t i;
+
+	for (i = start; i < start + nb; i++)
+		sim_set(m, i, 0);
+	m->free_index = MIN(m->free_index, start);
+}
+
+/* One allocating walk (walk_over_reftable with alloc_refblock). */
+static bool
+sim_walk(struct sim *m, uint64_t per, uint64_t **rt, uint64_t *rtn,
+    uint64_t cs)
+{
+	uint64_t g, i, grow;
+	bool allocated = false, empty;
+
+	for (g = 0; g * per < m->n; g++) {
+		for (empty = true, i = g * per; i < (g + 1) * per && empty; i++)
+			empty = sim_get(m, i) == 0;
+		if (empty)
+			continue;
+		if (g >= *rtn) {
+			grow = ROUND_UP(g + 1, cs / 8);
+			*rt = xrealloc(*rt, grow * sizeof(**rt));
+			memset(*rt + *rtn, 0, (grow - *rtn) * sizeof(**rt));
+			*rtn = grow;
+		}
+		if ((*rt)[g] == 0) {
+			/* + 1: a table entry of 0 means none */
+			(*rt)[g] = sim_alloc(m, 1) + 1;
+			allocated = true;
+		}
+	}
+	return allocated;
+}
+
+static int64_t
+qemu_walks(const uint64_t *rc, uint64_t n, uint64_t cs, unsigned order)
+{
+	struct sim m = { .n = n, .cap = n ? n : 1 };
+	uint64_t per = cs * 8 >> order, *rt = NULL, rtn = 0, tab = 0, tabn = 0;
+	int64_t walks = 0;
+
+	m.rc = xmalloc(m.cap * sizeof(*m.rc));
+	memcpy(m.rc, rc, n * sizeof(*rc));
+	while (sim_walk(&m, per, &rt, &rtn, cs)) {
+		walks++;
+		if (tabn)
+			sim_free(&m, tab, tabn);
+		tabn = DIV_ROUND_UP(rtn * 8, cs);
+		tab = sim_alloc(&m, tabn);
+	}
+	free(rt);
+	free(m.rc);
+	return walks + 1;
 }
 
 /*
@@ -570,18 +639,22 @@ change_order(struct img *img, unsigned order)
 	struct qcow2 *s = img->priv;
 	uint64_t n, *rc, i, max, cs = s->cluster_size, per, start, nb, nt, tot;
 	uint64_t old_rt = s->rt_offset, old_rtc = s->rt_clusters, *rt;
+	int64_t walks, w;
 	uint8_t *buf;
 	int r = -1;
 
 	if (qcow2_flush(img) < 0 || (rc = all_refcounts(img, &n)) == NULL)
 		return -1;
-	/* qemu walks the refcount table three times in the usual case */
+	/* qemu's walks: at least 3 of them planned, then the writing one */
 	pg.cur = OP_REFCOUNT;
-	for (i = 0; i < 3; i++) {
+	walks = qemu_walks(rc, n, cs, order);
+	for (i = 0; i <= (uint64_t)walks; i++) {
+		w = i < (uint64_t)walks ? MAX((int64_t)i + 2, 3) : walks + 1;
 		for (max = 0; max < s->rt_size; max++)
 			pg_status((int64_t)(i * s->rt_size + max),
-			    (int64_t)(3 * s->rt_size));
-		pg_status((int64_t)((i + 1) * s->rt_size), (int64_t)(3 * s->rt_size));
+			    w * (int64_t)s->rt_size);
+		pg_status((int64_t)((i + 1) * s->rt_size),
+		    w * (int64_t)s->rt_size);
 	}
 	max = order == 6 ? UINT64_MAX : (1ull << (1u << order)) - 1;
 	for (i = 0; i < n; i++)
@@ -622,10 +695,10 @@ change_order(struct img *img, unsigned order)
 		put_be64(buf + nb * cs + 8 * i, rt[i]);
 	}
 	for (i = 0; i < start + nb + nt; i++)
-		rb_put(buf + (i / per) * cs, order, i % per,
+		qcow2_rb_set(buf + (i / per) * cs, order, i % per,
 		    i < n ? rc[i] : (i >= start ? 1 : 0));
 	if (qcow2_pwrite(img, buf, (nb + nt) * cs, start * cs,
-	    "refcount structures") < 0 || sync_fd(img) < 0) {
+	    "refcount structures") < 0 || qcow2_fsync(img) < 0) {
 		free(buf);
 		free(rt);
 		goto out;
@@ -682,6 +755,15 @@ qcow2_amend(struct img *img, const struct opt_list *o, bool force)
 			    "compat=1.1 or greater)");
 		if (change_order(img, a.refcount_order) < 0)
 			return -1;
+	}
+	/* qemu clears data-file-raw first: it blocks backing files */
+	if (a.data_raw)
+		s->autoclear |= QCOW2_AUTOCLEAR_DATA_RAW;
+	else
+		s->autoclear &= ~QCOW2_AUTOCLEAR_DATA_RAW;
+	if (a.data_file != NULL) {
+		free(s->data_file);
+		s->data_file = *a.data_file ? xstrdup(a.data_file) : NULL;
 	}
 	if (update_header(img) < 0)
 		return err_prefix("Failed to update the image header");

@@ -3,6 +3,7 @@
  * (docs/interop/qcow2.txt, "Header" and "Header extensions").
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include "../../lib/err.h"
 #include "../../lib/int.h"
 #include "../../lib/io.h"
+#include "../blkdebug.h"
 #include "../fmt.h"
 #include "qcow2.h"
 
@@ -103,19 +105,134 @@ out:
 
 #define L1E_OFFSET_MASK	0x00fffffffffffe00ull
 
+/* bdrv_pwrite_zeroes on the image file */
+static int
+zero_file(struct img *img, uint64_t off, uint64_t len)
+{
+	uint8_t *z;
+	int r;
+
+	if (io_fault_check(img->fd, IO_WRITE_ZEROES, off, len) < 0)
+		return err_set(errno, "%s: Could not write zeroes",
+		    img->filename);
+	if (fallocate(img->fd, FALLOC_FL_ZERO_RANGE, (off_t)off,
+	    (off_t)len) == 0)
+		return 0;
+	z = xcalloc(1, len);
+	r = io_pwrite(img->fd, z, len, off);
+	free(z);
+	return r < 0 ? err_set(errno, "%s: Could not write zeroes",
+	    img->filename) : 0;
+}
+
+/* Drop every cached table: the file below them is about to change. */
+static void
+caches_reset(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+	size_t rbmax = s->rb_cache.max, l2max = s->l2_cache.max;
+
+	qcow2_cache_free(&s->l2_cache);
+	qcow2_cache_free(&s->rb_cache);
+	qcow2_cache_init(&s->rb_cache, img, "refcount block", rbmax, NULL);
+	qcow2_cache_init(&s->l2_cache, img, "L2 table", l2max, &s->rb_cache);
+}
+
+/* The new header fields and reftable entry of an emptied image, in order. */
+static int
+empty_tables(struct img *img, uint64_t l1c)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size;
+	uint8_t b[20];
+
+	blkdbg_event(img->fd, BLKDBG_L1_UPDATE);
+	blkdbg_event(img->fd, BLKDBG_REFTABLE_UPDATE);
+	put_be64(b, 3 * cs);
+	put_be64(b + 8, cs);
+	put_be32(b + 16, 1);
+	if (qcow2_pwrite(img, b, 20, 40, "qcow2 header") < 0 ||
+	    fmt_sync(img) < 0)
+		return -1;
+	s->l1_offset = 3 * cs;
+	free(s->rt);
+	s->rt = xcalloc(cs / 8, sizeof(*s->rt));
+	s->rt_offset = cs;
+	s->rt_clusters = 1;
+	s->rt_size = cs / 8;
+	s->rt_dirty = s->header_dirty = false;
+	blkdbg_event(img->fd, BLKDBG_REFBLOCK_ALLOC);
+	put_be64(b, 2 * cs);
+	if (qcow2_pwrite(img, b, 8, cs, "refcount table") < 0 ||
+	    fmt_sync(img) < 0)
+		return -1;
+	s->rt[0] = 2 * cs;
+	s->free_index = 0;
+	s->alloc_end = (3 + l1c) * cs;
+	return qcow2_refcount_update(img, 0, (3 + l1c) * cs, 1);
+}
+
+/*
+ * qemu's make_completely_empty: header, refcount table, one refcount block
+ * and an empty L1 table are all that stay.  The dirty bit covers the steps
+ * between; a failure leaves the image for the repair on the next open.
+ */
+static int
+make_completely_empty(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size;
+	uint64_t l1c = DIV_ROUND_UP((uint64_t)s->l1_size * 8, cs);
+
+	if (qcow2_flush(img) < 0)
+		return -1;
+	caches_reset(img);
+	if (!(s->incompat & QCOW2_INCOMPAT_DIRTY) &&
+	    qcow2_set_incompat(img, s->incompat | QCOW2_INCOMPAT_DIRTY) < 0)
+		return -1;
+	blkdbg_event(img->fd, BLKDBG_L1_UPDATE);
+	if (zero_file(img, s->l1_offset, l1c * cs) < 0)
+		goto broken;
+	memset(s->l1, 0, (size_t)s->l1_size * 8);
+	memset(s->l1_dirty, 0, s->l1_size);
+	s->any_l1_dirty = false;
+	blkdbg_event(img->fd, BLKDBG_EMPTY_IMAGE_PREPARE);
+	if (zero_file(img, cs, (2 + l1c) * cs) < 0 || empty_tables(img, l1c) < 0 ||
+	    qcow2_flush(img) < 0)
+		goto broken;
+	s->lazy_dirty = false;
+	if (qcow2_set_incompat(img, s->incompat & ~QCOW2_INCOMPAT_DIRTY) < 0)
+		return -1;
+	if (ftruncate(img->fd, (off_t)((3 + l1c) * cs)) < 0)
+		return err_set(errno, "%s: Could not truncate", img->filename);
+	s->file_size = (3 + l1c) * cs;
+	s->zc_valid = false;
+	return 0;
+broken:
+	s->fatal = true;	/* qemu ejects the node: nothing more is written */
+	return -1;
+}
+
 /*
  * Empty the image: every L2 entry becomes unallocated (reads fall through
- * to the backing file), the clusters they held are freed.  L2 tables stay.
+ * to the backing file), the clusters they held are freed.  As qemu, a v3
+ * image with nothing but the active layer is rebuilt from scratch instead;
+ * otherwise the L2 tables stay.
  */
 int
 qcow2_make_empty(struct img *img)
 {
 	struct qcow2 *s = img->priv;
 	uint64_t i, j, l2off, entry;
+	uint64_t l1c = DIV_ROUND_UP((uint64_t)s->l1_size * 8, s->cluster_size);
 	uint8_t *l2;
 
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
+	if (s->version >= 3 && s->nb_snapshots == 0 && s->nb_bitmaps == 0 &&
+	    3 + l1c <= (1ull << s->rb_bits) && s->crypt_method != 2 &&
+	    s->data_file == NULL)
+		return make_completely_empty(img);
 	for (i = 0; i < s->l1_size; i++) {
 		if ((s->l1[i] & L1E_OFFSET_MASK) == 0)
 			continue;

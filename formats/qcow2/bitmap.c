@@ -171,6 +171,7 @@ struct bm {
 struct bmset {
 	struct bm	*v;
 	size_t		 n;
+	uint64_t	 size;		/* the image's virtual size (merges) */
 };
 
 static void
@@ -411,6 +412,12 @@ act_one(struct img *img, struct bmset *set, struct bmset *srcset,
 	case IMG_BM_MERGE:
 		if ((sb = usable(srcset, a->src)) == NULL)
 			return -1;
+		/* qemu's hbitmap_can_merge; merge_bits reads src by our size */
+		if (srcset->size != img->size)
+			return err_set(0, "Bitmaps are of different sizes "
+			    "(destination size is %llu, source size is %llu) and "
+			    "can't be merged", (unsigned long long)img->size,
+			    (unsigned long long)srcset->size);
 		merge_bits(img, b, sb);
 		break;
 	}
@@ -551,15 +558,6 @@ build_dir(const struct bmset *set, uint64_t *size, uint32_t *nb)
  * The header extensions again, the bitmaps one replaced (after the feature
  * table, as qemu orders them) or dropped, the backing name moved behind.
  */
-static size_t
-put_ext_at(uint8_t *p, uint32_t magic, const void *data, uint32_t len)
-{
-	put_be32(p, magic);
-	put_be32(p + 4, len);
-	memcpy(p + 8, data, len);
-	return 8 + ROUND_UP((size_t)len, 8);
-}
-
 static int
 write_ext(struct img *img, uint32_t nb, uint64_t dsize, uint64_t doff)
 {
@@ -592,7 +590,7 @@ write_ext(struct img *img, uint32_t nb, uint64_t dsize, uint64_t doff)
 			    magic != QCOW2_EXT_DATA_FILE &&
 			    magic != QCOW2_EXT_CRYPTO &&
 			    magic != QCOW2_EXT_FEATURES) {
-				out += put_ext_at(n + out, QCOW2_EXT_BITMAPS,
+				out += qcow2_put_ext(n + out, QCOW2_EXT_BITMAPS,
 				    e, 24);
 				put = true;
 			}
@@ -606,7 +604,7 @@ write_ext(struct img *img, uint32_t nb, uint64_t dsize, uint64_t doff)
 	if (!put) {
 		if (out + 32 > cs)
 			goto big;
-		out += put_ext_at(n + out, QCOW2_EXT_BITMAPS, e, 24);
+		out += qcow2_put_ext(n + out, QCOW2_EXT_BITMAPS, e, 24);
 	}
 	out += 8;			/* end of extensions */
 	if (boff) {
@@ -767,6 +765,8 @@ qcow2_bitmap(struct img *img, const char *name,
 			return -1;
 		}
 	}
+	set.size = img->size;
+	sset.size = src != NULL ? src->size : img->size;
 	for (i = 0; i < n && r == 0; i++)
 		if ((r = act_one(img, &set, srcset, name, &acts[i],
 		    granularity)) < 0)

@@ -10,6 +10,7 @@
 
 #include "../../lib/err.h"
 #include "../../lib/io.h"
+#include "../blkdebug.h"
 #include "qcow2.h"
 
 void
@@ -207,6 +208,8 @@ qcow2_cache_get(struct qcow2_cache *c, uint64_t off)
 	}
 	if ((e = take_slot(c)) == NULL)
 		return NULL;
+	if (c == &s->l2_cache)
+		blkdbg_event(c->img->fd, BLKDBG_L2_LOAD);
 	if (qcow2_pread_meta(c->img, e->data, s->cluster_size, off, c->what) < 0) {
 		park(c, e);
 		return NULL;

@@ -651,7 +651,11 @@ read_str(struct ck *k, uint64_t off, uint16_t len)
 	return p;
 }
 
-/* One snapshot table entry at *off; 1 when the table must end before it. */
+/*
+ * One snapshot table entry at *off; 1 when the table must end before it;
+ * -2 for a table too big to read (qemu's -EFBIG, its message without
+ * strerror).
+ */
 static int
 read_snap(struct ck *k, uint32_t i, uint64_t *off, uint64_t *len,
     int *dropped)
@@ -672,10 +676,12 @@ read_snap(struct ck *k, uint32_t i, uint64_t *off, uint64_t *len,
 	namelen = get_be16(h + 14);
 	sn->extra = get_be32(h + 36);
 	if (sn->extra > CK_MAX_SN_EXTRA) {
-		if (!(k->fix & IMG_FIX_ERRORS))
-			return err_set(EFBIG, "Too much extra metadata in snapshot "
+		if (!(k->fix & IMG_FIX_ERRORS)) {
+			err_set(0, "Too much extra metadata in snapshot "
 			    "table entry %u\nYou can force-remove this extra "
 			    "metadata with qemu-img check -r all", i);
+			return -2;
+		}
 		note(k, "Discarding too much extra metadata in snapshot table "
 		    "entry %u (%u > %u)", i, sn->extra, CK_MAX_SN_EXTRA);
 		(*dropped)++;
@@ -692,10 +698,12 @@ read_snap(struct ck *k, uint32_t i, uint64_t *off, uint64_t *len,
 	*off += namelen;
 	*len += QCOW2_SNAPSHOT_ENTRY + sn->extra + idlen + namelen;
 	if (*len > CK_MAX_SN_TABLE || *off - k->sn_off > INT32_MAX) {
-		if (!(k->fix & IMG_FIX_ERRORS))
-			return err_set(EFBIG, "Snapshot table is too big\nYou can "
+		if (!(k->fix & IMG_FIX_ERRORS)) {
+			err_set(0, "Snapshot table is too big\nYou can "
 			    "force-remove all %u overhanging snapshots with "
 			    "qemu-img check -r all", k->nb_sn - i);
+			return -2;
+		}
 		note(k, "Discarding %u overhanging snapshots (snapshot table is "
 		    "too big)", k->nb_sn - i);
 		*off = start;
@@ -734,15 +742,34 @@ read_snapshots(struct ck *k, struct img_check *res)
 	uint64_t off, len = 0;
 	int dropped = 0, r;
 	uint32_t i;
+	uint8_t b[4];
+	bool big;
 
-	if (k->nb_sn > QCOW2_MAX_SNAPSHOTS ||
-	    k->sn_off & (k->cs - 1) ||
+	if (k->nb_sn > QCOW2_MAX_SNAPSHOTS && (k->fix & IMG_FIX_ERRORS)) {
+		note(k, "Discarding %u overhanging snapshots",
+		    k->nb_sn - QCOW2_MAX_SNAPSHOTS);
+		res->corruptions_fixed += k->nb_sn - QCOW2_MAX_SNAPSHOTS;
+		k->nb_sn = QCOW2_MAX_SNAPSHOTS;
+		put_be32(b, k->nb_sn);
+		if (write_meta(k, b, 4, 60) < 0) {
+			res->check_errors++;
+			note(k, "ERROR failed to update the snapshot count in "
+			    "the image header: %s", strerror(errno));
+			return err_set(errno, "%s", k->img->filename);
+		}
+	}
+	big = k->nb_sn > QCOW2_MAX_SNAPSHOTS;
+	if (big || k->sn_off & (k->cs - 1) ||
 	    INT64_MAX - (uint64_t)k->nb_sn * QCOW2_SNAPSHOT_ENTRY < k->sn_off) {
 		res->check_errors++;
 		note(k, "%s: ERROR snapshot table %s", prog_name(),
-		    k->nb_sn > QCOW2_MAX_SNAPSHOTS ? "too large" : "offset invalid");
+		    big ? "too large" : "offset invalid");
+		if (big)
+			note(k, "You can force-remove all %u overhanging "
+			    "snapshots with qemu-img check -r all",
+			    k->nb_sn - QCOW2_MAX_SNAPSHOTS);
 		k->nb_sn = 0;
-		return err_set(EINVAL, "snapshot table");
+		return err_set(big ? EFBIG : EINVAL, "snapshot table");
 	}
 	k->sn = xcalloc(k->nb_sn ? k->nb_sn : 1, sizeof(*k->sn));
 	off = k->sn_off;
@@ -754,7 +781,7 @@ read_snapshots(struct ck *k, struct img_check *res)
 			free_snaps(k);
 			k->nb_sn = 0;
 			k->sn_off = 0;
-			return -1;
+			return r == -2 ? err_set(EFBIG, "snapshot table") : -1;
 		}
 		if (r == 1)
 			break;

@@ -14,6 +14,7 @@
 #include "../../lib/err.h"
 #include "../../lib/int.h"
 #include "../../lib/io.h"
+#include "../blkdebug.h"
 #include "qcow2.h"
 
 #define QCOW2_INVALID	(-1)
@@ -276,21 +277,6 @@ qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 	return 0;
 }
 
-static int
-read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p)
-{
-	struct img *b = img->backing;
-	uint64_t bn = 0;
-
-	if (b != NULL && off < b->size) {
-		bn = MIN(n, b->size - off);
-		if (img_read(b, off, bn, p) < 0)
-			return -1;
-	}
-	memset(p + bn, 0, n - bn);
-	return 0;
-}
-
 int
 qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
@@ -305,6 +291,7 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 			return -1;
 		switch (r.type) {
 		case QCOW2_NORMAL:
+			blkdbg_event(img->fd, BLKDBG_READ_AIO);
 			if (io_pread_zero(qcow2_dfd(img), p, r.len, r.host) < 0)
 				return err_set(errno, "%s: Could not read data "
 				    "at %#llx", img->filename,
@@ -319,7 +306,7 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 			memset(p, 0, r.len);
 			break;
 		default:
-			if (read_backing(img, off, r.len, p) < 0)
+			if (fmt_read_backing(img, off, r.len, p) < 0)
 				return -1;
 		}
 		p += r.len;
@@ -438,7 +425,15 @@ static int
 write_vec(struct img *img, struct iovec *iov, int cnt, uint64_t off)
 {
 	ssize_t r;
+	size_t len = 0;
+	int i;
 
+	for (i = 0; io_fault != NULL && i < cnt; i++)
+		len += iov[i].iov_len;
+	if (io_fault != NULL &&
+	    io_fault_check(qcow2_dfd(img), IO_WRITE, off, len) < 0)
+		return err_set(errno, "%s: Could not write data at %#llx",
+		    img->filename, (unsigned long long)off);
 	while (cnt > 0) {
 		r = pwritev(qcow2_dfd(img), iov, cnt, (off_t)off);
 		if (r < 0 && errno == EINTR)
@@ -650,6 +645,7 @@ write_cow(struct img *img, uint64_t host, uint64_t cstart, uint64_t from,
 	iov[cnt++] = (struct iovec){ (void *)p, bytes };
 	if (tail)
 		iov[cnt++] = (struct iovec){ tbuf, tail };
+	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 	if (write_vec(img, iov, cnt, host + (off - cstart) - head) < 0 ||
 	    extend_file(img, host + to) < 0)
 		goto out;
@@ -680,6 +676,7 @@ write_clusters(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	if (keep && all_data(s, l2, idx, k, off, bytes)) {
 		if (data_check(img, host + (off - cstart), bytes) < 0)
 			return -1;
+		blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
 		return data_pwrite(img, p, bytes, host + (off - cstart));
 	}
 	write_span(s, l2, idx, k, off, bytes, keep, &from, &to);
@@ -761,6 +758,75 @@ qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 				return -1;
 	}
 	return 0;
+}
+
+/*
+ * Where [off, off+len) can be written verbatim (img_write_host): clusters
+ * only this image references, in place, or whole new clusters for the
+ * unallocated ones, allocated and linked here (the caller's bytes then
+ * land before the L2 tables reach the disk, as with qcow2_write).
+ * Partial, zero-flagged, shared and compressed clusters: 0, with *n up to
+ * the next cluster boundary, for qcow2_write.
+ */
+int
+qcow2_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
+    uint64_t *host, uint64_t *n)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, span = qcow2_l2_span(s), l2off, idx;
+	uint64_t end = MIN(off + len, (off | (span - 1)) + 1), e0, e, k, i;
+	uint8_t *l2;
+	bool keep;
+
+	*n = MIN(len, cs - (off & (cs - 1)));
+	if (s->extl2)
+		return 0;
+	/* as qcow2_write: freed clusters are reused */
+	if (qcow2_prepare_write(img) < 0 || (s->nfree && qcow2_flush(img) < 0) ||
+	    qcow2_l2_for_write(img, off / span, &l2off) < 0 ||
+	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+		return -1;
+	idx = (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
+	e0 = qcow2_l2_entry(s, l2, idx);
+	keep = !qcow2_needs_alloc(s, e0);
+	if ((keep && (e0 & QCOW2_OFLAG_ZERO)) || (!keep && (off & (cs - 1))))
+		return 0;
+	for (k = 0; off + k * cs < end; k++) {
+		e = qcow2_l2_entry(s, l2, idx + k);
+		if (classify(img, l2off, idx + k, e, 0, 0) == QCOW2_INVALID)
+			return -1;
+		if (qcow2_needs_alloc(s, e) == keep || (keep &&
+		    ((e & QCOW2_OFLAG_ZERO) || (e & QCOW2_L2E_OFFSET) !=
+		    (e0 & QCOW2_L2E_OFFSET) + k * cs)) ||
+		    (!keep && off + (k + 1) * cs > end))
+			break;
+	}
+	if (k == 0)
+		return 0;
+	*n = MIN(end, ((off >> s->cluster_bits) + k) << s->cluster_bits) - off;
+	if (keep) {
+		*host = (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1));
+	} else if (alloc_data(img, off, k, host) < 0 ||
+	    data_check(img, *host, k * cs) < 0 ||
+	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL) {
+		return -1;
+	} else {
+		for (i = 0; i < k; i++) {
+			e = qcow2_l2_entry(s, l2, idx + i);
+			qcow2_set_entry(s, l2, idx + i,
+			    (*host + i * cs) | QCOW2_OFLAG_COPIED, ALL_ALLOC);
+			if (qcow2_free_entry(img, e) < 0)
+				return -1;
+		}
+		qcow2_cache_dirty(&s->l2_cache, l2off);
+		s->zc_valid = false;
+	}
+	if ((keep && data_check(img, *host, *n) < 0) ||
+	    extend_file(img, *host + *n) < 0)
+		return -1;
+	qcow2_bitmaps_dirty(img, off, *n);
+	*fd = qcow2_dfd(img);
+	return 1;
 }
 
 /* One entry of update_clusters. */

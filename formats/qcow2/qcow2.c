@@ -44,6 +44,14 @@ qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
 	return 0;
 }
 
+int
+qcow2_fsync(struct img *img)
+{
+	if (fdatasync(img->fd) < 0 && errno != EINVAL)
+		return err_set(errno, "%s: fsync", img->filename);
+	return 0;
+}
+
 /* Metadata must be inside the file; messages name the file once opened. */
 int
 qcow2_pread_meta(struct img *img, void *buf, size_t len, uint64_t off,
@@ -354,11 +362,13 @@ check_tables(struct img *img, const struct qcow2_hdr *h)
 
 	if (h->rt_clusters == 0)
 		return err_set(0, "Image does not contain a reference count table");
+	/* a check (qemu's BDRV_O_CHECK) reads a broken snapshot table itself */
 	if (check_table(s, h->rt_offset, h->rt_clusters, s->cluster_size,
 	    QCOW2_MAX_RT_BYTES, "Reference count table") < 0 ||
+	    (!(img->flags & IMG_NO_REPAIR) &&
 	    check_table(s, h->snapshots_offset, h->nb_snapshots,
 	    QCOW2_SNAPSHOT_ENTRY, QCOW2_SNAPSHOT_ENTRY * QCOW2_MAX_SNAPSHOTS,
-	    "Snapshot table") < 0 ||
+	    "Snapshot table") < 0) ||
 	    check_table(s, h->l1_offset, h->l1_size, 8, QCOW2_MAX_L1_BYTES,
 	    "Active L1 table") < 0)
 		return -1;
@@ -475,28 +485,32 @@ info_only(const struct img *img)
 }
 
 /*
- * The external data file the header names, opened as the image is.  As
- * qemu 7.2 does, a relative name is relative to the working directory,
- * not to the image.  qemu-img info (IMG_NO_BACKING, read-only) goes on
- * without it.
+ * The external data file the header names (or data-file.filename of
+ * --image-opts), opened as the image is.  As qemu 7.2 does, a relative
+ * name is relative to the working directory, not to the image.  qemu-img
+ * info (IMG_NO_BACKING, read-only) goes on without it.
  */
 static int
 open_data_file(struct img *img)
 {
 	struct qcow2 *s = img->priv;
+	const char *name = s->data_file;
 	struct stat st;
 	int e;
 
 	s->data_fd = -1;
 	if (!(s->incompat & QCOW2_INCOMPAT_DATA_FILE))
 		return 0;
-	if (s->data_file == NULL && !info_only(img))
+	if (img->open_opts != NULL &&
+	    opt_list_get(img->open_opts, "data-file.filename") != NULL)
+		name = opt_list_get(img->open_opts, "data-file.filename");
+	if (name == NULL && !info_only(img))
 		return err_set(0, "'data-file' is required for this image");
-	if (s->data_file == NULL) {
+	if (name == NULL) {
 		s->data_missing = true;
 		return 0;
 	}
-	s->data_path = xstrdup(s->data_file);
+	s->data_path = xstrdup(name);
 	s->data_fd = open(s->data_path, ((img->flags & IMG_RDWR) ? O_RDWR :
 	    O_RDONLY) | O_CLOEXEC);
 	if (s->data_fd < 0) {
@@ -582,10 +596,15 @@ qcow2_open(struct img *img)
 	    open_data_file(img) < 0)
 		goto fail;
 	s->rt_size = (uint64_t)s->rt_clusters << (s->cluster_bits - 3);
-	if (read_table(img, s->l1_offset, s->l1_size, &s->l1, "L1 table") < 0 ||
-	    read_table(img, s->rt_offset, s->rt_size, &s->rt,
-	    "reference count table") < 0)
+	if (read_table(img, s->l1_offset, s->l1_size, &s->l1, "L1 table") < 0)
 		goto fail;
+	if (read_table(img, s->rt_offset, s->rt_size, &s->rt,
+	    "reference count table") < 0) {
+		/* qemu's words when qcow2_refcount_init cannot read it */
+		if (err_errno() != 0)
+			err_set(err_errno(), "Could not initialize refcount handling");
+		goto fail;
+	}
 	s->l1_dirty = xcalloc(s->l1_size ? s->l1_size : 1, 1);
 	s->alloc_end = ROUND_UP(s->file_size, s->cluster_size);
 	init_caches(img, h.size);
@@ -1011,15 +1030,15 @@ parse_create(const struct opt_list *o, struct copts *c)
 	return 0;
 }
 
-static const char *const feature_names[][3] = {
+static const char *const feature_names[][2] = {
 	{ "\0\0", "dirty bit" }, { "\0\1", "corrupt bit" },
 	{ "\0\2", "external data file" }, { "\0\3", "compression type" },
 	{ "\0\4", "extended L2 entries" }, { "\1\0", "lazy refcounts" },
 	{ "\2\0", "bitmaps" }, { "\2\1", "raw external data" },
 };
 
-static size_t
-put_ext(uint8_t *p, uint32_t magic, const void *data, uint32_t len)
+size_t
+qcow2_put_ext(uint8_t *p, uint32_t magic, const void *data, uint32_t len)
 {
 	put_be32(p, magic);
 	put_be32(p + 4, len);
@@ -1027,13 +1046,28 @@ put_ext(uint8_t *p, uint32_t magic, const void *data, uint32_t len)
 	return 8 + ROUND_UP((size_t)len, 8);
 }
 
+size_t
+qcow2_put_features(uint8_t *p)
+{
+	uint8_t ft[ARRAY_SIZE(feature_names) * FEATURE_ENTRY];
+	size_t i;
+
+	_Static_assert(8 + sizeof(ft) == QCOW2_FEATURES_EXT, "feature table");
+	memset(ft, 0, sizeof(ft));
+	for (i = 0; i < ARRAY_SIZE(feature_names); i++) {
+		memcpy(ft + i * FEATURE_ENTRY, feature_names[i][0], 2);
+		memcpy(ft + i * FEATURE_ENTRY + 2, feature_names[i][1],
+		    strlen(feature_names[i][1]));
+	}
+	return qcow2_put_ext(p, QCOW2_EXT_FEATURES, ft, sizeof(ft));
+}
+
 /* The header cluster of an empty image: no L1 yet, three clusters in use. */
 static size_t
 build_header(uint8_t *h, const struct copts *c)
 {
 	uint64_t cs = (uint64_t)1 << c->cluster_bits;
-	uint8_t ft[ARRAY_SIZE(feature_names) * FEATURE_ENTRY];
-	size_t off, i, blen;
+	size_t off, blen;
 
 	put_be32(h, QCOW2_MAGIC);
 	put_be32(h + 4, (uint32_t)c->version);
@@ -1053,21 +1087,14 @@ build_header(uint8_t *h, const struct copts *c)
 		off = QCOW2_OUR_HEADER;
 	}
 	if (c->backing_fmt != NULL)
-		off += put_ext(h + off, QCOW2_EXT_BACKING_FMT, c->backing_fmt,
-		    (uint32_t)strlen(c->backing_fmt));
+		off += qcow2_put_ext(h + off, QCOW2_EXT_BACKING_FMT,
+		    c->backing_fmt, (uint32_t)strlen(c->backing_fmt));
 	if (c->data_file != NULL)
-		off += put_ext(h + off, QCOW2_EXT_DATA_FILE, c->data_file,
+		off += qcow2_put_ext(h + off, QCOW2_EXT_DATA_FILE, c->data_file,
 		    (uint32_t)strlen(c->data_file));
 	/* qemu leaves the table out where it would crowd the backing name */
-	if (c->version >= 3 && cs > 4096) {
-		memset(ft, 0, sizeof(ft));
-		for (i = 0; i < ARRAY_SIZE(feature_names); i++) {
-			memcpy(ft + i * FEATURE_ENTRY, feature_names[i][0], 2);
-			memcpy(ft + i * FEATURE_ENTRY + 2, feature_names[i][1],
-			    strlen(feature_names[i][1]));
-		}
-		off += put_ext(h + off, QCOW2_EXT_FEATURES, ft, sizeof(ft));
-	}
+	if (c->version >= 3 && cs > 4096)
+		off += qcow2_put_features(h + off);
 	off += 8;				/* end of extensions */
 	if (c->backing != NULL) {
 		blen = strlen(c->backing);
@@ -1302,6 +1329,7 @@ const struct fmt_ops qcow2_ops = {
 	.create_opts		= qcow2_create_opts,
 	.read			= qcow2_read,
 	.write			= qcow2_write,
+	.write_host		= qcow2_write_host,
 	.write_zeroes		= qcow2_write_zeroes,
 	.write_compressed	= qcow2_write_compressed,
 	.discard		= qcow2_discard,

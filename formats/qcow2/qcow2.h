@@ -47,6 +47,7 @@
 #define QCOW2_EXT_BITMAPS	0x23852875u
 #define QCOW2_EXT_CRYPTO	0x0537be77u
 #define QCOW2_EXT_DATA_FILE	0x44415441u
+#define QCOW2_FEATURES_EXT	(8 + 8 * 48)	/* qemu's feature name table */
 
 #define QCOW2_COMPRESS_ZLIB	0
 #define QCOW2_COMPRESS_ZSTD	1
@@ -167,6 +168,8 @@ void	 qcow2_cache_drop(struct qcow2_cache *c, uint64_t off);
 int	 qcow2_cache_write(struct qcow2_cache *c);
 
 /* refcount.c */
+/* Entry i of a refcount block of 2^order-bit entries becomes v. */
+void	 qcow2_rb_set(uint8_t *rb, unsigned order, uint64_t i, uint64_t v);
 int	 qcow2_refcount_get(struct img *img, uint64_t cluster, uint64_t *rc);
 /* Add delta (+1/-1) to the refcounts of the clusters in [off, off+len). */
 int	 qcow2_refcount_update(struct img *img, uint64_t off, uint64_t len,
@@ -221,6 +224,8 @@ int	 qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 	    struct fmt_status *st);
 int	 qcow2_read(struct img *img, uint64_t off, size_t len, void *buf);
 int	 qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf);
+int	 qcow2_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
+	     uint64_t *host, uint64_t *n);
 int	 qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len,
 	    int flags);
 int	 qcow2_discard(struct img *img, uint64_t off, uint64_t len);
@@ -292,6 +297,13 @@ int	 qcow2_pwrite(struct img *img, const void *buf, size_t len,
 	    uint64_t off, const char *what);
 int	 qcow2_pread_meta(struct img *img, void *buf, size_t len, uint64_t off,
 	    const char *what);
+/* fdatasync the image file (even under IMG_NO_FLUSH: ordering). 0 or -1. */
+int	 qcow2_fsync(struct img *img);
+/* A header extension at p: magic, length, data padded to 8; its size. */
+size_t	 qcow2_put_ext(uint8_t *p, uint32_t magic, const void *data,
+	    uint32_t len);
+/* qemu's feature name table extension at p: QCOW2_FEATURES_EXT bytes. */
+size_t	 qcow2_put_features(uint8_t *p);
 
 /* The file guest data clusters live in: the external data file or ours. */
 static inline int

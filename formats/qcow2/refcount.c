@@ -34,10 +34,10 @@ rb_get(const struct qcow2 *s, const uint8_t *rb, uint64_t i)
 	return (rb[bit / 8] >> (bit % 8)) & ((1u << bits) - 1);
 }
 
-static void
-rb_set(const struct qcow2 *s, uint8_t *rb, uint64_t i, uint64_t v)
+void
+qcow2_rb_set(uint8_t *rb, unsigned order, uint64_t i, uint64_t v)
 {
-	unsigned bits = 1u << s->refcount_order;
+	unsigned bits = 1u << order;
 	uint64_t bit;
 	unsigned mask;
 
@@ -200,7 +200,7 @@ set_refcount(struct img *img, uint64_t cluster, int delta)
 	if (delta < 0 && v == 0)
 		return err_set(0, "%s: refcount of cluster %#llx drops below 0",
 		    img->filename, (unsigned long long)cluster);
-	rb_set(s, rb, i, delta > 0 ? v + 1 : v - 1);
+	qcow2_rb_set(rb, s->refcount_order, i, delta > 0 ? v + 1 : v - 1);
 	off = s->rt[cluster >> s->rb_bits] & QCOW2_RTE_OFFSET;
 	qcow2_cache_dirty(&s->rb_cache, off);
 	if (v == 1 && delta < 0) {

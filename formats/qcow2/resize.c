@@ -14,14 +14,6 @@
 #include "../../lib/io.h"
 #include "qcow2.h"
 
-static int
-sync_fd(struct img *img)
-{
-	if (fdatasync(img->fd) < 0 && errno != EINVAL)
-		return err_set(errno, "%s: fsync", img->filename);
-	return 0;
-}
-
 /*
  * Point the header at an L1 table of n entries at off (bytes 36-47:
  * l1_size, l1_table_offset), after the table itself is on disk.
@@ -33,10 +25,10 @@ set_l1_header(struct img *img, uint64_t off, uint32_t n)
 
 	put_be32(b, n);
 	put_be64(b + 4, off);
-	if (sync_fd(img) < 0 ||
+	if (qcow2_fsync(img) < 0 ||
 	    qcow2_pwrite(img, b, sizeof(b), 36, "qcow2 header") < 0)
 		return -1;
-	return sync_fd(img);
+	return qcow2_fsync(img);
 }
 
 /*
@@ -615,7 +607,8 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 	}
 	punch_dropped(img, &d);
 	put_be64(b, size);
-	if (qcow2_pwrite(img, b, 8, 24, "qcow2 header") < 0 || sync_fd(img) < 0)
+	if (qcow2_pwrite(img, b, 8, 24, "qcow2 header") < 0 ||
+	    qcow2_fsync(img) < 0)
 		return -1;
 	img->size = size;
 	qcow2_bitmaps_resized(img);

@@ -4,6 +4,7 @@
  * docs/interop/qcow2.txt, "Snapshots".
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include "../../lib/err.h"
 #include "../../lib/int.h"
 #include "../../lib/io.h"
+#include "../blkdebug.h"
 #include "qcow2.h"
 
 #define SN_EXTRA		24		/* the extra data qemu writes */
@@ -211,14 +213,6 @@ put_entry(uint8_t *p, const struct snap *sn)
 	memcpy(p + extra + idlen, sn->name, strlen(sn->name));
 }
 
-static int
-sync_fd(struct img *img)
-{
-	if (fdatasync(img->fd) < 0 && errno != EINVAL)
-		return err_set(errno, "%s: fsync", img->filename);
-	return 0;
-}
-
 /*
  * qcow2_write_snapshots: the table goes to new clusters, everything it
  * depends on reaches the disk, the header points at it (bytes 60-71:
@@ -259,16 +253,23 @@ write_snaps(struct img *img, struct snaps *t)
 	put_be32(h, t->n);
 	put_be64(h + 4, off);
 	if (qcow2_pwrite(img, h, sizeof(h), 60, "qcow2 header") < 0 ||
-	    sync_fd(img) < 0)
+	    qcow2_fsync(img) < 0)
 		return -1;
 	oldn = s->nb_snapshots ? ROUND_UP(t->bytes, s->cluster_size) : 0;
 	s->nb_snapshots = t->n;
 	s->snapshots_offset = off;
 	t->bytes = size;
-	if (old != 0 && oldn != 0 &&
-	    qcow2_refcount_update(img, old, oldn, -1) < 0)
-		return -1;
-	return qcow2_flush(img);
+	if (old == 0 || oldn == 0)
+		return 0;
+	/*
+	 * qemu's qcow2_free_clusters: a failure leaks the old table, with
+	 * this line from the block layer itself, and the table stays written
+	 */
+	blkdbg_event(img->fd, BLKDBG_CLUSTER_FREE);
+	if (qcow2_refcount_update(img, old, oldn, -1) < 0)
+		fprintf(stderr, "qcow2_free_clusters failed: %s\n",
+		    strerror(err_errno() ? err_errno() : EIO));
+	return 0;
 }
 
 static int
@@ -632,7 +633,7 @@ qcow2_snapshot_apply(struct img *img, const char *name)
 	cur = xcalloc(s->l1_size ? s->l1_size : 1, 8);
 	memcpy(cur, l1, (size_t)sn->l1_size * 8);
 	if (write_l1(img, s->l1_offset, cur, s->l1_size) < 0 ||
-	    sync_fd(img) < 0) {
+	    qcow2_fsync(img) < 0) {
 		free(cur);
 		goto out;
 	}
@@ -685,8 +686,12 @@ qcow2_snapshot_delete(struct img *img, const char *name)
 	free(sn.id);
 	free(sn.name);
 	free(sn.extra_more);
-	if (update_refs(img, l1, sn.l1_size, -1, &changed, NULL) < 0 ||
-	    (sn.l1_size > 0 && qcow2_refcount_update(img, sn.l1_offset,
+	if (update_refs(img, l1, sn.l1_size, -1, &changed, NULL) < 0) {
+		err_set(err_errno() ? err_errno() : EIO,
+		    "Failed to free the cluster and L1 table");
+		goto out;
+	}
+	if ((sn.l1_size > 0 && qcow2_refcount_update(img, sn.l1_offset,
 	    ROUND_UP((uint64_t)sn.l1_size * 8, s->cluster_size), -1) < 0) ||
 	    update_active(img, 0, NULL) < 0)
 		goto out;

@@ -15,6 +15,7 @@
 #include "../../lib/err.h"
 #include "../../lib/int.h"
 #include "../../lib/io.h"
+#include "../blkdebug.h"
 #include "vmdk.h"
 
 #define MARKER_SIZE	12	/* lba (8) + size (4) before compressed data */
@@ -371,6 +372,7 @@ vmdk_read(struct img *img, uint64_t off, size_t len, void *buf)
 				return -1;
 		} else {
 			n = vmdk_contiguous(e, off, len, n, l.sector * VMDK_SECTOR + in);
+			blkdbg_event(e->fd, BLKDBG_READ_AIO);
 			if (io_pread_zero(e->fd, p, n, l.sector * VMDK_SECTOR + in) < 0)
 				return err_set(errno, "%s: read at %#" PRIx64,
 				    e->path, l.sector * VMDK_SECTOR + in);
@@ -548,6 +550,7 @@ vmdk_alloc_grain(struct vmdk_extent *e, struct vmdk_loc *l, uint64_t goff,
 		if (vmdk_put_compressed(e, sec, goff, g, &end) < 0)
 			return -1;
 	} else {
+		blkdbg_event(e->fd, BLKDBG_WRITE_AIO);
 		if (io_pwrite(e->fd, g, vmdk_cluster_bytes(e), sec * VMDK_SECTOR) < 0)
 			return err_set(errno, "%s: write at %#" PRIx64, e->path,
 			    sec * VMDK_SECTOR);
@@ -600,6 +603,7 @@ vmdk_write_grain(struct img *img, struct vmdk_extent *e, uint64_t off,
 		return err_set(EIO, "Could not write to allocated cluster for "
 		    "streamOptimized");
 	if (r == G_OK) {
+		blkdbg_event(e->fd, BLKDBG_WRITE_AIO);
 		if (io_pwrite(e->fd, p, n, l.sector * VMDK_SECTOR + in) < 0)
 			return err_set(errno, "%s: write", e->path);
 		return 0;
@@ -641,6 +645,7 @@ vmdk_write(struct img *img, uint64_t off, size_t len, const void *buf)
 		n = MIN(len, cb - in);
 		if (e->flat) {
 			n = MIN(len, e->end_sector * VMDK_SECTOR - off);
+			blkdbg_event(e->fd, BLKDBG_WRITE_AIO);
 			if (io_pwrite(e->fd, p, n, e->flat_start +
 			    vmdk_ext_off(e, off)) < 0)
 				return err_set(errno, "%s: write", e->path);

@@ -16,6 +16,7 @@
 #include "../../lib/int.h"
 #include "../../lib/io.h"
 #include "../../lib/json.h"
+#include "../quorum.h"
 #include "vmdk.h"
 
 #define VMDK_MAX_NESTING	4	/* descriptor -> sparse -> descriptor ... */
@@ -489,9 +490,15 @@ vmdk_open_extent(struct img *img, const char *desc_path, const char *type,
     int64_t sectors, const char *fname, int64_t flat_off)
 {
 	struct vmdk *s = img->priv;
-	char *path = img_backing_path(desc_path, fname);
+	char *path;
 	size_t before = s->n;
 	int fd, r;
+
+	if (img->no_dir && fname[0] != '/')
+		return err_set(0, "Cannot use relative paths with VMDK "
+		    "descriptor file '%s': %s", img->path ? img->path :
+		    img->filename, QUORUM_NO_DIR);
+	path = img_backing_path(desc_path, fname);
 
 	if (!strcmp(type, "FLAT") || !strcmp(type, "VMFS")) {
 		r = vmdk_add_flat(img, path, type, sectors, flat_off);
@@ -652,7 +659,8 @@ vmdk_open(struct img *img)
 		s->desc_offset = VMDK_SECTOR;
 		break;
 	default:
-		r = vmdk_open_text(img, img->filename, buf);
+		r = vmdk_open_text(img, img->path ? img->path : img->filename,
+		    buf);
 		break;
 	}
 	free(buf);

@@ -1,0 +1,28 @@
+/* qemu's quorum node below a format: copies of one file (formats/quorum.c). */
+#ifndef IMG_QUORUM_H
+#define IMG_QUORUM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../lib/opt.h"
+
+/* qemu's message where a quorum node should give a folder */
+#define QUORUM_NO_DIR	"Cannot generate a base directory for quorum nodes"
+
+/* Whether the options put a quorum node between the format and its files. */
+bool		 quorum_file(const struct opt_list *o);
+/*
+ * Check the node's options and children as qemu: the first child's
+ * file, or NULL with err_set.
+ */
+const char	*quorum_check(const struct opt_list *o);
+/* Disk bytes of the children but the first (qemu's disk size sums all). */
+int64_t		 quorum_copies_size(const struct opt_list *o);
+/*
+ * qemu's json:{...} name for the image of format fmt, or for the quorum
+ * node itself (fmt NULL); malloc'd.
+ */
+char		*quorum_name(const struct opt_list *o, const char *fmt);
+
+#endif

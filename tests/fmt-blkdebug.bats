@@ -1,0 +1,287 @@
+#!/usr/bin/env bats
+# blkdebug, qemu's error injection: rules from config files, json: and
+# --image-opts fail requests after events, below a format or above it; the
+# errors reach the programs with qemu-img's messages and exit statuses.
+load helpers
+bats_require_minimum_version 1.5.0
+
+# conf FILE LINES...: a blkdebug config file, one line per argument
+conf() {
+	local f=$1
+	shift
+	printf '%s\n' "$@" >"$f"
+}
+
+# in_both SETUP ARGS...: SETUP (a function) builds the same files in q/ and
+# i/; then qemu-img ARGS in q/ and ours (as qemu-img) in i/ give the same
+# stdout, stderr and status
+in_both() {
+	need_qemu || return 1
+	local setup=$1 d f ok=0
+	shift
+	mkdir -p q i ours
+	ln -sf "$IMG_BIN/img" "$PWD/ours/qemu-img"
+	for d in q i; do
+		(cd "$d" && "$setup") || { echo "$setup failed in $d"; return 1; }
+	done
+	(cd q && { command qemu-img "$@" >../q.out 2>../q.err && echo 0 ||
+	    echo $?; } >../q.rc)
+	(cd i && { ../ours/qemu-img "$@" >../i.out 2>../i.err && echo 0 ||
+	    echo $?; } >../i.rc)
+	for f in out err rc; do
+		cmp -s q.$f i.$f || { echo "--- $f differs: $*"; diff q.$f i.$f; ok=1; }
+	done
+	return $ok
+}
+
+# after_both ARGS...: qemu-img ARGS on what q/ and i/ hold now, same output
+after_both() {
+	(cd q && { command qemu-img "$@" && echo 0 || echo $?; } >../q.out 2>&1)
+	(cd i && { command qemu-img "$@" && echo 0 || echo $?; } >../i.out 2>&1)
+	diff q.out i.out
+}
+
+small() {
+	qemu-img create -q -f qcow2 -o cluster_size=4k t.qcow2 1M
+	qemu-io -c 'write -P 7 0 64k' t.qcow2 >/dev/null
+}
+
+@test "blkdebug: config file mistakes read as qemu's" {
+	small
+	local c
+	for c in 'event = "bogus"' 'errno = "5"' 'event = "read_aio"|errno = "x"' \
+	    'event = "read_aio"|once = "maybe"' 'event = "read_aio"|foo = "1"' \
+	    'event = "read_aio"|iotype = "bad"' 'event = "read_aio"|sector = "-5"'; do
+		IFS='|' read -ra lines <<<"$c"
+		conf e.conf '# a comment' '' '[inject-error]' "${lines[@]}"
+		same info blkdebug:e.conf:t.qcow2
+	done
+	conf e.conf '[bogus]' 'event = "read_aio"'
+	same info blkdebug:e.conf:t.qcow2
+	conf e.conf 'garbage'
+	same info blkdebug:e.conf:t.qcow2
+	conf e.conf '[set-state]' 'event = "read_aio"' 'new_state = "2"' 'state = "x"'
+	same info blkdebug:e.conf:t.qcow2
+	same info blkdebug:missing.conf:t.qcow2
+	same info blkdebug:t.qcow2
+	same info blkdebug::missing.qcow2
+}
+
+@test "blkdebug: option mistakes read as qemu's" {
+	small
+	local o
+	for o in file.bogus=1 file.inject-error.0.foo=1 \
+	    file.inject-error.1.event=read_aio file.align=3 file.align=x \
+	    file.align=4k,file.max-transfer=6k file.opt-discard=3 \
+	    file.inject-error.0.event=bogus; do
+		same info --image-opts \
+		    "driver=qcow2,file.driver=blkdebug,file.image.filename=t.qcow2,$o"
+	done
+	same info --image-opts driver=qcow2,file.driver=blkdebug
+}
+
+@test "blkdebug: names in info, human and json, below and above a format" {
+	small
+	qemu-img create -q -f qcow2 -b t.qcow2 -F qcow2 top.qcow2
+	conf c.conf '[inject-error]' 'event = "l2_update"'
+	local n
+	for n in blkdebug:c.conf:t.qcow2 blkdebug::top.qcow2 \
+	    "blkdebug:c.conf:$PWD/top.qcow2" \
+	    "json:{'driver':'qcow2','file':{'driver':'blkdebug','image':{'driver':'file','filename':'top.qcow2'}}}" \
+	    "json:{'driver':'qcow2','file':{'driver':'blkdebug','config':'c.conf','image':{'driver':'file','filename':'$PWD/top.qcow2'},'set-state':[{'event':'read_aio','new_state':'42'}]}}" \
+	    "json:{'driver':'blkdebug','image':{'driver':'qcow2','file':{'driver':'file','filename':'t.qcow2'}}}"; do
+		same info "$n"
+		same info --output=json "$n"
+	done
+	same info --image-opts \
+	    driver=blkdebug,image.driver=qcow2,image.file.driver=file,image.file.filename=t.qcow2,align=4k
+	same info --image-opts \
+	    driver=qcow2,file.driver=blkdebug,file.x-image=top.qcow2
+}
+
+@test "blkdebug: compare meets read_aio errors: qemu's message, exit 4" {
+	qimg create -q -f qcow2 -o cluster_size=4k a.qcow2 1G
+	cp a.qcow2 b.qcow2
+	qio -c 'write -P 102 512 512' a.qcow2 >/dev/null
+	conf c.conf '[inject-error]' 'event = "read_aio"' 'errno = "5"' 'once ="off"'
+	same compare blkdebug:c.conf:a.qcow2 b.qcow2
+	grep -qx 'qemu-img: Error while reading offset 0 of blkdebug:c.conf:a.qcow2: Input/output error' i.err
+	[ "$(cat i.rc)" = 4 ]
+	qimg create -q -f qcow2 b.qcow2 0
+	same compare blkdebug:c.conf:a.qcow2 b.qcow2
+}
+
+@test "blkdebug: reads that fail reach dd, bench and open (probing)" {
+	small
+	conf r.conf '[inject-error]' 'event = "read_aio"'
+	conf n.conf '[inject-error]' 'event = "none"'
+	same dd if=blkdebug:r.conf:t.qcow2 of=o.raw bs=4k count=2
+	same bench -c 1 blkdebug:r.conf:t.qcow2
+	same check blkdebug:n.conf:t.qcow2
+	same map blkdebug:n.conf:t.qcow2
+	[ "$(cat i.rc)" = 1 ]
+}
+
+commit_setup() {
+	qemu-img create -q -f qcow2 t.qcow2.base 1M
+	qemu-img create -q -f qcow2 -F qcow2 -b "json:{'driver': 'qcow2', 'file': {'driver': 'blkdebug', 'inject-error': [{'event': 'write_aio', 'errno': 28, 'once': true}], 'image': {'driver': 'file', 'filename': 't.qcow2.base'}}}" t.qcow2
+	qemu-io -c 'write 0 64k' t.qcow2 >/dev/null
+}
+
+@test "blkdebug: commit into a failing backing file: Block job failed" {
+	in_both commit_setup commit t.qcow2
+	grep -qx 'qemu-img: Block job failed: No space left on device' i.err
+	after_both check t.qcow2.base
+}
+
+empty_setup() {
+	qemu-img create -q -f qcow2 t.qcow2.base 64M
+	qemu-img create -q -f qcow2 -b t.qcow2.base -F qcow2 t.qcow2
+	qemu-io -c 'write 0 64k' t.qcow2 >/dev/null
+	printf '[inject-error]\nevent = "%s"\n' "$EVENT" >c.conf
+}
+
+@test "blkdebug: commit's emptying meets qcow2's events as qemu's does" {
+	local e
+	for e in l1_update empty_image_prepare reftable_update refblock_alloc; do
+		rm -rf q i
+		EVENT=$e in_both empty_setup commit blkdebug:c.conf:t.qcow2
+		grep -qx 'qemu-img: Failed to empty blkdebug:c.conf:t.qcow2: Input/output error' i.err
+		cmp q/t.qcow2 i/t.qcow2
+		after_both check t.qcow2
+	done
+}
+
+snap_setup() {
+	qemu-img create -q -f qcow2 t.qcow2 64M
+	qemu-io -c 'write 0 64k' t.qcow2 >/dev/null
+	qemu-img snapshot -c foo t.qcow2
+	printf '[inject-error]\nevent = "cluster_free"\nerrno = "5"\n' >c.conf
+}
+
+@test "blkdebug: snapshot -d whose cluster freeing fails leaks as qemu's" {
+	in_both snap_setup snapshot -d foo blkdebug:c.conf:t.qcow2
+	grep -qx 'qcow2_free_clusters failed: Input/output error' i.err
+	after_both check t.qcow2
+	after_both snapshot -l t.qcow2
+}
+
+@test "blkdebug: rules that never fire leave a normal run" {
+	small
+	conf far.conf '[inject-error]' 'event = "read_aio"' 'sector = "100000"'
+	conf st.conf '[set-state]' 'event = "read_aio"' 'new_state = "2"' \
+	    '[inject-error]' 'event = "read_aio"' 'state = "3"'
+	local n
+	for n in blkdebug:far.conf:t.qcow2 blkdebug:st.conf:t.qcow2; do
+		same map "$n"
+		same map --output=json "$n"
+		same check "$n"
+		same compare "$n" t.qcow2
+		img convert -O qcow2 "$n" ours.qcow2
+		img convert -O qcow2 t.qcow2 plain.qcow2
+		cmp ours.qcow2 plain.qcow2
+		qimg convert -O raw t.qcow2 plain.raw
+		cmp <(img cat "$n") plain.raw
+	done
+}
+
+@test "blkdebug: above the format, rules meet the virtual disk's requests" {
+	small
+	qemu-img create -q -f qcow2 -b t.qcow2 -F qcow2 top.qcow2
+	qemu-io -c 'write -P 9 1M 4k' top.qcow2 >/dev/null 2>&1 || true
+	local o=driver=blkdebug,image.driver=qcow2,image.file.driver=file
+	same map --image-opts "$o,image.file.filename=top.qcow2,align=4k"
+	same map --output=json --image-opts "$o,image.file.filename=top.qcow2"
+	local j="json:{'driver':'blkdebug','image':{'driver':'qcow2','file':{'driver':'file','filename':'t.qcow2'}},'inject-error':[{'event':'none','iotype':'read','sector':8}]}"
+	same compare "$j" t.qcow2
+	[ "$(cat i.rc)" = 4 ]
+	j="json:{'driver':'blkdebug','image':{'driver':'qcow2','file':{'driver':'file','filename':'t.qcow2'}},'inject-error':[{'event':'none','iotype':'block-status','sector':8}]}"
+	same compare "$j" t.qcow2
+	[ "$(cat i.rc)" = 3 ]
+	same info "$j"
+}
+
+@test "quorum below a format: info names it, relative names have no folder" {
+	qimg create -q -f qcow2 b.qcow2 64M
+	qimg create -q -f qcow2 -b b.qcow2 -F qcow2 t.qcow2
+	cp t.qcow2 t2.qcow2
+	local c="'children':[{'driver':'file','filename':'t.qcow2'},{'driver':'file','filename':'t2.qcow2'}]"
+	same info "json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':1,$c}}"
+	same info --output=json "json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':1,$c}}" ||
+	    grep -v actual-size q.out | diff - <(grep -v actual-size i.out)
+	same map "json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':1,$c}}"
+	same info "json:{'driver':'qcow2','file':{'driver':'quorum',$c}}"
+	same info "json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':3,$c}}"
+	same info "json:{'driver':'qcow2','file':{'driver':'quorum','vote-threshold':1,'children':[{'driver':'file','filename':'nonexistent'}]}}"
+	qimg create -q -f vmdk -o subformat=monolithicFlat f.vmdk 1M
+	same info "json:{'driver':'vmdk','file':{'driver':'quorum','vote-threshold':1,'children':[{'driver':'file','filename':'f.vmdk'}]}}"
+}
+
+@test "blkdebug: check and open meet failing metadata reads as qemu's" {
+	qimg create -q -f qcow2 t.qcow2 1M
+	qio -c 'write -P 7 0 64k' t.qcow2 >/dev/null
+	local sector
+	# the L2 table, a refcount block, the refcount table, the L1 table, data
+	for sector in 512 256 128 384 640; do
+		conf s.conf '[inject-error]' 'event = "none"' 'iotype = "read"' \
+		    "sector = \"$sector\""
+		same check blkdebug:s.conf:t.qcow2
+		same check --output=json blkdebug:s.conf:t.qcow2
+	done
+	conf s.conf '[inject-error]' 'event = "none"' 'iotype = "read"' 'sector = "512"'
+	same check blkdebug:s.conf:t.qcow2
+	grep -qx 'qemu-img: Check failed: Input/output error' i.err
+}
+
+@test "blkdebug: read_aio in each format that has it (vdi and vpc have none)" {
+	conf r.conf '[inject-error]' 'event = "read_aio"'
+	local f
+	for f in raw qcow qed vmdk vdi vpc; do
+		qimg create -q -f $f a.$f 1M
+		qio -f $f -c 'write -P 5 0 64k' a.$f >/dev/null
+		qimg create -q -f $f b.$f 1M
+		same compare -f $f -F $f blkdebug:r.conf:a.$f b.$f
+	done
+}
+
+@test "blkdebug: set-state moves the state, rules wait for theirs" {
+	qimg create -q -f qcow2 a.qcow2 8M
+	qio -c 'write -P 0 0 64k' -c 'write -P 0 4M 64k' a.qcow2 >/dev/null
+	qimg create -q -f qcow2 b.qcow2 8M
+	conf st.conf '[set-state]' 'event = "read_aio"' 'new_state = "2"' \
+	    '[inject-error]' 'event = "read_aio"' 'state = "2"'
+	conf st2.conf '[set-state]' 'event = "read_aio"' 'state = "1"' \
+	    'new_state = "2"' '[set-state]' 'event = "read_aio"' 'state = "2"' \
+	    'new_state = "3"' '[inject-error]' 'event = "read_aio"' \
+	    'state = "3"' 'once = "on"'
+	same compare blkdebug:st.conf:a.qcow2 b.qcow2
+	grep -q 'offset 4194304 of' i.err
+	same compare blkdebug:st2.conf:a.qcow2 b.qcow2
+	[ "$(cat i.rc)" = 0 ]
+	qio -c 'write -P 0 6M 64k' a.qcow2 >/dev/null
+	same compare blkdebug:st2.conf:a.qcow2 b.qcow2
+	[ "$(cat i.rc)" = 4 ]
+}
+
+@test "blkdebug: a blkdebug: backing name stands as it is" {
+	qimg create -q -f qcow2 b.qcow2 8M
+	qio -c 'write -P 3 0 64k' b.qcow2 >/dev/null
+	conf c.conf '[inject-error]' 'event = "l2_update"'
+	mkdir sub
+	same create -f qcow2 -b blkdebug:c.conf:b.qcow2 -F qcow2 sub/top.qcow2
+	rm -f sub/top.qcow2
+	qimg create -q -f qcow2 -b blkdebug:c.conf:b.qcow2 -F qcow2 sub/top.qcow2
+	same info sub/top.qcow2
+	same info --backing-chain sub/top.qcow2
+	same map --output=json sub/top.qcow2
+}
+
+@test "blkdebug: l2_load fails block status: compare's allocation test" {
+	qimg create -q -f qcow2 t.qcow2 8M
+	qio -c 'write -P 7 0 64k' t.qcow2 >/dev/null
+	qimg create -q -f qcow2 e.qcow2 8M
+	conf l2.conf '[inject-error]' 'event = "l2_load"'
+	same compare blkdebug:l2.conf:t.qcow2 e.qcow2
+	[ "$(cat i.rc)" = 3 ]
+	same check blkdebug:l2.conf:t.qcow2
+}
