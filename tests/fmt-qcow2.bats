@@ -422,7 +422,8 @@ writes() {
 # twin OPTS BACKING OP...: the same operations done by qemu-io on q.qcow2 and
 # by img-write on o.qcow2 (w:PATTERN:OFF:LEN writes, z:OFF:LEN zeroes and
 # unmaps; S snapshots, C:PATTERN:OFF:LEN writes compressed, on both with
-# qemu's tools) give the same map, offsets included, and the same content
+# qemu's tools) give the same map, offsets included, and the same content;
+# the disk is 1M or TWIN_SIZE
 twin() {
 	local opts=$1 bk=$2 op k x y z
 	shift 2
@@ -430,9 +431,10 @@ twin() {
 	if [ "$bk" = 1 ]; then
 		qimg create -q -f raw base.raw 1M
 		qio -f raw -c 'write -P 0xee 0 1M' base.raw >/dev/null
-		qimg create -q -f qcow2 -o "$opts" -b base.raw -F raw q.qcow2 1M
+		qimg create -q -f qcow2 -o "$opts" -b base.raw -F raw q.qcow2 \
+		    "${TWIN_SIZE:-1M}"
 	else
-		qimg create -q -f qcow2 -o "$opts" q.qcow2 1M
+		qimg create -q -f qcow2 -o "$opts" q.qcow2 "${TWIN_SIZE:-1M}"
 	fi
 	cp q.qcow2 o.qcow2
 	for op in "$@"; do
@@ -489,4 +491,7 @@ twin() {
 	# clusters an unmap frees are reused by the next allocation
 	twin cluster_size=64k 1 w:1:0:0x40000 z:0x10000:0x20000 w:2:0x80000:0x30000
 	twin extended_l2=on 1 w:1:0:0x40000 z:0x10000:0x20100 w:2:0x90000:0x800
+	# copy-on-write past the end of the disk is written, not zeroed
+	TWIN_SIZE=1120256 twin compat=0.10 0 w:1:0x10a200:0x7600 S
+	TWIN_SIZE=1120256 twin extended_l2=on 0 w:1:0x10a200:0x7600
 }

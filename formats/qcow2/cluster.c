@@ -504,6 +504,25 @@ reads_zero(struct img *img, uint64_t off, uint64_t len, bool *zero)
 }
 
 /*
+ * The COW region [off, off+len) reads as zeroes by one block status answer
+ * (qemu's bdrv_co_is_zero_fast in is_zero_cow): a region past the end of
+ * the disk does not, as qemu's answer stops at the end.
+ */
+static int
+cow_zero(struct img *img, uint64_t off, uint64_t len, bool *zero)
+{
+	struct map_ext e;
+
+	*zero = len == 0;
+	if (len == 0 || off + len > img->size)
+		return 0;
+	if (img_status(img, off, len, &e) < 0)
+		return -1;
+	*zero = e.zero && e.length >= len;
+	return 0;
+}
+
+/*
  * Zeroes in the file at [off, off+len), as qemu's file driver makes them
  * (handle_aiocb_write_zeroes): a zeroed range, allocated and growing the
  * file; else a hole then an allocation; else bytes.
@@ -629,8 +648,8 @@ write_cow(struct img *img, uint64_t host, uint64_t cstart, uint64_t from,
 
 	if (data_check(img, host + from, to - from) < 0)
 		return -1;
-	if ((head || tail) && (reads_zero(img, off - head, head, &z1) < 0 ||
-	    reads_zero(img, off + bytes, tail, &z2) < 0))
+	if ((head || tail) && (cow_zero(img, off - head, head, &z1) < 0 ||
+	    cow_zero(img, off + bytes, tail, &z2) < 0))
 		return -1;
 	if ((head || tail) && z1 && z2) {
 		if (zero_file(img, host + from, to - from) < 0)
@@ -735,6 +754,32 @@ write_run(struct img *img, uint64_t l2off, uint64_t off, uint64_t n,
 	return write_clusters(img, l2off, idx, k, keep, host, off, *done, p);
 }
 
+/*
+ * Clusters freed so far are reused before a write allocates, as qemu's
+ * refcount cache frees them at once (writing the L2 tables that dropped
+ * them first): when [off, off+len) needs a new L2 table or cluster, the
+ * metadata goes to disk and the frees apply.  In-place writes skip that.
+ */
+static int
+reuse_freed(struct img *img, uint64_t off, uint64_t len)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t span = qcow2_l2_span(s), end = off + len, l1i, l2off;
+	uint8_t *l2;
+
+	if (s->nfree == 0 || len == 0)
+		return 0;
+	for (off &= ~(s->cluster_size - 1); off < end; off += s->cluster_size) {
+		l1i = off / span;
+		if (l1i >= s->l1_size || !(s->l1[l1i] & QCOW2_OFLAG_COPIED) ||
+		    qcow2_l2_lookup(img, l1i, &l2off, &l2) < 0 || l2 == NULL ||
+		    qcow2_needs_alloc(s, qcow2_l2_entry(s, l2,
+		    (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1))))
+			return qcow2_flush(img);
+	}
+	return 0;
+}
+
 int
 qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 {
@@ -742,11 +787,7 @@ qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	const uint8_t *p = buf;
 	uint64_t span = qcow2_l2_span(s), l2off, n, done;
 
-	/*
-	 * clusters freed so far are reused, as qemu's refcount cache frees
-	 * them at once (writing the L2 tables that dropped them first)
-	 */
-	if (qcow2_prepare_write(img) < 0 || (s->nfree && qcow2_flush(img) < 0))
+	if (qcow2_prepare_write(img) < 0 || reuse_freed(img, off, len) < 0)
 		return -1;
 	qcow2_bitmaps_dirty(img, off, len);
 	while (len > 0) {
@@ -781,8 +822,7 @@ qcow2_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
 	*n = MIN(len, cs - (off & (cs - 1)));
 	if (s->extl2)
 		return 0;
-	/* as qcow2_write: freed clusters are reused */
-	if (qcow2_prepare_write(img) < 0 || (s->nfree && qcow2_flush(img) < 0) ||
+	if (qcow2_prepare_write(img) < 0 || reuse_freed(img, off, len) < 0 ||
 	    qcow2_l2_for_write(img, off / span, &l2off) < 0 ||
 	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		return -1;
