@@ -396,3 +396,80 @@ writes() {
 	run -0 qimg map --output=json s.qcow2
 	[ "${#lines[@]}" -eq 1 ]
 }
+
+# twin OPTS BACKING OP...: the same operations done by qemu-io on q.qcow2 and
+# by img-write on o.qcow2 (w:PATTERN:OFF:LEN writes, z:OFF:LEN zeroes and
+# unmaps; S snapshots, C:PATTERN:OFF:LEN writes compressed, on both with
+# qemu's tools) give the same map, offsets included, and the same content;
+# the disk is 1M or TWIN_SIZE
+twin() {
+	local opts=$1 bk=$2 op k x y z
+	shift 2
+	rm -f q.qcow2 o.qcow2 base.raw
+	if [ "$bk" = 1 ]; then
+		qimg create -q -f raw base.raw 1M
+		qio -f raw -c 'write -P 0xee 0 1M' base.raw >/dev/null
+		qimg create -q -f qcow2 -o "$opts" -b base.raw -F raw q.qcow2 \
+		    "${TWIN_SIZE:-1M}"
+	else
+		qimg create -q -f qcow2 -o "$opts" q.qcow2 "${TWIN_SIZE:-1M}"
+	fi
+	cp q.qcow2 o.qcow2
+	for op in "$@"; do
+		IFS=: read -r k x y z <<<"$op"
+		case $k in
+		w)	qio -f qcow2 -c "write -P $x $y $z" q.qcow2 >/dev/null
+			head -c $((z)) /dev/zero | tr '\0' "\\$(printf %o "$x")" >d
+			img-write -f qcow2 -S 0 --offset=$((y)) o.qcow2 <d ;;
+		z)	qio -f qcow2 -c "write -z -u $x $y" q.qcow2 >/dev/null
+			printf '{"start": %d, "length": %d, "depth": 0, "present": true, "zero": true, "data": false}\n' \
+			    $((x)) $((y)) >m.json
+			img-write -f qcow2 --map=m.json o.qcow2 </dev/null ;;
+		S)	qimg snapshot -c s1 q.qcow2
+			qimg snapshot -c s1 o.qcow2 ;;
+		C)	qio -f qcow2 -c "write -c -P $x $y $z" q.qcow2 >/dev/null
+			qio -f qcow2 -c "write -c -P $x $y $z" o.qcow2 >/dev/null ;;
+		esac
+	done
+	qimg map --output=json q.qcow2 >q.map
+	qimg map --output=json o.qcow2 >o.map
+	diff q.map o.map
+	qimg compare -q q.qcow2 o.qcow2
+	qimg check -q o.qcow2
+}
+
+@test "fmt-qcow2: extended L2: writes allocate and copy only the touched subclusters" {
+	# a partial write into an unallocated cluster, with and without backing
+	twin extended_l2=on 0 w:1:0x1400:0x800
+	twin extended_l2=on 1 w:1:0x1400:0x800 w:2:0x10000:0x18000
+	# 271: writes over clusters already ours, partly allocated or zero
+	twin extended_l2=on 1 w:1:0x3000:0xa000 w:2:0x10000:0x800 \
+	    w:3:0x20000:0x800 z:0x24000:0x800 w:4:0x3000:0x30000
+	# a write across a snapshot's partly allocated cluster copies only
+	# its allocated subclusters; compressed clusters are copied whole
+	twin extended_l2=on 1 w:1:0x2000:0x1000 w:2:0x8000:0x1000 S w:3:0x4800:0x200
+	twin extended_l2=on 0 C:5:0x20000:0x10000 w:6:0x21000:0x300
+	twin extended_l2=on,cluster_size=16k 1 w:7:0x3e00:0x600 w:8:0x7c00:0x9000
+}
+
+@test "fmt-qcow2: extended L2: zeroes per subcluster, as qemu's block layer cuts them" {
+	# partial subclusters over backing data are written as zero bytes,
+	# whole ones get zero bits, whole clusters are unmapped
+	twin extended_l2=on 1 z:0x1200:0x2e00
+	twin extended_l2=on 0 w:1:0:0x20000 z:0x1000:0x1f000
+	twin extended_l2=on 1 w:1:0:0x20000 z:0x800:0x1fa00 w:2:0x11000:0x200
+	twin extended_l2=on 1 C:3:0x10000:0x10000 z:0x10800:0x10000
+	twin extended_l2=on 0 z:0x1000:0x400 z:0xff000:0x1000
+}
+
+@test "fmt-qcow2: zeroes and frees as qemu: v2, small clusters, reuse of freed clusters" {
+	twin compat=0.10 0 w:1:0:0x1000 z:0:0x200
+	twin compat=0.10 1 w:1:0:0x30000 z:0x10000:0x10000 z:0x200:0x400
+	twin cluster_size=4k 1 w:1:0x2000:0x6000 z:0x2200:0x1e00 w:2:0x80000:0x1000
+	# clusters an unmap frees are reused by the next allocation
+	twin cluster_size=64k 1 w:1:0:0x40000 z:0x10000:0x20000 w:2:0x80000:0x30000
+	twin extended_l2=on 1 w:1:0:0x40000 z:0x10000:0x20100 w:2:0x90000:0x800
+	# copy-on-write past the end of the disk is written, not zeroed
+	TWIN_SIZE=1120256 twin compat=0.10 0 w:1:0x10a200:0x7600 S
+	TWIN_SIZE=1120256 twin extended_l2=on 0 w:1:0x10a200:0x7600
+}

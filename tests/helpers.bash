@@ -100,6 +100,41 @@ same_view() {
 	    same map "$1" && same map --output=json "$1" && same_content "$1"
 }
 
+# bits IMG: each qcow2 bitmap's name, flags, granularity and set bits,
+# read as qcow2.txt lays them out
+bits() {
+	python3 - "$1" <<'EOF'
+import struct, sys
+d = open(sys.argv[1], 'rb').read()
+hl = struct.unpack('>I', d[100:104])[0]
+cs = 1 << struct.unpack('>I', d[20:24])[0]
+size = struct.unpack('>Q', d[24:32])[0]
+pos, ext = hl, None
+while pos + 8 <= cs:
+    m, l = struct.unpack('>II', d[pos:pos + 8])
+    if m == 0:
+        break
+    if m == 0x23852875:
+        ext = d[pos + 8:pos + 8 + l]
+    pos += 8 + (l + 7) // 8 * 8
+if ext is None:
+    print('none')
+    sys.exit()
+nb, _, dsz, p = struct.unpack('>IIQQ', ext)
+for i in range(nb):
+    toff, tsz, fl, ty, gb, nl, ex = struct.unpack('>QIIBBHI', d[p:p + 24])
+    bits = bytearray()
+    for j in range(tsz):
+        e = struct.unpack('>Q', d[toff + 8 * j:toff + 8 * j + 8])[0]
+        o = e & 0x00fffffffffffe00
+        bits += d[o:o + cs] if o else (b'\xff' if e & 1 else b'\0') * cs
+    n = -(-size // (1 << gb))
+    print(d[p + 24 + ex:p + 24 + ex + nl].decode(), fl, 1 << gb,
+          [k for k in range(n) if bits[k // 8] >> (k % 8) & 1])
+    p += (24 + ex + nl + 7) // 8 * 8
+EOF
+}
+
 # blkdebug_json FILE IOTYPE:SECTOR...: a json: name of qcow2 FILE under blkdebug
 # whose requests of IOTYPE (read, block-status) touching SECTOR fail with EIO
 blkdebug_json() {

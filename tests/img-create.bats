@@ -278,3 +278,14 @@ Could not open backing image." ]
 	run -1 --separate-stderr bash -c 'img-create -f raw x 1M >/dev/full'
 	[ "$stderr" = "img-create: stdout: No space left on device" ]
 }
+
+@test "img-create: qcow2 preallocation lays the file out byte for byte as qemu's" {
+	for o in cluster_size=512 cluster_size=4k cluster_size=64k extended_l2=on \
+	    compat=0.10 refcount_bits=1; do
+		for pm in metadata falloc full; do
+			qimg create -q -f qcow2 -o "$o,preallocation=$pm" q.qcow2 3M
+			img create -q -f qcow2 -o "$o,preallocation=$pm" o.qcow2 3M
+			cmp q.qcow2 o.qcow2
+		done
+	done
+}

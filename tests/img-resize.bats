@@ -225,3 +225,92 @@ same_result() {
 	run -1 --separate-stderr img-resize l.qcow2 128M
 	[ "$stderr" = "img-resize: Could not open 'l.qcow2': L1 table is too small" ]
 }
+
+# bmtwins OPTS SIZE: q.qcow2 and o.qcow2, alike, with three bitmaps (one
+# disabled) holding qemu-written bits
+bmtwins() {
+	qimg create -q -f qcow2 -o "$1" q.qcow2 "$2"
+	qimg bitmap --add -g 512 q.qcow2 b1
+	qimg bitmap --add -g 64k q.qcow2 b2
+	qimg bitmap --add q.qcow2 b3
+	qio -c 'write 1M 64k' -c 'write 9M 1M' -c 'write 40M 3M' q.qcow2 >/dev/null
+	qimg bitmap --disable q.qcow2 b3
+	cp q.qcow2 o.qcow2
+}
+
+# bmsame: the twins' bitmaps, info, check and map agree
+bmsame() {
+	diff <(bits q.qcow2) <(bits o.qcow2)
+	diff <(qimg info --output=json q.qcow2 | grep -v '"filename"\|actual-size') \
+	    <(qimg info --output=json o.qcow2 | grep -v '"filename"\|actual-size')
+	diff <(qimg check --output=json q.qcow2 | grep -v filename) \
+	    <(qimg check --output=json o.qcow2 | grep -v filename)
+	diff <(qimg map --output=json q.qcow2) <(qimg map --output=json o.qcow2)
+}
+
+@test "img-resize: persistent bitmaps follow a grow and a shrink as qemu's" {
+	bmtwins cluster_size=4k 64M
+	qimg resize -q --shrink q.qcow2 20M
+	img resize -q --shrink o.qcow2 20M
+	bmsame
+	[[ $(bits o.qcow2) != *40M* ]]
+	qimg resize -q q.qcow2 70M
+	img resize -q o.qcow2 70M
+	bmsame
+	qio -c 'write 68M 1M' q.qcow2 >/dev/null
+	qio -c 'write 68M 1M' o.qcow2 >/dev/null
+	bmsame
+	bmtwins cluster_size=64k 1G
+	qimg resize -q q.qcow2 3G
+	img resize -q o.qcow2 3G
+	bmsame
+	qimg resize -q --shrink q.qcow2 5M
+	img resize -q --shrink o.qcow2 5M
+	bmsame
+}
+
+@test "img-resize: an inconsistent bitmap refuses the resize as qemu's, nothing written" {
+	qimg create -q -f qcow2 t.qcow2 10M
+	qimg bitmap --add t.qcow2 b1
+	qimg bitmap --add t.qcow2 b2
+	# qemu-io killed while it holds the image: the bitmaps stay in use
+	run -137 qio -c 'sigraise 9' t.qcow2
+	cp t.qcow2 t0.qcow2
+	run -1 --separate-stderr img-resize t.qcow2 20M
+	[ "$stderr" = "img-resize: Bitmap 'b1' is inconsistent and cannot be used
+Try block-dirty-bitmap-remove to delete this bitmap from disk" ]
+	[ -z "$output" ]
+	cmp t.qcow2 t0.qcow2
+	same resize t.qcow2 20M
+}
+
+@test "img-resize: metadata preallocation past an extended L2 partial cluster as qemu's" {
+	for t in q o; do
+		qimg create -q -f qcow2 -o extended_l2=on $t.qcow2 1000k
+		qio -c 'write -P 1 0 100k' $t.qcow2 >/dev/null
+	done
+	qimg resize -q --preallocation=metadata q.qcow2 3M
+	img resize -q --preallocation=metadata o.qcow2 3M
+	diff <(qimg map --output=json q.qcow2) <(qimg map --output=json o.qcow2)
+	diff <(qimg check q.qcow2) <(qimg check o.qcow2)
+	qimg compare q.qcow2 o.qcow2
+}
+
+@test "img-resize: falloc and full preallocation lay clusters out as qemu's" {
+	qimg create -q -f raw b.raw 4M
+	for o in cluster_size=512 cluster_size=64k extended_l2=on compat=0.10 \
+	    extended_l2=on,backing_file=b.raw,backing_fmt=raw; do
+		for pm in falloc full; do
+			for t in q o; do
+				qimg create -q -f qcow2 -o "$o" $t.qcow2 1000k
+				qio -c 'write -P 1 0 100k' $t.qcow2 >/dev/null
+			done
+			qimg resize -q --preallocation=$pm q.qcow2 3M
+			img resize -q --preallocation=$pm o.qcow2 3M
+			diff <(qimg map --output=json q.qcow2) \
+			    <(qimg map --output=json o.qcow2)
+			diff <(qimg check q.qcow2) <(qimg check o.qcow2)
+			qimg compare q.qcow2 o.qcow2 >/dev/null
+		done
+	done
+}

@@ -142,7 +142,7 @@ static void
 to_stderr(const char *line, void *arg)
 {
 	(void)arg;
-	fflush(stdout);
+	/* no fflush(stdout): qemu's notes pass its buffered output (2>&1) */
 	fprintf(stderr, "%s\n", line);
 }
 

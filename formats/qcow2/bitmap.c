@@ -785,3 +785,72 @@ qcow2_bitmap(struct img *img, const char *name,
 	bmset_free(&sset);
 	return r;
 }
+
+static int
+inconsistent(const char *name, size_t n)
+{
+	return err_set(0, "Bitmap '%.*s' is inconsistent and cannot be used\n"
+	    "Try block-dirty-bitmap-remove to delete this bitmap from disk",
+	    (int)n, name);
+}
+
+/*
+ * Before a resize, as qemu's qcow2_truncate_bitmaps_check: every bitmap
+ * must be consistent (not in use on disk), so it can follow the new size.
+ * Called before the first write marks our own bitmaps in use.
+ */
+int
+qcow2_bitmaps_resize_ok(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+	struct bmset *set = s->bm_track;
+	struct bm_entry e;
+	uint64_t pos = 0;
+	uint8_t *dir;
+	uint32_t i;
+	int r = 0;
+
+	for (i = 0; set != NULL && i < set->n; i++)
+		if (!set->v[i].removed && set->v[i].bits == NULL)
+			return inconsistent(set->v[i].name,
+			    strlen(set->v[i].name));
+	if (set != NULL || s->nb_bitmaps == 0)
+		return 0;
+	if (read_dir(img, &dir) < 0)
+		return -1;
+	for (i = 0; i < s->nb_bitmaps && r == 0; i++)
+		if ((r = next_entry(img, dir, &pos, &e)) == 0 &&
+		    (e.flags & BME_IN_USE))
+			r = inconsistent(e.name, e.nlen);
+	free(dir);
+	return r;
+}
+
+/*
+ * After a resize, as qemu's bdrv_dirty_bitmap_truncate: the bitmaps cover
+ * the new size, bits past it cleared, new ones clear; they are stored
+ * with their new tables at close.
+ */
+void
+qcow2_bitmaps_resized(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+	struct bmset *set = s->bm_track;
+	uint64_t n, nbits, j;
+	struct bm *b;
+	size_t i;
+
+	for (i = 0; set != NULL && i < set->n; i++) {
+		b = &set->v[i];
+		if (b->removed || b->bits == NULL)
+			continue;
+		n = bm_nbytes(img, b->gbits);
+		b->bits = xrealloc(b->bits, n + 1);
+		if (n > b->nbytes)
+			memset(b->bits + b->nbytes, 0, n + 1 - b->nbytes);
+		b->nbytes = n;
+		nbits = DIV_ROUND_UP(img->size, (uint64_t)1 << b->gbits);
+		for (j = nbits; j < n * 8; j++)
+			b->bits[j / 8] &= (uint8_t)~(1u << (j % 8));
+	}
+}

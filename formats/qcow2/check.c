@@ -423,9 +423,11 @@ fix_entry_by_zero(struct ck *k, struct img_check *res, uint64_t l2off,
 	const struct qcow2 *s = k->s;
 	size_t esz = s->extl2 ? 16 : 8;
 	uint8_t e[16];
+	uint64_t bm = s->extl2 ? get_be64(k->l2 + i * esz + 8) : 0;
 
+	/* as qemu: allocated subclusters become zero, the rest stays */
 	put_be64(e, s->extl2 ? 0 : QCOW2_OFLAG_ZERO);
-	put_be64(e + 8, 0xffffffff00000000ull);
+	put_be64(e + 8, (bm | bm << 32) & 0xffffffff00000000ull);
 	memcpy(k->l2 + i * esz, e, esz);
 	*overlap = overlap_check(k, active ? OL_ACTIVE_L2 : 0, l2off + i * esz,
 	    esz) < 0;

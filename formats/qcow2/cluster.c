@@ -367,22 +367,18 @@ qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
 #define ALL_ALLOC	0x00000000ffffffffull	/* extended L2: every subcluster */
 #define ALL_ZEROES	0xffffffff00000000ull
 
-/* How a write treats a cluster it covers. */
-enum wkind {
-	W_IN_PLACE,	/* data only this entry references: overwrite */
-	W_FILL,		/* ours, partly zero or unallocated: rewrite in place */
-	W_NEW,		/* unallocated, shared or compressed: new clusters */
-};
-
-static enum wkind
-write_kind(const struct qcow2 *s, uint64_t e, uint64_t bm)
+/* The subcluster index of a guest offset inside its cluster. */
+static unsigned
+sc_index(const struct qcow2 *s, uint64_t off)
 {
-	if ((e & QCOW2_OFLAG_COMPRESSED) || !(e & QCOW2_OFLAG_COPIED) ||
-	    !qcow2_entry_host(s, e))
-		return W_NEW;
-	if (s->extl2 ? bm == ALL_ALLOC : !(e & QCOW2_OFLAG_ZERO))
-		return W_IN_PLACE;
-	return W_FILL;
+	return (unsigned)((off & (s->cluster_size - 1)) >> s->sc_bits);
+}
+
+/* Bits a..b-1 of a 32-bit subcluster mask. */
+static uint64_t
+sc_mask(unsigned a, unsigned b)
+{
+	return (((uint64_t)1 << (b - a)) - 1) << a;
 }
 
 /* Set an entry (and, with extended L2, its subcluster bitmap). */
@@ -514,20 +510,46 @@ reads_zero(struct img *img, uint64_t off, uint64_t len, bool *zero)
 }
 
 /*
- * Zeroes in the file at [off, off+len), as qemu's file driver makes them:
- * a zeroed range where the file system can, else a hole, else bytes.
+ * The COW region [off, off+len) reads as zeroes by one block status answer
+ * (qemu's bdrv_co_is_zero_fast in is_zero_cow): a region past the end of
+ * the disk does not, as qemu's answer stops at the end.
+ */
+static int
+cow_zero(struct img *img, uint64_t off, uint64_t len, bool *zero)
+{
+	struct map_ext e;
+
+	*zero = len == 0;
+	if (len == 0 || off + len > img->size)
+		return 0;
+	if (img_status(img, off, len, &e) < 0)
+		return -1;
+	*zero = e.zero && e.length >= len;
+	return 0;
+}
+
+/*
+ * Zeroes in the file at [off, off+len), as qemu's file driver makes them
+ * (handle_aiocb_write_zeroes): a zeroed range, allocated and growing the
+ * file; else a hole then an allocation; else bytes.
  */
 static int
 zero_file(struct img *img, uint64_t off, uint64_t len)
 {
+	int fd = qcow2_dfd(img);
 	uint8_t *z;
 	int r;
 
-	if (len == 0 || fallocate(qcow2_dfd(img), FALLOC_FL_ZERO_RANGE |
-	    FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0 ||
-	    fallocate(qcow2_dfd(img), FALLOC_FL_PUNCH_HOLE |
-	    FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+	if (len == 0)
 		return 0;
+	if (fallocate(fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) == 0 ||
+	    (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	    (off_t)off, (off_t)len) == 0 &&
+	    fallocate(fd, 0, (off_t)off, (off_t)len) == 0)) {
+		if (off + len > *data_size(img))
+			*data_size(img) = off + len;
+		return 0;
+	}
 	z = xcalloc(1, len);
 	r = data_pwrite(img, z, len, off);
 	free(z);
@@ -535,13 +557,8 @@ zero_file(struct img *img, uint64_t off, uint64_t len)
 }
 
 /*
- * New clusters for [off, off+bytes) covering k L2 entries from idx: the
- * partial head and tail clusters keep their old content (copy-on-write),
- * and everything lands in one pwritev.
- */
-/*
- * k new clusters for the guest clusters from goff: in an external data
- * file at the same offsets, as qemu puts them; 0 on error.
+ * The clusters for the guest clusters from goff: in an external data
+ * file at the same offsets, as qemu puts them.
  */
 static int
 alloc_data(struct img *img, uint64_t goff, uint64_t k, uint64_t *host)
@@ -552,43 +569,101 @@ alloc_data(struct img *img, uint64_t goff, uint64_t k, uint64_t *host)
 	return s->has_data || *host != 0 ? 0 : -1;
 }
 
-static int
-write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
-    uint64_t off, uint64_t bytes, const uint8_t *p)
+/* Every subcluster [off, off+bytes) touches in the k clusters holds data. */
+static bool
+all_data(const struct qcow2 *s, const uint8_t *l2, uint64_t idx, uint64_t k,
+    uint64_t off, uint64_t bytes)
 {
-	struct qcow2 *s = img->priv;
-	uint64_t cs = s->cluster_size, head = off & (cs - 1);
-	uint64_t tail = ROUND_UP(off + bytes, cs) - (off + bytes), host, i, old;
-	uint8_t *hbuf = NULL, *tbuf = NULL, *l2;
-	uint64_t hz = 0, tz = 0;
-	struct iovec iov[3];
-	int cnt = 0, r = -1;
-	bool z1 = true, z2 = true;
+	uint64_t cs = s->cluster_size, from = off & (cs - 1), to = from + bytes;
+	uint64_t i, e, bm, a, b;
+	unsigned sc;
 
-	/* zero COW regions stay holes in the file, as qemu's handle_alloc_space */
-	if ((head || tail) && (reads_zero(img, off - head, head, &z1) < 0 ||
-	    reads_zero(img, off + bytes, tail, &z2) < 0))
+	for (i = 0; i < k; i++) {
+		e = qcow2_l2_entry(s, l2, idx + i);
+		bm = qcow2_l2_bitmap(s, l2, idx + i);
+		a = MAX(from, i * cs);
+		b = MIN(to, (i + 1) * cs);
+		for (sc = sc_index(s, a); sc <= sc_index(s, b - 1); sc++)
+			if (qcow2_entry_type(s, e, bm, sc) != QCOW2_NORMAL)
+				return false;
+	}
+	return true;
+}
+
+/*
+ * qemu's calculate_l2_meta: the bytes [*from, *to) of the k clusters from
+ * idx that a write of [off, off+bytes) puts on disk, its copy-on-write
+ * included; relative to the first cluster.  keep: the clusters are ours
+ * (COPIED) and written in place.  With subclusters only the touched ones
+ * are copied, and of a cluster shared with a snapshot the allocated ones.
+ */
+static void
+write_span(const struct qcow2 *s, const uint8_t *l2, uint64_t idx, uint64_t k,
+    uint64_t off, uint64_t bytes, bool keep, uint64_t *from, uint64_t *to)
+{
+	uint64_t cs = s->cluster_size, scs = (uint64_t)1 << s->sc_bits;
+	uint64_t sto = off & (cs - 1), efrom = sto + bytes, e, bm;
+	unsigned sc = sc_index(s, off);
+	uint32_t alloc;
+	enum qcow2_type t;
+
+	e = qcow2_l2_entry(s, l2, idx);
+	bm = qcow2_l2_bitmap(s, l2, idx);
+	alloc = (uint32_t)bm;
+	t = qcow2_entry_type(s, e, bm, sc);
+	if (keep)
+		*from = t == QCOW2_NORMAL ? sto : (uint64_t)sc << s->sc_bits;
+	else if (t == QCOW2_COMPRESSED || (has_host(t) && !s->extl2))
+		*from = 0;
+	else if (has_host(t))
+		*from = (uint64_t)MIN(sc, alloc ? (unsigned)__builtin_ctz(alloc) :
+		    32u) << s->sc_bits;
+	else
+		*from = (uint64_t)sc << s->sc_bits;
+
+	e = qcow2_l2_entry(s, l2, idx + k - 1);
+	bm = qcow2_l2_bitmap(s, l2, idx + k - 1);
+	alloc = (uint32_t)bm;
+	sc = sc_index(s, off + bytes - 1);
+	t = qcow2_entry_type(s, e, bm, sc);
+	if (keep)
+		*to = t == QCOW2_NORMAL ? efrom : ROUND_UP(efrom, scs);
+	else if (t == QCOW2_COMPRESSED || (has_host(t) && !s->extl2))
+		*to = ROUND_UP(efrom, cs);
+	else if (has_host(t))
+		*to = ROUND_UP(efrom, cs) - ((uint64_t)MIN(31 - sc, alloc ?
+		    (unsigned)__builtin_clz(alloc) : 32u) << s->sc_bits);
+	else
+		*to = ROUND_UP(efrom, scs);
+}
+
+/*
+ * Put [from, to) of the guest clusters from cstart at host: the write's
+ * bytes with the copy-on-write around them.  When the copied bytes read
+ * as zeroes the file range is zeroed instead, as qemu's handle_alloc_space.
+ */
+static int
+write_cow(struct img *img, uint64_t host, uint64_t cstart, uint64_t from,
+    uint64_t to, uint64_t off, uint64_t bytes, const uint8_t *p)
+{
+	uint64_t head = off - cstart - from, tail = cstart + to - (off + bytes);
+	uint8_t *hbuf = NULL, *tbuf = NULL;
+	struct iovec iov[3];
+	bool z1 = true, z2 = true;
+	int cnt = 0, r = -1;
+
+	if (data_check(img, host + from, to - from) < 0)
 		return -1;
-	if (z1 && z2) {
-		hz = head;
-		tz = tail;
+	if ((head || tail) && (cow_zero(img, off - head, head, &z1) < 0 ||
+	    cow_zero(img, off + bytes, tail, &z2) < 0))
+		return -1;
+	if ((head || tail) && z1 && z2) {
+		if (zero_file(img, host + from, to - from) < 0)
+			return -1;
 		head = tail = 0;
 	}
 	if ((head && cow_read(img, off - head, head, hbuf = xmalloc(head)) < 0) ||
-	    (tail && cow_read(img, off + bytes, tail, tbuf = xmalloc(tail)) < 0) ||
-	    alloc_data(img, off & ~(cs - 1), k, &host) < 0 ||
-	    data_check(img, host, k * cs) < 0)
-		goto out;
-	/*
-	 * Zero COW regions: the new clusters are zeroed whole first, as qemu's
-	 * handle_alloc_space does (so the file holds no holes there); where
-	 * the file system cannot, reused clusters get their holes made.
-	 */
-	if ((hz || tz) && !s->extl2 && fallocate(qcow2_dfd(img),
-	    FALLOC_FL_ZERO_RANGE, (off_t)host, (off_t)(k * cs)) == 0)
-		hz = tz = 0;
-	if (host < *data_size(img) && (zero_file(img, host, hz) < 0 ||
-	    zero_file(img, host + hz + bytes, tz) < 0))
+	    (tail && cow_read(img, off + bytes, tail, tbuf = xmalloc(tail)) < 0))
 		goto out;
 	if (head)
 		iov[cnt++] = (struct iovec){ hbuf, head };
@@ -596,20 +671,9 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	if (tail)
 		iov[cnt++] = (struct iovec){ tbuf, tail };
 	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
-	if (write_vec(img, iov, cnt, host + (off & (cs - 1)) - head) < 0 ||
-	    extend_file(img, host + k * cs) < 0 ||
-	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+	if (write_vec(img, iov, cnt, host + (off - cstart) - head) < 0 ||
+	    extend_file(img, host + to) < 0)
 		goto out;
-	/* the L2 table reaches the disk after the data (qcow2_flush) */
-	for (i = 0; i < k; i++) {
-		old = qcow2_l2_entry(s, l2, idx + i);
-		qcow2_set_entry(s, l2, idx + i, (host + i * cs) | QCOW2_OFLAG_COPIED,
-		    ALL_ALLOC);
-		if (qcow2_free_entry(img, old) < 0)
-			goto out;
-	}
-	qcow2_cache_dirty(&s->l2_cache, l2off);
-	s->zc_valid = false;
 	r = 0;
 out:
 	free(hbuf);
@@ -618,83 +682,108 @@ out:
 }
 
 /*
- * A cluster of ours that reads partly or wholly as zeroes (or, with
- * extended L2, partly from the backing file) is rewritten in place, as
- * qemu does.  Without subclusters the rest is zeroes: holes in the file.
+ * Write [off, off+bytes) into the k clusters from idx: in place at host
+ * (keep) or into new clusters, then point the entries there and mark the
+ * subclusters [from, to) allocated, as qemu's qcow2_alloc_cluster_link_l2.
+ * The L2 table reaches the disk after the data (qcow2_flush).
  */
 static int
-write_fill(struct img *img, uint64_t l2off, uint64_t idx, uint64_t e,
-    uint64_t off, uint64_t bytes, const uint8_t *p)
+write_clusters(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
+    bool keep, uint64_t host, uint64_t off, uint64_t bytes, const uint8_t *p)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t cs = s->cluster_size, host = e & QCOW2_L2E_OFFSET;
-	uint64_t head = off & (cs - 1);
-	uint8_t *l2, *buf;
-	int r;
+	uint64_t cs = s->cluster_size, cstart = off & ~(cs - 1);
+	uint64_t from, to, i, a, b, old, bm;
+	uint8_t *l2;
 
-	if (data_check(img, host, cs) < 0)
+	if ((l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		return -1;
-	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
-	if (s->extl2) {
-		buf = xmalloc(cs);
-		r = cow_read(img, off - head, cs, buf);
-		memcpy(buf + head, p, bytes);
-		if (r == 0)
-			r = data_pwrite(img, buf, cs, host);
-		free(buf);
-		if (r < 0)
+	if (keep && all_data(s, l2, idx, k, off, bytes)) {
+		if (data_check(img, host + (off - cstart), bytes) < 0)
 			return -1;
-	} else if (io_pwrite(qcow2_dfd(img), p, bytes, host + head) < 0 ||
-	    zero_file(img, host, head) < 0 ||
-	    zero_file(img, host + head + bytes, cs - head - bytes) < 0) {
-		return err_set(errno, "%s: Could not write data", img->filename);
+		blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
+		return data_pwrite(img, p, bytes, host + (off - cstart));
 	}
-	if (extend_file(img, host + cs) < 0 ||
+	write_span(s, l2, idx, k, off, bytes, keep, &from, &to);
+	if ((!keep && alloc_data(img, cstart, k, &host) < 0) ||
+	    write_cow(img, host, cstart, from, to, off, bytes, p) < 0 ||
 	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		return -1;
-	qcow2_set_entry(s, l2, idx, host | QCOW2_OFLAG_COPIED, ALL_ALLOC);
+	for (i = 0; i < k; i++) {
+		old = qcow2_l2_entry(s, l2, idx + i);
+		bm = qcow2_l2_bitmap(s, l2, idx + i);
+		a = MAX(from, i * cs);
+		b = MIN(to, (i + 1) * cs);
+		bm |= sc_mask(sc_index(s, a), sc_index(s, b - 1) + 1);
+		bm &= ~(sc_mask(sc_index(s, a), sc_index(s, b - 1) + 1) << 32);
+		qcow2_set_entry(s, l2, idx + i, (host + i * cs) |
+		    QCOW2_OFLAG_COPIED, bm);
+		if (!keep && qcow2_free_entry(img, old) < 0)
+			return -1;
+	}
 	qcow2_cache_dirty(&s->l2_cache, l2off);
 	s->zc_valid = false;
 	return 0;
 }
 
-/* Write [off, off+n) inside one L2 table; *done: bytes handled. */
+/*
+ * Write [off, off+n) inside one L2 table; *done: bytes handled.  As
+ * qemu's handle_copied and handle_alloc, one call covers clusters that
+ * are all ours and contiguous, or all in need of new ones.
+ */
 static int
 write_run(struct img *img, uint64_t l2off, uint64_t off, uint64_t n,
     const uint8_t *p, uint64_t *done)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t cs = s->cluster_size, idx, e0, e, bm, k, nclusters;
-	enum wkind kind;
+	uint64_t cs = s->cluster_size, idx, e0, e, bm, k, nclusters, host;
 	uint8_t *l2;
+	bool keep;
 
 	if ((l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		return -1;
 	idx = (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
 	nclusters = ((off + n - 1) >> s->cluster_bits) - (off >> s->cluster_bits) + 1;
 	e0 = qcow2_l2_entry(s, l2, idx);
-	kind = write_kind(s, e0, qcow2_l2_bitmap(s, l2, idx));
+	keep = !qcow2_needs_alloc(s, e0);
+	host = e0 & QCOW2_L2E_OFFSET;
 	for (k = 0; k < nclusters; k++) {
 		e = qcow2_l2_entry(s, l2, idx + k);
 		bm = qcow2_l2_bitmap(s, l2, idx + k);
+		if (k > 0 && (qcow2_needs_alloc(s, e) == keep ||
+		    (keep && (e & QCOW2_L2E_OFFSET) != host + k * cs)))
+			break;
 		if (classify(img, l2off, idx + k, e, bm, 0) == QCOW2_INVALID)
 			return -1;
-		if (k > 0 && (kind == W_FILL || write_kind(s, e, bm) != kind ||
-		    (kind == W_IN_PLACE && (e & QCOW2_L2E_OFFSET) !=
-		    (e0 & QCOW2_L2E_OFFSET) + k * cs)))
-			break;
 	}
 	*done = MIN(off + n, ((off >> s->cluster_bits) + k) << s->cluster_bits) - off;
-	if (kind == W_FILL)
-		return write_fill(img, l2off, idx, e0, off, *done, p);
-	if (kind == W_NEW)
-		return write_new(img, l2off, idx, k, off, *done, p);
-	if (data_check(img, (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1)),
-	    *done) < 0)
-		return -1;
-	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
-	return data_pwrite(img, p, *done, (e0 & QCOW2_L2E_OFFSET) +
-	    (off & (cs - 1)));
+	return write_clusters(img, l2off, idx, k, keep, host, off, *done, p);
+}
+
+/*
+ * Clusters freed so far are reused before a write allocates, as qemu's
+ * refcount cache frees them at once (writing the L2 tables that dropped
+ * them first): when [off, off+len) needs a new L2 table or cluster, the
+ * metadata goes to disk and the frees apply.  In-place writes skip that.
+ */
+static int
+reuse_freed(struct img *img, uint64_t off, uint64_t len)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t span = qcow2_l2_span(s), end = off + len, l1i, l2off;
+	uint8_t *l2;
+
+	if (s->nfree == 0 || len == 0)
+		return 0;
+	for (off &= ~(s->cluster_size - 1); off < end; off += s->cluster_size) {
+		l1i = off / span;
+		if (l1i >= s->l1_size || !(s->l1[l1i] & QCOW2_OFLAG_COPIED) ||
+		    qcow2_l2_lookup(img, l1i, &l2off, &l2) < 0 || l2 == NULL ||
+		    qcow2_needs_alloc(s, qcow2_l2_entry(s, l2,
+		    (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1))))
+			return qcow2_flush(img);
+	}
+	return 0;
 }
 
 int
@@ -704,7 +793,7 @@ qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	const uint8_t *p = buf;
 	uint64_t span = qcow2_l2_span(s), l2off, n, done;
 
-	if (qcow2_prepare_write(img) < 0)
+	if (qcow2_prepare_write(img) < 0 || reuse_freed(img, off, len) < 0)
 		return -1;
 	qcow2_bitmaps_dirty(img, off, len);
 	while (len > 0) {
@@ -733,34 +822,35 @@ qcow2_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
 	struct qcow2 *s = img->priv;
 	uint64_t cs = s->cluster_size, span = qcow2_l2_span(s), l2off, idx;
 	uint64_t end = MIN(off + len, (off | (span - 1)) + 1), e0, e, k, i;
-	enum wkind kind;
 	uint8_t *l2;
+	bool keep;
 
 	*n = MIN(len, cs - (off & (cs - 1)));
 	if (s->extl2)
 		return 0;
-	if (qcow2_prepare_write(img) < 0 ||
+	if (qcow2_prepare_write(img) < 0 || reuse_freed(img, off, len) < 0 ||
 	    qcow2_l2_for_write(img, off / span, &l2off) < 0 ||
 	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		return -1;
 	idx = (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
 	e0 = qcow2_l2_entry(s, l2, idx);
-	kind = write_kind(s, e0, 0);
-	if (kind == W_FILL || (kind == W_NEW && (off & (cs - 1))))
+	keep = !qcow2_needs_alloc(s, e0);
+	if ((keep && (e0 & QCOW2_OFLAG_ZERO)) || (!keep && (off & (cs - 1))))
 		return 0;
 	for (k = 0; off + k * cs < end; k++) {
 		e = qcow2_l2_entry(s, l2, idx + k);
 		if (classify(img, l2off, idx + k, e, 0, 0) == QCOW2_INVALID)
 			return -1;
-		if (write_kind(s, e, 0) != kind || (kind == W_IN_PLACE &&
-		    (e & QCOW2_L2E_OFFSET) != (e0 & QCOW2_L2E_OFFSET) + k * cs) ||
-		    (kind == W_NEW && off + (k + 1) * cs > end))
+		if (qcow2_needs_alloc(s, e) == keep || (keep &&
+		    ((e & QCOW2_OFLAG_ZERO) || (e & QCOW2_L2E_OFFSET) !=
+		    (e0 & QCOW2_L2E_OFFSET) + k * cs)) ||
+		    (!keep && off + (k + 1) * cs > end))
 			break;
 	}
 	if (k == 0)
 		return 0;
 	*n = MIN(end, ((off >> s->cluster_bits) + k) << s->cluster_bits) - off;
-	if (kind == W_IN_PLACE) {
+	if (keep) {
 		*host = (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1));
 	} else if (alloc_data(img, off, k, host) < 0 ||
 	    data_check(img, *host, k * cs) < 0 ||
@@ -777,7 +867,7 @@ qcow2_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
 		qcow2_cache_dirty(&s->l2_cache, l2off);
 		s->zc_valid = false;
 	}
-	if ((kind == W_IN_PLACE && data_check(img, *host, *n) < 0) ||
+	if ((keep && data_check(img, *host, *n) < 0) ||
 	    extend_file(img, *host + *n) < 0)
 		return -1;
 	qcow2_bitmaps_dirty(img, off, *n);
@@ -860,38 +950,112 @@ write_zero_bytes(struct img *img, uint64_t off, uint64_t len)
 }
 
 /*
- * A piece of one cluster: when the rest of the cluster already reads as
- * zeroes and it holds no data, the whole cluster becomes a zero cluster;
- * else zero bytes are written (qemu's -ENOTSUP fallback).
+ * Subclusters [sc, sc+n) of the cluster at off read as zeroes (qemu's
+ * zero_l2_subclusters); 1: a compressed cluster, which cannot be split.
  */
 static int
-zero_partial(struct img *img, uint64_t off, uint64_t len, int flags)
+zero_subclusters(struct img *img, uint64_t off, unsigned n)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t cstart = off & ~(s->cluster_size - 1);
-	uint64_t cend = cstart + s->cluster_size;
+	uint64_t span = qcow2_l2_span(s), l2off, idx, e, bm, nbm;
+	unsigned sc = sc_index(s, off);
+	uint8_t *l2;
+
+	if (qcow2_l2_for_write(img, off / span, &l2off) < 0 ||
+	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+		return -1;
+	idx = (off >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
+	e = qcow2_l2_entry(s, l2, idx);
+	if (e & QCOW2_OFLAG_COMPRESSED)
+		return 1;
+	bm = qcow2_l2_bitmap(s, l2, idx);
+	nbm = (bm | sc_mask(sc, sc + n) << 32) & ~sc_mask(sc, sc + n);
+	if (nbm != bm) {
+		qcow2_set_entry(s, l2, idx, e, nbm);
+		qcow2_cache_dirty(&s->l2_cache, l2off);
+		s->zc_valid = false;
+	}
+	return 0;
+}
+
+/*
+ * qemu's qcow2_subcluster_zeroize of subcluster-aligned [off, off+len):
+ * subclusters of partly covered clusters, whole clusters for the rest
+ * (and the disk's last one).  Version 2 has no zero flag: discard, when
+ * no backing file shows through.  1: not supported, write zero bytes.
+ */
+static int
+zeroize(struct img *img, uint64_t off, uint64_t len, int flags)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, scs = (uint64_t)1 << s->sc_bits;
+	uint64_t end = off + len, head, tail;
+	int r;
+
+	if (s->version < 3)
+		return has_backing(img) ? 1 : update_clusters(img, off, len,
+		    'd', 0);
+	head = MIN(end, ROUND_UP(off, cs)) - off;
+	off += head;
+	tail = end >= img->size ? 0 : end - MAX(off, ROUND_DOWN(end, cs));
+	end -= tail;
+	if (head && (r = zero_subclusters(img, off - head,
+	    (unsigned)DIV_ROUND_UP(head, scs))) != 0)
+		return r;
+	if (off < end && update_clusters(img, off, end - off, 'z', flags) < 0)
+		return -1;
+	return tail ? zero_subclusters(img, end,
+	    (unsigned)DIV_ROUND_UP(tail, scs)) : 0;
+}
+
+/*
+ * qemu's qcow2_co_pwrite_zeroes for one piece from the block layer: a
+ * piece that covers a subcluster partly zeroes it whole when the rest
+ * reads as zeroes already and it holds no data.  1: not supported.
+ */
+static int
+zero_piece(struct img *img, uint64_t off, uint64_t len, int flags)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t scs = (uint64_t)1 << s->sc_bits;
+	uint64_t head = off & (scs - 1);
+	uint64_t tail = ROUND_UP(off + len, scs) - (off + len);
 	struct run r;
 	bool z1, z2;
 
-	if (s->extl2)		/* no subcluster zeroing: write zeroes */
-		return write_zero_bytes(img, off, len);
-	if (off + len >= img->size)
-		cend = off + len;	/* the disk's last cluster: no tail */
-	if (reads_zero(img, cstart, off - cstart, &z1) < 0 ||
-	    reads_zero(img, off + len, cend - (off + len), &z2) < 0 ||
-	    get_run(img, cstart, s->cluster_size, &r) < 0)
-		return -1;
-	if (z1 && z2 && (r.type == QCOW2_UNALLOC || r.type == QCOW2_ZERO ||
-	    r.type == QCOW2_ZERO_ALLOC))
-		return update_clusters(img, cstart, s->cluster_size, 'z', flags);
-	return write_zero_bytes(img, off, len);
+	if (off + len == img->size)
+		tail = 0;
+	if (head || tail) {
+		if (reads_zero(img, off - head, head, &z1) < 0 ||
+		    reads_zero(img, off + len, tail, &z2) < 0)
+			return -1;
+		if (!z1 || !z2)
+			return 1;
+		off -= head;
+		len = scs;
+		if (get_run(img, off, MIN(scs, img->size - off), &r) < 0)
+			return -1;
+		if (r.type != QCOW2_UNALLOC && r.type != QCOW2_UNALLOC_ALLOC &&
+		    r.type != QCOW2_ZERO && r.type != QCOW2_ZERO_ALLOC)
+			return 1;
+	}
+	return zeroize(img, off, len, flags);
 }
 
+/* qemu's bounce buffer for a write_zeroes it cannot do (MAX_BOUNCE_BUFFER) */
+#define ZERO_FALLBACK	(16u << 20)
+
+/*
+ * As qemu's block layer (bdrv_co_do_pwrite_zeroes), the request is cut at
+ * subcluster boundaries: an unaligned head, the aligned bulk, the tail;
+ * a piece the driver cannot zero is written as zero bytes.
+ */
 int
 qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t cs = s->cluster_size, end = off + len, a, b;
+	uint64_t scs = (uint64_t)1 << s->sc_bits, head, tail, num;
+	int r;
 
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
@@ -899,22 +1063,25 @@ qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
 	/* a raw data file stays valid: its bytes become zeroes */
 	if (s->has_data && (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW))
 		return write_zero_bytes(img, off, len);
-	if (s->version < 3) {
-		if (!has_backing(img) && !(off & (cs - 1)) &&
-		    (!(end & (cs - 1)) || end == img->size))
-			return update_clusters(img, off, len, 'd', 0);
-		return write_zero_bytes(img, off, len);
+	head = off & (scs - 1);
+	tail = (off + len) & (scs - 1);
+	for (; len > 0; off += num, len -= num) {
+		num = len;
+		if (head) {
+			num = MIN(len, scs - head);
+			head = (head + num) & (scs - 1);
+		} else if (tail && num > scs) {
+			num -= tail;
+		}
+		if ((r = zero_piece(img, off, num, flags)) < 0)
+			return -1;
+		if (r == 0)
+			continue;
+		num = MIN(num, ZERO_FALLBACK);
+		if (write_zero_bytes(img, off, num) < 0)
+			return -1;
 	}
-	a = ROUND_UP(off, cs);
-	b = end == img->size ? end : ROUND_DOWN(end, cs);
-	if (a >= b || a > end) {	/* inside one cluster */
-		return zero_partial(img, off, len, flags);
-	}
-	if (off < a && zero_partial(img, off, a - off, flags) < 0)
-		return -1;
-	if (update_clusters(img, a, b - a, 'z', flags) < 0)
-		return -1;
-	return b < end ? zero_partial(img, b, end - b, flags) : 0;
+	return 0;
 }
 
 int

@@ -1251,30 +1251,19 @@ prealloc_data(struct img *img, int mode)
 	return r;
 }
 
-/* The file covers every allocated cluster; falloc/full back it with blocks. */
+/*
+ * Metadata preallocation: the file covers every allocated cluster.  With
+ * an external data file, falloc and full preallocate that file's disk;
+ * qemu leaves the qcow2 file alone then.
+ */
 static int
 prealloc_file(struct img *img, int mode)
 {
 	struct qcow2 *s = img->priv;
-	uint64_t end = s->alloc_end, off, n;
-	uint8_t *z;
-	int r;
+	uint64_t end = s->alloc_end;
 
 	if (s->has_data && prealloc_data(img, mode) < 0)
 		return -1;
-	if (mode == 2 && (r = posix_fallocate(img->fd, 0, (off_t)end)) != 0)
-		return err_set(r, "Could not preallocate data for the new file");
-	if (mode == 3) {
-		z = xcalloc(1, 1u << 20);
-		for (off = s->file_size; off < end; off += n) {
-			n = MIN(end - off, 1u << 20);
-			if (qcow2_pwrite(img, z, n, off, "preallocated data") < 0) {
-				free(z);
-				return -1;
-			}
-		}
-		free(z);
-	}
 	if (end > s->file_size && ftruncate(img->fd, (off_t)end) < 0)
 		return err_set(errno, "Could not resize file");
 	s->file_size = MAX(s->file_size, end);
@@ -1318,9 +1307,10 @@ qcow2_create(const char *filename, uint64_t size, const struct opt_list *o)
 	r = qcow2_prepare_write(img);
 	if (r == 0)
 		r = make_l1(img, size);
-	if (r == 0 && c.prealloc != 0)
-		r = prealloc_metadata(img);
-	if (r == 0 && c.prealloc != 0)
+	/* qemu creates the image empty, then grows it with preallocation */
+	if (r == 0 && c.prealloc >= IMG_PREALLOC_FALLOC && c.data_file == NULL)
+		r = qcow2_prealloc_run(img, 0, size, c.prealloc, false);
+	else if (r == 0 && c.prealloc != 0 && (r = prealloc_metadata(img)) == 0)
 		r = prealloc_file(img, c.prealloc);
 	if (r == 0)
 		r = qcow2_flush(img);

@@ -188,6 +188,10 @@ int	 qcow2_apply_frees(struct img *img);
 void	 qcow2_entry_range(const struct qcow2 *s, uint64_t entry,
 	    uint64_t *off, uint64_t *len);
 int	 qcow2_refcount_flush(struct img *img);
+/* A new refcount table covering [start, start + additional clusters) at
+ * start (qemu's qcow2_refcount_area); *end: past the new structures. */
+int	 qcow2_refcount_area(struct img *img, uint64_t start,
+	    uint64_t additional, uint64_t *end);
 int	 qcow2_detect_prealloc(struct img *img);
 
 /* bitmap.c */
@@ -198,6 +202,9 @@ int	 qcow2_bitmaps_in_use(struct img *img);
 int	 qcow2_bitmaps_track(struct img *img);
 void	 qcow2_bitmaps_dirty(struct img *img, uint64_t off, uint64_t len);
 int	 qcow2_bitmaps_store(struct img *img);
+/* Resize: refuse inconsistent bitmaps; then fit the bitmaps to img->size. */
+int	 qcow2_bitmaps_resize_ok(struct img *img);
+void	 qcow2_bitmaps_resized(struct img *img);
 void	 qcow2_bitmaps_drop(struct img *img);
 /* img_bitmap: add, remove, clear, enable, disable, merge. */
 int	 qcow2_bitmap(struct img *img, const char *name,
@@ -258,6 +265,10 @@ int	 qcow2_pre_write(struct img *img, uint64_t off, uint64_t len,
 
 /* resize.c */
 int	 qcow2_resize(struct img *img, uint64_t size, int prealloc);
+/* falloc/full preallocation of [old, size) as qemu's truncate lays it out;
+ * alloc: mark subclusters allocated (a backing file must not show). */
+int	 qcow2_prealloc_run(struct img *img, uint64_t old, uint64_t size,
+	    int mode, bool alloc);
 /* Make table (n entries, taken over) the active L1, at new clusters. */
 int	 qcow2_replace_l1(struct img *img, uint64_t *table, uint32_t n);
 /* snapshot.c */
@@ -314,6 +325,14 @@ qcow2_entry_host(const struct qcow2 *s, uint64_t e)
 {
 	return (e & QCOW2_L2E_OFFSET) != 0 || (s->has_data &&
 	    (e & QCOW2_OFLAG_COPIED) && !(e & QCOW2_OFLAG_COMPRESSED));
+}
+
+/* A write needs new clusters here (qemu's cluster_needs_new_alloc). */
+static inline bool
+qcow2_needs_alloc(const struct qcow2 *s, uint64_t e)
+{
+	return (e & QCOW2_OFLAG_COMPRESSED) || !(e & QCOW2_OFLAG_COPIED) ||
+	    !qcow2_entry_host(s, e);
 }
 
 static inline uint64_t

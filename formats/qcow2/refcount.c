@@ -417,3 +417,63 @@ qcow2_detect_prealloc(struct img *img)
 	s->prealloc = count >= threshold;
 	return 0;
 }
+
+/*
+ * qemu's qcow2_refcount_area: a new refcount table, sized exactly for the
+ * clusters below start plus additional ones, at start after the refcount
+ * blocks the range [start, end of the table) lacks; the new structures
+ * count themselves, the old table is freed once the header points at the
+ * new one.  *end: where the table ends (data may follow).
+ */
+int
+qcow2_refcount_area(struct img *img, uint64_t start, uint64_t additional,
+    uint64_t *end)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, per = (uint64_t)1 << s->rb_bits;
+	uint64_t clusters = start / cs + additional, blocks = 0, table = 0;
+	uint64_t n = 0, last, tsize, tclusters, need = 0, i, toff, boff;
+	uint64_t old = s->rt_offset, oldlen = (uint64_t)s->rt_clusters * cs;
+	uint64_t *nt;
+
+	do {		/* qcow2_refcount_metadata_size, exact */
+		last = n;
+		blocks = DIV_ROUND_UP(clusters + table + blocks, per);
+		table = DIV_ROUND_UP(blocks, cs / 8);
+		n = clusters + blocks + table;
+	} while (n != last);
+	tsize = ROUND_UP(blocks, cs / 8);
+	tclusters = tsize * 8 / cs;
+	if (tsize * 8 > QCOW2_MAX_RT_BYTES)
+		return err_set(EFBIG, "%s: refcount table would exceed 8 MiB",
+		    img->filename);
+	nt = xcalloc(tsize, 8);
+	memcpy(nt, s->rt, MIN(tsize, s->rt_size) * 8);
+	for (i = (start / cs) / per; i < blocks; i++)
+		need += (nt[i] & QCOW2_RTE_OFFSET) == 0;
+	toff = start + need * cs;
+	*end = toff + tclusters * cs;
+	boff = start;
+	for (i = (start / cs) / per; i < blocks; i++) {
+		if ((nt[i] & QCOW2_RTE_OFFSET) != 0)
+			continue;
+		if (qcow2_cache_get_empty(&s->rb_cache, boff) == NULL) {
+			free(nt);
+			return -1;
+		}
+		nt[i] = boff;
+		boff += cs;
+	}
+	free(s->rt);
+	s->rt = nt;
+	s->rt_size = tsize;
+	s->rt_offset = toff;
+	s->rt_clusters = (uint32_t)tclusters;
+	s->rt_dirty = s->header_dirty = true;
+	s->alloc_end = MAX(s->alloc_end, *end);
+	/* refblocks, table and header durable before the old table goes */
+	if (qcow2_refcount_update(img, start, *end - start, 1) < 0 ||
+	    qcow2_flush(img) < 0)
+		return -1;
+	return old && oldlen ? qcow2_refcount_update(img, old, oldlen, -1) : 0;
+}

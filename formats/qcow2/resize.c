@@ -127,13 +127,48 @@ clear_entry(struct img *img, uint8_t *l2, uint64_t i, struct dropped *d)
 }
 
 /*
+ * One more freed cluster in qemu's discard queue (update_refcount_discard):
+ * it joins a region it touches, and regions that then touch merge.
+ */
+static void
+queue_discard(struct dropped *q, uint64_t off, uint64_t len)
+{
+	struct qcow2_free *d = NULL;
+	size_t i, j;
+
+	for (i = 0; i < q->n && d == NULL; i++)
+		if (q->v[i].off + q->v[i].len == off || off + len == q->v[i].off)
+			d = &q->v[i];
+	if (d == NULL) {
+		note_dropped(q, off, len);
+		return;
+	}
+	d->off = MIN(d->off, off);
+	d->len += len;
+	for (j = 0; j < q->n; j++) {
+		if (&q->v[j] == d || (q->v[j].off != d->off + d->len &&
+		    q->v[j].off + q->v[j].len != d->off))
+			continue;
+		d->off = MIN(d->off, q->v[j].off);
+		d->len += q->v[j].len;
+		q->v[j] = q->v[--q->n];
+		if (d == &q->v[q->n])
+			d = &q->v[j];
+		break;
+	}
+}
+
+/*
  * qemu discards what a shrink frees (QCOW2_DISCARD_ALWAYS): the clusters
- * left without a reference become holes in the file.
+ * left without a reference become holes in the file, one punch per merged
+ * region as qemu's queue makes them (many small punches would split the
+ * file's extents, and its extent tree would grow).
  */
 static void
 punch_dropped(struct img *img, struct dropped *d)
 {
 	struct qcow2 *s = img->priv;
+	struct dropped q = { NULL, 0, 0 };
 	uint64_t c, last, rc;
 	size_t i;
 
@@ -141,10 +176,13 @@ punch_dropped(struct img *img, struct dropped *d)
 		last = (d->v[i].off + d->v[i].len - 1) >> s->cluster_bits;
 		for (c = d->v[i].off >> s->cluster_bits; c <= last; c++)
 			if (qcow2_refcount_get(img, c, &rc) == 0 && rc == 0)
-				(void)fallocate(img->fd, FALLOC_FL_PUNCH_HOLE |
-				    FALLOC_FL_KEEP_SIZE, (off_t)(c << s->cluster_bits),
-				    (off_t)s->cluster_size);
+				queue_discard(&q, c << s->cluster_bits,
+				    s->cluster_size);
 	}
+	for (i = 0; i < q.n; i++)
+		(void)fallocate(img->fd, FALLOC_FL_PUNCH_HOLE |
+		    FALLOC_FL_KEEP_SIZE, (off_t)q.v[i].off, (off_t)q.v[i].len);
+	free(q.v);
 	free(d->v);
 	memset(d, 0, sizeof(*d));
 }
@@ -244,17 +282,40 @@ fill_area(struct img *img, uint64_t host, uint64_t len, int mode)
 }
 
 /*
+ * Where the copy into a new cluster for the old end starts: qemu's
+ * calculate_l2_meta for a write there (metadata) or the whole head
+ * (falloc, full).  With subclusters a metadata copy lands only in
+ * subclusters that stay unallocated, but of one that had a cluster.
+ */
+static uint64_t
+head_from(const struct qcow2 *s, uint64_t e, uint64_t bm, uint64_t in,
+    int mode)
+{
+	unsigned sc = (unsigned)(in >> s->sc_bits);
+	uint32_t alloc = (uint32_t)bm;
+
+	if (mode != IMG_PREALLOC_METADATA || !s->extl2 ||
+	    (e & QCOW2_OFLAG_COMPRESSED))
+		return 0;
+	if (qcow2_entry_host(s, e) && alloc)
+		sc = MIN(sc, (unsigned)__builtin_ctz(alloc));
+	return (uint64_t)sc << s->sc_bits;
+}
+
+/*
  * The cluster holding an unaligned old end: qemu allocates it anew
- * (falloc, full) or when it has none (metadata), copying what the disk
- * held before the old end into it (perform_cow).  *last: end of the host
- * cluster used.
+ * (falloc, full) or when a write there would (metadata), copying what
+ * the disk held before the old end into it (perform_cow).  The entry's
+ * subcluster bitmap stays as it was: qemu links preallocated clusters
+ * without marking subclusters allocated.  *last: end of the host cluster.
  */
 static int
 prealloc_head(struct img *img, uint64_t old, int mode, uint64_t *last)
 {
 	struct qcow2 *s = img->priv;
 	uint64_t cs = s->cluster_size, span = qcow2_l2_span(s);
-	uint64_t cstart = ROUND_DOWN(old, cs), l2off, idx, e, host = 0, n;
+	uint64_t cstart = ROUND_DOWN(old, cs), l2off, idx, e, bm, from;
+	uint64_t host = 0;
 	uint8_t *l2, *buf;
 	int r;
 
@@ -265,23 +326,24 @@ prealloc_head(struct img *img, uint64_t old, int mode, uint64_t *last)
 		return -1;
 	idx = (cstart >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
 	e = qcow2_l2_entry(s, l2, idx);
-	if (mode == IMG_PREALLOC_METADATA && e != 0)
+	bm = qcow2_l2_bitmap(s, l2, idx);
+	if (mode == IMG_PREALLOC_METADATA && !qcow2_needs_alloc(s, e))
 		return 0;
-	buf = xmalloc(old - cstart);
-	r = qcow2_read(img, cstart, old - cstart, buf);
+	from = head_from(s, e, bm, old - cstart, mode);
+	buf = xmalloc(old - cstart - from + 1);
+	r = qcow2_read(img, cstart + from, old - cstart - from, buf);
 	if (r == 0 && (host = qcow2_alloc_clusters(img, 1)) == 0)
 		r = -1;
 	if (r == 0)
 		r = fill_area(img, host, cs, mode);
-	if (r == 0)
-		r = qcow2_pwrite(img, buf, old - cstart, host, "data");
+	if (r == 0 && old - cstart > from)
+		r = qcow2_pwrite(img, buf, old - cstart - from, host + from,
+		    "data");
 	free(buf);
 	if (r < 0 || (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		return -1;
-	/* extended L2: the copied subclusters are allocated, the rest not */
-	n = DIV_ROUND_UP(old - cstart, (uint64_t)1 << s->sc_bits);
-	qcow2_set_entry(s, l2, idx, host | QCOW2_OFLAG_COPIED,
-	    n >= 32 ? 0xffffffffull : (1ull << n) - 1);
+	/* without subclusters the cluster holds data now */
+	qcow2_set_entry(s, l2, idx, host | QCOW2_OFLAG_COPIED, bm);
 	qcow2_cache_dirty(&s->l2_cache, l2off);
 	s->zc_valid = false;
 	*last = host + cs;
@@ -335,6 +397,102 @@ prealloc_area(struct img *img, uint64_t from, uint64_t to, int mode)
 		s->file_size = last;
 	}
 	return 0;
+}
+
+/* The file's end after its last cluster in use (qemu's get_last_cluster). */
+static int
+used_end(struct img *img, uint64_t *end)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t size, c, rc;
+
+	if (fmt_file_size(img, &size) < 0)
+		return -1;
+	for (c = DIV_ROUND_UP(size, s->cluster_size); c > 0; c--) {
+		if (qcow2_refcount_get(img, c - 1, &rc) < 0)
+			return -1;
+		if (rc != 0)
+			break;
+	}
+	*end = c ? c * s->cluster_size : ROUND_UP(size, s->cluster_size);
+	return 0;
+}
+
+/* Point the n L2 entries from guest at the clusters from host. */
+static int
+link_run(struct img *img, uint64_t guest, uint64_t host, uint64_t n,
+    bool alloc)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, span = qcow2_l2_span(s);
+	uint64_t l2off, idx, k, i, e, bm;
+	uint8_t *l2;
+
+	for (; n > 0; n -= k, guest += k * cs, host += k * cs) {
+		if (qcow2_l2_for_write(img, guest / span, &l2off) < 0 ||
+		    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
+			return -1;
+		idx = (guest >> s->cluster_bits) & (qcow2_l2_entries(s) - 1);
+		k = MIN(n, qcow2_l2_entries(s) - idx);
+		for (i = 0; i < k; i++) {
+			e = qcow2_l2_entry(s, l2, idx + i);
+			bm = qcow2_l2_bitmap(s, l2, idx + i);
+			if (alloc)
+				bm = 0xffffffffull;
+			qcow2_set_entry(s, l2, idx + i, (host + i * cs) |
+			    QCOW2_OFLAG_COPIED, bm);
+			if (qcow2_free_entry(img, e) < 0)
+				return -1;
+		}
+		qcow2_cache_dirty(&s->l2_cache, l2off);
+	}
+	s->zc_valid = false;
+	return 0;
+}
+
+/*
+ * qemu's falloc/full truncate: the refcount structures move past the last
+ * cluster in use to cover what comes (qcow2_refcount_area), the data
+ * clusters from the old last one on follow in one run, the file grows over
+ * them with blocks (falloc) or zeroes (full) and the L2 entries point at
+ * them, the old last cluster's head copied over.  alloc: a backing file
+ * would show through the new area, and qemu's file driver extends with
+ * zeroes: the subclusters become allocated.
+ */
+int
+qcow2_prealloc_run(struct img *img, uint64_t old, uint64_t size, int mode,
+    bool alloc)
+{
+	struct qcow2 *s = img->priv;
+	uint64_t cs = s->cluster_size, cstart = ROUND_DOWN(old, cs);
+	uint64_t n = (ROUND_UP(size, cs) - cstart) / cs, from, start, cur;
+	uint8_t *head = xmalloc(old - cstart + 1);
+	int r;
+
+	r = qcow2_read(img, cstart, old - cstart, head);
+	if (r == 0)
+		r = used_end(img, &from);
+	if (r == 0)
+		r = qcow2_refcount_area(img, from, n + DIV_ROUND_UP(n,
+		    qcow2_l2_entries(s)) + 1, &start);
+	if (r == 0 && n)
+		r = qcow2_refcount_update(img, start, n * cs, 1);
+	s->alloc_end = MAX(s->alloc_end, start + n * cs);
+	if (r == 0)
+		r = fmt_file_size(img, &cur);
+	if (r == 0 && start + n * cs > cur)
+		r = fill_area(img, cur, start + n * cs - cur, mode);
+	if (r == 0 && old > cstart)
+		r = qcow2_pwrite(img, head, old - cstart, start, "data");
+	free(head);
+	if (r < 0)
+		return -1;
+	if (start + n * cs > s->file_size) {
+		if (ftruncate(img->fd, (off_t)(start + n * cs)) < 0)
+			return err_set(errno, "Could not resize file");
+		s->file_size = start + n * cs;
+	}
+	return link_run(img, cstart, start, n, alloc);
 }
 
 /*
@@ -413,13 +571,14 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 	uint64_t old = img->size, nl1 = DIV_ROUND_UP(size, qcow2_l2_span(s));
 	struct dropped d = { NULL, 0, 0 };
 	uint8_t b[8];
+	bool run, zero;
 
 	if (size & 511)
 		return err_set(0, "The new size must be a multiple of 512");
 	if (s->nb_snapshots && s->version < 3)
 		return err_set(0, "Can't resize a v2 image which has "
 		    "snapshots");
-	if (qcow2_prepare_write(img) < 0)
+	if (qcow2_bitmaps_resize_ok(img) < 0 || qcow2_prepare_write(img) < 0)
 		return -1;
 	if (size < old) {
 		if (prealloc != IMG_PREALLOC_OFF)
@@ -432,10 +591,17 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 	} else if (grow_l1(img, nl1) < 0) {
 		return -1;
 	}
-	if (prealloc != IMG_PREALLOC_OFF && size > old &&
+	/* falloc and full: the file's zeroes hide a backing file themselves */
+	run = size > old && !s->has_data && (prealloc == IMG_PREALLOC_FALLOC ||
+	    prealloc == IMG_PREALLOC_FULL);
+	zero = img->backing != NULL && img->backing->size > old;
+	if (run && qcow2_prealloc_run(img, old, size, prealloc, zero) < 0)
+		return -1;
+	if (!run && prealloc != IMG_PREALLOC_OFF && size > old &&
 	    prealloc_area(img, old, size, prealloc) < 0)
 		return -1;
-	if (zero_new_area(img, old, size) < 0 || qcow2_flush(img) < 0) {
+	if ((!run && zero_new_area(img, old, size) < 0) ||
+	    qcow2_flush(img) < 0) {
 		free(d.v);
 		return -1;
 	}
@@ -445,5 +611,6 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 	    qcow2_fsync(img) < 0)
 		return -1;
 	img->size = size;
+	qcow2_bitmaps_resized(img);
 	return size < old ? trim_file(img) : 0;
 }
