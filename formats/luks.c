@@ -65,6 +65,8 @@ struct luks {
 	int		 fd;			/* the file holding the header */
 	uint64_t	 base;			/* where in it (qcow2: a cluster) */
 	char		*secret;		/* key-secret id it was opened with */
+	const char	*new_password;		/* luks_block_create's */
+	uint64_t	 iter_time;
 	struct crypto_cipher c;
 	struct crypto_ivgen g;
 };
@@ -704,13 +706,14 @@ store_key(int fd, struct luks *l, int i, const char *password,
 	    split) < 0)
 		goto out;
 	crypto_sectors_encrypt(&c, &g, LUKS_SECTOR, 0, split, len);
-	if (io_pwrite(fd, split, len, (uint64_t)s->key_offset * LUKS_SECTOR) < 0) {
+	if (io_pwrite(fd, split, len,
+	    l->base + (uint64_t)s->key_offset * LUKS_SECTOR) < 0) {
 		err_set(errno, "Could not write encryption header");
 		goto out;
 	}
 	s->active = LUKS_SLOT_ENABLED;
 	encode_slots(l);
-	if (io_pwrite(fd, l->hdr, LUKS_HDR_SIZE, 0) < 0) {
+	if (io_pwrite(fd, l->hdr, LUKS_HDR_SIZE, l->base) < 0) {
 		err_set(errno, "Could not write encryption header");
 		goto out;
 	}
@@ -754,6 +757,9 @@ format(int fd, struct luks *l, const char *password, uint64_t iter_time)
 	crypto_pbkdf2(l->hash, mk, l->key_bytes, l->hdr + H_MKSALT,
 	    LUKS_SALT_LEN, l->mk_iters, l->hdr + H_MKDIGEST, LUKS_DIGEST_LEN);
 	r = store_key(fd, l, 0, password, mk, iter_time);
+	/* the new key serves the writes that follow (qcow2's) */
+	if (r == 0 && (r = key_cipher(l, mk, &l->c, &l->g)) == 0)
+		l->unlocked = true;
 out:
 	explicit_bzero(mk, sizeof(mk));
 	return r;
@@ -843,6 +849,37 @@ luks_create(const char *filename, uint64_t size, const struct opt_list *o)
 	explicit_bzero(l, sizeof(*l));
 	free(l);
 	return r;
+}
+
+struct luks *
+luks_block_create(const struct opt_list *o, uint64_t *len)
+{
+	struct luks_algs a;
+	struct luks *l;
+	const char *password;
+	uint64_t ms;
+
+	if (iter_time_opt(o, &ms) < 0)
+		return NULL;
+	l = luks_block_new();
+	if (create_check(o, &a, &password) < 0 || layout(l, &a) < 0 ||
+	    check_supported(l->cipher, l->ivcipher, l->hash, l->ivhash,
+	    l->ivgen) < 0) {
+		luks_block_free(l);
+		return NULL;
+	}
+	l->new_password = password;
+	l->iter_time = ms;
+	*len = l->payload;
+	return l;
+}
+
+int
+luks_block_format(struct luks *l, int fd, uint64_t base)
+{
+	l->fd = fd;
+	l->base = base;
+	return format(fd, l, l->new_password, l->iter_time);
 }
 
 static int

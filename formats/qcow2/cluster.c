@@ -468,6 +468,31 @@ write_vec(struct img *img, struct iovec *iov, int cnt, uint64_t off)
 	return 0;
 }
 
+/*
+ * Encrypted images: the iovec's bytes as one buffer (*tmp, to free),
+ * encrypted for host at guest offset goff.
+ */
+static int
+crypt_iov(struct img *img, struct iovec *iov, int *cnt, uint64_t host,
+    uint64_t goff, uint8_t **tmp)
+{
+	struct qcow2 *s = img->priv;
+	size_t len = 0;
+	int i;
+
+	*tmp = NULL;
+	if (s->crypt == NULL)
+		return 0;
+	for (i = 0; i < *cnt; i++)
+		len += iov[i].iov_len;
+	*tmp = xmalloc(len);
+	for (len = 0, i = 0; i < *cnt; len += iov[i++].iov_len)
+		memcpy(*tmp + len, iov[i].iov_base, iov[i].iov_len);
+	iov[0] = (struct iovec){ *tmp, len };
+	*cnt = 1;
+	return qcow2_crypt_encrypt(img, host, goff, *tmp, len);
+}
+
 /* The file covers [0, end): skipped zero regions read as holes. */
 static int
 extend_file(struct img *img, uint64_t end)
@@ -559,17 +584,20 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	struct qcow2 *s = img->priv;
 	uint64_t cs = s->cluster_size, head = off & (cs - 1);
 	uint64_t tail = ROUND_UP(off + bytes, cs) - (off + bytes), host, i, old;
-	uint8_t *hbuf = NULL, *tbuf = NULL, *l2;
+	uint8_t *hbuf = NULL, *tbuf = NULL, *l2, *cbuf = NULL;
 	uint64_t hz = 0, tz = 0;
 	struct iovec iov[3];
 	int cnt = 0, r = -1;
 	bool z1 = true, z2 = true;
 
-	/* zero COW regions stay holes in the file, as qemu's handle_alloc_space */
+	/*
+	 * zero COW regions stay holes in the file, as qemu's
+	 * handle_alloc_space; encrypted ones are written (encrypted zeroes)
+	 */
 	if ((head || tail) && (reads_zero(img, off - head, head, &z1) < 0 ||
 	    reads_zero(img, off + bytes, tail, &z2) < 0))
 		return -1;
-	if (z1 && z2) {
+	if (z1 && z2 && s->crypt == NULL) {
 		hz = head;
 		tz = tail;
 		head = tail = 0;
@@ -596,7 +624,9 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 	if (tail)
 		iov[cnt++] = (struct iovec){ tbuf, tail };
 	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
-	if (write_vec(img, iov, cnt, host + (off & (cs - 1)) - head) < 0 ||
+	if (crypt_iov(img, iov, &cnt, host + (off & (cs - 1)) - head,
+	    off - head, &cbuf) < 0 ||
+	    write_vec(img, iov, cnt, host + (off & (cs - 1)) - head) < 0 ||
 	    extend_file(img, host + k * cs) < 0 ||
 	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		goto out;
@@ -614,6 +644,7 @@ write_new(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 out:
 	free(hbuf);
 	free(tbuf);
+	free(cbuf);
 	return r;
 }
 
@@ -635,10 +666,13 @@ write_fill(struct img *img, uint64_t l2off, uint64_t idx, uint64_t e,
 	if (data_check(img, host, cs) < 0)
 		return -1;
 	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
-	if (s->extl2) {
+	/* encrypted: the zeroes around are written too, encrypted */
+	if (s->extl2 || s->crypt != NULL) {
 		buf = xmalloc(cs);
 		r = cow_read(img, off - head, cs, buf);
 		memcpy(buf + head, p, bytes);
+		if (r == 0 && s->crypt != NULL)
+			r = qcow2_crypt_encrypt(img, host, off - head, buf, cs);
 		if (r == 0)
 			r = data_pwrite(img, buf, cs, host);
 		free(buf);
@@ -656,6 +690,21 @@ write_fill(struct img *img, uint64_t l2off, uint64_t idx, uint64_t e,
 	qcow2_cache_dirty(&s->l2_cache, l2off);
 	s->zc_valid = false;
 	return 0;
+}
+
+/* Overwrite data at host (guest offset off), encrypted if the image is. */
+static int
+write_in_place(struct img *img, uint64_t host, uint64_t off, uint64_t n,
+    const uint8_t *p)
+{
+	struct iovec iov = { (void *)p, n };
+	uint8_t *tmp;
+	int cnt = 1, r;
+
+	if ((r = crypt_iov(img, &iov, &cnt, host, off, &tmp)) == 0)
+		r = data_pwrite(img, iov.iov_base, n, host);
+	free(tmp);
+	return r;
 }
 
 /* Write [off, off+n) inside one L2 table; *done: bytes handled. */
@@ -693,8 +742,28 @@ write_run(struct img *img, uint64_t l2off, uint64_t off, uint64_t n,
 	    *done) < 0)
 		return -1;
 	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
-	return data_pwrite(img, p, *done, (e0 & QCOW2_L2E_OFFSET) +
-	    (off & (cs - 1)));
+	return write_in_place(img, (e0 & QCOW2_L2E_OFFSET) + (off & (cs - 1)),
+	    off, *done, p);
+}
+
+/*
+ * Encrypted images take whole sectors (qemu's request_alignment 512): the
+ * sectors around [off, off+len) are read, merged and written.
+ */
+static int
+write_sectors(struct img *img, uint64_t off, size_t len, const void *buf)
+{
+	uint64_t a = ROUND_DOWN(off, 512), n = ROUND_UP(off + len, 512) - a;
+	uint8_t *b = xmalloc(n);
+	int r;
+
+	if ((r = cow_read(img, a, 512, b)) == 0 && n > 512)
+		r = cow_read(img, a + n - 512, 512, b + n - 512);
+	memcpy(b + (off - a), buf, len);
+	if (r == 0)
+		r = qcow2_write(img, a, n, b);
+	free(b);
+	return r;
 }
 
 int
@@ -704,6 +773,8 @@ qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	const uint8_t *p = buf;
 	uint64_t span = qcow2_l2_span(s), l2off, n, done;
 
+	if (s->crypt != NULL && ((off | len) & 511))
+		return write_sectors(img, off, len, buf);
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
 	qcow2_bitmaps_dirty(img, off, len);
@@ -737,7 +808,7 @@ qcow2_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
 	uint8_t *l2;
 
 	*n = MIN(len, cs - (off & (cs - 1)));
-	if (s->extl2)
+	if (s->extl2 || s->crypt != NULL)	/* encrypted: not verbatim */
 		return 0;
 	if (qcow2_prepare_write(img) < 0 ||
 	    qcow2_l2_for_write(img, off / span, &l2off) < 0 ||
