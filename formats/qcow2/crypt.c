@@ -181,6 +181,10 @@ qcow2_crypt_create_check(const struct opt_list *o, uint32_t *method)
 		f = opt_list_get(o, "encryption");
 		f = f != NULL && strcmp(f, "on") == 0 ? "aes" : NULL;
 	}
+	for (i = 0; f == NULL && i < o->n; i++)
+		if (strncmp(o->v[i].key, "encrypt.", 8) == 0)
+			return err_set(0, "Parameter 'encrypt.format' is "
+			    "missing");
 	if (f == NULL)
 		return 0;
 	if (strcmp(f, "aes") != 0 && strcmp(f, "luks") != 0)

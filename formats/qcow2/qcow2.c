@@ -207,6 +207,7 @@ ext_one(struct img *img, uint32_t magic, const uint8_t *d, uint32_t len)
 			    (unsigned long long)get_be64(d),
 			    (unsigned long long)s->cluster_size);
 		s->crypt_hdr_off = get_be64(d);
+		s->crypt_hdr_len = get_be64(d + 8);
 		return 0;
 	case QCOW2_EXT_BITMAPS:
 		return ext_bitmaps(img, d, len);
@@ -1335,6 +1336,7 @@ set_up_encryption(struct img *img, struct copts *c)
 	free(h);
 	s->crypt_method = c->crypt;
 	s->crypt_hdr_off = c->crypt_off;
+	s->crypt_hdr_len = c->crypt_len;
 	return r;
 }
 

@@ -108,6 +108,7 @@ struct qcow2 {
 	uint64_t	 csize_mask, coff_mask;
 	uint32_t	 crypt_method;
 	uint64_t	 crypt_hdr_off;		/* LUKS header (CRYPTO extension) */
+	uint64_t	 crypt_hdr_len;
 	struct qcow2_crypt *crypt;		/* keys of an encrypted image */
 
 	uint64_t	 l1_offset;
