@@ -954,9 +954,8 @@ active_slots(const struct luks *l)
 
 /* qcrypto_block_luks_erase_key: header first, then the material, 40 times */
 static int
-erase_key(struct img *img, int i)
+erase_key(struct luks *l, int i)
 {
-	struct luks *l = img->priv;
 	struct luks_slot *s = &l->slot[i];
 	size_t len = (size_t)l->key_bytes * s->stripes, k;
 	uint8_t *garbage;
@@ -966,14 +965,14 @@ erase_key(struct img *img, int i)
 	s->iters = 0;
 	s->active = LUKS_SLOT_DISABLED;
 	encode_slots(l);
-	if (io_pwrite(img->fd, l->hdr, LUKS_HDR_SIZE, 0) < 0)
+	if (io_pwrite(l->fd, l->hdr, LUKS_HDR_SIZE, l->base) < 0)
 		r = err_set(errno, "Could not write encryption header");
 	garbage = xcalloc(1, len);
 	for (k = 0; k < LUKS_ERASE_ITERATIONS; k++) {
 		if (crypto_random(garbage, len) < 0 && k > 0)
 			break;
-		if (io_pwrite(img->fd, garbage, len,
-		    (uint64_t)s->key_offset * LUKS_SECTOR) < 0) {
+		if (io_pwrite(l->fd, garbage, len,
+		    l->base + (uint64_t)s->key_offset * LUKS_SECTOR) < 0) {
 			r = err_set(errno, "Could not write encryption header");
 			break;
 		}
@@ -983,10 +982,10 @@ erase_key(struct img *img, int i)
 }
 
 static int
-amend_add(struct img *img, const struct luks_amend *a, bool force)
+amend_add(struct luks *l, const struct luks_amend *a, bool force,
+    const char *secret)
 {
-	struct luks *l = img->priv;
-	const char *old, *new, *id = a->secret ? a->secret : l->secret;
+	const char *old, *new, *id = a->secret ? a->secret : secret;
 	uint64_t ms = LUKS_DEFAULT_ITER_TIME;
 	uint8_t mk[64];
 	int slot = a->keyslot, r;
@@ -1014,16 +1013,15 @@ amend_add(struct img *img, const struct luks_amend *a, bool force)
 		explicit_bzero(mk, sizeof(mk));
 		return -1;
 	}
-	r = store_key(img->fd, l, slot, new, mk, ms);
+	r = store_key(l->fd, l, slot, new, mk, ms);
 	explicit_bzero(mk, sizeof(mk));
 	return r;
 }
 
 static int
-amend_erase_one(struct img *img, const struct luks_amend *a, bool force,
+amend_erase_one(struct luks *l, const struct luks_amend *a, bool force,
     const char *old)
 {
-	struct luks *l = img->priv;
 	uint8_t mk[64];
 	int slot = a->keyslot, r;
 
@@ -1042,13 +1040,12 @@ amend_erase_one(struct img *img, const struct luks_amend *a, bool force,
 	if (!force && active_slots(l) == 1)
 		return err_set(0, "Attempt to erase the only active keyslot %d which will erase all the data in the image irreversibly - refusing operation",
 		    slot);
-	return erase_key(img, slot);
+	return erase_key(l, slot);
 }
 
 static int
-amend_erase(struct img *img, const struct luks_amend *a, bool force)
+amend_erase(struct luks *l, const struct luks_amend *a, bool force)
 {
-	struct luks *l = img->priv;
 	const char *old = NULL;
 	bool match[LUKS_SLOTS];
 	uint8_t mk[64];
@@ -1064,7 +1061,7 @@ amend_erase(struct img *img, const struct luks_amend *a, bool force)
 	    (old = secret_get_utf8(a->old_secret)) == NULL)
 		return -1;
 	if (a->keyslot >= 0)
-		return amend_erase_one(img, a, force, old);
+		return amend_erase_one(l, a, force, old);
 	if (old == NULL)
 		return err_set(0, "To erase keyslot(s), either explicit keyslot index or the password currently contained in them must be given");
 	for (i = 0; i < LUKS_SLOTS; i++) {
@@ -1080,7 +1077,7 @@ amend_erase(struct img *img, const struct luks_amend *a, bool force)
 	if (!force && n == active_slots(l))
 		return err_set(0, "All the active keyslots match the (old) password that was given and erasing them will erase all the data in the image irreversibly - refusing operation");
 	for (i = 0; i < LUKS_SLOTS; i++)
-		if (match[i] && erase_key(img, i) < 0)
+		if (match[i] && erase_key(l, i) < 0)
 			return -1;
 	return 0;
 }
@@ -1125,15 +1122,26 @@ amend_parse(const struct opt_list *o, struct luks_amend *a)
 	return 0;
 }
 
-static int
-luks_amend(struct img *img, const struct opt_list *o, bool force)
+int
+luks_block_amend(struct luks *l, const struct opt_list *o, bool force,
+    const char *secret)
 {
 	struct luks_amend a;
 
-	if (need_key(img) < 0 || amend_parse(o, &a) < 0)
+	if (amend_parse(o, &a) < 0)
 		return -1;
-	return a.active ? amend_add(img, &a, force) :
-	    amend_erase(img, &a, force);
+	return a.active ? amend_add(l, &a, force, secret) :
+	    amend_erase(l, &a, force);
+}
+
+static int
+luks_amend(struct img *img, const struct opt_list *o, bool force)
+{
+	struct luks *l = img->priv;
+
+	if (need_key(img) < 0)
+		return -1;
+	return luks_block_amend(l, o, force, l->secret);
 }
 
 static const struct opt_desc luks_amend_opts[] = {

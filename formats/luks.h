@@ -34,6 +34,12 @@ void		 luks_block_crypt(const struct luks *l, bool enc, uint64_t sector,
 struct luks	*luks_block_create(const struct opt_list *o, uint64_t *len);
 /* Write its header at base in fd (a new master key in slot 0); unlocked. */
 int		 luks_block_format(struct luks *l, int fd, uint64_t base);
+/*
+ * qemu-img amend's keyslot options without their prefix ("state",
+ * "keyslot", ...); secret: the key-secret id the block was opened with.
+ */
+int		 luks_block_amend(struct luks *l, const struct opt_list *o,
+		    bool force, const char *secret);
 /* qemu's QCryptoBlockInfoLUKS members, into object d. */
 void		 luks_block_info(const struct luks *l, struct jnode *d);
 

@@ -182,3 +182,42 @@ for i in range(24):
 	run -1 img-convert $SEC -c -O qcow2 -o "$AES" src.raw i.qcow2
 	[ "$output" = "$(sed 's/^qemu-img:/img-convert:/' want)" ]
 }
+
+@test "fmt-qcow2-crypt: amend adds and erases LUKS keyslots as qemu-img" {
+	local S="$SEC --object secret,id=sec1,data=abc" p f
+	img-create -q $SEC -f qcow2 -o "$LUKS" i.qcow2 1M
+	cp i.qcow2 q.qcow2
+	for p in img-amend qemu-img; do
+		f=i.qcow2
+		[ $p = qemu-img ] && f=q.qcow2 p="command qemu-img amend"
+		$p $S --image-opts "$(opts $f)" -o encrypt.state=active,encrypt.new-secret=sec1,encrypt.iter-time=10,encrypt.keyslot=3
+		$p $S --image-opts "$(opts $f)" -o encrypt.state=inactive,encrypt.keyslot=0
+	done
+	# the copy's allocation differs: disk size aside
+	command qemu-img info i.qcow2 | mask | grep -v '^disk size' >got
+	command qemu-img info q.qcow2 | mask | grep -v '^disk size' >want
+	diff want got
+	run -0 command qemu-io $S --image-opts \
+	    "driver=qcow2,encrypt.key-secret=sec1,file.filename=i.qcow2" -c 'read -P 0 0 64k'
+	[[ $output != *fail* ]]
+	# the last slot stays, in qemu's words
+	run -1 command qemu-img amend $S --image-opts "driver=qcow2,encrypt.key-secret=sec1,file.filename=q.qcow2" \
+	    -o encrypt.state=inactive,encrypt.keyslot=3
+	want=${output/qemu-img/img-amend}
+	run -1 img-amend $S --image-opts "driver=qcow2,encrypt.key-secret=sec1,file.filename=i.qcow2" \
+	    -o encrypt.state=inactive,encrypt.keyslot=3
+	[ "$output" = "$want" ]
+}
+
+@test "fmt-qcow2-crypt: amend of aes and plain images refused as qemu-img" {
+	img-create -q $SEC -f qcow2 -o "$AES" a.qcow2 1M
+	img-create -q -f qcow2 p.qcow2 1M
+	run -1 command qemu-img amend $SEC --image-opts "$(opts a.qcow2)" -o encrypt.state=inactive,encrypt.keyslot=0
+	want=${output/qemu-img/img-amend}
+	run -1 img-amend $SEC --image-opts "$(opts a.qcow2)" -o encrypt.state=inactive,encrypt.keyslot=0
+	[ "$output" = "$want" ]
+	run -1 command qemu-img amend -o encrypt.state=inactive p.qcow2
+	want=${output/qemu-img/img-amend}
+	run -1 img-amend -o encrypt.state=inactive p.qcow2
+	[ "$output" = "$want" ]
+}

@@ -24,6 +24,7 @@ struct qcow2_crypt {
 	struct crypto_cipher c;		/* crypt_method 1 */
 	struct crypto_ivgen g;
 	bool		 unlocked;
+	char		*secret;	/* the encrypt.key-secret id */
 };
 
 /*
@@ -62,8 +63,10 @@ qcow2_crypt_open(struct img *img)
 		return -1;
 	}
 	k->unlocked = password != NULL;
-	if (id != NULL)
+	if (id != NULL) {
+		k->secret = xstrdup(id);
 		fmt_json_name(img, "encrypt.key-secret", id);
+	}
 	return 0;
 }
 
@@ -75,6 +78,7 @@ qcow2_crypt_close(struct img *img)
 	if (s->crypt == NULL)
 		return;
 	luks_block_free(s->crypt->luks);
+	free(s->crypt->secret);
 	explicit_bzero(s->crypt, sizeof(*s->crypt));
 	free(s->crypt);
 	s->crypt = NULL;
@@ -248,4 +252,24 @@ qcow2_crypt_create(struct img *img, const struct opt_list *o,
 		return -1;
 	k->unlocked = true;
 	return 0;
+}
+
+/* qemu-img amend's encrypt.* options: LUKS keyslots (qcrypto_block_amend_options). */
+int
+qcow2_crypt_amend(struct img *img, const struct opt_list *o, bool force)
+{
+	struct qcow2 *s = img->priv;
+	struct opt_list e;
+	int r;
+
+	if (s->crypt == NULL)
+		return err_set(0, "Can't amend encryption options - "
+		    "encryption not present");
+	if (s->crypt->luks == NULL)
+		return err_set(0, "Only LUKS encryption options can be "
+		    "amended");
+	strip_prefix(o, &e);
+	r = luks_block_amend(s->crypt->luks, &e, force, s->crypt->secret);
+	opt_list_free(&e);
+	return r;
 }

@@ -352,6 +352,8 @@ qcow2_l2_set(const struct qcow2 *s, uint8_t *l2, uint64_t i, uint64_t entry)
 int	qcow2_crypt_open(struct img *img);
 int	qcow2_crypt_encrypt(struct img *img, uint64_t host, uint64_t off,
 	    uint8_t *p, uint64_t len);
+int	qcow2_crypt_amend(struct img *img, const struct opt_list *o,
+	    bool force);
 int	qcow2_crypt_create_check(const struct opt_list *o, uint32_t *method);
 int	qcow2_crypt_create(struct img *img, const struct opt_list *o,
 	    uint32_t method, uint64_t *off, uint64_t *len);
