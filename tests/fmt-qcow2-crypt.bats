@@ -221,3 +221,13 @@ for i in range(24):
 	run -1 img-amend -o encrypt.state=inactive p.qcow2
 	[ "$output" = "$want" ]
 }
+
+@test "fmt-qcow2-crypt: measure counts the LUKS header clusters as qemu-img" {
+	local o
+	for o in "$LUKS" "$LUKS,cluster_size=512" "$AES" encrypt.format=luks; do
+		qemu_luks measure $SEC -O qcow2 -o "$o" --size 64M >want 2>&1 ||
+		    sed -i 's/^qemu-img:/img-measure:/' want
+		run img-measure $SEC -O qcow2 -o "$o" --size 64M
+		[ "$output" = "$(cat want)" ]
+	done
+}

@@ -273,3 +273,27 @@ qcow2_crypt_amend(struct img *img, const struct opt_list *o, bool force)
 	opt_list_free(&e);
 	return r;
 }
+
+/* The clusters a LUKS header takes in a new image (qcow2_measure). */
+int
+qcow2_crypt_measure(const struct opt_list *o, uint64_t cs, uint64_t *len)
+{
+	const char *f = opt_list_get(o, "encrypt.format");
+	struct opt_list e;
+	struct luks *l;
+
+	*len = 0;
+	if (f == NULL || strcmp(f, "luks") != 0)
+		return 0;
+	if (opt_list_get(o, "encrypt.key-secret") == NULL)
+		return err_set(0, "Parameter 'encrypt.key-secret' is required "
+		    "for cipher");
+	strip_prefix(o, &e);
+	l = luks_block_create(&e, len);
+	opt_list_free(&e);
+	luks_block_free(l);
+	if (l == NULL)
+		return -1;
+	*len = ROUND_UP(*len, cs);
+	return 0;
+}

@@ -354,6 +354,8 @@ int	qcow2_crypt_encrypt(struct img *img, uint64_t host, uint64_t off,
 	    uint8_t *p, uint64_t len);
 int	qcow2_crypt_amend(struct img *img, const struct opt_list *o,
 	    bool force);
+int	qcow2_crypt_measure(const struct opt_list *o, uint64_t cs,
+	    uint64_t *len);
 int	qcow2_crypt_create_check(const struct opt_list *o, uint32_t *method);
 int	qcow2_crypt_create(struct img *img, const struct opt_list *o,
 	    uint32_t method, uint64_t *off, uint64_t *len);
