@@ -231,3 +231,15 @@ for i in range(24):
 		[ "$output" = "$(cat want)" ]
 	done
 }
+
+@test "fmt-qcow2-crypt: convert to a preallocated encrypted qcow2 writes its zeroes" {
+	head -c 64k /dev/urandom >src.raw
+	truncate -s 1M src.raw
+	run -0 img-convert $SEC -O qcow2 -o "$LUKS,cluster_size=4k,preallocation=metadata" src.raw l.qcow2
+	run -0 command qemu-img compare $SEC --image-opts \
+	    driver=raw,file.filename=src.raw "$(opts l.qcow2)"
+	qemu_luks convert $SEC -O qcow2 -o "$LUKS,cluster_size=4k,preallocation=metadata" src.raw q.qcow2
+	command qemu-img map $SEC --output=json --image-opts "$(opts q.qcow2)" >want
+	command qemu-img map $SEC --output=json --image-opts "$(opts l.qcow2)" >got
+	diff want got
+}
