@@ -1646,6 +1646,7 @@ main(int argc, char *argv[])
 		prog.ended = true;
 		stop_unlink = NULL;
 		opt_list_free(&c.o);
+		free(c.target);
 		return close_stdout();
 	}
 	src = xcalloc((size_t)c.nsrc, sizeof(*src));
