@@ -210,8 +210,34 @@ in_chain(struct chain *c, int fd, const char *name)
 static struct img *open_chain(const char *filename, const char *fmt, int flags,
     struct chain *c);
 
+static char	*strip_file_protocol(const char *name);
+static struct img *open_one(const char *filename, const char *fmt, int flags,
+    struct chain *c, const struct opt_list *o);
+
+/*
+ * The backing file of an image opened with backing.encrypt.key-secret
+ * (qemu's options for the backing node): opened with its key.
+ */
+static struct img *
+open_backing_key(struct img *img, int flags, struct chain *c,
+    const char *key)
+{
+	struct opt_list o = { 0, NULL };
+	struct img *b;
+	char *path;
+
+	if (strncmp(img->backing_path, "json:", 5) == 0)
+		return open_chain(img->backing_path, img->backing_fmt, flags, c);
+	opt_list_set(&o, "encrypt.key-secret", key);
+	path = strip_file_protocol(img->backing_path);
+	b = open_one(path, img->backing_fmt, flags, c, &o);
+	free(path);
+	opt_list_free(&o);
+	return b;
+}
+
 static int
-open_backing(struct img *img, int flags, struct chain *c)
+open_backing(struct img *img, int flags, struct chain *c, const char *key)
 {
 	if (img->backing_file == NULL || img->backing_file[0] == '\0')
 		return 0;
@@ -222,7 +248,8 @@ open_backing(struct img *img, int flags, struct chain *c)
 	if (flags & IMG_NO_BACKING)
 		return 0;
 	flags = (flags & ~IMG_RDWR) | IMG_NO_PROBE_WARN;
-	img->backing = open_chain(img->backing_path, img->backing_fmt, flags, c);
+	img->backing = key != NULL ? open_backing_key(img, flags, c, key) :
+	    open_chain(img->backing_path, img->backing_fmt, flags, c);
 	if (img->backing == NULL)
 		return err_prefix("Could not open backing file");
 	return 0;
@@ -577,7 +604,8 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		goto fail;
 	}
 	img->open_opts = NULL;
-	if (open_backing(img, flags, c) < 0)
+	if (open_backing(img, flags, c, o == NULL ? NULL :
+	    opt_list_get(o, "backing.encrypt.key-secret")) < 0)
 		goto fail_open;
 	return img;
 fail_open:

@@ -65,6 +65,8 @@ struct luks {
 	int		 fd;			/* the file holding the header */
 	uint64_t	 base;			/* where in it (qcow2: a cluster) */
 	char		*secret;		/* key-secret id it was opened with */
+	const char	*new_password;		/* luks_block_create's */
+	uint64_t	 iter_time;
 	struct crypto_cipher c;
 	struct crypto_ivgen g;
 };
@@ -704,13 +706,14 @@ store_key(int fd, struct luks *l, int i, const char *password,
 	    split) < 0)
 		goto out;
 	crypto_sectors_encrypt(&c, &g, LUKS_SECTOR, 0, split, len);
-	if (io_pwrite(fd, split, len, (uint64_t)s->key_offset * LUKS_SECTOR) < 0) {
+	if (io_pwrite(fd, split, len,
+	    l->base + (uint64_t)s->key_offset * LUKS_SECTOR) < 0) {
 		err_set(errno, "Could not write encryption header");
 		goto out;
 	}
 	s->active = LUKS_SLOT_ENABLED;
 	encode_slots(l);
-	if (io_pwrite(fd, l->hdr, LUKS_HDR_SIZE, 0) < 0) {
+	if (io_pwrite(fd, l->hdr, LUKS_HDR_SIZE, l->base) < 0) {
 		err_set(errno, "Could not write encryption header");
 		goto out;
 	}
@@ -754,6 +757,9 @@ format(int fd, struct luks *l, const char *password, uint64_t iter_time)
 	crypto_pbkdf2(l->hash, mk, l->key_bytes, l->hdr + H_MKSALT,
 	    LUKS_SALT_LEN, l->mk_iters, l->hdr + H_MKDIGEST, LUKS_DIGEST_LEN);
 	r = store_key(fd, l, 0, password, mk, iter_time);
+	/* the new key serves the writes that follow (qcow2's) */
+	if (r == 0 && (r = key_cipher(l, mk, &l->c, &l->g)) == 0)
+		l->unlocked = true;
 out:
 	explicit_bzero(mk, sizeof(mk));
 	return r;
@@ -845,6 +851,37 @@ luks_create(const char *filename, uint64_t size, const struct opt_list *o)
 	return r;
 }
 
+struct luks *
+luks_block_create(const struct opt_list *o, uint64_t *len)
+{
+	struct luks_algs a;
+	struct luks *l;
+	const char *password;
+	uint64_t ms;
+
+	if (iter_time_opt(o, &ms) < 0)
+		return NULL;
+	l = luks_block_new();
+	if (create_check(o, &a, &password) < 0 || layout(l, &a) < 0 ||
+	    check_supported(l->cipher, l->ivcipher, l->hash, l->ivhash,
+	    l->ivgen) < 0) {
+		luks_block_free(l);
+		return NULL;
+	}
+	l->new_password = password;
+	l->iter_time = ms;
+	*len = l->payload;
+	return l;
+}
+
+int
+luks_block_format(struct luks *l, int fd, uint64_t base)
+{
+	l->fd = fd;
+	l->base = base;
+	return format(fd, l, l->new_password, l->iter_time);
+}
+
 static int
 luks_measure(const struct opt_list *o, struct img *in, uint64_t size,
     struct img_measure *m)
@@ -917,9 +954,8 @@ active_slots(const struct luks *l)
 
 /* qcrypto_block_luks_erase_key: header first, then the material, 40 times */
 static int
-erase_key(struct img *img, int i)
+erase_key(struct luks *l, int i)
 {
-	struct luks *l = img->priv;
 	struct luks_slot *s = &l->slot[i];
 	size_t len = (size_t)l->key_bytes * s->stripes, k;
 	uint8_t *garbage;
@@ -929,14 +965,14 @@ erase_key(struct img *img, int i)
 	s->iters = 0;
 	s->active = LUKS_SLOT_DISABLED;
 	encode_slots(l);
-	if (io_pwrite(img->fd, l->hdr, LUKS_HDR_SIZE, 0) < 0)
+	if (io_pwrite(l->fd, l->hdr, LUKS_HDR_SIZE, l->base) < 0)
 		r = err_set(errno, "Could not write encryption header");
 	garbage = xcalloc(1, len);
 	for (k = 0; k < LUKS_ERASE_ITERATIONS; k++) {
 		if (crypto_random(garbage, len) < 0 && k > 0)
 			break;
-		if (io_pwrite(img->fd, garbage, len,
-		    (uint64_t)s->key_offset * LUKS_SECTOR) < 0) {
+		if (io_pwrite(l->fd, garbage, len,
+		    l->base + (uint64_t)s->key_offset * LUKS_SECTOR) < 0) {
 			r = err_set(errno, "Could not write encryption header");
 			break;
 		}
@@ -946,10 +982,10 @@ erase_key(struct img *img, int i)
 }
 
 static int
-amend_add(struct img *img, const struct luks_amend *a, bool force)
+amend_add(struct luks *l, const struct luks_amend *a, bool force,
+    const char *secret)
 {
-	struct luks *l = img->priv;
-	const char *old, *new, *id = a->secret ? a->secret : l->secret;
+	const char *old, *new, *id = a->secret ? a->secret : secret;
 	uint64_t ms = LUKS_DEFAULT_ITER_TIME;
 	uint8_t mk[64];
 	int slot = a->keyslot, r;
@@ -977,16 +1013,15 @@ amend_add(struct img *img, const struct luks_amend *a, bool force)
 		explicit_bzero(mk, sizeof(mk));
 		return -1;
 	}
-	r = store_key(img->fd, l, slot, new, mk, ms);
+	r = store_key(l->fd, l, slot, new, mk, ms);
 	explicit_bzero(mk, sizeof(mk));
 	return r;
 }
 
 static int
-amend_erase_one(struct img *img, const struct luks_amend *a, bool force,
+amend_erase_one(struct luks *l, const struct luks_amend *a, bool force,
     const char *old)
 {
-	struct luks *l = img->priv;
 	uint8_t mk[64];
 	int slot = a->keyslot, r;
 
@@ -1005,13 +1040,12 @@ amend_erase_one(struct img *img, const struct luks_amend *a, bool force,
 	if (!force && active_slots(l) == 1)
 		return err_set(0, "Attempt to erase the only active keyslot %d which will erase all the data in the image irreversibly - refusing operation",
 		    slot);
-	return erase_key(img, slot);
+	return erase_key(l, slot);
 }
 
 static int
-amend_erase(struct img *img, const struct luks_amend *a, bool force)
+amend_erase(struct luks *l, const struct luks_amend *a, bool force)
 {
-	struct luks *l = img->priv;
 	const char *old = NULL;
 	bool match[LUKS_SLOTS];
 	uint8_t mk[64];
@@ -1027,7 +1061,7 @@ amend_erase(struct img *img, const struct luks_amend *a, bool force)
 	    (old = secret_get_utf8(a->old_secret)) == NULL)
 		return -1;
 	if (a->keyslot >= 0)
-		return amend_erase_one(img, a, force, old);
+		return amend_erase_one(l, a, force, old);
 	if (old == NULL)
 		return err_set(0, "To erase keyslot(s), either explicit keyslot index or the password currently contained in them must be given");
 	for (i = 0; i < LUKS_SLOTS; i++) {
@@ -1043,7 +1077,7 @@ amend_erase(struct img *img, const struct luks_amend *a, bool force)
 	if (!force && n == active_slots(l))
 		return err_set(0, "All the active keyslots match the (old) password that was given and erasing them will erase all the data in the image irreversibly - refusing operation");
 	for (i = 0; i < LUKS_SLOTS; i++)
-		if (match[i] && erase_key(img, i) < 0)
+		if (match[i] && erase_key(l, i) < 0)
 			return -1;
 	return 0;
 }
@@ -1088,15 +1122,26 @@ amend_parse(const struct opt_list *o, struct luks_amend *a)
 	return 0;
 }
 
-static int
-luks_amend(struct img *img, const struct opt_list *o, bool force)
+int
+luks_block_amend(struct luks *l, const struct opt_list *o, bool force,
+    const char *secret)
 {
 	struct luks_amend a;
 
-	if (need_key(img) < 0 || amend_parse(o, &a) < 0)
+	if (amend_parse(o, &a) < 0)
 		return -1;
-	return a.active ? amend_add(img, &a, force) :
-	    amend_erase(img, &a, force);
+	return a.active ? amend_add(l, &a, force, secret) :
+	    amend_erase(l, &a, force);
+}
+
+static int
+luks_amend(struct img *img, const struct opt_list *o, bool force)
+{
+	struct luks *l = img->priv;
+
+	if (need_key(img) < 0)
+		return -1;
+	return luks_block_amend(l, o, force, l->secret);
 }
 
 static const struct opt_desc luks_amend_opts[] = {

@@ -189,6 +189,7 @@ static const char *const qcow2_keys[] = {
 	"lazy-refcounts", "pass-discard-request", "pass-discard-snapshot",
 	"pass-discard-other", "overlap-check", "cache-size", "l2-cache-size",
 	"l2-cache-entry-size", "refcount-cache-size", "cache-clean-interval",
+	"encrypt.key-secret",
 	NULL,
 };
 
@@ -289,7 +290,8 @@ open_image(const char *name, const char *fmt, int flags, bool image_opts)
 	s = implied_key(name, "file");
 	if (opt_list_parse(&l, s) < 0 || iopts_parse(&l, &o) < 0) {
 		report("Could not open '%s': %s", name, err_msg());
-	} else if (opt_list_get(&l, "key-secret") != NULL) {
+	} else if (opt_list_get(&l, "key-secret") != NULL ||
+	    opt_list_get(&l, "encrypt.key-secret") != NULL) {
 		/* the driver takes its key from the options */
 		if ((img = img_open_image_opts(name, o.flags)) == NULL)
 			report("%s", err_msg());

@@ -155,6 +155,22 @@ static const char shortopts[] = ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:";
 
 static _Noreturn void option_help(struct conv *c);
 
+/*
+ * qcow2_has_zero_init: a preallocated encrypted qcow2 reads its zeroed
+ * clusters decrypted, not as zeroes.
+ */
+static bool
+prealloc_encrypted(const struct conv *c)
+{
+	const char *p = opt_list_get(&c->o, "preallocation");
+	const char *e = opt_list_get(&c->o, "encryption");
+
+	return c->out_fmt != NULL && strcmp(c->out_fmt, "qcow2") == 0 &&
+	    p != NULL && strcmp(p, "off") != 0 &&
+	    (opt_list_get(&c->o, "encrypt.format") != NULL ||
+	    (e != NULL && strcmp(e, "on") == 0));
+}
+
 static _Noreturn void
 usage(void)
 {
@@ -1322,7 +1338,8 @@ write_stage(const struct conv *c, struct proc *p, int fd, const int *refine)
 		proc_arg(p, "--whole");
 	/* a new target reads as zeroes, unless -S 0 asks for it allocated */
 	if (c->target_is_zero || (!c->no_create && c->sparse != 0 &&
-	    !c->has_backing && img_format_zero_init(c->out_fmt)))
+	    !c->has_backing && img_format_zero_init(c->out_fmt) &&
+	    !prealloc_encrypted(c)))
 		proc_arg(p, "--target-is-zero");
 	for (i = 0; i < c->nobjects; i++)
 		proc_argf(p, "--object=%s", c->objects[i]);

@@ -324,7 +324,9 @@ check_backing(const char *file, const char *base, struct opt_list *o,
 	char *path = img_backing_path(file, base), buf[32];
 	struct img *b;
 
-	if ((b = img_open(path, bfmt, IMG_SHARE | IMG_NO_PROBE_WARN)) == NULL) {
+	/* BDRV_O_NO_IO, as bdrv_img_create: an encrypted one needs no key */
+	if ((b = img_open(path, bfmt, IMG_SHARE | IMG_NO_PROBE_WARN |
+	    IMG_NO_IO)) == NULL) {
 		err_unprefix("Could not open '%s'", path);
 		free(path);
 		die("%s: %s\nCould not open backing image.", file, err_msg());

@@ -86,6 +86,7 @@ struct amend {
 	unsigned	 refcount_order;
 	const char	*data_file;	/* NULL: unchanged, "": none */
 	bool		 data_raw;
+	bool		 encrypt;	/* LUKS keyslot options */
 };
 
 static const struct opt_desc *
@@ -183,9 +184,16 @@ parse_amend(struct img *img, const struct opt_list *o, struct amend *a)
 	for (d = qcow2_amend_opts; d->name != NULL; d++) {
 		if ((v = opt_list_get(o, d->name)) == NULL)
 			continue;
-		if (strncmp(d->name, "encrypt.", 8) == 0)
-			return err_set(0, "Can't amend encryption options - "
-			    "encryption not present");
+		if (strncmp(d->name, "encrypt.", 8) == 0) {
+			if (s->crypt_method == 0)
+				return err_set(0, "Can't amend encryption "
+				    "options - encryption not present");
+			if (s->crypt_method != 2)
+				return err_set(0, "Only LUKS encryption "
+				    "options can be amended");
+			a->encrypt = true;
+			continue;
+		}
 		if (strcmp(d->name, "compat") == 0) {
 			if (!strcmp(v, "0.10") || !strcmp(v, "v2"))
 				a->version = 2;
@@ -737,7 +745,6 @@ qcow2_amend(struct img *img, const struct opt_list *o, bool force)
 	struct amend a;
 	int old;
 
-	(void)force;		/* qemu uses it for LUKS keyslots only */
 	if (check_opts(img, o) < 0 || parse_amend(img, o, &a) < 0)
 		return -1;
 	memset(&pg, 0, sizeof(pg));
@@ -774,6 +781,8 @@ qcow2_amend(struct img *img, const struct opt_list *o, bool force)
 	    (a.backing_fmt && strcmp(a.backing_fmt, img->backing_fmt))))
 		return err_set(0, "Cannot amend the backing file\nYou can "
 		    "use 'qemu-img rebase' instead.");
+	if (a.encrypt && qcow2_crypt_amend(img, o, force) < 0)
+		return -1;
 	if (a.lazy == 1 && !(s->compat & QCOW2_COMPAT_LAZY)) {
 		if (a.version < 3)
 			return err_set(0, "Lazy refcounts only supported with "

@@ -988,6 +988,8 @@ calculate(struct ck *k, struct img_check *res, bool *rebuild)
 	    check_l1(k, res, k->l1_off, k->l1_size, CK_FRAG_INFO) < 0 ||
 	    check_snapshot_l1s(k, res) < 0 ||
 	    inc_refs(k, res, k->rt_off, k->rt_size * 8) < 0 ||
+	    (k->s->crypt_hdr_len != 0 && inc_refs(k, res, k->s->crypt_hdr_off,
+	    k->s->crypt_hdr_len) < 0) ||
 	    check_bitmaps(k, res) < 0)
 		return -1;
 	return check_refblocks(k, res, rebuild);

@@ -464,6 +464,31 @@ write_vec(struct img *img, struct iovec *iov, int cnt, uint64_t off)
 	return 0;
 }
 
+/*
+ * Encrypted images: the iovec's bytes as one buffer (*tmp, to free),
+ * encrypted for host at guest offset goff.
+ */
+static int
+crypt_iov(struct img *img, struct iovec *iov, int *cnt, uint64_t host,
+    uint64_t goff, uint8_t **tmp)
+{
+	struct qcow2 *s = img->priv;
+	size_t len = 0;
+	int i;
+
+	*tmp = NULL;
+	if (s->crypt == NULL)
+		return 0;
+	for (i = 0; i < *cnt; i++)
+		len += iov[i].iov_len;
+	*tmp = xmalloc(len);
+	for (len = 0, i = 0; i < *cnt; len += iov[i++].iov_len)
+		memcpy(*tmp + len, iov[i].iov_base, iov[i].iov_len);
+	iov[0] = (struct iovec){ *tmp, len };
+	*cnt = 1;
+	return qcow2_crypt_encrypt(img, host, goff, *tmp, len);
+}
+
 /* The file covers [0, end): skipped zero regions read as holes. */
 static int
 extend_file(struct img *img, uint64_t end)
@@ -647,7 +672,8 @@ write_cow(struct img *img, uint64_t host, uint64_t cstart, uint64_t from,
     uint64_t to, uint64_t off, uint64_t bytes, const uint8_t *p)
 {
 	uint64_t head = off - cstart - from, tail = cstart + to - (off + bytes);
-	uint8_t *hbuf = NULL, *tbuf = NULL;
+	uint8_t *hbuf = NULL, *tbuf = NULL, *cbuf = NULL;
+	struct qcow2 *s = img->priv;
 	struct iovec iov[3];
 	bool z1 = true, z2 = true;
 	int cnt = 0, r = -1;
@@ -657,7 +683,8 @@ write_cow(struct img *img, uint64_t host, uint64_t cstart, uint64_t from,
 	if ((head || tail) && (cow_zero(img, off - head, head, &z1) < 0 ||
 	    cow_zero(img, off + bytes, tail, &z2) < 0))
 		return -1;
-	if ((head || tail) && z1 && z2) {
+	/* encrypted zeroes are no zeroes in the file: written as data */
+	if ((head || tail) && z1 && z2 && s->crypt == NULL) {
 		if (zero_file(img, host + from, to - from) < 0)
 			return -1;
 		head = tail = 0;
@@ -671,13 +698,31 @@ write_cow(struct img *img, uint64_t host, uint64_t cstart, uint64_t from,
 	if (tail)
 		iov[cnt++] = (struct iovec){ tbuf, tail };
 	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
-	if (write_vec(img, iov, cnt, host + (off - cstart) - head) < 0 ||
+	if (crypt_iov(img, iov, &cnt, host + (off - cstart) - head, off - head,
+	    &cbuf) < 0 ||
+	    write_vec(img, iov, cnt, host + (off - cstart) - head) < 0 ||
 	    extend_file(img, host + to) < 0)
 		goto out;
 	r = 0;
 out:
 	free(hbuf);
 	free(tbuf);
+	free(cbuf);
+	return r;
+}
+
+/* Overwrite data at host (guest offset off), encrypted if the image is. */
+static int
+write_in_place(struct img *img, uint64_t host, uint64_t off, uint64_t n,
+    const uint8_t *p)
+{
+	struct iovec iov = { (void *)p, n };
+	uint8_t *tmp;
+	int cnt = 1, r;
+
+	if ((r = crypt_iov(img, &iov, &cnt, host, off, &tmp)) == 0)
+		r = data_pwrite(img, iov.iov_base, n, host);
+	free(tmp);
 	return r;
 }
 
@@ -702,7 +747,7 @@ write_clusters(struct img *img, uint64_t l2off, uint64_t idx, uint64_t k,
 		if (data_check(img, host + (off - cstart), bytes) < 0)
 			return -1;
 		blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
-		return data_pwrite(img, p, bytes, host + (off - cstart));
+		return write_in_place(img, host + (off - cstart), off, bytes, p);
 	}
 	write_span(s, l2, idx, k, off, bytes, keep, &from, &to);
 	if ((!keep && alloc_data(img, cstart, k, &host) < 0) ||
@@ -786,6 +831,26 @@ reuse_freed(struct img *img, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/*
+ * Encrypted images take whole sectors (qemu's request_alignment 512): the
+ * sectors around [off, off+len) are read, merged and written.
+ */
+static int
+write_sectors(struct img *img, uint64_t off, size_t len, const void *buf)
+{
+	uint64_t a = ROUND_DOWN(off, 512), n = ROUND_UP(off + len, 512) - a;
+	uint8_t *b = xmalloc(n);
+	int r;
+
+	if ((r = cow_read(img, a, 512, b)) == 0 && n > 512)
+		r = cow_read(img, a + n - 512, 512, b + n - 512);
+	memcpy(b + (off - a), buf, len);
+	if (r == 0)
+		r = qcow2_write(img, a, n, b);
+	free(b);
+	return r;
+}
+
 int
 qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 {
@@ -793,6 +858,8 @@ qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	const uint8_t *p = buf;
 	uint64_t span = qcow2_l2_span(s), l2off, n, done;
 
+	if (s->crypt != NULL && ((off | len) & 511))
+		return write_sectors(img, off, len, buf);
 	if (qcow2_prepare_write(img) < 0 || reuse_freed(img, off, len) < 0)
 		return -1;
 	qcow2_bitmaps_dirty(img, off, len);
@@ -826,7 +893,7 @@ qcow2_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
 	bool keep;
 
 	*n = MIN(len, cs - (off & (cs - 1)));
-	if (s->extl2)
+	if (s->extl2 || s->crypt != NULL)	/* encrypted: not verbatim */
 		return 0;
 	if (qcow2_prepare_write(img) < 0 || reuse_freed(img, off, len) < 0 ||
 	    qcow2_l2_for_write(img, off / span, &l2off) < 0 ||

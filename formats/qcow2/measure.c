@@ -134,9 +134,10 @@ qcow2_measure(const struct opt_list *o, struct img *in, uint64_t size,
     struct img_measure *m)
 {
 	struct mopts mo;
-	uint64_t vsize, required, l2_tables, l2e;
+	uint64_t vsize, required, l2_tables, l2e, luks;
 
-	if (parse_opts(o, &mo) < 0)
+	if (parse_opts(o, &mo) < 0 ||
+	    qcow2_crypt_measure(o, mo.cluster_size, &luks) < 0)
 		return -1;
 	if (in != NULL)
 		size = in->size;
@@ -153,7 +154,7 @@ qcow2_measure(const struct opt_list *o, struct img *in, uint64_t size,
 		return -1;
 	if (mo.prealloc_all)
 		required = vsize;
-	m->fully_allocated = prealloc_size(vsize, &mo);
+	m->fully_allocated = luks + prealloc_size(vsize, &mo);
 	m->required = m->fully_allocated - vsize + required;
 	m->has_bitmaps = mo.v3 && in != NULL &&
 	    img_bitmaps_size(in, mo.cluster_size, &m->bitmaps);

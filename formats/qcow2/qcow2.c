@@ -207,6 +207,7 @@ ext_one(struct img *img, uint32_t magic, const uint8_t *d, uint32_t len)
 			    (unsigned long long)get_be64(d),
 			    (unsigned long long)s->cluster_size);
 		s->crypt_hdr_off = get_be64(d);
+		s->crypt_hdr_len = get_be64(d + 8);
 		return 0;
 	case QCOW2_EXT_BITMAPS:
 		return ext_bitmaps(img, d, len);
@@ -431,10 +432,6 @@ check_supported(struct img *img)
 {
 	struct qcow2 *s = img->priv;
 
-	/* crypt.c reads encrypted images; writing them is not done yet */
-	if (s->crypt_method != 0 && (img->flags & IMG_RDWR))
-		return err_set(0, "Unsupported qcow2 feature(s): encryption "
-		    "(img reads encrypted images but cannot write them)");
 	if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && (img->flags & IMG_RDWR) &&
 	    (img->flags & IMG_NO_REPAIR))
 		return err_set(0, "Image is dirty (lazy refcounts); repair it "
@@ -880,6 +877,9 @@ struct copts {
 	const char	*backing, *backing_fmt;
 	const char	*data_file;
 	bool		 data_raw;
+	uint32_t	 crypt;		/* crypt_method: 1 aes, 2 luks */
+	const struct opt_list *opts;	/* encrypt.* for crypt.c */
+	uint64_t	 crypt_off, crypt_len;	/* the LUKS header's clusters */
 };
 
 static const char *const prealloc_modes[] = {
@@ -1031,9 +1031,8 @@ parse_create(const struct opt_list *o, struct copts *c)
 	/* a raw data file maps every cluster 1:1: qemu preallocates metadata */
 	if (c->data_raw && c->prealloc == 0)
 		c->prealloc = 1;
-	if (opt_on(o, "encryption") || opt_list_get(o, "encrypt.format"))
-		return err_set(ENOTSUP, "encryption is not supported");
-	return 0;
+	c->opts = o;
+	return qcow2_crypt_create_check(o, &c->crypt);
 }
 
 static const char *const feature_names[][2] = {
@@ -1074,6 +1073,7 @@ build_header(uint8_t *h, const struct copts *c)
 {
 	uint64_t cs = (uint64_t)1 << c->cluster_bits;
 	size_t off, blen;
+	uint8_t ext[16];
 
 	put_be32(h, QCOW2_MAGIC);
 	put_be32(h + 4, (uint32_t)c->version);
@@ -1098,6 +1098,11 @@ build_header(uint8_t *h, const struct copts *c)
 	if (c->data_file != NULL)
 		off += qcow2_put_ext(h + off, QCOW2_EXT_DATA_FILE, c->data_file,
 		    (uint32_t)strlen(c->data_file));
+	if (c->crypt_off != 0) {
+		put_be64(ext, c->crypt_off);
+		put_be64(ext + 8, c->crypt_len);
+		off += qcow2_put_ext(h + off, QCOW2_EXT_CRYPTO, ext, 16);
+	}
 	/* qemu leaves the table out where it would crowd the backing name */
 	if (c->version >= 3 && cs > 4096)
 		off += qcow2_put_features(h + off);
@@ -1291,6 +1296,39 @@ create_data_file(const struct copts *c, uint64_t size)
 	return 0;
 }
 
+/*
+ * Encryption after the L1 table, as qcow2_set_up_encryption: crypt_method,
+ * and for LUKS its header in new clusters named by the CRYPTO extension
+ * (the header cluster rebuilt with the current table fields).
+ */
+static int
+set_up_encryption(struct img *img, struct copts *c)
+{
+	struct qcow2 *s = img->priv;
+	uint8_t *h;
+	int r;
+
+	if (c->crypt == 0)
+		return 0;
+	if (qcow2_crypt_create(img, c->opts, c->crypt, &c->crypt_off,
+	    &c->crypt_len) < 0)
+		return -1;
+	h = xcalloc(1, s->cluster_size);
+	build_header(h, c);
+	put_be64(h + 24, img->size);
+	put_be32(h + 32, c->crypt);
+	put_be32(h + 36, s->l1_size);
+	put_be64(h + 40, s->l1_offset);
+	put_be64(h + 48, s->rt_offset);
+	put_be32(h + 56, s->rt_clusters);
+	r = qcow2_pwrite(img, h, s->cluster_size, 0, "qcow2 header");
+	free(h);
+	s->crypt_method = c->crypt;
+	s->crypt_hdr_off = c->crypt_off;
+	s->crypt_hdr_len = c->crypt_len;
+	return r;
+}
+
 static int
 qcow2_create(const char *filename, uint64_t size, const struct opt_list *o)
 {
@@ -1308,10 +1346,18 @@ qcow2_create(const char *filename, uint64_t size, const struct opt_list *o)
 	if (r == 0)
 		r = make_l1(img, size);
 	/* qemu creates the image empty, then grows it with preallocation */
-	if (r == 0 && c.prealloc >= IMG_PREALLOC_FALLOC && c.data_file == NULL)
+	if (r == 0 && c.prealloc >= IMG_PREALLOC_FALLOC && c.data_file == NULL) {
 		r = qcow2_prealloc_run(img, 0, size, c.prealloc, false);
-	else if (r == 0 && c.prealloc != 0 && (r = prealloc_metadata(img)) == 0)
-		r = prealloc_file(img, c.prealloc);
+		if (r == 0)
+			r = set_up_encryption(img, &c);
+	} else {
+		if (r == 0 && c.prealloc != 0)
+			r = prealloc_metadata(img);
+		if (r == 0)
+			r = set_up_encryption(img, &c);
+		if (r == 0 && c.prealloc != 0)
+			r = prealloc_file(img, c.prealloc);
+	}
 	if (r == 0)
 		r = qcow2_flush(img);
 	img_close(img);

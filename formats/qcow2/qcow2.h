@@ -108,6 +108,7 @@ struct qcow2 {
 	uint64_t	 csize_mask, coff_mask;
 	uint32_t	 crypt_method;
 	uint64_t	 crypt_hdr_off;		/* LUKS header (CRYPTO extension) */
+	uint64_t	 crypt_hdr_len;
 	struct qcow2_crypt *crypt;		/* keys of an encrypted image */
 
 	uint64_t	 l1_offset;
@@ -366,8 +367,17 @@ qcow2_l2_set(const struct qcow2 *s, uint8_t *l2, uint64_t i, uint64_t entry)
 	put_be64(l2 + (i << (s->extl2 ? 4 : 3)), entry);
 }
 
-/* crypt.c: encrypted images (read only) */
+/* crypt.c: encrypted images */
 int	qcow2_crypt_open(struct img *img);
+int	qcow2_crypt_encrypt(struct img *img, uint64_t host, uint64_t off,
+	    uint8_t *p, uint64_t len);
+int	qcow2_crypt_amend(struct img *img, const struct opt_list *o,
+	    bool force);
+int	qcow2_crypt_measure(const struct opt_list *o, uint64_t cs,
+	    uint64_t *len);
+int	qcow2_crypt_create_check(const struct opt_list *o, uint32_t *method);
+int	qcow2_crypt_create(struct img *img, const struct opt_list *o,
+	    uint32_t method, uint64_t *off, uint64_t *len);
 void	qcow2_crypt_close(struct img *img);
 void	qcow2_crypt_info(struct img *img, struct jnode *d);
 int	qcow2_crypt_read(struct img *img, uint64_t host, uint64_t off,
