@@ -11,19 +11,6 @@ NEW="--object secret,id=sec1,data=other"
 # opts FILE [SECRET]: the --image-opts string of a LUKS image
 opts() { echo "driver=luks,key-secret=${2:-sec0},file.filename=$1"; }
 
-# Debian's qemu 7.2 has the PBKDF2 benchmark bug of qemu commit c72cab5a
-# (fixed in 9.2): on a fast machine a LUKS create fails now and then with
-# "Unable to get accurate CPU usage".  Ask again when it does.
-qemu_luks() {
-	local i
-	for i in 1 2 3 4 5 6; do
-		command qemu-img "$@" 2>qemu.err && return 0
-		grep -q 'Unable to get accurate CPU usage' qemu.err || break
-	done
-	cat qemu.err >&2
-	return 1
-}
-
 # qemu-img creates are slow (its PBKDF2 benchmark): make them once
 setup_file() {
 	need_qemu || return 0

@@ -17,18 +17,6 @@ jname() {
 	echo "json:{\"driver\":\"qcow2\",\"encrypt.key-secret\":\"sec0\",\"file\":{\"driver\":\"file\",\"filename\":\"$1\"}}"
 }
 
-# Debian's qemu 7.2 fails a LUKS create now and then with "Unable to get
-# accurate CPU usage" (see fmt-luks.bats): ask again when it does.
-qemu_luks() {
-	local i
-	for i in 1 2 3 4 5 6; do
-		command qemu-img "$@" 2>qemu.err && return 0
-		grep -q 'Unable to get accurate CPU usage' qemu.err || break
-	done
-	cat qemu.err >&2
-	return 1
-}
-
 setup_file() {
 	need_qemu || return 0
 	cd "$BATS_FILE_TMPDIR" || return 1

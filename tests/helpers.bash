@@ -191,3 +191,17 @@ img_refuses() {
 refused() {
 	img_refuses "$1" && same info -f "$FMT" "$BAD"
 }
+
+# Debian's qemu 7.2 has the PBKDF2 benchmark bug of qemu commit c72cab5a
+# (fixed in 9.2): on a fast machine a LUKS create fails now and then with
+# "Unable to get accurate CPU usage".  qemu_luks ARGS...: qemu-img ARGS,
+# asked again when it does.
+qemu_luks() {
+	local i
+	for i in 1 2 3 4 5 6; do
+		command qemu-img "$@" 2>qemu.err && return 0
+		grep -q 'Unable to get accurate CPU usage' qemu.err || break
+	done
+	cat qemu.err >&2
+	return 1
+}
