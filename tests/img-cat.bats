@@ -266,3 +266,25 @@ img-cat: warning: error while reading offset 2048512: Input/output error" ]
 	[ "$(wc -l <err)" -eq 2 ]
 	run -1 img-cat "$j"
 }
+
+@test "img-cat: --as-convert names a failed read by the piece of its extent that fails" {
+	qimg create -q -f qcow2 s.qcow2 8M
+	qio -c 'write -P 7 1M 6M' s.qcow2 >/dev/null
+	img-map --output=json s.qcow2 >m
+	local j
+	j=$(blkdebug_json s.qcow2 read:9000)
+	# byte 4608000: the second 2 MiB piece from the extent's start at 1 MiB
+	run -1 --separate-stderr img-cat --map=m --as-convert=2M "$j"
+	[ "$stderr" = "img-cat: error while reading at byte 3145728: Input/output error" ]
+	run -1 --separate-stderr img-cat --map=m --as-convert=64k "$j"
+	[ "$stderr" = "img-cat: error while reading at byte 4587520: Input/output error" ]
+	# the same through -S and --map-out
+	run -1 --separate-stderr img-cat --map=m -S 4k --map-out=/dev/null --as-convert=2M "$j"
+	[ "$stderr" = "img-cat: error while reading at byte 3145728: Input/output error" ]
+	run -1 --separate-stderr img-cat --map=m "$j"
+	[[ $stderr == "img-cat: json:"*": Input/output error" ]]
+	run -1 --separate-stderr img-cat --as-convert=2M s.qcow2
+	[[ $stderr == "img-cat: --as-convert goes with --map"* ]]
+	run -1 --separate-stderr img-cat --map=m --as-convert=1000 s.qcow2
+	[[ $stderr == "img-cat: --as-convert: sizes are multiples of 512 up to 64 MiB"* ]]
+}

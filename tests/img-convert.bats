@@ -910,3 +910,50 @@ mkbitmaps() {
 	[ -n "$stderr" ]
 	[ ! -e o.vmdk ]
 }
+
+# the same stderr and exit status as qemu-img's, target left aside (ARGS...; TARGET last)
+same_failure() {
+	local want got ws=0 gs=0
+	qemu-img convert "$@" 2>q.err >/dev/null || ws=$?
+	want=$(sed 's/^qemu-img: /img: /' q.err)
+	got=$(img convert "${@:1:$#-1}" "o.${*: -1}" 2>&1 >/dev/null) || gs=$?
+	[ "$want" = "$got" ] && [ "$gs" = 1 ] && [ "$ws" = 1 ] ||
+	    { echo "want $ws: $want"; echo "got $gs:  $got"; return 1; }
+}
+
+@test "img-convert: a read error is named by qemu-img's piece, a block status error by its query" {
+	qimg create -q -f qcow2 s.qcow2 64M
+	qio -c 'write -P 7 0 20M' -c 'write -P 8 30M 5M' -c 'write -z 33M 1M' s.qcow2 >/dev/null
+	local r
+	for r in read:40 read:8000 read:66000 read:70000 block-status:8000; do
+		same_failure -O qcow2 "$(blkdebug_json s.qcow2 "$r")" t.qcow2
+		same_failure -O raw -S 0 "$(blkdebug_json s.qcow2 "$r")" t.raw
+		[ ! -e o.t.qcow2 ] && [ ! -e o.t.raw ]
+	done
+	# a second source: bytes counted from the start of the first
+	same_failure -O raw s.qcow2 "$(blkdebug_json s.qcow2 read:70000)" t.raw
+	same_failure -p -O qcow2 "$(blkdebug_json s.qcow2 read:8000)" t.qcow2
+	# compressed clusters are pieces of their own; -c reads a cluster at a time
+	mkbroken
+	same_failure -O raw c.qcow2 t.raw
+	same_failure -c -O qcow2 c.qcow2 t.qcow2
+	same_failure -O qcow2 r.raw c.qcow2 t.qcow2
+}
+
+@test "img-convert: a write error is named by qemu-img's piece" {
+	qimg create -q -f qcow2 s.qcow2 64M
+	qio -c 'write -P 7 0 20M' -c 'write -P 8 30M 5M' s.qcow2 >/dev/null
+	local sec t
+	for sec in 640 9000 20000; do
+		qimg create -q -f qcow2 t.qcow2 64M
+		cp t.qcow2 o.t.qcow2
+		t="json:{'driver':'qcow2','file':{'driver':'blkdebug','inject-error':"
+		t+="[{'event':'none','iotype':'write','errno':28,'sector':$sec}],"
+		t+="'image':{'driver':'file','filename':'t.qcow2'}}}"
+		run -1 --separate-stderr qemu-img convert -n -O qcow2 s.qcow2 "$t"
+		local want=${stderr#qemu-img: }
+		run -1 --separate-stderr img-convert -n -O qcow2 s.qcow2 "${t/t.qcow2/o.t.qcow2}"
+		[ "$stderr" = "img-convert: $want" ]
+		[[ $want == "error while writing at byte "*": No space left on device" ]]
+	done
+}

@@ -226,3 +226,31 @@ mkraw() {
 	run -1 --separate-stderr img-map --output=json "$j"
 	[[ $stderr == *": Input/output error" ]]
 }
+
+@test "img-map: --as-convert prints convert's steps, unmerged, and its block status error" {
+	# 512-byte clusters: an L2 table maps 32 KiB, one answer never crosses it
+	qimg create -q -f qcow2 -o cluster_size=512 s.qcow2 1M
+	qio -c 'write -P 7 0 100k' s.qcow2 >/dev/null
+	run -0 img-map --output=json s.qcow2
+	[ "${#lines[@]}" -eq 5 ]
+	run -0 img-map --as-convert s.qcow2
+	[ "${#lines[@]}" -eq 33 ]
+	[ "${lines[5]}" = '{ "start": 131072, "length": 32768, "depth": 0, "present": false, "zero": true, "data": false},' ]
+	img-map --as-convert s.qcow2 | jq -e '(map(.length) | add) == 1048576' >/dev/null
+	# qemu asks at most 2 GiB - 512 at once
+	truncate -s 5G big.raw
+	qio -f raw -c 'write -P 1 1M 1M' big.raw >/dev/null
+	run -0 img-map -f raw --as-convert big.raw
+	[ "${#lines[@]}" -eq 5 ]
+	[ "${lines[2]}" = '{ "start": 2097152, "length": 2147483136, "depth": 0, "present": true, "zero": true, "data": false, "offset": 2097152},' ]
+	# an answer that crosses a cluster boundary ends at the last one
+	qimg create -q -f qcow2 -o extended_l2=on x.qcow2 1M
+	qio -c 'write -P 1 60k 8k' x.qcow2 >/dev/null
+	run -0 img-map --as-convert x.qcow2
+	[ "${lines[1]}" = '{ "start": 61440, "length": 4096, "depth": 0, "present": true, "zero": false, "data": true, "offset": 389120},' ]
+	[ "${lines[2]}" = '{ "start": 65536, "length": 4096, "depth": 0, "present": true, "zero": false, "data": true, "offset": 393216},' ]
+	local j
+	j=$(blkdebug_json s.qcow2 block-status:300)
+	run -1 --separate-stderr img-map --as-convert "$j"
+	[ "$stderr" = "img-map: error while reading block status at offset 0: Input/output error" ]
+}

@@ -335,3 +335,17 @@ data_bytes() {
 	run -1 --separate-stderr img-write -f raw --grow --map m g
 	[ "${stderr%%$'\n'*}" = "img-write: --map cannot be combined with --grow" ]
 }
+
+@test "img-write: --as-convert names a failed write by where it began" {
+	qimg create -q -f qcow2 t.qcow2 8M
+	local t
+	t="json:{'driver':'qcow2','file':{'driver':'blkdebug','inject-error':"
+	t+="[{'event':'none','iotype':'write','errno':28,'sector':640}],"
+	t+="'image':{'driver':'file','filename':'t.qcow2'}}}"
+	printf '{"start": 0, "length": 1048576, "depth": 0, "present": true, "zero": true, "data": false},\n{"start": 1048576, "length": 7340032, "depth": 0, "present": true, "zero": false, "data": true}\n' >m
+	run -1 --separate-stderr img-write --as-convert --map=m "$t" < <(head -c 7M /dev/urandom)
+	[ "$stderr" = "img-write: error while writing at byte 1048576: No space left on device" ]
+	qimg create -q -f qcow2 t.qcow2 8M
+	run -1 --separate-stderr img-write --map=m "$t" < <(head -c 7M /dev/urandom)
+	[[ $stderr == "img-write: json:"*": No space left on device" ]]
+}

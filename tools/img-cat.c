@@ -23,10 +23,12 @@
 static const char usage_text[] =
     "usage: img-cat [--object objectdef] [--image-opts] [-f fmt] [-U]\n"
     "               [--offset=offset] [--length=len] [--map=mapfile]\n"
-    "               [-S sparse_size --map-out=mapfile] [--salvage] filename\n";
+    "               [-S sparse_size --map-out=mapfile] [--salvage]\n"
+    "               [--as-convert=piece_size] filename\n";
 
 enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS, OPT_OFFSET, OPT_LENGTH, OPT_MAP,
-	OPT_LONG, OPT_SHORT, OPT_SNAPSHOT, OPT_MAP_OUT, OPT_SALVAGE
+	OPT_LONG, OPT_SHORT, OPT_SNAPSHOT, OPT_MAP_OUT, OPT_SALVAGE,
+	OPT_AS_CONVERT
 };
 
 static const struct option longopts[] = {
@@ -42,6 +44,7 @@ static const struct option longopts[] = {
 	{ "sparse-size", required_argument, NULL, 'S' },
 	{ "map-out", required_argument, NULL, OPT_MAP_OUT },
 	{ "salvage", no_argument, NULL, OPT_SALVAGE },
+	{ "as-convert", required_argument, NULL, OPT_AS_CONVERT },
 	{ "long-options", no_argument, NULL, OPT_LONG },
 	{ "short-options", no_argument, NULL, OPT_SHORT },
 	{ NULL, 0, NULL, 0 },
@@ -81,6 +84,20 @@ struct refine {
 /* --salvage: read and block-status errors become zeroes, with a warning */
 static bool salvage;
 
+/*
+ * --as-convert: a read that fails is named as qemu-img convert names it,
+ * by the start of the piece it reads at once: piece bytes counted from
+ * the start of the map's extent.  The data extents being copied and the
+ * range whose read failed are kept for that.
+ */
+static struct {
+	bool		 on;
+	uint64_t	 piece;
+	struct map_ext	*ext;		/* data extents of the run being copied */
+	size_t		 n;
+	uint64_t	 off, len;	/* the read that failed */
+} conv;
+
 /* Where the bytes go: stdout, which may be a regular file we can leave holes in. */
 struct out {
 	uint8_t		*buf;		/* IO_BUFSIZE, aligned */
@@ -113,6 +130,10 @@ usage(void)
 	    "(JSON Lines)\n"
 	    "      --salvage         sectors that fail to read are zeroes, "
 	    "with a warning\n"
+	    "      --as-convert=size with --map: name a read error as "
+	    "qemu-img convert does,\n"
+	    "                        by the piece of size bytes (from its "
+	    "extent's start)\n"
 	    "  -h, --help            show this help\n"
 	    "\nSee img-cat(1).\n", usage_text);
 	exit(0);
@@ -218,6 +239,74 @@ out_splice(struct out *o, int fd, uint64_t host, uint64_t len)
 	return true;
 }
 
+/* A read of [off, off+len) failed: kept for --as-convert's message. */
+static int
+failed(uint64_t off, uint64_t len)
+{
+	conv.off = off;
+	conv.len = len;
+	return -1;
+}
+
+/* --as-convert: e is a data extent being copied, the first of a run if fresh. */
+static void
+conv_add(const struct map_ext *e, bool fresh)
+{
+	if (!conv.on)
+		return;
+	if (fresh)
+		conv.n = 0;
+	if ((conv.n & (conv.n - 1)) == 0)
+		conv.ext = xrealloc(conv.ext,
+		    (conv.n ? 2 * conv.n : 1) * sizeof(*conv.ext));
+	conv.ext[conv.n++] = *e;
+}
+
+/*
+ * --as-convert: the pieces of qemu-img convert that overlap the failed
+ * read are read again one by one; the first that fails is named (or,
+ * if none fails again, the first).
+ */
+static _Noreturn void
+convert_error(struct img *img)
+{
+	uint64_t a = conv.off, b = conv.off + conv.len, first = a, p, s, e, end;
+	int err = err_errno() ? err_errno() : EIO;
+	uint8_t *buf = io_alloc((size_t)conv.piece);
+	bool any = false;
+	size_t i;
+
+	for (i = 0; i < conv.n; i++) {
+		end = conv.ext[i].start + conv.ext[i].length;
+		if (end <= a || conv.ext[i].start >= b)
+			continue;
+		p = conv.ext[i].start + ROUND_DOWN(MAX(a, conv.ext[i].start) -
+		    conv.ext[i].start, conv.piece);
+		for (; p < MIN(b, end); p += conv.piece) {
+			if (!any)
+				first = p;
+			any = true;
+			s = MAX(p, a);
+			e = MIN(MIN(p + conv.piece, end), b);
+			if (img_read(img, s, (size_t)(e - s), buf) < 0)
+				die("error while reading at byte %" PRIu64 ": %s",
+				    p, strerror(err_errno() ? err_errno() : EIO));
+		}
+	}
+	die("error while reading at byte %" PRIu64 ": %s", first,
+	    strerror(err));
+}
+
+/* img_host_run, its failure kept as a read's. */
+static int
+host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
+    uint64_t *host, uint64_t *run)
+{
+	int r = img_host_run(img, off, len, fd, host, run);
+
+	return r < 0 ? failed(off, len) : r;
+}
+
 static void
 warn_errno(const char *what, uint64_t off)
 {
@@ -250,7 +339,7 @@ read_some(struct img *img, uint64_t off, size_t len, uint8_t *buf)
 	if (img_read(img, off, len, buf) == 0)
 		return 0;
 	if (!salvage)
-		return -1;
+		return failed(off, len);
 	read_sectors(img, off, len, buf);
 	return 0;
 }
@@ -279,7 +368,7 @@ copy(struct img *img, struct out *o, uint64_t off, uint64_t len)
 	int fd, r;
 
 	while (o->pipe && len > 0) {
-		if ((r = img_host_run(img, off, len, &fd, &host, &run)) < 0)
+		if ((r = host_run(img, off, len, &fd, &host, &run)) < 0)
 			return -1;
 		if (r == 1 && !out_splice(o, fd, host, run))
 			break;
@@ -402,7 +491,7 @@ refine_flush(struct img *img, struct out *o, struct refine *rf)
 	rf->len = 0;
 	while (off < end) {
 		w = MIN(end - off, rf->window);
-		r = o->pipe ? img_host_run(img, off, w, &fd, &host, &n) : 0;
+		r = o->pipe ? host_run(img, off, w, &fd, &host, &n) : 0;
 		if (r < 0)
 			return -1;
 		if (r == 1 && off + n < end)	/* end on a chunk boundary */
@@ -435,11 +524,13 @@ refine_ext(struct img *img, struct out *o, struct refine *rf,
 	if (map_carries_data(e) && rf->len > 0 &&
 	    rf->start + rf->len == e->start) {
 		rf->len += e->length;
+		conv_add(e, false);
 		return 0;
 	}
 	if (rf->len > 0 && refine_flush(img, o, rf) < 0)
 		return -1;
 	if (map_carries_data(e)) {
+		conv_add(e, true);
 		rf->start = e->start;
 		rf->len = e->length;
 	} else {
@@ -459,10 +550,12 @@ cat_map(struct img *img, struct out *o, const char *name, struct refine *rf)
 
 	r = map_reader_new(f, f == stdin ? "stdin" : name);
 	while ((ret = map_read_within(r, &e, img->size, img->filename)) > 0) {
-		if (rf != NULL)
+		if (rf != NULL) {
 			ret = refine_ext(img, o, rf, &e);
-		else if (map_carries_data(&e))
+		} else if (map_carries_data(&e)) {
+			conv_add(&e, true);
 			ret = copy(img, o, e.start, e.length);
+		}
 		if (ret < 0)
 			break;
 	}
@@ -546,6 +639,10 @@ parse_args(int argc, char *argv[], struct cat_args *a)
 		case OPT_SALVAGE:
 			salvage = true;
 			break;
+		case OPT_AS_CONVERT:
+			conv.on = true;
+			conv.piece = size_arg("piece size", optarg);
+			break;
 		case OPT_LONG:
 		case OPT_SHORT:
 			opt_print_options(longopts, shortopts, c == OPT_LONG);
@@ -559,6 +656,11 @@ parse_args(int argc, char *argv[], struct cat_args *a)
 		die_usage("--map cannot be combined with --offset or --length");
 	if (a->image_opts && a->fmt != NULL)
 		die("--image-opts and --format are mutually exclusive");
+	if (conv.on && a->map == NULL)
+		die_usage("--as-convert goes with --map");
+	if (conv.on && (conv.piece == 0 || conv.piece % 512 != 0 ||
+	    conv.piece > (64u << 20)))
+		die_usage("--as-convert: sizes are multiples of 512 up to 64 MiB");
 	if ((a->sparse != 0 || a->map_out != NULL) &&
 	    (a->map == NULL || a->map_out == NULL || a->sparse == 0))
 		die_usage("-S and --map-out go together, with --map");
@@ -601,8 +703,11 @@ main(int argc, char *argv[])
 		o.pipe = false;
 	ret = a.map ? cat_map(img, &o, a.map, rf) :
 	    cat_range(img, &o, a.offset, a.length);
+	if (ret < 0 && conv.on)
+		convert_error(img);
 	if (ret < 0)
 		die("%s", err_msg());
+	free(conv.ext);
 	refine_close(rf);
 	img_close(img);
 	out_close(&o);

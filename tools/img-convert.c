@@ -724,15 +724,8 @@ split_at(struct map_ext *e, struct map_ext *tail, int64_t off)
 }
 
 static void
-ext_add(struct conv *c, uint64_t start, uint64_t length, int kind, bool merge)
+ext_add(struct conv *c, uint64_t start, uint64_t length, int kind)
 {
-	struct ext *l = c->next ? &c->ext[c->next - 1] : NULL;
-
-	if (merge && l != NULL && l->kind == kind &&
-	    l->start + l->length == start) {
-		l->length += length;
-		return;
-	}
 	if ((c->next & (c->next - 1)) == 0)
 		c->ext = xrealloc(c->ext,
 		    (c->next ? 2 * c->next : 1) * sizeof(*c->ext));
@@ -757,7 +750,7 @@ take(struct conv *c, const struct source *s, const struct map_ext *e)
 		kind = K_DATA;
 	else
 		kind = K_ZERO;
-	ext_add(c, s->base + e->start, e->length, kind, false);
+	ext_add(c, s->base + e->start, e->length, kind);
 }
 
 /* The map of one source, read back from img-map's output, appended to c->ext. */
@@ -804,6 +797,7 @@ map_source(struct conv *c, struct source *s)
 	common_args(c, &p, "img-map");
 	proc_arg(&p, "--output=json");
 	proc_arg(&p, "--sparse");	/* empty vhdx blocks need not travel */
+	proc_arg(&p, "--as-convert");	/* convert's steps, and its messages */
 	proc_arg(&p, s->name);
 	if ((p.out = dup(fd)) < 0)
 		die_errno("dup");
@@ -838,10 +832,10 @@ align_clusters(struct conv *c, uint64_t cs)
 		if (eend >= cend) {
 			run = eend >= c->size ? c->size - at :
 			    ROUND_DOWN(eend - at, cs);
-			ext_add(c, at, run, old[i].kind, true);
+			ext_add(c, at, run, old[i].kind);
 			at += run;
 		} else {
-			ext_add(c, at, cend - at, K_DATA, true);
+			ext_add(c, at, cend - at, K_DATA);
 			at = cend;
 		}
 	}
@@ -1336,6 +1330,7 @@ write_stage(const struct conv *c, struct proc *p, int fd, const int *refine)
 	proc_argf(p, "-S%llu", (unsigned long long)c->sparse);
 	if (c->copy_range)
 		proc_arg(p, "--whole");
+	proc_arg(p, "--as-convert");	/* a failed write named by its offset */
 	/* a new target reads as zeroes, unless -S 0 asks for it allocated */
 	if (c->target_is_zero || (!c->no_create && c->sparse != 0 &&
 	    !c->has_backing && img_format_zero_init(c->out_fmt) &&
@@ -1358,6 +1353,8 @@ cat_start(const struct conv *c, const struct source *s, struct proc *p,
 	int a[2] = { -1, -1 }, start;
 
 	common_args(c, p, "img-cat");
+	/* read errors named as convert does, by its pieces */
+	proc_argf(p, "--as-convert=%llu", (unsigned long long)prog.chunk);
 	/* refining, img-cat passes img-write's zero extents on: it gets them */
 	proc_argf(p, "--map=/dev/fd/%d", refine ? c->write_fd : s->cat_fd);
 	if (refine != NULL) {
@@ -1399,6 +1396,48 @@ cat_finish(struct proc *p, int relay_from, int to, struct streamed *st)
 	if (proc_check(p, 1) < 0)
 		return 1;
 	return relay < 0 ? -1 : 0;
+}
+
+/*
+ * Where qemu-img's piece holding byte at begins: convert_iteration_sectors
+ * takes a zero extent whole, data in pieces from its start (IO_BUF_SIZE,
+ * or with -c a cluster: the progress steps).
+ */
+static uint64_t
+piece_of(const struct conv *c, uint64_t at)
+{
+	const struct ext *e;
+
+	for (e = c->ext; e < c->ext + c->next; e++)
+		if (at >= e->start && at - e->start < e->length)
+			return e->kind == K_DATA ? e->start +
+			    ROUND_DOWN(at - e->start, prog.chunk) : e->start;
+	return at;
+}
+
+/*
+ * A copy stage failed: its message, but a read error's offset counts from
+ * the start of the first source, as qemu-img's sector numbers do, and a
+ * write error is named by the piece qemu-img would have been writing.
+ */
+static _Noreturn void
+die_copy(const struct conv *c, uint64_t base)
+{
+	static const char *const what[] = { "error while reading at byte ",
+	    "error while writing at byte " };
+	const char *m = err_msg(), *rest;
+	unsigned long long at;
+
+	if (strncmp(m, what[0], strlen(what[0])) == 0) {
+		at = strtoull(m + strlen(what[0]), (char **)&rest, 10);
+		die("%s%llu%s", what[0], at + base, rest);
+	}
+	if (strncmp(m, what[1], strlen(what[1])) == 0) {
+		at = strtoull(m + strlen(what[1]), (char **)&rest, 10);
+		die("%s%llu%s", what[1], (unsigned long long)piece_of(c, at),
+		    rest);
+	}
+	die("%s", m);
 }
 
 /*
@@ -1453,7 +1492,7 @@ copy(const struct conv *c, const struct source *src)
 	if (r < 0 && proc_check(&p[1], 1) == 0)
 		die("%s", msg);
 	if (proc_check(p, 2) < 0)
-		die("%s", err_msg());
+		die_copy(c, r == 1 ? src[i - 1].base : 0);
 	if (prog.on)
 		progress_stream(UINT64_MAX, NULL);	/* zero steps at its end */
 	pass_stderr(&p[1], 1);

@@ -14,10 +14,10 @@
 static const char usage_text[] =
     "usage: img-map [--object objectdef] [--image-opts] [-f fmt]\n"
     "               [--start-offset=offset] [--max-length=len]\n"
-    "               [--output=ofmt] [-U] filename\n";
+    "               [--output=ofmt] [-U] [--as-convert] filename\n";
 
 enum { OPT_OUTPUT = 256, OPT_OBJECT, OPT_IMAGE_OPTS, OPT_LONG, OPT_SHORT,
-    OPT_SNAPSHOT, OPT_SPARSE, OPT_SALVAGE };
+    OPT_SNAPSHOT, OPT_SPARSE, OPT_SALVAGE, OPT_AS_CONVERT };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
@@ -28,6 +28,7 @@ static const struct option longopts[] = {
 	{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
 	{ "sparse", no_argument, NULL, OPT_SPARSE },
 	{ "salvage", no_argument, NULL, OPT_SALVAGE },
+	{ "as-convert", no_argument, NULL, OPT_AS_CONVERT },
 	{ "force-share", no_argument, NULL, 'U' },
 	{ "start-offset", required_argument, NULL, 's' },
 	{ "max-length", required_argument, NULL, 'l' },
@@ -47,6 +48,7 @@ struct map_args {
 	int64_t		 max_length;	/* -1: to the end */
 	const char	*snapshot;	/* --snapshot: map an internal snapshot */
 	bool		 salvage;	/* --salvage: a failing sector is data */
+	bool		 as_convert;	/* --as-convert: convert's walk */
 };
 
 static _Noreturn void
@@ -64,6 +66,8 @@ usage(void)
 	    "      --snapshot=param    map an internal snapshot (as convert -l)\n"
 	    "      --sparse            zero ranges as zero even where qemu-img shows data\n"
 	    "      --salvage           warn of a sector whose status fails, call it data\n"
+	    "      --as-convert        one extent per block status answer, as "
+	    "convert walks\n"
 	    "  -h, --help              show this help\n"
 	    "\nSee img-map(1).\n", usage_text);
 	exit(0);
@@ -123,6 +127,53 @@ status(struct img *img, const struct map_args *a, uint64_t off, uint64_t len,
 		warn_msg("warning: error while reading block status at offset "
 		    "%" PRIu64 ": %s", off, strerror(err_errno() ? err_errno() :
 		    EIO));
+	return 0;
+}
+
+/* qemu's BDRV_REQUEST_MAX_BYTES: convert asks no more at once */
+#define REQUEST_MAX	((uint64_t)(INT32_MAX >> 9) << 9)
+
+/* The source's cluster size, as convert aligns to it. */
+static uint64_t
+cluster_size(struct img *img)
+{
+	struct img_info info;
+	uint64_t cs = 0;
+
+	if (img_get_info(img, &info) == 0) {
+		cs = info.cluster_size;
+		jn_free(info.specific);
+		img_snapshots_free(info.snapshots, info.nb_snapshots);
+	}
+	return cs;
+}
+
+/*
+ * --as-convert: the extents qemu-img convert_iteration_sectors steps by,
+ * unmerged: each answer is asked for at most REQUEST_MAX bytes, and one
+ * that crosses a cluster boundary ends at the last one it crosses.  A
+ * failing answer is named as convert names it.
+ */
+static int
+map_convert(struct img *img, const struct map_args *a)
+{
+	uint64_t align = MAX(cluster_size(img), IMG_SECTOR), off, tail;
+	struct map_ext e;
+
+	putchar('[');
+	if (img->size == 0)
+		puts("]");
+	for (off = 0; off < img->size; off += e.length) {
+		if (status(img, a, off, MIN(img->size - off, REQUEST_MAX),
+		    &e) < 0)
+			return err_set(0, "error while reading block status at "
+			    "offset %" PRIu64 ": %s", off,
+			    strerror(err_errno() ? err_errno() : EIO));
+		tail = (off + e.length) % align;
+		if (e.length > tail)
+			e.length -= tail;
+		map_print_json(stdout, &e, false, off + e.length >= img->size);
+	}
 	return 0;
 }
 
@@ -205,6 +256,9 @@ main(int argc, char *argv[])
 		case OPT_SALVAGE:
 			a.salvage = true;
 			break;
+		case OPT_AS_CONVERT:
+			a.as_convert = true;
+			break;
 		case OPT_LONG:
 		case OPT_SHORT:
 			opt_print_options(longopts, shortopts, c == OPT_LONG);
@@ -224,7 +278,7 @@ main(int argc, char *argv[])
 		die("%s", err_msg());
 	if (a.snapshot != NULL && img_snapshot_load(img, a.snapshot) < 0)
 		die("Failed to load snapshot: %s", err_msg());
-	if (map_image(img, &a) < 0) {
+	if ((a.as_convert ? map_convert(img, &a) : map_image(img, &a)) < 0) {
 		img_close(img);
 		die("%s", err_msg());
 	}

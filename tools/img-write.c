@@ -25,10 +25,11 @@
 static const char usage_text[] =
     "usage: img-write [--object objectdef] [-f fmt | --image-opts]\n"
     "                 [--offset=offset [--grow]] [--map=mapfile] [-S sparse_size]\n"
-    "                 [--whole] [-n | --target-is-zero] [-t cache] [-c] filename\n";
+    "                 [--whole] [-n | --target-is-zero] [-t cache] [-c]\n"
+    "                 [--as-convert] filename\n";
 
 enum { OPT_OFFSET = 256, OPT_MAP, OPT_IMAGE_OPTS, OPT_WHOLE, OPT_LONG, OPT_SHORT,
-	OPT_GROW, OPT_OBJECT };
+	OPT_GROW, OPT_OBJECT, OPT_AS_CONVERT };
 
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
@@ -43,6 +44,7 @@ static const struct option longopts[] = {
 	{ "compress", no_argument, NULL, 'c' },
 	{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
 	{ "whole", no_argument, NULL, OPT_WHOLE },
+	{ "as-convert", no_argument, NULL, OPT_AS_CONVERT },
 	{ "long-options", no_argument, NULL, OPT_LONG },
 	{ "short-options", no_argument, NULL, OPT_SHORT },
 	{ NULL, 0, NULL, 0 },
@@ -131,6 +133,9 @@ usage(void)
 	    "  -n, --target-is-zero     the image reads as zeroes: skip zero "
 	    "ranges\n"
 	    "  -c, --compress           write data clusters compressed\n"
+	    "      --as-convert         name a failed write by its offset, as "
+	    "qemu-img\n"
+	    "                           convert does\n"
 	    "  -t, --cache=mode         writeback (default) syncs at the end; "
 	    "unsafe never\n"
 	    "                           syncs (img-convert's default, as "
@@ -153,6 +158,23 @@ sparse_arg(const char *s)
 }
 
 static uint8_t zero_buf[IO_BUFSIZE];	/* bss: costs nothing until written */
+
+/* --as-convert: where the first write that failed began */
+static struct {
+	bool		 on;
+	bool		 failed;
+	uint64_t	 at;
+} conv;
+
+/* A write at off failed: -1, the offset kept for --as-convert's message. */
+static int
+failed(uint64_t off)
+{
+	if (!conv.failed)
+		conv.at = off;
+	conv.failed = true;
+	return -1;
+}
 
 static int zero_flush(struct sink *);
 
@@ -185,9 +207,11 @@ write_compressed(struct sink *s, uint64_t start, uint64_t end)
 	}
 	if (bad > start && img_write_compressed(s->img, start, bad - start,
 	    p) < 0)
-		return -1;
-	if (bad < end)
-		return err_set(EIO, "error while writing at byte %" PRIu64, bad);
+		return failed(start);
+	if (bad < end) {
+		err_set(EIO, "error while writing at byte %" PRIu64, bad);
+		return failed(bad);
+	}
 	return 0;
 }
 
@@ -203,7 +227,9 @@ win_run(struct sink *s, uint64_t i, uint64_t j, bool zero)
 		return write_compressed(s, start, end);
 	if (s->target_zero)
 		return 0;
-	return img_write_zeroes(s->img, start, end - start, IMG_ZERO_UNMAP);
+	if (img_write_zeroes(s->img, start, end - start, IMG_ZERO_UNMAP) < 0)
+		return failed(start);
+	return 0;
 }
 
 /* What a touched cluster becomes: 1 compressed data, 0 zeroes. */
@@ -277,12 +303,13 @@ zero_flush(struct sink *s)
 	if (len == 0 || s->target_zero)
 		return 0;
 	if (s->sparse)
-		return img_write_zeroes(s->img, off, len, IMG_ZERO_UNMAP);
+		return img_write_zeroes(s->img, off, len, IMG_ZERO_UNMAP) < 0 ?
+		    failed(off) : 0;
 	/* -S 0 allocates everything, as qemu-img convert writes zero buffers */
 	for (; len > 0; off += n, len -= n) {
 		n = (size_t)MIN(len, sizeof(zero_buf));
 		if (img_write(s->img, off, n, zero_buf) < 0)
-			return -1;
+			return failed(off);
 	}
 	return 0;
 }
@@ -341,7 +368,7 @@ emit(struct sink *s, uint64_t off, const uint8_t *p, size_t len, bool zero)
 		return zero_add(s, off, len);
 	if (zero_flush(s) < 0)
 		return -1;
-	return img_write(s->img, off, len, p);
+	return img_write(s->img, off, len, p) < 0 ? failed(off) : 0;
 }
 
 /*
@@ -439,7 +466,7 @@ take_splice(struct sink *s, uint64_t off, uint64_t len, uint64_t *copy)
 		return -1;
 	if ((w = img_write_host(s->img, off, len, &fd, &host, &run)) <= 0) {
 		*copy = run;
-		return w;
+		return w < 0 ? failed(off) : 0;
 	}
 	pos = (loff_t)host;
 	while (done < run) {
@@ -451,8 +478,10 @@ take_splice(struct sink *s, uint64_t off, uint64_t len, uint64_t *copy)
 			s->pipe = false;	/* not into this file: copy */
 			return 0;
 		}
-		if (r < 0)
-			return err_set(errno, "%s", s->img->filename);
+		if (r < 0) {
+			err_set(errno, "%s", s->img->filename);
+			return failed(off + done);
+		}
 		if (r == 0)
 			break;
 		done += (uint64_t)r;
@@ -725,6 +754,9 @@ parse_args(int argc, char *argv[], struct write_args *a)
 		case OPT_WHOLE:
 			a->whole = true;
 			break;
+		case OPT_AS_CONVERT:
+			conv.on = true;
+			break;
 		case OPT_OBJECT:
 			object_add_or_exit(optarg, 1);
 			break;
@@ -789,6 +821,9 @@ main(int argc, char *argv[])
 	/* what was written reaches the disk even when the stream was wrong */
 	if ((zero_flush(&s) < 0 || (s.cs && win_flush(&s) < 0)) && ret == 0)
 		ret = -1;
+	if (ret < 0 && conv.on && conv.failed)
+		err_set(err_errno() ? err_errno() : EIO,
+		    "error while writing at byte %" PRIu64, conv.at);
 	if (ret < 0) {
 		char *msg = xstrdup(err_msg());
 

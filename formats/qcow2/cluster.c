@@ -270,6 +270,9 @@ qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 		st->flags = ST_ZERO;
 		break;
 	case QCOW2_COMPRESSED:
+		/* qemu answers for one compressed cluster at a time */
+		st->len = MIN(st->len, s->cluster_size -
+		    (off & (s->cluster_size - 1)));
 		st->flags = ST_DATA;
 		break;
 	default:
