@@ -589,6 +589,8 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		img->path = img->filename;
 		img->filename = blkdbg_name(o, "file.", img->ops->name);
 	} else if (o != NULL && quorum_file(o)) {
+		if (quorum_writable(o, flags) < 0)
+			goto fail;
 		free(img->filename);
 		img->filename = quorum_name(o, img->ops->name);
 		img->path = quorum_name(o, NULL);

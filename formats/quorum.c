@@ -14,6 +14,7 @@
 #include "../lib/err.h"
 #include "../lib/json.h"
 #include "blkdebug.h"
+#include "img.h"
 #include "quorum.h"
 
 bool
@@ -67,6 +68,15 @@ quorum_check(const struct opt_list *o)
 		return NULL;
 	}
 	return child(o, 0, "filename");
+}
+
+int
+quorum_writable(const struct opt_list *o, int flags)
+{
+	if ((flags & IMG_RDWR) && child(o, 1, "filename") != NULL)
+		return err_set(0, "quorum: writing to a node of several "
+		    "children is not supported");
+	return 0;
 }
 
 int64_t

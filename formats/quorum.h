@@ -17,6 +17,12 @@ bool		 quorum_file(const struct opt_list *o);
  * file, or NULL with err_set.
  */
 const char	*quorum_check(const struct opt_list *o);
+/*
+ * A node of several children opened for writing: refused (err_set, -1),
+ * as img reads and writes the first child only and the others would stay
+ * behind; 0 otherwise.
+ */
+int		 quorum_writable(const struct opt_list *o, int flags);
 /* Disk bytes of the children but the first (qemu's disk size sums all). */
 int64_t		 quorum_copies_size(const struct opt_list *o);
 /*

@@ -349,3 +349,19 @@ data_bytes() {
 	run -1 --separate-stderr img-write --map=m "$t" < <(head -c 7M /dev/urandom)
 	[[ $stderr == "img-write: json:"*": No space left on device" ]]
 }
+
+@test "img-write: a quorum of several children is refused for writing, one child is written" {
+	qimg create -q -f qcow2 c0.qcow2 4M
+	cp c0.qcow2 c1.qcow2
+	local q c="'vote-threshold':1,'children':[{'driver':'file','filename':'c0.qcow2'}"
+	q="json:{'driver':'qcow2','file':{'driver':'quorum',$c,{'driver':'file','filename':'c1.qcow2'}]}}"
+	head -c 1M /dev/urandom >d.raw
+	run -1 --separate-stderr img-write "$q" <d.raw
+	[[ $stderr == "img-write: Could not open 'json:"*"': quorum: writing to a node of several children is not supported" ]]
+	run -1 --separate-stderr img-convert -n -O qcow2 d.raw "$q"
+	[[ $stderr == *"quorum: writing to a node of several children is not supported" ]]
+	qimg compare c0.qcow2 c1.qcow2
+	img-write "json:{'driver':'qcow2','file':{'driver':'quorum',$c]}}" <d.raw
+	qimg convert -O raw c0.qcow2 r.raw
+	cmp <(head -c 1M r.raw) d.raw
+}
