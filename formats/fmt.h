@@ -27,6 +27,8 @@ struct fmt_status {
 	unsigned	 flags;		/* ST_* ; none: unallocated here, ask the backing file */
 	uint64_t	 offset;	/* host offset when ST_OFFSET */
 	const char	*file;		/* file holding the data; NULL means img->filename */
+	bool		 has_fd;	/* with file: fd is that file, open */
+	int		 fd;
 };
 
 struct fmt_ops {

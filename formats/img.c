@@ -1039,14 +1039,20 @@ img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
 		if (st.flags & ST_ZERO)
 			return 0;
 		if (st.flags & ST_DATA) {
-			if (!(st.flags & ST_OFFSET) || st.file != NULL || cur->fd < 0)
+			if (!(st.flags & ST_OFFSET) ||
+			    (st.file != NULL && !st.has_fd) ||
+			    (st.file == NULL && cur->fd < 0))
 				return 0;
-			*fd = cur->fd;
+			*fd = st.file != NULL ? st.fd : cur->fd;
 			*host = st.offset;
 			return 1;
 		}
 		if (cur->backing == NULL || off >= cur->backing->size)
 			return 0;
+		/* as img_read: a backing file this layer cannot read through */
+		if (cur->ops->backing_read_ok != NULL &&
+		    cur->ops->backing_read_ok(cur) < 0)
+			return -1;
 		len = MIN(st.len, cur->backing->size - off);
 		cur = cur->backing;
 	}

@@ -579,7 +579,8 @@ refine_open(const struct cat_args *a)
 	if ((rf->f = fopen(a->map_out, "w")) == NULL)
 		die_errno("%s", a->map_out);
 	rf->sparse = a->sparse;
-	rf->window = MAX(IO_BUFSIZE, a->sparse);
+	/* mapped windows count in our RSS: 1 MiB is as fast as more */
+	rf->window = MAX(1u << 20, a->sparse);
 	rf->buf = io_alloc((size_t)rf->window);
 	return rf;
 }

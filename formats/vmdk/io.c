@@ -280,6 +280,8 @@ vmdk_block_status(struct img *img, uint64_t off, uint64_t len,
 		return err_set(EIO, "%s: no extent at %#" PRIx64, img->filename, off);
 	len = MIN(len, e->end_sector * VMDK_SECTOR - off);
 	st->file = e->path;
+	st->has_fd = e->fd >= 0;
+	st->fd = e->fd;
 	if (e->flat) {
 		st->offset = e->flat_start + vmdk_ext_off(e, off);
 		st->len = len;

@@ -647,23 +647,27 @@ static int
 vmdk_open(struct img *img)
 {
 	struct vmdk *s = img->priv;
+	uint8_t magic[4];
 	char *buf;
 	int r;
 
-	if ((buf = vmdk_read_desc(img->fd, img->filename, 0)) == NULL)
-		return -1;
-	switch (get_be32(buf)) {
+	/* a sparse extent's header, else a descriptor: read whole only then */
+	if (io_pread_zero(img->fd, magic, sizeof(magic), 0) < 0)
+		return err_set(errno, "Could not read from file");
+	switch (get_be32(magic)) {
 	case VMDK4_MAGIC:
 	case VMDK3_MAGIC:
 		r = vmdk_open_sparse(img, img->fd, false, img->filename, NULL);
 		s->desc_offset = VMDK_SECTOR;
 		break;
 	default:
+		if ((buf = vmdk_read_desc(img->fd, img->filename, 0)) == NULL)
+			return -1;
 		r = vmdk_open_text(img, img->path ? img->path : img->filename,
 		    buf);
+		free(buf);
 		break;
 	}
-	free(buf);
 	if (r < 0 || vmdk_parent(img) < 0)
 		return -1;
 	/* qemu's open fails bare ("Invalid argument") without both CIDs */
