@@ -136,6 +136,26 @@ opt_usage_error(int c, char *const argv[])
 }
 
 int
+opt_cache_mode(const char *mode)
+{
+	static const struct {
+		const char	*name;
+		int		 bits;
+	} modes[] = {
+		{ "none", OPT_CACHE_DIRECT }, { "off", OPT_CACHE_DIRECT },
+		{ "directsync", OPT_CACHE_DIRECT | OPT_CACHE_WRITETHROUGH },
+		{ "writeback", 0 }, { "unsafe", OPT_CACHE_NO_FLUSH },
+		{ "writethrough", OPT_CACHE_WRITETHROUGH },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (strcmp(mode, modes[i].name) == 0)
+			return modes[i].bits;
+	return -1;
+}
+
+int
 opt_output(const char *s)
 {
 	if (strcmp(s, "human") == 0)

@@ -40,6 +40,10 @@ _Noreturn void	opt_print_options(const struct option *longopts,
  */
 _Noreturn void	opt_usage_error(int c, char *const argv[]);
 
+/* qemu's bdrv_parse_cache_mode: the OPT_CACHE_* bits of mode; -1 for an unknown one */
+enum { OPT_CACHE_DIRECT = 1, OPT_CACHE_NO_FLUSH = 2, OPT_CACHE_WRITETHROUGH = 4 };
+int	opt_cache_mode(const char *mode);
+
 /* "human" or "json"; -1 otherwise */
 int	opt_output(const char *s);
 /* qemu's on/off/yes/no/true/false; -1 otherwise */

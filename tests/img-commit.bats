@@ -18,8 +18,9 @@ both() {
 	mkdir q i
 	cp b1.qcow2 m.qcow2 t.qcow2 q/
 	cp b1.qcow2 m.qcow2 t.qcow2 i/
-	(cd q && command qemu-img commit "$@" t.qcow2 > out 2>&1; echo $? > rc)
-	(cd i && img commit "$@" t.qcow2 > out 2>&1; echo $? > rc)
+	# (a failing command is an outcome to compare, not the test's end)
+	(cd q && { r=0; command qemu-img commit "$@" t.qcow2 >out 2>&1 || r=$?; echo $r >rc; })
+	(cd i && { r=0; img commit "$@" t.qcow2 >out 2>&1 || r=$?; echo $r >rc; })
 	sed -i 's/^qemu-img:/img:/' q/out
 	diff q/out i/out
 	diff q/rc i/rc
@@ -140,4 +141,41 @@ both() {
 	qio -f qcow -c 'write -P 7 0 64k' u.qcow >/dev/null
 	run -0 img commit -f qcow u.qcow
 	[ "$(head -c 65536 b.raw | tr -d '\007' | wc -c)" = 0 ]
+}
+
+@test "img-commit: -t and -r as qemu-img takes them" {
+	local o n=0
+	# shellcheck disable=SC2086
+	for o in "-t none" "-t unsafe" "-t directsync" "-r 1M" "-t bogus" "-r abc" "-r -1"; do
+		n=$((n + 1))
+		mkdir d$n
+		(cd d$n && both $o)
+	done
+	for n in 5 6 7; do
+		[ "$(cat d$n/i/rc)" = 1 ] && [ -s d$n/i/out ]
+		cmp d$n/b1.qcow2 d$n/i/b1.qcow2
+	done
+}
+
+@test "img-commit: a smaller backing file grows to the image's size, as qemu's" {
+	local d f
+	for d in q i; do
+		mkdir $d
+		qimg create -q -f qcow2 $d/b.qcow2 1M
+		qio -c 'write -P 1 0 1M' $d/b.qcow2 >/dev/null
+		qimg create -q -f qcow2 -b b.qcow2 -F qcow2 $d/t.qcow2 4M
+		qio -c 'write -P 2 2M 1M' $d/t.qcow2 >/dev/null
+		qimg create -q -f raw $d/r.raw 1M
+		qimg create -q -f qcow2 -b r.raw -F raw $d/u.qcow2 4M
+		qio -c 'write -P 3 3M 64k' $d/u.qcow2 >/dev/null
+	done
+	(cd q && command qemu-img commit -q t.qcow2 && command qemu-img commit -q u.qcow2)
+	(cd i && img commit -q t.qcow2 && img commit -q u.qcow2)
+	for f in b.qcow2 t.qcow2 u.qcow2; do
+		qimg compare q/$f i/$f
+		diff <(qimg map --output=json q/$f) <(qimg map --output=json i/$f)
+	done
+	cmp q/r.raw i/r.raw
+	qimg check -q i/b.qcow2
+	[ "$(qimg info --output=json i/b.qcow2 | jq '."virtual-size"')" = 4194304 ]
 }

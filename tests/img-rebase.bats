@@ -20,8 +20,9 @@ both() {
 	mkdir q i
 	cp b1.qcow2 b2.qcow2 top.qcow2 q/
 	cp b1.qcow2 b2.qcow2 top.qcow2 i/
-	(cd q && command qemu-img rebase "$@" top.qcow2 > out 2>&1; echo $? > rc)
-	(cd i && img rebase "$@" top.qcow2 > out 2>&1; echo $? > rc)
+	# (a failing command is an outcome to compare, not the test's end)
+	(cd q && { r=0; command qemu-img rebase "$@" top.qcow2 >out 2>&1 || r=$?; echo $r >rc; })
+	(cd i && { r=0; img rebase "$@" top.qcow2 >out 2>&1 || r=$?; echo $r >rc; })
 	sed -i 's/^qemu-img:/img:/' q/out
 	diff q/out i/out
 	diff q/rc i/rc
@@ -119,4 +120,16 @@ both() {
 	qimg convert -O raw top.qcow2 before.raw
 	run -0 img rebase -b new.qcow2 -F qcow2 top.qcow2
 	run -0 qimg compare before.raw top.qcow2
+}
+
+@test "img-rebase: -t and -T as qemu-img takes them" {
+	local o n=0
+	# shellcheck disable=SC2086
+	for o in "-t none" "-T none" "-t unsafe -T writethrough" "-t bogus" "-T bogus" \
+	    "-t bogus -u"; do
+		n=$((n + 1))
+		mkdir d$n
+		(cd d$n && both $o -b b2.qcow2 -F qcow2)
+	done
+	[ "$(cat d6/i/out)" = "img: Invalid cache option: bogus" ]
 }

@@ -33,10 +33,6 @@ static const struct option longopts[] = {
 
 static const char shortopts[] = ":f:ho:pqt:";
 
-static const char *const cache_modes[] = {
-	"none", "off", "writeback", "unsafe", "directsync", "writethrough", NULL
-};
-
 struct args {
 	char		*options;	/* the -o lists joined by commas */
 	const char	*fmt;
@@ -213,7 +209,7 @@ main(int argc, char *argv[])
 	struct img *img;
 	size_t n = 0;
 	/* the cache mode is checked only: metadata writes are not O_DIRECT-sized */
-	int i, r, flags = IMG_RDWR;
+	int r, flags = IMG_RDWR;
 
 	prog_init(argv[0]);
 	parse(&a, argc, argv);
@@ -226,10 +222,7 @@ main(int argc, char *argv[])
 		free(a.options);
 		die("Expecting one image file name");
 	}
-	for (i = 0; cache_modes[i] != NULL; i++)
-		if (strcmp(a.cache, cache_modes[i]) == 0)
-			break;
-	if (cache_modes[i] == NULL) {
+	if (opt_cache_mode(a.cache) < 0) {
 		free(a.options);
 		die("Invalid cache option: %s", a.cache);
 	}

@@ -145,19 +145,15 @@ cvtnum(const char *name, const char *value, uint64_t max)
 static bool
 cache_mode(struct bench *b, const char *mode)
 {
-	b->flags &= ~IMG_DIRECT;
-	b->no_flush = false;
-	b->writethrough = false;
-	if (strcmp(mode, "none") == 0 || strcmp(mode, "off") == 0)
-		b->flags |= IMG_DIRECT;
-	else if (strcmp(mode, "directsync") == 0)
-		b->flags |= IMG_DIRECT, b->writethrough = true;
-	else if (strcmp(mode, "unsafe") == 0)
-		b->no_flush = true;
-	else if (strcmp(mode, "writethrough") == 0)
-		b->writethrough = true;
-	else if (strcmp(mode, "writeback") != 0)
+	int m = opt_cache_mode(mode);
+
+	if (m < 0)
 		return false;
+	b->flags &= ~IMG_DIRECT;
+	if (m & OPT_CACHE_DIRECT)
+		b->flags |= IMG_DIRECT;
+	b->no_flush = (m & OPT_CACHE_NO_FLUSH) != 0;
+	b->writethrough = (m & OPT_CACHE_WRITETHROUGH) != 0;
 	return true;
 }
 

@@ -122,22 +122,6 @@ parse(struct args *a, int argc, char **argv)
 	a->filename = argv[optind];
 }
 
-/* qemu's bdrv_parse_cache_mode */
-static bool
-cache_ok(const char *mode)
-{
-	static const char *const modes[] = {
-		"off", "none", "directsync", "writeback", "unsafe",
-		"writethrough", NULL,
-	};
-	size_t i;
-
-	for (i = 0; modes[i]; i++)
-		if (strcmp(mode, modes[i]) == 0)
-			return true;
-	return false;
-}
-
 static void
 to_stderr(const char *line, void *arg)
 {
@@ -279,7 +263,7 @@ main(int argc, char *argv[])
 		a.output = "human";
 	if (opt_output(a.output) < 0)
 		die("--output must be used with human or json as argument.");
-	if (!cache_ok(a.cache))
+	if (opt_cache_mode(a.cache) < 0)
 		die("Invalid source cache option: %s", a.cache);
 	if (a.image_opts && a.fmt != NULL)
 		die("--image-opts and --format are mutually exclusive");

@@ -36,6 +36,7 @@ static const char shortopts[] = ":hf:t:b:dpqr:";
 
 struct args {
 	const char	*fmt, *base;
+	const char	*cache;		/* -t, qemu's default writeback */
 	bool		 drop, progress, quiet, image_opts;
 };
 
@@ -49,7 +50,9 @@ usage(void)
 	    "  -f FMT             the image's format (default: probed)\n"
 	    "  -p                 show progress\n"
 	    "  -q                 quiet\n"
-	    "  -r RATE, -t CACHE  accepted for compatibility\n"
+	    "  -t CACHE           none/off (O_DIRECT), writeback (default), unsafe,\n"
+	    "                     directsync, writethrough\n"
+	    "  -r RATE            a rate limit, checked and accepted\n"
 	    "  -h, --help         show this help\n"
 	    "\nSee img-commit(1).\n", usage_text);
 	exit(0);
@@ -144,6 +147,7 @@ copy_down(struct img *top, struct img *base, int depth)
 static void
 parse(struct args *a, int argc, char **argv)
 {
+	uint64_t rate;
 	int c;
 
 	while ((c = getopt_long(argc, argv, shortopts, longopts,
@@ -160,7 +164,13 @@ parse(struct args *a, int argc, char **argv)
 		case 'p': a->progress = true; break;
 		case 'q': a->quiet = true; break;
 		case 't':
+			a->cache = optarg;
+			break;
 		case 'r':
+			if (opt_cvtnum("rate limit", optarg, 0, INT64_MAX,
+			    &rate) < 0)
+				die("%s", err_msg());
+			break;
 		case OPT_OBJECT:
 			object_add_or_exit(optarg, 1);
 			break;
@@ -183,16 +193,20 @@ parse(struct args *a, int argc, char **argv)
 int
 main(int argc, char *argv[])
 {
-	struct args a = { 0 };
+	struct args a = { .cache = "writeback" };
 	struct img *top, *base, *bw;
 	const char *name;
-	int depth = 1;
+	int depth = 1, cache, flags = IMG_RDWR;
 
 	prog_init(argv[0]);
 	parse(&a, argc, argv);
 	name = argv[optind];
-	top = a.image_opts ? img_open_image_opts(name, IMG_RDWR) :
-	    img_open(name, a.fmt, IMG_RDWR);
+	if ((cache = opt_cache_mode(a.cache)) < 0)
+		die("Invalid cache option: %s", a.cache);
+	flags |= (cache & OPT_CACHE_DIRECT ? IMG_DIRECT : 0) |
+	    (cache & OPT_CACHE_NO_FLUSH ? IMG_NO_FLUSH : 0);
+	top = a.image_opts ? img_open_image_opts(name, flags) :
+	    img_open(name, a.fmt, flags);
 	if (top == NULL)
 		die("%s", err_msg());
 	progress_init(a.progress, 1.0);
@@ -205,14 +219,15 @@ main(int argc, char *argv[])
 		die("Image does not have a backing file");
 	}
 	/* a second handle on base, for writing; the chain's stays read-only */
-	if ((bw = img_open(base->filename, img_format(base),
-	    IMG_RDWR | IMG_NO_BACKING | IMG_NO_PROBE_WARN)) == NULL)
+	if ((bw = img_open(base->filename, img_format(base), flags |
+	    IMG_NO_BACKING | IMG_NO_PROBE_WARN)) == NULL)
 		die("%s", err_msg());
 	/* qemu guards the block 0 of a probed raw image */
 	bw->probed = base->probed;
-	if (bw->size < top->size)
-		die("%s: the backing file is smaller than the image; grow it with img-resize first",
-		    base->filename);
+	/* a smaller backing file grows to the image's size, as qemu's job does */
+	if (bw->size < top->size &&
+	    img_resize(bw, top->size, IMG_PREALLOC_OFF) < 0)
+		job_failed(top, bw);
 	copy_down(top, bw, depth);
 	if (img_flush(bw) < 0)
 		job_failed(top, bw);

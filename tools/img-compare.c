@@ -780,17 +780,13 @@ run(struct cmp *c)
 	return ret;
 }
 
-/* -T: qemu's bdrv_parse_cache_mode; none/off/directsync bypass the page cache. */
+/* -T: none/off/directsync bypass the page cache. */
 static int
 cache_flags(const char *mode)
 {
-	if (!strcmp(mode, "none") || !strcmp(mode, "off") ||
-	    !strcmp(mode, "directsync"))
-		return IMG_DIRECT;
-	if (!strcmp(mode, "writeback") || !strcmp(mode, "unsafe") ||
-	    !strcmp(mode, "writethrough"))
-		return 0;
-	return -1;
+	int m = opt_cache_mode(mode);
+
+	return m < 0 ? -1 : m & OPT_CACHE_DIRECT ? IMG_DIRECT : 0;
 }
 
 static _Noreturn void

@@ -354,20 +354,6 @@ parse_opt(struct conv *c, int ch, char **argv)
 	}
 }
 
-/* bdrv_parse_cache_mode()'s names */
-static bool
-cache_ok(const char *mode)
-{
-	static const char *const modes[] = { "none", "off", "directsync",
-	    "writeback", "unsafe", "writethrough", NULL };
-	size_t i;
-
-	for (i = 0; modes[i]; i++)
-		if (strcmp(mode, modes[i]) == 0)
-			return true;
-	return false;
-}
-
 /* The order of qemu-img's checks, so the same mistake gets the same message. */
 static void
 check_args(struct conv *c, int argc, char **argv)
@@ -400,9 +386,9 @@ check_args(struct conv *c, int argc, char **argv)
 	}
 	if (c->nsrc < 1)
 		die("Must specify image file name");
-	if (c->src_cache && !cache_ok(c->src_cache))
+	if (c->src_cache && opt_cache_mode(c->src_cache) < 0)
 		die("Invalid source cache option: %s", c->src_cache);
-	if (c->cache && !cache_ok(c->cache))
+	if (c->cache && opt_cache_mode(c->cache) < 0)
 		die("Invalid cache option: %s", c->cache);
 	c->src = argv + optind;
 	c->dst = argv[argc - 1];

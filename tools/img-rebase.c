@@ -40,8 +40,10 @@ static const char shortopts[] = ":hf:F:b:upt:T:qU";
 
 struct args {
 	const char	*fmt, *base, *basefmt;
+	const char	*cache, *src_cache;	/* -t, -T: qemu's default writeback */
 	bool		 unsafe, progress, quiet, image_opts;
 	int		 share;
+	int		 src_flags;	/* -T's, for the new backing file */
 };
 
 struct rebase {
@@ -59,7 +61,11 @@ usage(void)
 	    "  -f FMT             the image's format (default: probed)\n"
 	    "  -p                 show progress\n"
 	    "  -q                 quiet\n"
-	    "  -t, -T CACHE       cache modes, accepted\n"
+	    "  -t, -T CACHE       cache modes of the image and of the backing "
+	    "files:\n"
+	    "                     none/off (O_DIRECT), writeback (default), "
+	    "unsafe,\n"
+	    "                     directsync, writethrough\n"
 	    "  -U, --force-share  open the backing files shared\n"
 	    "  -h, --help         show this help\n"
 	    "\nSee img-rebase(1).\n", usage_text);
@@ -181,7 +187,7 @@ open_new_backing(struct rebase *r, const struct args *a)
 	if ((r->prefix = img_chain_find(r->top, path, false, NULL)) != NULL) {
 		r->new = r->prefix;
 	} else if ((r->new = img_open(path, a->basefmt,
-	    a->share | IMG_NO_PROBE_WARN)) == NULL) {
+	    a->share | a->src_flags | IMG_NO_PROBE_WARN)) == NULL) {
 		err_unprefix("Could not open '%s'", path);
 		free(path);
 		die("Could not open new backing file '%s': %s", a->base,
@@ -221,7 +227,11 @@ parse(struct args *a, int argc, char **argv)
 		case 'q': a->quiet = true; break;
 		case 'U': a->share = IMG_SHARE; break;
 		case 't':
+			a->cache = optarg;
+			break;
 		case 'T':
+			a->src_cache = optarg;
+			break;
 		case OPT_OBJECT:
 			object_add_or_exit(optarg, 1);
 			break;
@@ -246,15 +256,22 @@ parse(struct args *a, int argc, char **argv)
 int
 main(int argc, char *argv[])
 {
-	struct args a = { 0 };
+	struct args a = { .cache = "writeback", .src_cache = "writeback" };
 	struct rebase r = { 0 };
 	const char *name;
-	int flags;
+	int flags, cache, src_cache;
 
 	prog_init(argv[0]);
 	parse(&a, argc, argv);
 	name = argv[optind];
-	flags = IMG_RDWR | a.share | (a.unsafe ? IMG_NO_BACKING : 0);
+	if ((cache = opt_cache_mode(a.cache)) < 0)
+		die("Invalid cache option: %s", a.cache);
+	if ((src_cache = opt_cache_mode(a.src_cache)) < 0)
+		die("Invalid source cache option: %s", a.src_cache);
+	a.src_flags = src_cache & OPT_CACHE_DIRECT ? IMG_DIRECT : 0;
+	flags = IMG_RDWR | a.share | (a.unsafe ? IMG_NO_BACKING : 0) |
+	    (cache & OPT_CACHE_DIRECT ? IMG_DIRECT : 0) |
+	    (cache & OPT_CACHE_NO_FLUSH ? IMG_NO_FLUSH : 0);
 	r.top = a.image_opts ? img_open_image_opts(name, flags) :
 	    img_open(name, a.fmt, flags);
 	if (r.top == NULL)
