@@ -909,7 +909,9 @@ luks_measure(const struct opt_list *o, struct img *in, uint64_t size,
 	if (create_check(o, &a, &password) < 0)
 		return -1;
 	l = xcalloc(1, sizeof(*l));
-	if ((r = layout(l, &a)) == 0) {
+	if ((r = layout(l, &a)) == 0 &&
+	    (r = check_supported(l->cipher, l->mode, l->ivcipher, l->hash,
+	    l->ivhash, l->ivgen)) == 0) {
 		m->required = l->payload + (in ? in->size : size);
 		m->fully_allocated = m->required;
 	}

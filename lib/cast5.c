@@ -446,27 +446,35 @@ cast5_set_key(struct cast5_key *k, const uint8_t *key, size_t len)
 static inline uint32_t
 f(const struct cast5_key *k, int i, uint32_t d)
 {
-	uint32_t x;
+	uint32_t x, a, b, c, e;
 
 	switch (i % 3) {
 	case 0:
 		x = ROL32(k->km[i] + d, k->kr[i]);
-		return ((s1[x >> 24] ^ s2[x >> 16 & 0xff]) - s3[x >> 8 & 0xff]) +
-		    s4[x & 0xff];
+		break;
 	case 1:
 		x = ROL32(k->km[i] ^ d, k->kr[i]);
-		return ((s1[x >> 24] - s2[x >> 16 & 0xff]) + s3[x >> 8 & 0xff]) ^
-		    s4[x & 0xff];
+		break;
 	default:
 		x = ROL32(k->km[i] - d, k->kr[i]);
-		return ((s1[x >> 24] + s2[x >> 16 & 0xff]) ^ s3[x >> 8 & 0xff]) -
-		    s4[x & 0xff];
+		break;
+	}
+	a = s1[x >> 24], b = s2[x >> 16 & 0xff];
+	c = s3[x >> 8 & 0xff], e = s4[x & 0xff];
+	switch (i % 3) {
+	case 0:
+		return ((a ^ b) - c) + e;
+	case 1:
+		return ((a - b) + c) ^ e;
+	default:
+		return ((a + b) ^ c) - e;
 	}
 }
 
 /* The Feistel rounds, in reverse order to decrypt. */
 static void
-cast5_crypt(const struct cast5_key *k, bool dec, const uint8_t *in, uint8_t *out)
+cast5_crypt(const struct cast5_key *k, bool dec, const uint8_t *in,
+    uint8_t *out)
 {
 	uint32_t l = get_be32(in), r = get_be32(in + 4), t;
 	int n;

@@ -432,7 +432,7 @@ xts_next(uint64_t *t)
 	t[0] = t[0] << 1 ^ (carry ? 0x87 : 0);
 }
 
-/* XTS on whole 16-byte blocks, 32 at a time (one 512-byte sector) through ECB. */
+/* XTS on whole 16-byte blocks, a 512-byte sector at a time through ECB. */
 static void
 xts_crypt(const struct crypto_cipher *c, bool enc, const uint8_t *iv,
     uint8_t *buf, size_t len)

@@ -26,7 +26,8 @@ static const uint32_t md5_t[64] = {
 
 /* The shift amounts of each round's four steps */
 static const uint8_t md5_s[4][4] = {
-	{ 7, 12, 17, 22 }, { 5, 9, 14, 20 }, { 4, 11, 16, 23 }, { 6, 10, 15, 21 },
+	{ 7, 12, 17, 22 }, { 5, 9, 14, 20 },
+	{ 4, 11, 16, 23 }, { 6, 10, 15, 21 },
 };
 
 void
