@@ -155,7 +155,11 @@ for i in range(24):
 	    encrypt.format=luks,encrypt.key-secret=nosec \
 	    encrypt.format=xx,encrypt.key-secret=sec0 \
 	    encrypt.key-secret=sec0 encryption=off,encrypt.key-secret=sec0 \
-	    "encryption=on,$AES"; do
+	    "encryption=on,$AES" "$LUKS,encrypt.cipher-alg=des" \
+	    "$LUKS,encrypt.cipher-alg=sm4" "$LUKS,encrypt.cipher-alg=cast5-128" \
+	    "$LUKS,encrypt.cipher-alg=cast5-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv" \
+	    "$LUKS,encrypt.cipher-alg=serpent-128,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=ripemd160" \
+	    "$LUKS,encrypt.hash-alg=md4"; do
 		command qemu-img create $SEC -f qcow2 -o "$o" x.qcow2 1M \
 		    >want 2>&1 && return 1
 		run -1 img-create $SEC -f qcow2 -o "$o" x.qcow2 1M
@@ -253,21 +257,5 @@ for i in range(24):
 		command qemu-img info $f | mask >want
 		img-info $f | mask >got
 		diff want got
-	done
-}
-
-@test "fmt-qcow2-crypt: ciphers qemu refuses in qcow2, refused in its words" {
-	local o
-	for o in encrypt.cipher-alg=des encrypt.cipher-alg=sm4 \
-	    encrypt.cipher-alg=cast5-128 \
-	    encrypt.cipher-alg=cast5-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv \
-	    encrypt.cipher-alg=serpent-128,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=ripemd160 \
-	    encrypt.hash-alg=md4; do
-		command qemu-img create $SEC -f qcow2 -o "$LUKS,$o" x.qcow2 1M \
-		    >want 2>&1 && return 1
-		run -1 img-create $SEC -f qcow2 -o "$LUKS,$o" x.qcow2 1M
-		[ "$output" = "$(sed 's/^qemu-img:/img-create:/' want)" ] ||
-		    { echo "$o"; cat want; echo "$output"; return 1; }
-		[ ! -e x.qcow2 ]
 	done
 }
