@@ -330,4 +330,12 @@ json() { echo "json:{\"driver\":\"luks\",\"key-secret\":\"sec0\",\"file\":{\"fil
 	done
 	same measure $SEC -O luks -o key-secret=sec0,cipher-alg=des --size 1M
 	same measure $SEC -O luks -o key-secret=sec0,cipher-alg=cast5-128 --size 1M
+	# a header naming cast5 in XTS: shown by info, refused when opened
+	img create -q $SEC -f luks -o key-secret=sec0,iter-time=10 h.luks 1M
+	poke h.luks 8 'cast5\x00\x00\x00'	# cipher name
+	poke h.luks 108 '\x00\x00\x00\x20'	# key bytes: two 16-byte keys
+	same info h.luks
+	same info --output=json $SEC --image-opts "$(opts h.luks)"
+	same convert -O raw $SEC --image-opts "$(opts h.luks)" out.raw
+	[ ! -e out.raw ]
 }
