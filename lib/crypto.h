@@ -161,7 +161,7 @@ struct crypto_cipher {
  */
 int	crypto_cipher_init(struct crypto_cipher *c, int alg, int mode,
 	    const uint8_t *key, size_t keylen);
-/* Length of the IV the mode takes: 16 for CBC and XTS, 0 for ECB. */
+/* Length of the IV the mode takes: a block (8 or 16), 0 for ECB. */
 size_t	crypto_cipher_iv_len(const struct crypto_cipher *c);
 /* En/decrypt len bytes (a multiple of 16) in place; iv is updated (CBC). */
 void	crypto_cipher_encrypt(const struct crypto_cipher *c, uint8_t *iv,

@@ -229,20 +229,9 @@ ilt(uint32_t *x)
 	x[0] = ROR32(x[0], 13);
 }
 
-static void
-sbox(int n, uint32_t *x)
-{
-	switch (n) {
-	case 0: sbox0(x); break;
-	case 1: sbox1(x); break;
-	case 2: sbox2(x); break;
-	case 3: sbox3(x); break;
-	case 4: sbox4(x); break;
-	case 5: sbox5(x); break;
-	case 6: sbox6(x); break;
-	default: sbox7(x); break;
-	}
-}
+static void (*const sbox[8])(uint32_t *) = {
+	sbox0, sbox1, sbox2, sbox3, sbox4, sbox5, sbox6, sbox7,
+};
 
 /*
  * The key, padded with a 1 bit to 256 bits, makes 132 prekeys; round key
@@ -267,7 +256,7 @@ serpent_set_key(struct serpent_key *k, const uint8_t *key, size_t len)
 	}
 	for (i = 0; i < 33; i++) {
 		memcpy(k->k + 4 * i, w + 8 + 4 * i, 16);
-		sbox((3 - i) & 7, k->k + 4 * i);
+		sbox[(3 - i) & 7](k->k + 4 * i);
 	}
 	explicit_bzero(w, sizeof(w));
 	explicit_bzero(pad, sizeof(pad));
