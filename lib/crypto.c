@@ -1,5 +1,6 @@
 /*
- * Crypto for encrypted images, on top of lib/aes.c and lib/sha.c: HMAC,
+ * Crypto for encrypted images, on top of the block ciphers (lib/aes.c,
+ * serpent.c, twofish.c, cast5.c) and hashes (lib/sha.c, md5.c): HMAC,
  * PBKDF2, the LUKS AF splitter (cryptsetup's docs/on-disk-format.pdf, 2.4),
  * the ECB/CBC/XTS modes and dm-crypt's IV generators, as qemu's crypto/.
  */
@@ -38,7 +39,7 @@ lookup(const char *const *names, int n, const char *name)
 const char *
 crypto_hash_name(int alg)
 {
-	return hash_names[alg];
+	return alg >= 0 && alg < HASH_NR ? hash_names[alg] : "?";
 }
 
 int
@@ -50,7 +51,7 @@ crypto_hash_lookup(const char *name)
 bool
 crypto_hash_supported(int alg)
 {
-	return alg >= HASH_SHA1 && alg <= HASH_SHA512;
+	return alg >= 0 && alg < HASH_NR;
 }
 
 const char *
@@ -68,7 +69,24 @@ crypto_cipher_lookup(const char *name)
 bool
 crypto_cipher_supported(int alg)
 {
-	return alg >= CIPHER_AES_128 && alg <= CIPHER_AES_256;
+	return (alg >= CIPHER_AES_128 && alg <= CIPHER_AES_256) ||
+	    (alg >= CIPHER_CAST5_128 && alg <= CIPHER_TWOFISH_256);
+}
+
+size_t
+crypto_cipher_block_len(int alg)
+{
+	return alg == CIPHER_DES || alg == CIPHER_3DES ||
+	    alg == CIPHER_CAST5_128 ? 8 : 16;
+}
+
+int
+crypto_cipher_mode_check(int alg, int mode)
+{
+	if (mode == MODE_XTS && crypto_cipher_block_len(alg) != 16)
+		return err_set(0, "Unsupported cipher mode %s",
+		    crypto_mode_name(mode));
+	return 0;
 }
 
 size_t
@@ -295,6 +313,62 @@ crypto_afsplit_decode(int alg, size_t len, uint32_t stripes,
 	free(block);
 }
 
+static void
+block_set_key(struct block_key *k, int alg, const uint8_t *key, size_t len)
+{
+	k->alg = alg;
+	switch (alg) {
+	case CIPHER_CAST5_128:
+		cast5_set_key(&k->u.cast5, key, len);
+		break;
+	case CIPHER_SERPENT_128:
+	case CIPHER_SERPENT_192:
+	case CIPHER_SERPENT_256:
+		serpent_set_key(&k->u.serpent, key, len);
+		break;
+	case CIPHER_TWOFISH_128:
+	case CIPHER_TWOFISH_192:
+	case CIPHER_TWOFISH_256:
+		twofish_set_key(&k->u.twofish, key, len);
+		break;
+	default:
+		aes_set_key(&k->u.aes, key, len);
+		break;
+	}
+}
+
+/* n blocks of k's cipher, ECB (in may be out) */
+static void
+block_crypt(const struct block_key *k, bool enc, const uint8_t *in,
+    uint8_t *out, size_t n)
+{
+	size_t bs = crypto_cipher_block_len(k->alg), i;
+
+	for (i = 0; i < n; i++, in += bs, out += bs) {
+		switch (k->alg) {
+		case CIPHER_CAST5_128:
+			(enc ? cast5_encrypt : cast5_decrypt)(&k->u.cast5, in,
+			    out);
+			break;
+		case CIPHER_SERPENT_128:
+		case CIPHER_SERPENT_192:
+		case CIPHER_SERPENT_256:
+			(enc ? serpent_encrypt : serpent_decrypt)(&k->u.serpent,
+			    in, out);
+			break;
+		case CIPHER_TWOFISH_128:
+		case CIPHER_TWOFISH_192:
+		case CIPHER_TWOFISH_256:
+			(enc ? twofish_encrypt : twofish_decrypt)(&k->u.twofish,
+			    in, out);
+			break;
+		default:
+			aes_crypt_blocks(&k->u.aes, enc, in, out, n);
+			return;
+		}
+	}
+}
+
 int
 crypto_cipher_init(struct crypto_cipher *c, int alg, int mode,
     const uint8_t *key, size_t keylen)
@@ -309,38 +383,40 @@ crypto_cipher_init(struct crypto_cipher *c, int alg, int mode,
 	if (keylen != klen)
 		return err_set(0, "Cipher key length %zu should be %zu",
 		    keylen, klen);
+	if (crypto_cipher_mode_check(alg, mode) < 0)
+		return -1;
 	c->alg = alg;
 	c->mode = mode;
 	klen = crypto_cipher_key_len(alg);
-	aes_set_key(&c->k1, key, klen);
+	block_set_key(&c->k1, alg, key, klen);
 	if (mode == MODE_XTS)
-		aes_set_key(&c->k2, key + klen, klen);
+		block_set_key(&c->k2, alg, key + klen, klen);
 	return 0;
 }
 
 size_t
 crypto_cipher_iv_len(const struct crypto_cipher *c)
 {
-	return c->mode == MODE_ECB ? 0 : 16;	/* a block */
+	return c->mode == MODE_ECB ? 0 : crypto_cipher_block_len(c->alg);
 }
 
-/* CTR (SP 800-38A 6.5): the IV is a 128-bit big-endian counter. */
+/* CTR (SP 800-38A 6.5): the IV is a block-sized big-endian counter. */
 static void
 ctr_crypt(const struct crypto_cipher *c, uint8_t *iv, uint8_t *buf,
     size_t len)
 {
+	size_t bs = crypto_cipher_block_len(c->alg), n, i;
 	uint8_t ks[512];
-	size_t n, i;
 	int j;
 
 	while (len > 0) {
 		n = MIN(len, sizeof(ks));
-		for (i = 0; i < n; i += 16) {
-			memcpy(ks + i, iv, 16);
-			for (j = 15; j >= 0 && ++iv[j] == 0; j--)
+		for (i = 0; i < n; i += bs) {
+			memcpy(ks + i, iv, bs);
+			for (j = (int)bs - 1; j >= 0 && ++iv[j] == 0; j--)
 				;
 		}
-		aes_crypt_blocks(&c->k1, true, ks, ks, DIV_ROUND_UP(n, 16));
+		block_crypt(&c->k1, true, ks, ks, DIV_ROUND_UP(n, bs));
 		xor_bytes(buf, ks, n);
 		buf += n, len -= n;
 	}
@@ -356,7 +432,7 @@ xts_next(uint64_t *t)
 	t[0] = t[0] << 1 ^ (carry ? 0x87 : 0);
 }
 
-/* XTS on whole blocks, 32 at a time (one 512-byte sector) through ECB. */
+/* XTS on whole 16-byte blocks, a 512-byte sector at a time through ECB. */
 static void
 xts_crypt(const struct crypto_cipher *c, bool enc, const uint8_t *iv,
     uint8_t *buf, size_t len)
@@ -365,7 +441,7 @@ xts_crypt(const struct crypto_cipher *c, bool enc, const uint8_t *iv,
 	uint64_t t[2];
 	size_t n, i;
 
-	aes_encrypt(&c->k2, iv, tb);
+	block_crypt(&c->k2, true, iv, tb, 1);
 	t[0] = get_le64(tb), t[1] = get_le64(tb + 8);
 	while (len > 0) {
 		n = MIN(len, sizeof(tw));
@@ -375,7 +451,7 @@ xts_crypt(const struct crypto_cipher *c, bool enc, const uint8_t *iv,
 			xts_next(t);
 		}
 		xor_bytes(buf, tw, n);
-		aes_crypt_blocks(&c->k1, enc, buf, buf, n / 16);
+		block_crypt(&c->k1, enc, buf, buf, n / 16);
 		xor_bytes(buf, tw, n);
 		buf += n, len -= n;
 	}
@@ -385,20 +461,20 @@ void
 crypto_cipher_encrypt(const struct crypto_cipher *c, uint8_t *iv,
     uint8_t *buf, size_t len)
 {
-	size_t i;
+	size_t bs = crypto_cipher_block_len(c->alg), i;
 
 	switch (c->mode) {
 	case MODE_ECB:
-		aes_crypt_blocks(&c->k1, true, buf, buf, len / 16);
+		block_crypt(&c->k1, true, buf, buf, len / bs);
 		break;
 	case MODE_CTR:
 		ctr_crypt(c, iv, buf, len);
 		break;
 	case MODE_CBC:
-		for (i = 0; i < len; i += 16) {
-			xor_bytes(buf + i, iv, 16);
-			aes_encrypt(&c->k1, buf + i, buf + i);
-			memcpy(iv, buf + i, 16);
+		for (i = 0; i < len; i += bs) {
+			xor_bytes(buf + i, iv, bs);
+			block_crypt(&c->k1, true, buf + i, buf + i, 1);
+			memcpy(iv, buf + i, bs);
 		}
 		break;
 	default:
@@ -411,12 +487,12 @@ void
 crypto_cipher_decrypt(const struct crypto_cipher *c, uint8_t *iv,
     uint8_t *buf, size_t len)
 {
+	size_t bs = crypto_cipher_block_len(c->alg), n, i;
 	uint8_t save[512 + 16];
-	size_t n, i;
 
 	switch (c->mode) {
 	case MODE_ECB:
-		aes_crypt_blocks(&c->k1, false, buf, buf, len / 16);
+		block_crypt(&c->k1, false, buf, buf, len / bs);
 		break;
 	case MODE_CTR:
 		ctr_crypt(c, iv, buf, len);
@@ -425,12 +501,12 @@ crypto_cipher_decrypt(const struct crypto_cipher *c, uint8_t *iv,
 		/* blocks decrypt independently: in runs, then chain */
 		for (; len > 0; buf += n, len -= n) {
 			n = MIN(len, sizeof(save) - 16);
-			memcpy(save, iv, 16);
-			memcpy(save + 16, buf, n);
-			aes_crypt_blocks(&c->k1, false, buf, buf, n / 16);
+			memcpy(save, iv, bs);
+			memcpy(save + bs, buf, n);
+			block_crypt(&c->k1, false, buf, buf, n / bs);
 			for (i = 0; i < n; i++)
 				buf[i] ^= save[i];
-			memcpy(iv, save + n, 16);
+			memcpy(iv, save + n, bs);
 		}
 		break;
 	default:
@@ -439,23 +515,36 @@ crypto_cipher_decrypt(const struct crypto_cipher *c, uint8_t *iv,
 	}
 }
 
+/* The sizes of cipheralg's family, smallest first (0: none). */
+static int
+essiv_family(int cipheralg, const char **name)
+{
+	if (cipheralg >= CIPHER_AES_128 && cipheralg <= CIPHER_AES_256)
+		return *name = "AES", CIPHER_AES_128;
+	if (cipheralg >= CIPHER_SERPENT_128 && cipheralg <= CIPHER_SERPENT_256)
+		return *name = "Serpent", CIPHER_SERPENT_128;
+	if (cipheralg >= CIPHER_TWOFISH_128 && cipheralg <= CIPHER_TWOFISH_256)
+		return *name = "Twofish", CIPHER_TWOFISH_128;
+	return -1;
+}
+
 int
 crypto_essiv_cipher(int cipheralg, int hash)
 {
 	size_t dl = crypto_hash_len(hash);
+	const char *name;
+	int first, i;
 
 	if (dl == crypto_cipher_key_len(cipheralg))
 		return cipheralg;
-	if (cipheralg > CIPHER_AES_256)
+	if ((first = essiv_family(cipheralg, &name)) < 0)
 		return err_set(0, "Cipher %s not supported with essiv",
 		    crypto_cipher_name(cipheralg));
-	if (dl == 16)
-		return CIPHER_AES_128;
-	if (dl == 24)
-		return CIPHER_AES_192;
-	if (dl == 32)
-		return CIPHER_AES_256;
-	return err_set(0, "No AES cipher with key size %zu available", dl);
+	for (i = first; i < first + 3; i++)
+		if (dl == crypto_cipher_key_len(i))
+			return i;
+	return err_set(0, "No %s cipher with key size %zu available", name,
+	    dl);
 }
 
 int
@@ -480,7 +569,7 @@ crypto_ivgen_init(struct crypto_ivgen *g, int alg, int cipheralg, int hash,
 	if (n != crypto_cipher_key_len(cipheralg))
 		return err_set(0, "Cipher key length %zu should be %zu", n,
 		    crypto_cipher_key_len(cipheralg));
-	aes_set_key(&g->essiv, salt, n);
+	block_set_key(&g->essiv, cipheralg, salt, n);
 	explicit_bzero(salt, sizeof(salt));
 	return 0;
 }
@@ -495,7 +584,7 @@ crypto_ivgen_calc(const struct crypto_ivgen *g, uint64_t sector,
 		sector &= 0xffffffff;
 	put_le64(b, sector);
 	if (g->alg == IVGEN_ESSIV)
-		aes_encrypt(&g->essiv, b, b);
+		block_crypt(&g->essiv, true, b, b, 1);
 	memcpy(iv, b, MIN(niv, sizeof(b)));
 }
 

@@ -1,8 +1,10 @@
 /*
- * Crypto for encrypted images: AES (FIPS-197) in ECB, CBC, CTR and XTS (IEEE
- * 1619) modes, the plain/plain64/essiv IV generators of dm-crypt, SHA-1
- * and SHA-2 (FIPS 180-4), HMAC (RFC 2104), PBKDF2 (RFC 8018) and the LUKS
- * anti-forensic splitter.  Names are qemu's (QCryptoHashAlgorithm etc.).
+ * Crypto for encrypted images: AES (FIPS-197), Serpent, Twofish and
+ * CAST-128 (RFC 2144) in ECB, CBC, CTR and XTS (IEEE 1619) modes, the
+ * plain/plain64/essiv IV generators of dm-crypt, MD5 (RFC 1321), SHA-1
+ * and SHA-2 (FIPS 180-4), RIPEMD-160, HMAC (RFC 2104), PBKDF2 (RFC 8018)
+ * and the LUKS anti-forensic splitter.  Names are qemu's
+ * (QCryptoHashAlgorithm etc.).
  */
 #ifndef IMG_CRYPTO_H
 #define IMG_CRYPTO_H
@@ -32,7 +34,7 @@ struct crypto_hash {
 /* qemu's name of alg ("sha256"), and back: -1 for an unknown name. */
 const char	*crypto_hash_name(int alg);
 int		 crypto_hash_lookup(const char *name);
-/* Whether img implements alg (md5 it does not). */
+/* Whether img implements alg (all of them now). */
 bool		 crypto_hash_supported(int alg);
 size_t		 crypto_hash_len(int alg);
 size_t		 crypto_hash_block_len(int alg);
@@ -70,8 +72,16 @@ enum { IVGEN_PLAIN, IVGEN_PLAIN64, IVGEN_ESSIV, IVGEN_NR };
 
 const char	*crypto_cipher_name(int alg);	/* "aes-256" */
 int		 crypto_cipher_lookup(const char *name);
+/* Whether img implements alg (not des, 3des, sm4). */
 bool		 crypto_cipher_supported(int alg);
 size_t		 crypto_cipher_key_len(int alg);
+/* 16, or 8 for cast5-128 (and the DES ciphers). */
+size_t		 crypto_cipher_block_len(int alg);
+/*
+ * Whether alg works in mode, as qemu's nettle backend: 0, or -1 with
+ * err_set "Unsupported cipher mode xts" (XTS takes a 16-byte block).
+ */
+int		 crypto_cipher_mode_check(int alg, int mode);
 const char	*crypto_mode_name(int mode);
 int		 crypto_mode_lookup(const char *name);
 const char	*crypto_ivgen_name(int ivgen);
@@ -92,9 +102,57 @@ void	aes_crypt_blocks(const struct aes_key *k, bool enc, const uint8_t *in,
 /* Whether the AES-NI path is in use (for tests and benchmarks). */
 bool	aes_hw(void);
 
+struct serpent_key {
+	uint32_t	 k[132];	/* 33 round keys */
+};
+
+void	serpent_set_key(struct serpent_key *k, const uint8_t *key, size_t len);
+void	serpent_encrypt(const struct serpent_key *k, const uint8_t *in,
+	    uint8_t *out);
+void	serpent_decrypt(const struct serpent_key *k, const uint8_t *in,
+	    uint8_t *out);
+
+struct twofish_key {
+	uint32_t	 k[40];		/* whitening and round subkeys */
+	uint32_t	 s[4][256];	/* key-dependent S-boxes times MDS */
+};
+
+void	twofish_set_key(struct twofish_key *k, const uint8_t *key, size_t len);
+void	twofish_encrypt(const struct twofish_key *k, const uint8_t *in,
+	    uint8_t *out);
+void	twofish_decrypt(const struct twofish_key *k, const uint8_t *in,
+	    uint8_t *out);
+
+struct cast5_key {
+	uint32_t	 km[16];	/* masking subkeys */
+	uint8_t		 kr[16];	/* rotation subkeys */
+};
+
+/* 8-byte blocks; keys of up to 16 bytes (shorter ones zero-padded). */
+void	cast5_set_key(struct cast5_key *k, const uint8_t *key, size_t len);
+void	cast5_encrypt(const struct cast5_key *k, const uint8_t *in,
+	    uint8_t *out);
+void	cast5_decrypt(const struct cast5_key *k, const uint8_t *in,
+	    uint8_t *out);
+
+/* Compression functions of the little-endian hashes (lib/md5.c). */
+void	md5_block(uint32_t *st, const uint8_t *p);
+void	ripemd160_block(uint32_t *st, const uint8_t *p);
+
+/* The key schedule of any block cipher img has. */
+struct block_key {
+	int		 alg;
+	union {
+		struct aes_key		aes;
+		struct serpent_key	serpent;
+		struct twofish_key	twofish;
+		struct cast5_key	cast5;
+	} u;
+};
+
 struct crypto_cipher {
 	int		 alg, mode;
-	struct aes_key	 k1, k2;	/* XTS: data key, tweak key */
+	struct block_key k1, k2;	/* XTS: data key, tweak key */
 };
 
 /*
@@ -103,7 +161,7 @@ struct crypto_cipher {
  */
 int	crypto_cipher_init(struct crypto_cipher *c, int alg, int mode,
 	    const uint8_t *key, size_t keylen);
-/* Length of the IV the mode takes: 16 for CBC and XTS, 0 for ECB. */
+/* Length of the IV the mode takes: a block (8 or 16), 0 for ECB. */
 size_t	crypto_cipher_iv_len(const struct crypto_cipher *c);
 /* En/decrypt len bytes (a multiple of 16) in place; iv is updated (CBC). */
 void	crypto_cipher_encrypt(const struct crypto_cipher *c, uint8_t *iv,
@@ -113,19 +171,22 @@ void	crypto_cipher_decrypt(const struct crypto_cipher *c, uint8_t *iv,
 
 struct crypto_ivgen {
 	int		 alg;
-	struct aes_key	 essiv;
+	struct block_key essiv;
 };
 
 /*
  * An IV generator for a data key: essiv encrypts the sector number with
- * AES keyed by the hash of key (cipheralg sized to the digest, as
+ * cipheralg keyed by the hash of key (cipheralg sized to the digest, as
  * dm-crypt).  0, or -1 with err_set.
  */
 int	crypto_ivgen_init(struct crypto_ivgen *g, int alg, int cipheralg,
 	    int hash, const uint8_t *key, size_t keylen);
 void	crypto_ivgen_calc(const struct crypto_ivgen *g, uint64_t sector,
 	    uint8_t *iv, size_t niv);
-/* dm-crypt's quirk: the AES size ESSIV uses for hash.  -1 with err_set. */
+/*
+ * dm-crypt's quirk: the size of cipheralg (AES, Serpent, Twofish) that
+ * ESSIV uses for hash.  -1 with err_set.
+ */
 int	crypto_essiv_cipher(int cipheralg, int hash);
 
 /*

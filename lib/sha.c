@@ -1,4 +1,8 @@
-/* SHA-1, SHA-224/256, SHA-384/512 (FIPS 180-4).  Declared in crypto.h. */
+/*
+ * SHA-1, SHA-224/256, SHA-384/512 (FIPS 180-4), and the padding of MD5
+ * and RIPEMD-160 (lib/md5.c), whose lengths and words are little-endian.
+ * Declared in crypto.h.
+ */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,7 +235,11 @@ crypto_hash_init(struct crypto_hash *h, int alg)
 	memset(h, 0, sizeof(*h));
 	h->alg = alg;
 	switch (alg) {
+	case HASH_MD5:
+		memcpy(h->st.s32, iv1, 4 * sizeof(iv1[0]));
+		break;
 	case HASH_SHA1:
+	case HASH_RIPEMD160:
 		memcpy(h->st.s32, iv1, sizeof(iv1));
 		break;
 	case HASH_SHA224:
@@ -254,6 +262,10 @@ hash_block(struct crypto_hash *h, const uint8_t *p)
 {
 	if (h->alg == HASH_SHA1)
 		sha1_block(h->st.s32, p);
+	else if (h->alg == HASH_MD5)
+		md5_block(h->st.s32, p);
+	else if (h->alg == HASH_RIPEMD160)
+		ripemd160_block(h->st.s32, p);
 #ifdef SHA_NI
 	else if ((h->alg == HASH_SHA224 || h->alg == HASH_SHA256) && use_ni)
 		sha256_block_ni(h->st.s32, p);
@@ -291,6 +303,7 @@ crypto_hash_final(struct crypto_hash *h, uint8_t *out)
 {
 	size_t bl = block_len(h->alg), lenpos = bl - (bl == 128 ? 16 : 8), i;
 	uint64_t bits = h->len * 8;
+	bool le = h->alg == HASH_MD5 || h->alg == HASH_RIPEMD160;
 
 	h->buf[h->fill++] = 0x80;
 	if (h->fill > lenpos) {
@@ -299,10 +312,15 @@ crypto_hash_final(struct crypto_hash *h, uint8_t *out)
 		h->fill = 0;
 	}
 	memset(h->buf + h->fill, 0, bl - h->fill);
-	put_be64(h->buf + bl - 8, bits);
+	if (le)
+		put_le64(h->buf + bl - 8, bits);
+	else
+		put_be64(h->buf + bl - 8, bits);
 	hash_block(h, h->buf);
 	for (i = 0; i < crypto_hash_len(h->alg); i += bl == 128 ? 8 : 4) {
-		if (bl == 128)
+		if (le)
+			put_le32(out + i, h->st.s32[i / 4]);
+		else if (bl == 128)
 			put_be64(out + i, h->st.s64[i / 8]);
 		else
 			put_be32(out + i, h->st.s32[i / 4]);

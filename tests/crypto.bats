@@ -171,3 +171,146 @@ pbkdf2_vectors() {
 	run -0 tc speed aes-256 xts 64
 	[ "$output" -ge 128 ]
 }
+
+# is WANT tc ARGS...: the helper prints WANT
+is() {
+	local want=$1 got
+	shift
+	got=$(tc "$@") && [ "$got" = "$want" ] || { echo "tc $*: $got, want $want"; return 1; }
+}
+
+# rev HEX: the bytes in reverse order (the Serpent submission's notation)
+rev() { echo "$1" | fold -w2 | tac | tr -d '\n'; }
+
+@test "crypto: Serpent (submission ecb_vk/ecb_vt vectors 1, Biham's set 4), both ways" {
+	local z16=00000000000000000000000000000000 k p c
+	for k in 128:49AFBFAD9D5A34052CD8FFA5986BD2DD:10B5FFB720B8CB9002A1142B0BA2E94A \
+	    192:E78E5402C7195568AC3678F7A3F60C66:B10B271BA25257E1294F2B51F076D0D9 \
+	    256:ABED96E766BF28CBC0EBD21A82EF0819:DA5A7992B1B4AE6F8C004BC8A7DE5520; do
+		local bits=${k%%:*} vk vt key0 key1
+		vk=${k#*:} vk=${vk%:*} vt=${k##*:}
+		key0=$(printf '0%.0s' $(seq $((bits / 4))))
+		key1=8${key0:1}
+		is "$(rev $vk | tr A-F a-f)" enc serpent-$bits ecb $(rev $key1) "" $z16
+		is "$(rev $vt | tr A-F a-f)" enc serpent-$bits ecb $key0 "" $(rev 80000000000000000000000000000000)
+		is $z16 dec serpent-$bits ecb $(rev $key1) "" $(rev $vk)
+	done
+	p=00112233445566778899aabbccddeeff
+	is 563e2cf8740a27c164804560391e9b27 enc serpent-128 ecb 000102030405060708090a0b0c0d0e0f "" $p
+	is 6ab816c82de53b93005008afa2246a02 enc serpent-192 ecb 000102030405060708090a0b0c0d0e0f1011121314151617 "" $p
+	is 2868b7a2d28ecd5e4fdefac3c4330074 enc serpent-256 ecb 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f "" $p
+	is 3e507730776b93fdea661235e1dd99f0 enc serpent-256 ecb 2bd6459f82c5b300952c49104881ff482bd6459f82c5b300952c49104881ff48 "" ea024714ad5c4d84ea024714ad5c4d84
+	is $p dec serpent-256 ecb 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f "" 2868b7a2d28ecd5e4fdefac3c4330074
+}
+
+@test "crypto: Twofish (ecb_tbl.txt, the paper's appendix B), both ways" {
+	local z16=00000000000000000000000000000000
+	is 9f589f5cf6122c32b6bfec2f2ae8c35a enc twofish-128 ecb $z16 "" $z16
+	is d491db16e7b1c39e86cb086b789f5419 enc twofish-128 ecb $z16 "" 9f589f5cf6122c32b6bfec2f2ae8c35a
+	is 019f9809de1711858faac3a3ba20fbc3 enc twofish-128 ecb 9f589f5cf6122c32b6bfec2f2ae8c35a "" d491db16e7b1c39e86cb086b789f5419
+	is 182b02d81497ea45f9daacdc29193a65 enc twofish-192 ecb 88b2b2706b105e36b446bb6d731a1e88efa71f788965bd44 "" 39da69d6ba4997d585b6dc073ca341b2
+	is 6cb4561c40bf0a9705931cb6d408e7fa enc twofish-256 ecb d43bb7556ea32e46f2a282b7d45b4e0d57ff739d4dc92c1bd7fc01700cc8216f "" 90afe91bb288544f2c32dc239b2635e6
+	is cfd1d2e5a9be9cdf501f13b892bd2248 enc twofish-192 ecb 0123456789abcdeffedcba98765432100011223344556677 "" $z16
+	is 37527be0052334b89f0cfccae87cfa20 enc twofish-256 ecb 0123456789abcdeffedcba987654321000112233445566778899aabbccddeeff "" $z16
+	is 90afe91bb288544f2c32dc239b2635e6 dec twofish-256 ecb d43bb7556ea32e46f2a282b7d45b4e0d57ff739d4dc92c1bd7fc01700cc8216f "" 6cb4561c40bf0a9705931cb6d408e7fa
+	is $z16 dec twofish-128 ecb $z16 "" 9f589f5cf6122c32b6bfec2f2ae8c35a
+}
+
+@test "crypto: CAST-128 (RFC 2144 B.1, and the B.2 maintenance test)" {
+	is 238b4fe5847e44b2 enc cast5-128 ecb 0123456712345678234567893456789a "" 0123456789abcdef
+	is 0123456789abcdef dec cast5-128 ecb 0123456712345678234567893456789a "" 238b4fe5847e44b2
+	run -0 tc cast5-maint 1000000
+	[ "${lines[0]}" = eea9d0a249fd3ba6b3436fb89d6dca92 ]
+	[ "${lines[1]}" = b2c95eb00c31ad7180ac05b8e83d696e ]
+}
+
+@test "crypto: modes over the 8-byte CAST-128 block: CBC chains, CTR counts 64 bits" {
+	local k=0123456712345678234567893456789a iv=fffffffffffffffe p=0011223344556677 c1 c2
+	# CBC: C1 = E(P1 ^ IV), C2 = E(P2 ^ C1)
+	c1=$(tc enc cast5-128 ecb $k "" $(printf '%016x' $((0x$p ^ 0x$iv))))
+	run -0 tc enc cast5-128 cbc $k $iv $p$p
+	[ "${output:0:16}" = "$c1" ]
+	c2=$(tc enc cast5-128 ecb $k "" $(printf '%016x' $((0x$p ^ 0x$c1))))
+	[ "${output:16:16}" = "$c2" ]
+	is $p$p dec cast5-128 cbc $k $iv $output
+	# CTR: keystream E(IV), E(IV + 1), E(0) after the wrap
+	run -0 tc enc cast5-128 ctr $k $iv 000000000000000000000000000000000000000000000000
+	[ "$output" = "$(tc enc cast5-128 ecb $k "" fffffffffffffffeffffffffffffffff0000000000000000)" ]
+	run -1 --separate-stderr tc enc cast5-128 xts $k$k 0000000000000000 0000000000000000
+	[ "$stderr" = "test-crypto: Unsupported cipher mode xts" ]
+}
+
+@test "crypto: Serpent and Twofish in XTS, CBC and CTR decrypt what they encrypt" {
+	local c k64 d=$P512
+	k64=$(printf '%02x' $(seq 0 63))
+	for c in serpent-128 serpent-192 serpent-256 twofish-128 twofish-192 twofish-256; do
+		local n=$((${c#*-} / 4))
+		run -0 tc sectors-enc $c xts plain64 sha256 ${k64:0:$((2 * n))} 7 $d
+		[ "$output" != "$d" ]
+		is $d sectors-dec $c xts plain64 sha256 ${k64:0:$((2 * n))} 7 $output
+		run -0 tc sectors-enc $c cbc essiv sha256 ${k64:0:$n} 9 $d
+		is $d sectors-dec $c cbc essiv sha256 ${k64:0:$n} 9 $output
+		run -0 tc enc $c ctr ${k64:0:$n} 000102030405060708090a0b0c0d0e0f ${d:0:96}
+		is ${d:0:96} dec $c ctr ${k64:0:$n} 000102030405060708090a0b0c0d0e0f $output
+	done
+}
+
+@test "crypto: essiv sizes Serpent and Twofish to the digest as qemu, refuses CAST-128" {
+	local d=${P512:0:64}
+	# essiv: IV = E(hash(key), sector) with the cipher sized to the digest
+	run -0 tc sectors-enc serpent-128 cbc essiv sha256 000102030405060708090a0b0c0d0e0f 0 $d
+	iv=$(tc enc serpent-256 ecb $(tc hash sha256 000102030405060708090a0b0c0d0e0f) "" 00000000000000000000000000000000)
+	[ "$output" = "$(tc enc serpent-128 cbc 000102030405060708090a0b0c0d0e0f $iv $d)" ]
+	run -0 tc sectors-enc cast5-128 cbc essiv md5 000102030405060708090a0b0c0d0e0f 3 $d
+	iv=$(tc enc cast5-128 ecb $(tc hash md5 000102030405060708090a0b0c0d0e0f) "" 0300000000000000)
+	[ "$output" = "$(tc enc cast5-128 cbc 000102030405060708090a0b0c0d0e0f $iv $d)" ]
+	run -1 --separate-stderr tc sectors-enc twofish-128 cbc essiv sha1 000102030405060708090a0b0c0d0e0f 7 $d
+	[ "$stderr" = "test-crypto: No Twofish cipher with key size 20 available" ]
+	run -1 --separate-stderr tc sectors-enc serpent-256 cbc essiv ripemd160 000102030405060708090a0b0c0d0e0f000102030405060708090a0b0c0d0e0f 7 $d
+	[ "$stderr" = "test-crypto: No Serpent cipher with key size 20 available" ]
+	run -1 --separate-stderr tc sectors-enc cast5-128 cbc essiv sha256 000102030405060708090a0b0c0d0e0f 7 $d
+	[ "$stderr" = "test-crypto: Cipher cast5-128 not supported with essiv" ]
+}
+
+# hexstr STRING: its bytes in hex
+hexstr() { printf %s "$1" | xxd -p | tr -d '\n'; }
+
+@test "crypto: MD5 (RFC 1321 A.5) and RIPEMD-160 (the paper's examples)" {
+	local m
+	while read -r m md5 rmd; do
+		[ "$m" = '""' ] && m=
+		is $md5 hash md5 "$(hexstr "$m")"
+		is $rmd hash ripemd160 "$(hexstr "$m")"
+	done <<-'EOF'
+	"" d41d8cd98f00b204e9800998ecf8427e 9c1185a5c5e9fc54612808977ee8f548b2258d31
+	a 0cc175b9c0f1b6a831c399e269772661 0bdc9d2d256b3ee9daae347be6f4dc835a467ffe
+	abc 900150983cd24fb0d6963f7d28e17f72 8eb208f7e05d987a9b044a8e98c6b087f15a0bfc
+	abcdefghijklmnopqrstuvwxyz c3fcd3d76192e4007dfb496cca67e13b f71c27109c692c1b56bbdceb5b9d2865b3708dbc
+	ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 d174ab98d277d9f5a5611c2c9f419d9f b0e20b6e3116640286ed3a87a5713079b21f5189
+	12345678901234567890123456789012345678901234567890123456789012345678901234567890 57edf4a22be3c955ac49da2e2107b67a 9b752e45573d4b39f4dbd3323cab82bf63326bfb
+	EOF
+	is f96b697d7cb7938d525a2f31aaf161d0 hash md5 "$(hexstr 'message digest')"
+	is 5d0689ef49d2fae572b881b123a85ffa21595f36 hash ripemd160 "$(hexstr 'message digest')"
+	is 12a053384a9c0c88e405a06c27dcf49ada62eb2b hash ripemd160 "$(hexstr abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq)"
+}
+
+@test "crypto: HMAC-MD5 (RFC 2202) and HMAC-RIPEMD160 (RFC 2286), cases 1, 2 and 6" {
+	local jefe msg k80
+	jefe=$(hexstr Jefe) msg=$(hexstr 'what do ya want for nothing?')
+	k80=$(printf 'aa%.0s' $(seq 80))
+	is 9294727a3638bb1c13f48ef8158bfc9d hmac md5 0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b $(hexstr 'Hi There')
+	is 750c783e6ab0b503eaa86e310a5db738 hmac md5 $jefe $msg
+	is 6b1ab7fe4bd7bf8f0b62e6ce61b9d0cd hmac md5 $k80 "$(hexstr 'Test Using Larger Than Block-Size Key - Hash Key First')"
+	is 24cb4bd67d20fc1a5d2ed7732dcc39377f0a5668 hmac ripemd160 0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b $(hexstr 'Hi There')
+	is dda6c0213a485a9e24f4742064a7f033b43c4069 hmac ripemd160 $jefe $msg
+	is 6466ca07ac5eac29e1bd523e5ada7605b791fd8b hmac ripemd160 $k80 "$(hexstr 'Test Using Larger Than Block-Size Key - Hash Key First')"
+}
+
+@test "crypto: PBKDF2 over MD5 and RIPEMD-160 as OpenSSL computes it (no published vectors)" {
+	local pw salt
+	pw=$(hexstr password) salt=$(hexstr salt)
+	is f31afb6d931392daa5e3130f47f9a9b6e8e72029 pbkdf2 md5 $pw $salt 1 20
+	is 15001f89b9c29ee6998c520d1a0629e893cc3f996a08d27060e4c33305bf0fb262e27c0c9745202f pbkdf2 md5 $pw $salt 4096 40
+	is b725258b125e0bacb0e2307e34feb16a4d0d6aed pbkdf2 ripemd160 $pw $salt 1 20
+	is 99a40d3fe4ee95869791d9faa24864562782762171480b620ca8bed3dafbbcac85d6a7c5b52f2f99 pbkdf2 ripemd160 $pw $salt 4096 40
+}

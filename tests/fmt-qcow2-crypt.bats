@@ -155,7 +155,11 @@ for i in range(24):
 	    encrypt.format=luks,encrypt.key-secret=nosec \
 	    encrypt.format=xx,encrypt.key-secret=sec0 \
 	    encrypt.key-secret=sec0 encryption=off,encrypt.key-secret=sec0 \
-	    "encryption=on,$AES"; do
+	    "encryption=on,$AES" "$LUKS,encrypt.cipher-alg=des" \
+	    "$LUKS,encrypt.cipher-alg=sm4" "$LUKS,encrypt.cipher-alg=cast5-128" \
+	    "$LUKS,encrypt.cipher-alg=cast5-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv" \
+	    "$LUKS,encrypt.cipher-alg=serpent-128,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=ripemd160" \
+	    "$LUKS,encrypt.hash-alg=md4"; do
 		command qemu-img create $SEC -f qcow2 -o "$o" x.qcow2 1M \
 		    >want 2>&1 && return 1
 		run -1 img-create $SEC -f qcow2 -o "$o" x.qcow2 1M
@@ -232,4 +236,26 @@ for i in range(24):
 	command qemu-img map $SEC --output=json --image-opts "$(opts q.qcow2)" >want
 	command qemu-img map $SEC --output=json --image-opts "$(opts l.qcow2)" >got
 	diff want got
+}
+
+@test "fmt-qcow2-crypt: Twofish, Serpent and CAST-128 with ripemd160/md5, both ways" {
+	local o f
+	qemu_luks create -q $SEC -f qcow2 -o "$LUKS,encrypt.cipher-alg=twofish-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.hash-alg=ripemd160" q.qcow2 2M
+	img-create -q $SEC -f qcow2 -o "$LUKS,encrypt.cipher-alg=serpent-192,encrypt.hash-alg=md5" s.qcow2 2M
+	img-create -q $SEC -f qcow2 -o "$LUKS,encrypt.cipher-alg=cast5-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=md5" c.qcow2 2M
+	for f in q.qcow2 s.qcow2 c.qcow2; do
+		command qemu-io $SEC --image-opts "$(opts $f)" \
+		    -c 'write -P 0x41 1000 3000' -c 'write -P 0x42 300k 70k' >/dev/null
+		pattern 67 5000 | img-write $SEC --offset=1M "$(jname $f)"
+		{ head -c 1000 /dev/zero; pattern 65 3000; head -c $((300 * 1024 - 4000)) /dev/zero
+		  pattern 66 71680; head -c $((1024 * 1024 - 370 * 1024)) /dev/zero; pattern 67 5000
+		  head -c $((1024 * 1024 - 5000)) /dev/zero; } >want.raw
+		img-convert $SEC "$(jname $f)" -O raw got.raw
+		cmp got.raw want.raw
+		run -0 command qemu-img compare $SEC --image-opts driver=raw,file.filename=want.raw "$(opts $f)"
+		run -0 command qemu-img check $SEC --image-opts "$(opts $f)"
+		command qemu-img info $f | mask >want
+		img-info $f | mask >got
+		diff want got
+	done
 }
