@@ -4,12 +4,14 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "progress.h"
 
 static struct {
 	bool	 on;
+	bool	 ended;
 	float	 cur;
 	float	 last;
 	float	 min_skip;
@@ -23,12 +25,24 @@ on_usr1(int sig)
 	usr1 = 1;
 }
 
+/* qemu-img ends its progress line on every way out, errors too */
+static void
+end_at_exit(void)
+{
+	if (!prog.ended)
+		progress_end();
+}
+
 void
 progress_init(bool on, float min_skip)
 {
+	static bool registered;
 	struct sigaction sa;
 
+	if (on && !registered)
+		registered = atexit(end_at_exit) == 0;
 	prog.on = on;
+	prog.ended = false;
 	prog.min_skip = min_skip;
 	prog.cur = prog.last = 0;
 	if (on)
@@ -64,6 +78,7 @@ progress_print(float delta, int max)
 void
 progress_end(void)
 {
-	if (prog.on)
+	if (prog.on && !prog.ended)
 		putchar('\n');
+	prog.ended = true;
 }
