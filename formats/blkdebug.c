@@ -701,14 +701,20 @@ image_node(const struct opt_list *o, const char *prefix)
 	return j;
 }
 
-char *
-blkdbg_name(const struct opt_list *o, const char *prefix, const char *fmt)
+/*
+ * The name of the blkdebug node under prefix (node), or of the image whose
+ * driver is fmt above it: "blkdebug:CONFIG:FILE" when the options say no
+ * more than that.
+ */
+static char *
+node_name(const struct opt_list *o, const char *prefix, const char *fmt,
+    bool node)
 {
 	struct jnode *top = NULL, *bd;
 	const char *file = plain_image(o, prefix), *conf, *k;
 	size_t i, plen = strlen(prefix);
 
-	for (i = 0; file != NULL && i < o->n; i++)
+	for (i = 0; !node && file != NULL && i < o->n; i++)
 		if (strncmp(o->v[i].key, prefix, plen) != 0 &&
 		    strcmp(o->v[i].key, "driver") != 0)
 			file = NULL;	/* the format node has options too */
@@ -730,13 +736,25 @@ blkdbg_name(const struct opt_list *o, const char *prefix, const char *fmt)
 	}
 	jn_add(bd, "image", image_node(o, prefix));
 	jn_str(bd, "driver", "blkdebug");
-	if (plen > 0) {
+	if (!node && plen > 0) {
 		top = jn_new_obj();
 		jn_str(top, "driver", fmt);
 		jn_add(top, "file", bd);
 		bd = top;
 	}
 	return blkdbg_json_name(bd);
+}
+
+char *
+blkdbg_name(const struct opt_list *o, const char *prefix, const char *fmt)
+{
+	return node_name(o, prefix, fmt, false);
+}
+
+char *
+blkdbg_node_name(const struct opt_list *o, const char *prefix)
+{
+	return node_name(o, prefix, NULL, true);
 }
 
 char *

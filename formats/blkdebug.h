@@ -91,6 +91,8 @@ int		 blkdbg_parse_name(const char *name, const char *prefix,
  */
 char		*blkdbg_name(const struct opt_list *o, const char *prefix,
 		    const char *fmt);
+/* The name of the blkdebug node under prefix itself, as blkdbg_name's. */
+char		*blkdbg_node_name(const struct opt_list *o, const char *prefix);
 /*
  * Above a format: wrap child (opened from the "image." options) in a
  * blkdebug filter img, which takes ownership of both.  NULL with err_set.

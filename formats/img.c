@@ -588,6 +588,7 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		/* qemu names the image by its blkdebug node */
 		img->path = img->filename;
 		img->filename = blkdbg_name(o, "file.", img->ops->name);
+		img->data_name = blkdbg_node_name(o, "file.");
 	} else if (o != NULL && quorum_file(o)) {
 		free(img->filename);
 		img->filename = quorum_name(o, img->ops->name);
@@ -616,6 +617,7 @@ fail:
 	if (img->fd >= 0)
 		close(img->fd);
 	blkdbg_free(img->blkdebug);
+	free(img->data_name);
 	free(img->path);
 	free(img->filename);
 	free(img);
@@ -706,6 +708,7 @@ img_close(struct img *img)
 	if (img->fd >= 0)
 		close(img->fd);
 	blkdbg_free(img->blkdebug);
+	free(img->data_name);
 	free(img->path);
 	free(img->filename);
 	free(img->backing_file);
@@ -910,8 +913,18 @@ fill_ext(struct img *layer, uint64_t off, const struct fmt_status *st,
 	e->has_offset = (flags & ST_OFFSET) != 0;
 	if (e->has_offset) {
 		e->offset = st->offset;
-		e->filename = st->file ? st->file : layer->filename;
+		e->filename = st->file ? st->file : layer->data_name ?
+		    layer->data_name : layer->filename;
 	}
+}
+
+/* A filter's say on block status, unless the caller skips filters. */
+static int
+ask_filter(struct img *img, int flags, uint64_t off, uint64_t len)
+{
+	if (flags & IMG_SKIP_FILTERS)
+		return 0;
+	return img->ops->filter(img, IO_BLOCK_STATUS, off, len);
 }
 
 int
@@ -922,7 +935,7 @@ img_status_layer(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
 	if (check_range(img, off, len) < 0)
 		return -1;
 	if (img->ops->filter != NULL)
-		return img->ops->filter(img, IO_BLOCK_STATUS, off, len) < 0 ? -1 :
+		return ask_filter(img, img->flags, off, len) < 0 ? -1 :
 		    img_status_layer(img->backing, off, len, e);
 	if (layer_status(img, off, len, &st) < 0)
 		return -1;
@@ -940,10 +953,11 @@ img_status(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
 
 	if (check_range(img, off, len) < 0)
 		return -1;
-	if (img->ops->filter != NULL)
-		return img->ops->filter(img, IO_BLOCK_STATUS, off, len) < 0 ? -1 :
-		    img_status(img->backing, off, len, e);
 	for (;;) {
+		/* a filter adds no depth (qemu-img map's bdrv_skip_filters) */
+		for (; cur->ops->filter != NULL; cur = cur->backing)
+			if (ask_filter(cur, img->flags, off, len) < 0)
+				return -1;
 		if (layer_status(cur, off, len, &st) < 0)
 			return -1;
 		len = st.len;

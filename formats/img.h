@@ -25,6 +25,9 @@ enum {
 	/* qemu's BDRV_O_CHECK: no repair of a dirty (lazy refcounts) image on
 	 * a read-write open; the driver refuses it instead (img-check -r) */
 	IMG_NO_REPAIR	= 1 << 7,
+	/* qemu-img map's bdrv_skip_filters: block status passes filters
+	 * (blkdebug above a format) without asking them */
+	IMG_SKIP_FILTERS = 1 << 8,
 	/* qemu's BDRV_O_NO_IO: headers only, no data (img-info of an
 	 * encrypted image without its key) */
 	IMG_NO_IO	= 1 << 10,
@@ -56,6 +59,9 @@ struct img {
 	/* the node below the format, named apart from filename: the file
 	 * under blkdebug (relative names resolve against it), quorum's json: */
 	char			*path;
+	/* the node holding the data, where qemu-img map names it apart
+	 * from filename (the blkdebug node below the format), or NULL */
+	char			*data_name;
 	bool			 no_dir;	/* no folder for relative names (quorum) */
 	int64_t			 copies_size;	/* disk bytes of further copies (quorum) */
 };
