@@ -556,7 +556,9 @@ cow_zero(struct img *img, uint64_t off, uint64_t len, bool *zero)
 /*
  * Zeroes in the file at [off, off+len), as qemu's file driver makes them
  * (handle_aiocb_write_zeroes): a zeroed range, allocated and growing the
- * file; else a hole then an allocation; else bytes.
+ * file; else a hole then an allocation; else bytes.  1 when the request
+ * fails with ENOTSUP or EAGAIN (injected): the caller copies instead, as
+ * handle_alloc_space falls back.
  */
 static int
 zero_file(struct img *img, uint64_t off, uint64_t len)
@@ -567,6 +569,11 @@ zero_file(struct img *img, uint64_t off, uint64_t len)
 
 	if (len == 0)
 		return 0;
+	blkdbg_event(img->fd, BLKDBG_CLUSTER_ALLOC_SPACE);
+	if (io_fault_check(fd, IO_WRITE_ZEROES, off, len) < 0)
+		return errno == ENOTSUP || errno == EAGAIN ? 1 :
+		    err_set(errno, "%s: Could not write zeroes at %#llx",
+		    img->filename, (unsigned long long)off);
 	if (fallocate(fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) == 0 ||
 	    (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 	    (off_t)off, (off_t)len) == 0 &&
@@ -685,9 +692,11 @@ write_cow(struct img *img, uint64_t host, uint64_t cstart, uint64_t from,
 		return -1;
 	/* encrypted zeroes are no zeroes in the file: written as data */
 	if ((head || tail) && z1 && z2 && s->crypt == NULL) {
-		if (zero_file(img, host + from, to - from) < 0)
+		if ((r = zero_file(img, host + from, to - from)) < 0)
 			return -1;
-		head = tail = 0;
+		if (r == 0)
+			head = tail = 0;
+		r = -1;
 	}
 	if ((head && cow_read(img, off - head, head, hbuf = xmalloc(head)) < 0) ||
 	    (tail && cow_read(img, off + bytes, tail, tbuf = xmalloc(tail)) < 0))
