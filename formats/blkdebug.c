@@ -151,6 +151,19 @@ blkdbg_fire(int fd, enum blkdbg_event ev)
 	pthread_mutex_unlock(&lock);
 }
 
+uint64_t
+blkdbg_align(int fd)
+{
+	struct blkdebug *b;
+	uint64_t a = 1;
+
+	pthread_mutex_lock(&lock);
+	if (fd >= 0 && (b = find_fd(fd)) != NULL && b->align > 1)
+		a = b->align;
+	pthread_mutex_unlock(&lock);
+	return a;
+}
+
 static void
 drop_rule(struct blkdebug *b, struct rule *r)
 {

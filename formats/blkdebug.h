@@ -55,6 +55,8 @@ char	*blkdbg_json_name(struct jnode *j);
 extern struct blkdebug *blkdbg_list;
 
 void	blkdbg_fire(int fd, enum blkdbg_event ev);
+/* The request alignment of the blkdebug node on fd (its align), else 1. */
+uint64_t blkdbg_align(int fd);
 
 /* qemu's BLKDBG_EVENT(bs->file, ev): a driver reached event ev on fd. */
 static inline void

@@ -352,6 +352,11 @@ qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
 		free(copy);
 		return -1;
 	}
+	/* qemu's l2_allocate writes the table and the L1 entry at once */
+	if (copy != NULL)
+		blkdbg_event(img->fd, BLKDBG_L2_ALLOC_COW_READ);
+	blkdbg_event(img->fd, BLKDBG_L2_ALLOC_WRITE);
+	blkdbg_event(img->fd, BLKDBG_L1_UPDATE);
 	if (copy != NULL) {
 		memcpy(t, copy, s->cluster_size);
 		free(copy);

@@ -13,6 +13,7 @@
 #include "../../lib/err.h"
 #include "../../lib/int.h"
 #include "../../lib/io.h"
+#include "../blkdebug.h"
 #include "qcow2.h"
 
 #define L2_CACHE_BYTES	(32u << 20)	/* qemu's DEFAULT_L2_CACHE_MAX_SIZE */
@@ -598,6 +599,7 @@ qcow2_open(struct img *img)
 	s->rt_size = (uint64_t)s->rt_clusters << (s->cluster_bits - 3);
 	if (read_table(img, s->l1_offset, s->l1_size, &s->l1, "L1 table") < 0)
 		goto fail;
+	blkdbg_event(img->fd, BLKDBG_REFTABLE_LOAD);
 	if (read_table(img, s->rt_offset, s->rt_size, &s->rt,
 	    "reference count table") < 0) {
 		/* qemu's words when qcow2_refcount_init cannot read it */
@@ -713,28 +715,39 @@ qcow2_prepare_write(struct img *img)
 	return 0;
 }
 
-/* Dirty L1 entries, in runs of contiguous dirty entries. */
+/*
+ * Dirty L1 entries, in runs of contiguous dirty entries, widened as qemu's
+ * qcow2_write_l1_entry to the file's request alignment (blkdebug's align,
+ * at most a cluster: the L1 table's clusters are ours, zeroes past it).
+ */
 static int
 write_l1(struct img *img)
 {
 	struct qcow2 *s = img->priv;
+	uint32_t i, j, per;
+	uint64_t a;
 	uint8_t *buf;
-	uint32_t i, j;
 	int r = 0;
 
 	if (!s->any_l1_dirty)
 		return 0;
-	buf = xmalloc((size_t)s->l1_size * 8);
+	a = MAX(8, MIN(blkdbg_align(img->fd), s->cluster_size));
+	per = (uint32_t)(a / 8);
+	buf = xcalloc(ROUND_UP((size_t)s->l1_size, per), 8);
+	for (i = 0; i < s->l1_size; i++)
+		put_be64(buf + 8 * (size_t)i, s->l1[i]);
 	for (i = 0; i < s->l1_size && r == 0; i = j) {
 		if (!s->l1_dirty[i]) {
 			j = i + 1;
 			continue;
 		}
-		for (j = i; j < s->l1_size && s->l1_dirty[j]; j++) {
-			put_be64(buf + 8 * (size_t)j, s->l1[j]);
-			s->l1_dirty[j] = 0;
-		}
-		r = qcow2_pwrite(img, buf + 8 * (size_t)i, (size_t)(j - i) * 8,
+		for (j = i; j < s->l1_size && s->l1_dirty[j]; j++)
+			continue;
+		i = ROUND_DOWN(i, per);
+		j = (uint32_t)MIN(ROUND_UP((uint64_t)j, per), s->l1_size);
+		memset(s->l1_dirty + i, 0, j - i);
+		r = qcow2_pwrite(img, buf + 8 * (size_t)i,
+		    (size_t)ROUND_UP(j - i, per) * 8,
 		    s->l1_offset + 8 * (uint64_t)i, "L1 table");
 	}
 	free(buf);

@@ -11,6 +11,7 @@
 
 #include "../../lib/err.h"
 #include "../../lib/int.h"
+#include "../blkdebug.h"
 #include "qcow2.h"
 
 static uint64_t
@@ -86,6 +87,7 @@ refblock(struct img *img, uint64_t ti, bool *none)
 		    (unsigned long long)off, (unsigned long long)ti);
 		return NULL;
 	}
+	blkdbg_event(img->fd, BLKDBG_REFBLOCK_LOAD);
 	return qcow2_cache_get(&s->rb_cache, off);
 }
 
@@ -139,6 +141,11 @@ grow_table(struct img *img, uint64_t need)
 	if (clusters * s->cluster_size > QCOW2_MAX_RT_BYTES)
 		return err_set(EFBIG, "%s: refcount table would exceed 8 MiB",
 		    img->filename);
+	/* qemu's qcow2_refcount_area, as alloc_refcount_block grows it */
+	blkdbg_event(img->fd, BLKDBG_REFTABLE_GROW);
+	blkdbg_event(img->fd, BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS);
+	blkdbg_event(img->fd, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE);
+	blkdbg_event(img->fd, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE);
 	if (reserve(img, clusters, &off) < 0)
 		return -1;
 	rt = xcalloc(clusters * per, sizeof(*rt));
@@ -165,10 +172,13 @@ refblock_create(struct img *img, uint64_t cluster)
 	uint8_t *rb;
 	bool none;
 
+	/* qemu's alloc_refcount_block, on each refcount update */
+	blkdbg_event(img->fd, BLKDBG_REFBLOCK_ALLOC);
 	for (;;) {
 		rb = refblock(img, ti, &none);
 		if (rb != NULL || !none)
 			return rb;
+		blkdbg_event(img->fd, BLKDBG_REFBLOCK_ALLOC_WRITE);
 		if (ti >= s->rt_size) {
 			if (grow_table(img, ti + 1) < 0)
 				return NULL;
@@ -176,6 +186,7 @@ refblock_create(struct img *img, uint64_t cluster)
 		}
 		if (reserve(img, 1, &off) < 0)
 			return NULL;
+		blkdbg_event(img->fd, BLKDBG_REFBLOCK_ALLOC_HOOKUP);
 		s->rt[ti] = off;
 		s->rt_dirty = true;
 		if (qcow2_cache_get_empty(&s->rb_cache, off) == NULL ||
@@ -270,6 +281,7 @@ qcow2_alloc_clusters(struct img *img, uint64_t n)
 	struct qcow2 *s = img->priv;
 	uint64_t off;
 
+	blkdbg_event(img->fd, BLKDBG_CLUSTER_ALLOC);
 	if (find_free(img, n, &off) < 0 ||
 	    qcow2_refcount_update(img, off, n * s->cluster_size, 1) < 0)
 		return 0;
@@ -288,6 +300,7 @@ qcow2_alloc_bytes(struct img *img, uint64_t len)
 	struct qcow2 *s = img->priv;
 	uint64_t off = s->free_byte, rc, room, c;
 
+	blkdbg_event(img->fd, BLKDBG_CLUSTER_ALLOC_BYTES);
 	if (off != 0) {
 		if (qcow2_refcount_get(img, off >> s->cluster_bits, &rc) < 0)
 			return 0;
