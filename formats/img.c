@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -715,6 +716,63 @@ img_close(struct img *img)
 	free(img->backing_fmt);
 	free(img->backing_path);
 	free(img);
+}
+
+void
+fmt_say(struct img *img, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (img->say == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	img->say(line, img->say_arg);
+}
+
+struct sink {
+	void	(*say)(const char *, void *);
+	void	*arg;
+	int	 n;
+};
+
+static void
+count_say(const char *line, void *arg)
+{
+	struct sink *k = arg;
+
+	k->n++;
+	if (k->say != NULL)
+		k->say(line, k->arg);
+}
+
+int
+img_close_report(struct img *img, void (*say)(const char *, void *),
+    void *arg)
+{
+	struct sink k = { say, arg, 0 };
+	struct img *i;
+
+	if (img == NULL)
+		return 0;
+	for (i = img; i != NULL; i = i->backing) {
+		i->say = count_say;
+		i->say_arg = &k;
+	}
+	/* bdrv_close's flush, for drivers whose close does not make it */
+	if ((img->flags & IMG_RDWR) && !img->ops->close_flushes &&
+	    img->ops->filter == NULL) {
+		if (img->blkdebug != NULL) {
+			blkdbg_event(img->fd, BLKDBG_FLUSH_TO_OS);
+			if (!(img->flags & IMG_NO_FLUSH))
+				blkdbg_event(img->fd, BLKDBG_FLUSH_TO_DISK);
+		}
+		(void)img_flush(img);
+	}
+	img_close(img);
+	return k.n;
 }
 
 const char *

@@ -63,6 +63,9 @@ struct img {
 	 * from filename (the blkdebug node below the format), or NULL */
 	char			*data_name;
 	bool			 no_dir;	/* no folder for relative names (quorum) */
+	/* img_close_report's sink, while it closes */
+	void			(*say)(const char *line, void *arg);
+	void			*say_arg;
 	int64_t			 copies_size;	/* disk bytes of further copies (quorum) */
 };
 
@@ -98,6 +101,17 @@ struct img_info {
  */
 struct img	*img_open(const char *filename, const char *fmt, int flags);
 void		 img_close(struct img *img);	/* accepts NULL */
+/*
+ * Close as qemu's bdrv_close does, for a program whose last flush is
+ * qemu-img's (made at close; its failure is never the exit status): a
+ * flush whose errors go unheard, then the driver's inactivation, whose
+ * complaints reach say one line each as qemu's error_report prints them
+ * ("Failed to flush the L2 table cache: No space left on device"; no
+ * program name, no newline).  say may be NULL.  Returns the lines said.
+ * Accepts NULL.
+ */
+int		 img_close_report(struct img *img,
+		    void (*say)(const char *line, void *arg), void *arg);
 /*
  * Open from qemu's --image-opts string ("driver=qcow2,file.filename=x").
  * img_open also takes qemu's "json:{...}" names, with the same keys.

@@ -876,6 +876,7 @@ qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 		return write_sectors(img, off, len, buf);
 	if (qcow2_prepare_write(img) < 0 || reuse_freed(img, off, len) < 0)
 		return -1;
+	s->guest_written = true;
 	qcow2_bitmaps_dirty(img, off, len);
 	while (len > 0) {
 		if (qcow2_l2_for_write(img, off / span, &l2off) < 0)
@@ -1140,6 +1141,7 @@ qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
 
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
+	s->guest_written = true;
 	qcow2_bitmaps_dirty(img, off, len);
 	/* a raw data file stays valid: its bytes become zeroes */
 	if (s->has_data && (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW))
@@ -1177,6 +1179,7 @@ qcow2_discard(struct img *img, uint64_t off, uint64_t len)
 		return 0;	/* the raw data file keeps its data */
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
+	s->guest_written = true;
 	qcow2_bitmaps_dirty(img, off, len);
 	/* partial clusters are ignored, but for the disk's last one */
 	a = ROUND_UP(off, cs);

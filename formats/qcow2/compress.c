@@ -344,6 +344,7 @@ qcow2_write_compressed(struct img *img, uint64_t off, size_t len,
 
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
+	s->guest_written = true;
 	qcow2_bitmaps_dirty(img, off, len);
 	if ((off & (cs - 1)) || ((len & (cs - 1)) && off + len != img->size))
 		return err_set(EINVAL, "%s: compressed writes must cover whole "

@@ -48,6 +48,10 @@ qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
 int
 qcow2_fsync(struct img *img)
 {
+	/* qemu's bdrv_pwrite_sync: the file's flush, unless cache=unsafe */
+	if (!(img->flags & IMG_NO_FLUSH) &&
+	    io_fault_check(img->fd, IO_FLUSH, 0, 0) < 0)
+		return err_set(errno, "%s: fsync", img->filename);
 	if (fdatasync(img->fd) < 0 && errno != EINVAL)
 		return err_set(errno, "%s: fsync", img->filename);
 	return 0;
@@ -660,15 +664,42 @@ free_state(struct img *img)
 	s->zc_buf = NULL;
 }
 
+/*
+ * qemu's qcow2_inactivate: the bitmaps stored, each cache flushed (saying
+ * so when it cannot be), then ours: L1, header and deferred frees.
+ */
+static int
+inactivate(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+	int r = qcow2_bitmaps_store(img);
+
+	if (qcow2_cache_write(&s->l2_cache) < 0 || fmt_sync(img) < 0) {
+		fmt_say(img, "Failed to flush the L2 table cache: %s",
+		    strerror(err_errno() ? err_errno() : EIO));
+		r = -1;
+	}
+	if (qcow2_refcount_flush(img) < 0 || fmt_sync(img) < 0) {
+		fmt_say(img, "Failed to flush the refcount block cache: %s",
+		    strerror(err_errno() ? err_errno() : EIO));
+		r = -1;
+	}
+	return r < 0 ? -1 : qcow2_flush(img);
+}
+
+/* bdrv_close: a flush whose failure nobody hears, then inactivation. */
 static void
 qcow2_close(struct img *img)
 {
 	struct qcow2 *s = img->priv;
 
 	if (s->l2_cache.ents != NULL && (img->flags & IMG_RDWR) &&
-	    !s->fatal && qcow2_bitmaps_store(img) == 0 &&
-	    qcow2_flush(img) == 0 && s->lazy_dirty && !s->fatal)
-		(void)qcow2_set_incompat(img, s->incompat & ~QCOW2_INCOMPAT_DIRTY);
+	    !s->fatal) {
+		(void)qcow2_flush_node(img);
+		if (inactivate(img) == 0 && s->lazy_dirty && !s->fatal)
+			(void)qcow2_set_incompat(img,
+			    s->incompat & ~QCOW2_INCOMPAT_DIRTY);
+	}
 	free_state(img);
 }
 
@@ -782,24 +813,52 @@ sync_file(struct img *img)
  * Crash-safety order: data and refcounts, then L2 tables, then L1 and
  * header, each durable before the next; references dropped on the way are
  * released last, so a crash leaks clusters but never corrupts.
+ *
+ * As qemu's bdrv_co_flush of the qcow2 node (node), it fires flush_to_os
+ * on the file first and, when guest writes came since the last such flush
+ * and flushes reach the disk, flush_to_disk before the file's own flush.
  */
-int
-qcow2_flush(struct img *img)
+static int
+do_flush(struct img *img, bool node)
 {
 	struct qcow2 *s = img->priv;
 
+	if (node && (img->flags & IMG_RDWR))
+		blkdbg_event(img->fd, BLKDBG_FLUSH_TO_OS);
 	if (!s->write_ready)
 		return sync_file(img);
 	if (qcow2_refcount_flush(img) < 0 || sync_file(img) < 0 ||
 	    qcow2_cache_write(&s->l2_cache) < 0 || sync_file(img) < 0 ||
-	    write_l1(img) < 0 || write_header_tables(img) < 0 ||
-	    sync_file(img) < 0)
+	    write_l1(img) < 0 || write_header_tables(img) < 0)
 		return -1;
+	if (node && s->guest_written && !(img->flags & IMG_NO_FLUSH))
+		blkdbg_event(img->fd, BLKDBG_FLUSH_TO_DISK);
+	if (sync_file(img) < 0)
+		return -1;
+	if (node)
+		s->guest_written = false;
 	if (s->nfree == 0)
 		return 0;
 	if (qcow2_apply_frees(img) < 0 || qcow2_refcount_flush(img) < 0)
 		return -1;
 	return sync_file(img);
+}
+
+/*
+ * Ours, and the programs' img_flush, which qemu-img never makes (its flush
+ * comes at close): no blkdebug event fires.
+ */
+int
+qcow2_flush(struct img *img)
+{
+	return do_flush(img, false);
+}
+
+/* Where qemu's qcow2 flushes its own node (bdrv_flush(bs)), and at close. */
+int
+qcow2_flush_node(struct img *img)
+{
+	return do_flush(img, true);
 }
 
 static int
@@ -1387,6 +1446,7 @@ int	qcow2_make_empty(struct img *img);
 const struct fmt_ops qcow2_ops = {
 	.name			= "qcow2",
 	.priv_size		= sizeof(struct qcow2),
+	.close_flushes		= true,
 	.probe			= qcow2_probe,
 	.open			= qcow2_open,
 	.close			= qcow2_close,

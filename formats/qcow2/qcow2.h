@@ -142,6 +142,7 @@ struct qcow2 {
 	uint64_t	 free_byte;		/* compressed packing: next free byte, or 0 */
 	int		 prealloc;		/* metadata preallocation: -1 unknown */
 	bool		 write_ready;
+	bool		 guest_written;		/* since the last node flush */
 	bool		 lazy_dirty;
 	bool		 fatal;			/* marked corrupt: no more writes */
 	void		*bm_track;		/* bitmap.c: bitmaps recording writes */		/* we set the dirty bit (lazy refcounts) */
@@ -292,6 +293,8 @@ int	 qcow2_amend(struct img *img, const struct opt_list *o, bool force);
 
 /* qcow2.c */
 int	 qcow2_flush(struct img *img);
+/* qemu's bdrv_flush of the node: qcow2_flush with flush_to_os/_to_disk. */
+int	 qcow2_flush_node(struct img *img);
 /* The first write's header work: refuse corrupt images, clear autoclear bits. */
 int	 qcow2_prepare_write(struct img *img);
 /* Write the header's incompatible feature bits (and fsync). */

@@ -417,6 +417,15 @@ qcow2_detect_prealloc(struct img *img)
 	uint64_t real, threshold, end, i, count = 0, rc;
 	struct stat st;
 
+	/*
+	 * qemu's blkdebug cannot say how much of its file is allocated
+	 * (bdrv_get_allocated_file_size: -ENOTSUP), so the detection gives
+	 * up before it loads a refcount block
+	 */
+	if (img->blkdebug != NULL) {
+		s->prealloc = 0;
+		return 0;
+	}
 	if (fstat(img->fd, &st) < 0)
 		return err_set(errno, "%s", img->filename);
 	real = (uint64_t)st.st_blocks * 512 / s->cluster_size;
