@@ -326,6 +326,27 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
  * The L2 table that writes under L1 index l1i go to: allocated when
  * missing, copied when a snapshot shares it (no COPIED flag).
  */
+/*
+ * qemu's l2_allocate writes the refcounts, the L2 tables and the new L1
+ * entry at once, each flushed; we leave them to the next flush, but under
+ * error injection, where when they are written shows, as qemu does.
+ */
+static int
+l2_allocated(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+
+	if (img->blkdebug == NULL)
+		return 0;
+	if (qcow2_refcount_flush(img) < 0 || fmt_sync(img) < 0)
+		return -1;
+	blkdbg_event(img->fd, BLKDBG_L2_ALLOC_WRITE);
+	if (qcow2_cache_write(&s->l2_cache) < 0 || fmt_sync(img) < 0)
+		return -1;
+	blkdbg_event(img->fd, BLKDBG_L1_UPDATE);
+	return qcow2_write_l1(img) < 0 || fmt_sync(img) < 0 ? -1 : 0;
+}
+
 int
 qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
 {
@@ -352,12 +373,8 @@ qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
 		free(copy);
 		return -1;
 	}
-	/* qemu's l2_allocate writes the table and the L1 entry at once */
-	if (copy != NULL)
-		blkdbg_event(img->fd, BLKDBG_L2_ALLOC_COW_READ);
-	blkdbg_event(img->fd, BLKDBG_L2_ALLOC_WRITE);
-	blkdbg_event(img->fd, BLKDBG_L1_UPDATE);
 	if (copy != NULL) {
+		blkdbg_event(img->fd, BLKDBG_L2_ALLOC_COW_READ);
 		memcpy(t, copy, s->cluster_size);
 		free(copy);
 		qcow2_defer_free(img, old, s->cluster_size);
@@ -366,7 +383,7 @@ qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
 	s->l1_dirty[l1i] = 1;
 	s->any_l1_dirty = true;
 	*l2off = nw;
-	return 0;
+	return l2_allocated(img);
 }
 
 #define ALL_ALLOC	0x00000000ffffffffull	/* extended L2: every subcluster */

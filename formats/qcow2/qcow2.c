@@ -751,8 +751,8 @@ qcow2_prepare_write(struct img *img)
  * qcow2_write_l1_entry to the file's request alignment (blkdebug's align,
  * at most a cluster: the L1 table's clusters are ours, zeroes past it).
  */
-static int
-write_l1(struct img *img)
+int
+qcow2_write_l1(struct img *img)
 {
 	struct qcow2 *s = img->priv;
 	uint32_t i, j, per;
@@ -829,7 +829,7 @@ do_flush(struct img *img, bool node)
 		return sync_file(img);
 	if (qcow2_refcount_flush(img) < 0 || sync_file(img) < 0 ||
 	    qcow2_cache_write(&s->l2_cache) < 0 || sync_file(img) < 0 ||
-	    write_l1(img) < 0 || write_header_tables(img) < 0)
+	    qcow2_write_l1(img) < 0 || write_header_tables(img) < 0)
 		return -1;
 	if (node && s->guest_written && !(img->flags & IMG_NO_FLUSH))
 		blkdbg_event(img->fd, BLKDBG_FLUSH_TO_DISK);

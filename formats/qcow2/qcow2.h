@@ -293,6 +293,8 @@ int	 qcow2_amend(struct img *img, const struct opt_list *o, bool force);
 
 /* qcow2.c */
 int	 qcow2_flush(struct img *img);
+/* The dirty L1 entries (no fsync). */
+int	 qcow2_write_l1(struct img *img);
 /* qemu's bdrv_flush of the node: qcow2_flush with flush_to_os/_to_disk. */
 int	 qcow2_flush_node(struct img *img);
 /* The first write's header work: refuse corrupt images, clear autoclear bits. */

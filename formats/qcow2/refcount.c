@@ -328,6 +328,7 @@ qcow2_defer_free(struct img *img, uint64_t off, uint64_t len)
 
 	if (len == 0)
 		return 0;
+	blkdbg_event(img->fd, BLKDBG_CLUSTER_FREE);	/* qcow2_free_clusters */
 	if (s->nfree == s->free_cap) {
 		s->free_cap = s->free_cap ? 2 * s->free_cap : 64;
 		s->frees = xrealloc(s->frees, s->free_cap * sizeof(*s->frees));
