@@ -323,30 +323,40 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 }
 
 /*
- * The L2 table that writes under L1 index l1i go to: allocated when
- * missing, copied when a snapshot shares it (no COPIED flag).
- */
-/*
- * qemu's l2_allocate writes the refcounts, the L2 tables and the new L1
- * entry at once, each flushed; we leave them to the next flush, but under
- * error injection, where when they are written shows, as qemu does.
+ * qemu's l2_allocate writes the refcounts, the new L2 table and its L1
+ * entry at once, each flushed, and on failure frees the table again.  We
+ * leave them to the next flush, but under error injection, where when
+ * metadata is written shows in which request fails, as qemu does.
  */
 static int
-l2_allocated(struct img *img)
+l2_write_now(struct img *img, uint64_t l1i, uint64_t e, uint64_t nw,
+    bool refcounts)
 {
 	struct qcow2 *s = img->priv;
 
 	if (img->blkdebug == NULL)
 		return 0;
-	if (qcow2_refcount_flush(img) < 0 || fmt_sync(img) < 0)
-		return -1;
+	if (refcounts)
+		return qcow2_refcount_flush(img) < 0 || fmt_sync(img) < 0 ?
+		    -1 : 0;
 	blkdbg_event(img->fd, BLKDBG_L2_ALLOC_WRITE);
 	if (qcow2_cache_write(&s->l2_cache) < 0 || fmt_sync(img) < 0)
 		return -1;
 	blkdbg_event(img->fd, BLKDBG_L1_UPDATE);
-	return qcow2_write_l1(img) < 0 || fmt_sync(img) < 0 ? -1 : 0;
+	s->l1[l1i] = nw | QCOW2_OFLAG_COPIED;
+	s->l1_dirty[l1i] = 1;
+	s->any_l1_dirty = true;
+	if (qcow2_write_l1(img) == 0 && fmt_sync(img) == 0)
+		return 0;
+	s->l1[l1i] = e;
+	s->l1_dirty[l1i] = 1;
+	return -1;
 }
 
+/*
+ * The L2 table that writes under L1 index l1i go to: allocated when
+ * missing, copied when a snapshot shares it (no COPIED flag).
+ */
 int
 qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
 {
@@ -368,22 +378,32 @@ qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
 		copy = xmalloc(s->cluster_size);
 		memcpy(copy, t, s->cluster_size);
 	}
-	if ((nw = qcow2_alloc_clusters(img, 1)) == 0 ||
-	    (t = qcow2_cache_get_empty(&s->l2_cache, nw)) == NULL) {
+	if ((nw = qcow2_alloc_clusters(img, 1)) == 0) {
 		free(copy);
 		return -1;
 	}
+	if (l2_write_now(img, l1i, e, nw, true) < 0 ||
+	    (t = qcow2_cache_get_empty(&s->l2_cache, nw)) == NULL)
+		goto fail;
 	if (copy != NULL) {
 		blkdbg_event(img->fd, BLKDBG_L2_ALLOC_COW_READ);
 		memcpy(t, copy, s->cluster_size);
-		free(copy);
-		qcow2_defer_free(img, old, s->cluster_size);
 	}
+	if (l2_write_now(img, l1i, e, nw, false) < 0)
+		goto fail;
+	free(copy);
+	if (old != 0)
+		qcow2_defer_free(img, old, s->cluster_size);
 	s->l1[l1i] = nw | QCOW2_OFLAG_COPIED;
 	s->l1_dirty[l1i] = 1;
 	s->any_l1_dirty = true;
 	*l2off = nw;
-	return l2_allocated(img);
+	return 0;
+fail:
+	/* qemu's qcow2_free_clusters: the table leaves the cache too */
+	free(copy);
+	(void)qcow2_refcount_update(img, nw, s->cluster_size, -1);
+	return -1;
 }
 
 #define ALL_ALLOC	0x00000000ffffffffull	/* extended L2: every subcluster */
