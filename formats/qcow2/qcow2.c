@@ -672,8 +672,15 @@ static int
 inactivate(struct img *img)
 {
 	struct qcow2 *s = img->priv;
-	int r = qcow2_bitmaps_store(img);
+	int r;
 
+	/* the flush before wrote everything: no fsyncs for nothing */
+	if (img->blkdebug == NULL && s->bm_track == NULL &&
+	    s->l2_cache.ndirty == 0 && s->rb_cache.ndirty == 0 &&
+	    !s->rt_dirty && !s->any_l1_dirty && !s->header_dirty &&
+	    s->nfree == 0)
+		return 0;
+	r = qcow2_bitmaps_store(img);
 	if (qcow2_cache_write(&s->l2_cache) < 0 || fmt_sync(img) < 0) {
 		fmt_say(img, "Failed to flush the L2 table cache: %s",
 		    strerror(err_errno() ? err_errno() : EIO));
