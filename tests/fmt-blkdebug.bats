@@ -431,3 +431,42 @@ Failed to flush the refcount block cache: No space left on device" ]
 	[ ! -s i.err ]
 	qimg compare s.qcow2 t.qcow2
 }
+
+@test "blkdebug: copy-on-write and backing reads fire qemu's qcow2 events" {
+	need_qemu
+	local ev o w a b j
+	qimg create -q -f qcow2 b.qcow2 8M
+	qio -c 'write -P 5 0 1M' b.qcow2 >/dev/null
+	for ev in cow_read cow_write write_aio read_backing_aio; do
+		for o in off on; do
+			j=$(qcow2_bd "$ev" "$o")
+			for w in 1000:512 0:65536 70000:1000; do
+				rm -f t.qcow2
+				qimg create -q -f qcow2 -b b.qcow2 -F qcow2 t.qcow2 8M
+				a=0 && qio -c "write -P 7 ${w%:*} ${w#*:}" "$j" \
+				    >/dev/null 2>&1 || a=$?
+				qimg convert -O raw t.qcow2 q.raw
+				rm -f t.qcow2
+				qimg create -q -f qcow2 -b b.qcow2 -F qcow2 t.qcow2 8M
+				b=0 && head -c "${w#*:}" /dev/zero | tr '\0' '\7' |
+				    img-write --offset "${w%:*}" "$j" 2>/dev/null || b=$?
+				qimg convert -O raw t.qcow2 i.raw
+				[ "$a" = "$b" ] || { echo "$ev $o $w: $a $b"; return 1; }
+				cmp q.raw i.raw
+			done
+		done
+	done
+	# reads: through the backing file, and of compressed clusters
+	qio -c 'write -P 6 2M 64k' t.qcow2 >/dev/null
+	src8m
+	qimg convert -c -O qcow2 s.qcow2 c.qcow2
+	for ev in read_backing_aio read_compressed; do
+		for f in t.qcow2 c.qcow2; do
+			j="json:{'driver':'qcow2','file':{'driver':'blkdebug','inject-error':[{'event':'$ev'}],'image':{'driver':'file','filename':'$f'}}}"
+			a=0 && command qemu-img convert -O raw "$j" q.raw 2>/dev/null || a=$?
+			b=0 && img convert -O raw "$j" i.raw 2>/dev/null || b=$?
+			[ "$a" = "$b" ] || { echo "$ev $f: $a $b"; return 1; }
+		done
+	done
+	[ "$b" = 1 ]	# read_compressed, c.qcow2
+}

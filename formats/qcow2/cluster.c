@@ -278,6 +278,14 @@ qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 	return 0;
 }
 
+/* A read falls through to the backing file (img_read asks it too). */
+int
+qcow2_backing_read(struct img *img)
+{
+	blkdbg_event(img->fd, BLKDBG_READ_BACKING_AIO);
+	return 0;
+}
+
 int
 qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
@@ -304,6 +312,7 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 				    (unsigned long long)r.host);
 			break;
 		case QCOW2_COMPRESSED:
+			blkdbg_event(img->fd, BLKDBG_READ_COMPRESSED);
 			if (qcow2_read_compressed(img, off, r.len, p) < 0)
 				return -1;
 			break;
@@ -312,7 +321,8 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 			memset(p, 0, r.len);
 			break;
 		default:
-			if (fmt_read_backing(img, off, r.len, p) < 0)
+			if ((img->backing != NULL && qcow2_backing_read(img) < 0) ||
+			    fmt_read_backing(img, off, r.len, p) < 0)
 				return -1;
 		}
 		p += r.len;
@@ -740,6 +750,12 @@ write_cow(struct img *img, uint64_t host, uint64_t cstart, uint64_t from,
 			head = tail = 0;
 		r = -1;
 	}
+	/*
+	 * qemu's perform_cow reads the copied bytes, then writes them with
+	 * the data (merge_cow): write_aio, then cow_write, one request
+	 */
+	if (head || tail)
+		blkdbg_event(img->fd, BLKDBG_COW_READ);
 	if ((head && cow_read(img, off - head, head, hbuf = xmalloc(head)) < 0) ||
 	    (tail && cow_read(img, off + bytes, tail, tbuf = xmalloc(tail)) < 0))
 		goto out;
@@ -749,6 +765,8 @@ write_cow(struct img *img, uint64_t host, uint64_t cstart, uint64_t from,
 	if (tail)
 		iov[cnt++] = (struct iovec){ tbuf, tail };
 	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
+	if (head || tail)
+		blkdbg_event(img->fd, BLKDBG_COW_WRITE);
 	if (crypt_iov(img, iov, &cnt, host + (off - cstart) - head, off - head,
 	    &cbuf) < 0 ||
 	    write_vec(img, iov, cnt, host + (off - cstart) - head) < 0 ||

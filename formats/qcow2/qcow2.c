@@ -1467,6 +1467,7 @@ const struct fmt_ops qcow2_ops = {
 	.discard		= qcow2_discard,
 	.flush			= qcow2_flush,
 	.block_status		= qcow2_block_status,
+	.backing_read_ok	= qcow2_backing_read,
 	.info			= qcow2_info,
 	.measure		= qcow2_measure,
 	.bitmaps_size		= qcow2_bitmaps_size,

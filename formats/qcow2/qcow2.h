@@ -227,6 +227,8 @@ enum qcow2_type qcow2_entry_type(const struct qcow2 *s, uint64_t entry,
 int	 qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 	    struct fmt_status *st);
 int	 qcow2_read(struct img *img, uint64_t off, size_t len, void *buf);
+/* backing_read_ok: qemu's read_backing_aio event, never a refusal. */
+int	 qcow2_backing_read(struct img *img);
 int	 qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf);
 int	 qcow2_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
 	     uint64_t *host, uint64_t *n);
