@@ -336,6 +336,17 @@ statuses_as_qemu() {
 	    l2_update refblock_alloc refblock_load refblock_update_part \
 	    reftable_load write_aio flush_to_os flush_to_disk cluster_free \
 	    none -- convert -n -O qcow2 s.qcow2 @J
+	statuses_as_qemu write_compressed l2_update_compressed \
+	    cluster_alloc_bytes l2_update pwritev -- \
+	    convert -c -n -O qcow2 s.qcow2 @J
+	# 512-byte clusters: new refcount blocks as the data comes
+	cs512() {
+		rm -f t.qcow2
+		qemu-img create -q -f qcow2 -o cluster_size=512 t.qcow2 8M
+	}
+	SETUP=cs512 statuses_as_qemu refblock_alloc_hookup refblock_alloc_write \
+	    refblock_alloc l2_alloc_write l1_update -- \
+	    convert -n -O qcow2 s.qcow2 @J
 	# and a write that fails is a failure, status 1
 	J=$(qcow2_bd pwritev off)
 	rm -f t.qcow2 && qimg create -q -f qcow2 t.qcow2 8M
