@@ -39,6 +39,9 @@ struct blkdebug {
 	struct rule	*rules[BLKDBG__MAX];
 	struct rule	*active;
 	uint64_t	 align, max_transfer;
+	/* qemu's write_gen and flushed_gen: a flush with nothing new written
+	 * since the last one never reaches the driver */
+	uint64_t	 write_gen, flushed_gen;
 	struct blkdebug	*next;
 };
 
@@ -148,6 +151,19 @@ blkdbg_fire(int fd, enum blkdbg_event ev)
 	pthread_mutex_unlock(&lock);
 }
 
+uint64_t
+blkdbg_align(int fd)
+{
+	struct blkdebug *b;
+	uint64_t a = 1;
+
+	pthread_mutex_lock(&lock);
+	if (fd >= 0 && (b = find_fd(fd)) != NULL && b->align > 1)
+		a = b->align;
+	pthread_mutex_unlock(&lock);
+	return a;
+}
+
 static void
 drop_rule(struct blkdebug *b, struct rule *r)
 {
@@ -195,6 +211,78 @@ check(struct blkdebug *b, int type, uint64_t off, uint64_t len)
 	return e;
 }
 
+/*
+ * qemu's bdrv_padding_rmw_read: an unaligned write first reads its head
+ * and tail blocks, between events; a failing read (which a once rule
+ * meets) ends it, but not the write.
+ */
+static void
+rmw_read(struct blkdebug *b, uint64_t off, uint64_t len)
+{
+	uint64_t a = b->align, head = off & (a - 1), tail = (off + len) & (a - 1);
+	uint64_t blen;
+	bool merge;
+
+	tail = tail ? a - tail : 0;
+	if (!head && !tail)
+		return;
+	blen = head + len + tail > a && head && tail ? 2 * a : a;
+	merge = head + len + tail == blen;
+	if (head || merge) {
+		if (head)
+			event(b, BLKDBG_PWRITEV_RMW_HEAD);
+		if (merge && tail)
+			event(b, BLKDBG_PWRITEV_RMW_TAIL);
+		if (check(b, IO_READ, off - head, merge ? blen : a) != 0)
+			return;
+		if (head)
+			event(b, BLKDBG_PWRITEV_RMW_AFTER_HEAD);
+		if (merge && tail)
+			event(b, BLKDBG_PWRITEV_RMW_AFTER_TAIL);
+		if (merge)
+			return;
+	}
+	if (tail) {
+		event(b, BLKDBG_PWRITEV_RMW_TAIL);
+		if (check(b, IO_READ, off + len + tail - a, a) == 0)
+			event(b, BLKDBG_PWRITEV_RMW_AFTER_TAIL);
+	}
+}
+
+/*
+ * A request on the node (qemu's block/io.c around blkdebug's own checks):
+ * writes fire pwritev (pwritev_zero) before and pwritev_done after, and
+ * count for flushes; a flush with nothing written since is not asked.
+ */
+static int
+request(struct blkdebug *b, int type, uint64_t off, uint64_t len)
+{
+	int e;
+
+	switch (type) {
+	case IO_WRITE:
+	case IO_WRITE_ZEROES:
+		if (type == IO_WRITE && b->align > 1 && len > 0)
+			rmw_read(b, off, len);
+		event(b, type == IO_WRITE ? BLKDBG_PWRITEV : BLKDBG_PWRITEV_ZERO);
+		e = check(b, type, off, len);
+		event(b, BLKDBG_PWRITEV_DONE);
+		b->write_gen++;
+		return e;
+	case IO_DISCARD:
+		b->write_gen++;
+		return check(b, type, off, len);
+	case IO_FLUSH:
+		if (b->flushed_gen == b->write_gen)
+			return 0;
+		if ((e = check(b, type, off, len)) == 0)
+			b->flushed_gen = b->write_gen;
+		return e;
+	default:
+		return check(b, type, off, len);
+	}
+}
+
 static int
 fault(int fd, int type, uint64_t off, uint64_t len)
 {
@@ -203,7 +291,7 @@ fault(int fd, int type, uint64_t off, uint64_t len)
 
 	pthread_mutex_lock(&lock);
 	if ((b = find_fd(fd)) != NULL && fd >= 0)
-		e = check(b, type, off, len);
+		e = request(b, type, off, len);
 	pthread_mutex_unlock(&lock);
 	return e;
 }
@@ -701,14 +789,20 @@ image_node(const struct opt_list *o, const char *prefix)
 	return j;
 }
 
-char *
-blkdbg_name(const struct opt_list *o, const char *prefix, const char *fmt)
+/*
+ * The name of the blkdebug node under prefix (node), or of the image whose
+ * driver is fmt above it: "blkdebug:CONFIG:FILE" when the options say no
+ * more than that.
+ */
+static char *
+node_name(const struct opt_list *o, const char *prefix, const char *fmt,
+    bool node)
 {
 	struct jnode *top = NULL, *bd;
 	const char *file = plain_image(o, prefix), *conf, *k;
 	size_t i, plen = strlen(prefix);
 
-	for (i = 0; file != NULL && i < o->n; i++)
+	for (i = 0; !node && file != NULL && i < o->n; i++)
 		if (strncmp(o->v[i].key, prefix, plen) != 0 &&
 		    strcmp(o->v[i].key, "driver") != 0)
 			file = NULL;	/* the format node has options too */
@@ -730,13 +824,25 @@ blkdbg_name(const struct opt_list *o, const char *prefix, const char *fmt)
 	}
 	jn_add(bd, "image", image_node(o, prefix));
 	jn_str(bd, "driver", "blkdebug");
-	if (plen > 0) {
+	if (!node && plen > 0) {
 		top = jn_new_obj();
 		jn_str(top, "driver", fmt);
 		jn_add(top, "file", bd);
 		bd = top;
 	}
 	return blkdbg_json_name(bd);
+}
+
+char *
+blkdbg_name(const struct opt_list *o, const char *prefix, const char *fmt)
+{
+	return node_name(o, prefix, fmt, false);
+}
+
+char *
+blkdbg_node_name(const struct opt_list *o, const char *prefix)
+{
+	return node_name(o, prefix, NULL, true);
 }
 
 char *

@@ -55,6 +55,8 @@ char	*blkdbg_json_name(struct jnode *j);
 extern struct blkdebug *blkdbg_list;
 
 void	blkdbg_fire(int fd, enum blkdbg_event ev);
+/* The request alignment of the blkdebug node on fd (its align), else 1. */
+uint64_t blkdbg_align(int fd);
 
 /* qemu's BLKDBG_EVENT(bs->file, ev): a driver reached event ev on fd. */
 static inline void
@@ -91,6 +93,8 @@ int		 blkdbg_parse_name(const char *name, const char *prefix,
  */
 char		*blkdbg_name(const struct opt_list *o, const char *prefix,
 		    const char *fmt);
+/* The name of the blkdebug node under prefix itself, as blkdbg_name's. */
+char		*blkdbg_node_name(const struct opt_list *o, const char *prefix);
 /*
  * Above a format: wrap child (opened from the "image." options) in a
  * blkdebug filter img, which takes ownership of both.  NULL with err_set.

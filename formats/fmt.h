@@ -37,6 +37,12 @@ struct fmt_ops {
 	bool		 nofile;	/* opens no file (null-co): img->fd stays -1 */
 	/* a new image does not read as zeroes (qemu's bdrv_has_zero_init 0) */
 	bool		 no_zero_init;
+	/*
+	 * close writes everything back itself, as qemu's bdrv_close flushes
+	 * and inactivates (saying what failed with fmt_say): img_close_report
+	 * need not flush first
+	 */
+	bool		 close_flushes;
 
 	/* Score 0-100 for the first len bytes of a file; NULL: never probed. */
 	int	(*probe)(const uint8_t *buf, size_t len, const char *filename);
@@ -209,5 +215,11 @@ int	fmt_read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p);
 void	fmt_json_name(struct img *img, const char *key, const char *val);
 /* fdatasync the image file, unless it was opened IMG_NO_FLUSH. 0 or -1. */
 int	fmt_sync(struct img *img);
+/*
+ * During img_close_report: one line of what closing could not do, as
+ * qemu's error_report says it (no program name, no newline).
+ */
+void	fmt_say(struct img *img, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
 
 #endif

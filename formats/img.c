@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -588,6 +589,7 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		/* qemu names the image by its blkdebug node */
 		img->path = img->filename;
 		img->filename = blkdbg_name(o, "file.", img->ops->name);
+		img->data_name = blkdbg_node_name(o, "file.");
 	} else if (o != NULL && quorum_file(o)) {
 		if (quorum_writable(o, flags) < 0)
 			goto fail;
@@ -618,6 +620,7 @@ fail:
 	if (img->fd >= 0)
 		close(img->fd);
 	blkdbg_free(img->blkdebug);
+	free(img->data_name);
 	free(img->path);
 	free(img->filename);
 	free(img);
@@ -708,12 +711,70 @@ img_close(struct img *img)
 	if (img->fd >= 0)
 		close(img->fd);
 	blkdbg_free(img->blkdebug);
+	free(img->data_name);
 	free(img->path);
 	free(img->filename);
 	free(img->backing_file);
 	free(img->backing_fmt);
 	free(img->backing_path);
 	free(img);
+}
+
+void
+fmt_say(struct img *img, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (img->say == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	img->say(line, img->say_arg);
+}
+
+struct sink {
+	void	(*say)(const char *, void *);
+	void	*arg;
+	int	 n;
+};
+
+static void
+count_say(const char *line, void *arg)
+{
+	struct sink *k = arg;
+
+	k->n++;
+	if (k->say != NULL)
+		k->say(line, k->arg);
+}
+
+int
+img_close_report(struct img *img, void (*say)(const char *, void *),
+    void *arg)
+{
+	struct sink k = { say, arg, 0 };
+	struct img *i;
+
+	if (img == NULL)
+		return 0;
+	for (i = img; i != NULL; i = i->backing) {
+		i->say = count_say;
+		i->say_arg = &k;
+	}
+	/* bdrv_close's flush, for drivers whose close does not make it */
+	if ((img->flags & IMG_RDWR) && !img->ops->close_flushes &&
+	    img->ops->filter == NULL) {
+		if (img->blkdebug != NULL) {
+			blkdbg_event(img->fd, BLKDBG_FLUSH_TO_OS);
+			if (!(img->flags & IMG_NO_FLUSH))
+				blkdbg_event(img->fd, BLKDBG_FLUSH_TO_DISK);
+		}
+		(void)img_flush(img);
+	}
+	img_close(img);
+	return k.n;
 }
 
 const char *
@@ -912,8 +973,18 @@ fill_ext(struct img *layer, uint64_t off, const struct fmt_status *st,
 	e->has_offset = (flags & ST_OFFSET) != 0;
 	if (e->has_offset) {
 		e->offset = st->offset;
-		e->filename = st->file ? st->file : layer->filename;
+		e->filename = st->file ? st->file : layer->data_name ?
+		    layer->data_name : layer->filename;
 	}
+}
+
+/* A filter's say on block status, unless the caller skips filters. */
+static int
+ask_filter(struct img *img, int flags, uint64_t off, uint64_t len)
+{
+	if (flags & IMG_SKIP_FILTERS)
+		return 0;
+	return img->ops->filter(img, IO_BLOCK_STATUS, off, len);
 }
 
 int
@@ -924,7 +995,7 @@ img_status_layer(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
 	if (check_range(img, off, len) < 0)
 		return -1;
 	if (img->ops->filter != NULL)
-		return img->ops->filter(img, IO_BLOCK_STATUS, off, len) < 0 ? -1 :
+		return ask_filter(img, img->flags, off, len) < 0 ? -1 :
 		    img_status_layer(img->backing, off, len, e);
 	if (layer_status(img, off, len, &st) < 0)
 		return -1;
@@ -942,10 +1013,11 @@ img_status(struct img *img, uint64_t off, uint64_t len, struct map_ext *e)
 
 	if (check_range(img, off, len) < 0)
 		return -1;
-	if (img->ops->filter != NULL)
-		return img->ops->filter(img, IO_BLOCK_STATUS, off, len) < 0 ? -1 :
-		    img_status(img->backing, off, len, e);
 	for (;;) {
+		/* a filter adds no depth (qemu-img map's bdrv_skip_filters) */
+		for (; cur->ops->filter != NULL; cur = cur->backing)
+			if (ask_filter(cur, img->flags, off, len) < 0)
+				return -1;
 		if (layer_status(cur, off, len, &st) < 0)
 			return -1;
 		len = st.len;

@@ -25,6 +25,9 @@ enum {
 	/* qemu's BDRV_O_CHECK: no repair of a dirty (lazy refcounts) image on
 	 * a read-write open; the driver refuses it instead (img-check -r) */
 	IMG_NO_REPAIR	= 1 << 7,
+	/* qemu-img map's bdrv_skip_filters: block status passes filters
+	 * (blkdebug above a format) without asking them */
+	IMG_SKIP_FILTERS = 1 << 8,
 	/* qemu's BDRV_O_NO_IO: headers only, no data (img-info of an
 	 * encrypted image without its key) */
 	IMG_NO_IO	= 1 << 10,
@@ -56,7 +59,13 @@ struct img {
 	/* the node below the format, named apart from filename: the file
 	 * under blkdebug (relative names resolve against it), quorum's json: */
 	char			*path;
+	/* the node holding the data, where qemu-img map names it apart
+	 * from filename (the blkdebug node below the format), or NULL */
+	char			*data_name;
 	bool			 no_dir;	/* no folder for relative names (quorum) */
+	/* img_close_report's sink, while it closes */
+	void			(*say)(const char *line, void *arg);
+	void			*say_arg;
 	int64_t			 copies_size;	/* disk bytes of further copies (quorum) */
 };
 
@@ -92,6 +101,17 @@ struct img_info {
  */
 struct img	*img_open(const char *filename, const char *fmt, int flags);
 void		 img_close(struct img *img);	/* accepts NULL */
+/*
+ * Close as qemu's bdrv_close does, for a program whose last flush is
+ * qemu-img's (made at close; its failure is never the exit status): a
+ * flush whose errors go unheard, then the driver's inactivation, whose
+ * complaints reach say one line each as qemu's error_report prints them
+ * ("Failed to flush the L2 table cache: No space left on device"; no
+ * program name, no newline).  say may be NULL.  Returns the lines said.
+ * Accepts NULL.
+ */
+int		 img_close_report(struct img *img,
+		    void (*say)(const char *line, void *arg), void *arg);
 /*
  * Open from qemu's --image-opts string ("driver=qcow2,file.filename=x").
  * img_open also takes qemu's "json:{...}" names, with the same keys.

@@ -104,11 +104,18 @@ raw_block_status(struct img *img, uint64_t off, uint64_t len,
 	uint64_t fsize, n;
 	bool zero;
 
+	/*
+	 * qemu's BDRV_BLOCK_RAW: the status is the file's, asked through a
+	 * blkdebug node in between (which may fail it), and names that file
+	 */
+	if (io_fault_check(img->fd, IO_BLOCK_STATUS, off, len) < 0)
+		return err_set(errno, "%s", img->filename);
 	if (fmt_file_status(img, off, len, &n, &zero) < 0)
 		return -1;
 	st->offset = off;
 	st->len = n;
 	st->flags = (zero ? ST_ZERO : ST_DATA) | ST_OFFSET;
+	st->file = img->blkdebug != NULL ? img->path : NULL;
 	/*
 	 * The sector-rounded tail past EOF is a zero extent of its own, but
 	 * with O_DIRECT qemu's status is in whole 4 KiB blocks, so it joins

@@ -285,3 +285,199 @@ snap_setup() {
 	[ "$(cat i.rc)" = 3 ]
 	same check blkdebug:l2.conf:t.qcow2
 }
+
+# src8m: s.qcow2 (data, a partial cluster, zeroes) and s.raw of it
+src8m() {
+	qimg create -q -f qcow2 s.qcow2 8M
+	qio -c 'write -P 7 0 1M' -c 'write -P 8 3M 100k' -c 'write -z 5M 1M' \
+	    s.qcow2 >/dev/null
+}
+
+# qcow2_bd EVENT ONCE [EXTRA]: t.qcow2 below blkdebug with one errno-28 rule
+qcow2_bd() {
+	echo "json:{'driver':'qcow2','file':{'driver':'blkdebug'$3,'inject-error':[{'event':'$1','errno':28,'once':'$2'}],'image':{'driver':'file','filename':'t.qcow2'}}}"
+}
+
+# statuses_as_qemu EVENTS -- ARGS...: for each event, once off and on,
+# qemu-img ARGS and ours (@J: the target's name, on a fresh t.qcow2 that
+# SETUP, if set, fills) exit alike, and ours leaves no corruption (check
+# 0, or 3 for leaks: our metadata goes out later than qemu's; or what
+# qemu's leaves)
+statuses_as_qemu() {
+	local ev o events=() a b c qc bad=0
+	while [ "$1" != -- ]; do events+=("$1"); shift; done
+	shift
+	for ev in "${events[@]}"; do
+		for o in off on; do
+			J=$(qcow2_bd "$ev" "$o")
+			rm -f t.qcow2 && qimg create -q -f qcow2 t.qcow2 8M
+			${SETUP:-true}
+			a=0 && command qemu-img "${@//@J/$J}" >/dev/null 2>&1 || a=$?
+			qc=0 && qimg check t.qcow2 >/dev/null 2>&1 || qc=$?
+			rm -f t.qcow2 && qimg create -q -f qcow2 t.qcow2 8M
+			${SETUP:-true}
+			b=0 && img "${@//@J/$J}" >/dev/null 2>&1 || b=$?
+			c=0 && qimg check t.qcow2 >i.ck 2>&1 || c=$?
+			if [ "$a" != "$b" ] || { [ "$c" != 0 ] && [ "$c" != 3 ] &&
+			    [ "$c" != "$qc" ]; }; then
+				echo "$ev once=$o: qemu-img $a, img $b, check $c"
+				cat i.ck
+				bad=1
+			fi
+		done
+	done
+	return $bad
+}
+
+@test "blkdebug: block-layer and qcow2 write events fail convert -n as qemu-img's" {
+	src8m
+	statuses_as_qemu pwritev pwritev_zero pwritev_done cluster_alloc_space \
+	    cluster_alloc cluster_alloc_bytes l2_alloc_write l1_update \
+	    l2_update refblock_alloc refblock_load refblock_update_part \
+	    reftable_load write_aio flush_to_os flush_to_disk cluster_free \
+	    none -- convert -n -O qcow2 s.qcow2 @J
+	statuses_as_qemu write_compressed l2_update_compressed \
+	    cluster_alloc_bytes l2_update pwritev -- \
+	    convert -c -n -O qcow2 s.qcow2 @J
+	# 512-byte clusters: new refcount blocks as the data comes
+	cs512() {
+		rm -f t.qcow2
+		qemu-img create -q -f qcow2 -o cluster_size=512 t.qcow2 8M
+	}
+	SETUP=cs512 statuses_as_qemu refblock_alloc_hookup refblock_alloc_write \
+	    refblock_alloc l2_alloc_write l1_update -- \
+	    convert -n -O qcow2 s.qcow2 @J
+	# and a write that fails is a failure, status 1
+	J=$(qcow2_bd pwritev off)
+	rm -f t.qcow2 && qimg create -q -f qcow2 t.qcow2 8M
+	run -1 img convert -n -O qcow2 s.qcow2 "$J"
+}
+
+@test "blkdebug: qemu-img's flushes of the qcow2 node fire flush_to_os" {
+	snap2() {
+		qemu-io -c 'write -P 3 0 1M' t.qcow2 >/dev/null
+		qemu-img snapshot -c s1 t.qcow2
+		qemu-io -c 'write -P 4 0 512k' t.qcow2 >/dev/null
+	}
+	SETUP=snap2 statuses_as_qemu flush_to_os flush_to_disk cluster_alloc \
+	    pwritev pwritev_done l2_update refblock_update_part -- \
+	    snapshot -c s2 @J
+	SETUP=snap2 statuses_as_qemu flush_to_os cluster_alloc pwritev_done \
+	    l2_update -- snapshot -d s1 @J
+	SETUP=snap2 statuses_as_qemu flush_to_os pwritev l2_update -- \
+	    snapshot -a s1 @J
+	statuses_as_qemu flush_to_os pwritev_done -- resize @J 16M
+	statuses_as_qemu flush_to_os pwritev -- amend -o lazy_refcounts=on @J
+}
+
+@test "blkdebug: read-only work never loads a refcount block (no allocated size)" {
+	src8m
+	qimg create -q -f qcow2 t.qcow2 8M
+	qio -c 'write -P 3 0 1M' t.qcow2 >/dev/null
+	local j
+	j=$(qcow2_bd refblock_load off)
+	same compare s.qcow2 "$j"
+	[ "$(cat i.rc)" = 1 ]
+	same map "$j"
+	same convert -O raw "$j" o.raw
+}
+
+@test "blkdebug: unaligned writes under align fire the read-modify-write events" {
+	need_qemu
+	local ev o w a b
+	for ev in pwritev_rmw_head pwritev_rmw_after_head pwritev_rmw_tail \
+	    pwritev_rmw_after_tail pwritev pwritev_done; do
+		for o in off on; do
+			for w in 1000:512 4096:512 3000:2000 1000:8192; do
+				local I="driver=raw,file.driver=blkdebug,file.align=4096,file.image.filename=r.raw,file.inject-error.0.event=$ev,file.inject-error.0.errno=28,file.inject-error.0.once=$o"
+				rm -f r.raw && qimg create -q -f raw r.raw 1M
+				a=0 && qio --image-opts -c "write -P 7 ${w%:*} ${w#*:}" \
+				    "$I" >/dev/null 2>&1 || a=$?
+				mv r.raw q.raw && qimg create -q -f raw r.raw 1M
+				b=0 && head -c "${w#*:}" /dev/zero | tr '\0' '\7' |
+				    img-write --image-opts --offset "${w%:*}" "$I" \
+				    2>/dev/null || b=$?
+				[ "$a" = "$b" ] || { echo "$ev $o $w: $a $b"; return 1; }
+				cmp q.raw r.raw
+			done
+		done
+	done
+	# head: a failing read-modify-write read fails the write, once only
+	I="driver=raw,file.driver=blkdebug,file.align=4096,file.image.filename=r.raw,file.inject-error.0.event=pwritev_rmw_head,file.inject-error.0.errno=28"
+	run -1 --separate-stderr img-write --image-opts --offset 1000 "$I" <<<x
+}
+
+# close_as_qemu EVENT ONCE: test-close (img_close_report) against
+# qemu-img convert -n: status, the close's lines, the target's check
+close_as_qemu() {
+	local j a b
+	j=$(qcow2_bd "$1" "$2")
+	rm -f t.qcow2 && qimg create -q -f qcow2 t.qcow2 8M
+	a=0 && command qemu-img convert -n -O qcow2 s.qcow2 "$j" 2>q.err || a=$?
+	qimg check t.qcow2 >q.ck 2>&1 || true
+	rm -f t.qcow2 && qimg create -q -f qcow2 t.qcow2 8M
+	b=0 && "$IMG_BIN/test-close" "$j" s.qcow2 2>i.err || b=$?
+	qimg check t.qcow2 >i.ck 2>&1 || true
+	grep -v '^qemu-img: error while writing' q.err | sed 's/^qemu-img: //' >q.said
+	grep -v '^test-close: json:' i.err | sed 's/^test-close: //' >i.said
+	[ "$a" = "$b" ] || { echo "$1 once=$2: qemu-img $a, test-close $b"; return 1; }
+	diff q.said i.said
+	diff q.ck i.ck
+}
+
+@test "blkdebug: img_close_report says what qcow2_inactivate says" {
+	src8m
+	local ev
+	for ev in flush_to_os pwritev pwritev_zero pwritev_done l2_update \
+	    l2_alloc_write l1_update refblock_update_part cluster_alloc \
+	    cluster_alloc_space write_aio cluster_free flush_to_disk none; do
+		close_as_qemu "$ev" off
+		close_as_qemu "$ev" on
+	done
+	close_as_qemu flush_to_os off
+	[ "$(cat i.said)" = "Failed to flush the L2 table cache: No space left on device
+Failed to flush the refcount block cache: No space left on device" ]
+	# no rule, no word
+	close_as_qemu read_aio off
+	[ ! -s i.err ]
+	qimg compare s.qcow2 t.qcow2
+}
+
+@test "blkdebug: copy-on-write and backing reads fire qemu's qcow2 events" {
+	need_qemu
+	local ev o w a b j
+	qimg create -q -f qcow2 b.qcow2 8M
+	qio -c 'write -P 5 0 1M' b.qcow2 >/dev/null
+	for ev in cow_read cow_write write_aio read_backing_aio; do
+		for o in off on; do
+			j=$(qcow2_bd "$ev" "$o")
+			for w in 1000:512 0:65536 70000:1000; do
+				rm -f t.qcow2
+				qimg create -q -f qcow2 -b b.qcow2 -F qcow2 t.qcow2 8M
+				a=0 && qio -c "write -P 7 ${w%:*} ${w#*:}" "$j" \
+				    >/dev/null 2>&1 || a=$?
+				qimg convert -O raw t.qcow2 q.raw
+				rm -f t.qcow2
+				qimg create -q -f qcow2 -b b.qcow2 -F qcow2 t.qcow2 8M
+				b=0 && head -c "${w#*:}" /dev/zero | tr '\0' '\7' |
+				    img-write --offset "${w%:*}" "$j" 2>/dev/null || b=$?
+				qimg convert -O raw t.qcow2 i.raw
+				[ "$a" = "$b" ] || { echo "$ev $o $w: $a $b"; return 1; }
+				cmp q.raw i.raw
+			done
+		done
+	done
+	# reads: through the backing file, and of compressed clusters
+	qio -c 'write -P 6 2M 64k' t.qcow2 >/dev/null
+	src8m
+	qimg convert -c -O qcow2 s.qcow2 c.qcow2
+	for ev in read_backing_aio read_compressed; do
+		for f in t.qcow2 c.qcow2; do
+			j="json:{'driver':'qcow2','file':{'driver':'blkdebug','inject-error':[{'event':'$ev'}],'image':{'driver':'file','filename':'$f'}}}"
+			a=0 && command qemu-img convert -O raw "$j" q.raw 2>/dev/null || a=$?
+			b=0 && img convert -O raw "$j" i.raw 2>/dev/null || b=$?
+			[ "$a" = "$b" ] || { echo "$ev $f: $a $b"; return 1; }
+		done
+	done
+	[ "$b" = 1 ]	# read_compressed, c.qcow2
+}

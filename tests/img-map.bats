@@ -223,8 +223,56 @@ mkraw() {
 	[ "$stderr" = "img-map: warning: error while reading block status at offset 1049600: Input/output error" ]
 	[ "${lines[1]}" = '{ "start": 1049600, "length": 512, "depth": 0, "present": true, "zero": false, "data": true},' ]
 	[ "${#lines[@]}" -eq 3 ]
-	run -1 --separate-stderr img-map --output=json "$j"
-	[[ $stderr == *": Input/output error" ]]
+	# without --salvage the filter is skipped, as qemu-img map skips it
+	same_as_qemu map --output=json "$j"
+	same_as_qemu map "$j"
+}
+
+@test "img-map: a block-status rule in a blkdebug filter leaves the map alone" {
+	qimg create -q -f qcow2 s.qcow2 64M
+	qio -c 'write -P 7 0 20M' s.qcow2 >/dev/null
+	local j
+	j=$(blkdebug_json s.qcow2 block-status:8000 block-status:0)
+	run -0 --separate-stderr img map "$j"
+	[ -z "$stderr" ]
+	same_as_qemu map "$j"
+	same_as_qemu map --output=json "$j"
+	same_as_qemu map --image-opts "driver=blkdebug,image.driver=qcow2,image.file.filename=s.qcow2,inject-error.0.event=none,inject-error.0.iotype=block-status"
+	# in a backing chain too, adding no depth
+	qimg create -q -f qcow2 -b "$j" -F blkdebug top.qcow2 64M
+	qio -c 'write -P 1 30M 1M' top.qcow2 >/dev/null
+	same_as_qemu map top.qcow2
+	same_as_qemu map --output=json top.qcow2
+	# other programs still meet the filter's errors
+	run -1 --separate-stderr img convert -O raw "$j" out.raw
+}
+
+@test "img-map: data under blkdebug below the format is the blkdebug node's" {
+	qimg create -q -f qcow2 s.qcow2 64M
+	qio -c 'write -P 7 0 20M' s.qcow2 >/dev/null
+	local j="json:{'driver':'qcow2','file':{'driver':'blkdebug','inject-error':[{'event':'none','iotype':'block-status','errno':5,'sector':8000}],'image':{'driver':'file','filename':'s.qcow2'}}}"
+	run -0 img map "$j"
+	[[ ${lines[1]} == *' json:{"image": {"driver": "file", "filename": "s.qcow2"}, "driver": "blkdebug", '* ]]
+	same_as_qemu map "$j"
+	same_as_qemu map --output=json "$j"
+	same_as_qemu map --image-opts "driver=qcow2,file.driver=blkdebug,file.image.filename=s.qcow2,file.inject-error.0.event=l2_load"
+	printf '[inject-error]\nevent = "l2_load"\n' >b.conf
+	same_as_qemu map blkdebug:b.conf:s.qcow2
+	same_as_qemu map -f qcow2 blkdebug:b.conf:s.qcow2
+	same_as_qemu map --image-opts "driver=qcow2,file.driver=blkdebug,file.config=b.conf,file.image.filename=s.qcow2"
+	same_as_qemu map --image-opts "driver=raw,file.driver=blkdebug,file.config=b.conf,file.image.filename=s.qcow2"
+	same_as_qemu map --image-opts "driver=raw,file.driver=blkdebug,file.image.filename=s.qcow2,file.align=4096"
+	# raw's status is the file's, asked through blkdebug (BDRV_BLOCK_RAW)
+	local r="driver=raw,file.driver=blkdebug,file.image.filename=s.qcow2,file.inject-error.0.event=none,file.inject-error.0.iotype=block-status"
+	run -1 --separate-stderr img map --image-opts "$r"
+	[[ $stderr == "img: Could not read file metadata: "*": Input/output error" ]]
+	same_as_qemu map --image-opts "$r"
+	same_as_qemu map --image-opts "${r/raw/qcow2}"
+	# and data in a backing file under blkdebug
+	qimg create -q -f qcow2 -b "$j" -F qcow2 top.qcow2 64M
+	qio -c 'write -P 1 30M 1M' top.qcow2 >/dev/null
+	same_as_qemu map top.qcow2
+	same_as_qemu map --output=json top.qcow2
 }
 
 @test "img-map: --as-convert prints convert's steps, unmerged, and its block status error" {

@@ -272,6 +272,12 @@ main(int argc, char *argv[])
 		die("--output must be used with human or json as argument.");
 	if (a.image_opts && a.fmt != NULL)
 		die("--image-opts and --format are mutually exclusive");
+	/*
+	 * qemu-img map skips filters (blkdebug above the format); convert,
+	 * whose views --sparse, --salvage and --as-convert give, asks them
+	 */
+	if (!a.salvage && !a.as_convert && !(a.flags & IMG_TRUE_STATUS))
+		a.flags |= IMG_SKIP_FILTERS;
 	img = a.image_opts ? img_open_image_opts(argv[optind], a.flags) :
 	    img_open(argv[optind], a.fmt, a.flags);
 	if (img == NULL)

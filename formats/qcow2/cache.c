@@ -125,8 +125,11 @@ write_entry(struct qcow2_cache *c, struct qcow2_centry *e)
 		return write_all(c);
 	}
 	if (qcow2_pre_write(c->img, e->off, s->cluster_size,
-	    c == &s->l2_cache ? QCOW2_OL_ACTIVE_L2 : QCOW2_OL_RB) < 0 ||
-	    qcow2_pwrite(c->img, e->data, s->cluster_size, e->off, c->what) < 0)
+	    c == &s->l2_cache ? QCOW2_OL_ACTIVE_L2 : QCOW2_OL_RB) < 0)
+		return -1;
+	blkdbg_event(c->img->fd, c == &s->l2_cache ? BLKDBG_L2_UPDATE :
+	    BLKDBG_REFBLOCK_UPDATE_PART);
+	if (qcow2_pwrite(c->img, e->data, s->cluster_size, e->off, c->what) < 0)
 		return -1;
 	set_dirty(c, e, false);
 	return 0;

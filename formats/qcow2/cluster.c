@@ -281,6 +281,14 @@ qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 	return 0;
 }
 
+/* A read falls through to the backing file (img_read asks it too). */
+int
+qcow2_backing_read(struct img *img)
+{
+	blkdbg_event(img->fd, BLKDBG_READ_BACKING_AIO);
+	return 0;
+}
+
 int
 qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
@@ -307,6 +315,7 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 				    (unsigned long long)r.host);
 			break;
 		case QCOW2_COMPRESSED:
+			blkdbg_event(img->fd, BLKDBG_READ_COMPRESSED);
 			if (qcow2_read_compressed(img, off, r.len, p) < 0)
 				return -1;
 			break;
@@ -315,7 +324,8 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 			memset(p, 0, r.len);
 			break;
 		default:
-			if (fmt_read_backing(img, off, r.len, p) < 0)
+			if ((img->backing != NULL && qcow2_backing_read(img) < 0) ||
+			    fmt_read_backing(img, off, r.len, p) < 0)
 				return -1;
 		}
 		p += r.len;
@@ -323,6 +333,37 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 		len -= r.len;
 	}
 	return 0;
+}
+
+/*
+ * qemu's l2_allocate writes the refcounts, the new L2 table and its L1
+ * entry at once, each flushed, and on failure frees the table again.  We
+ * leave them to the next flush, but under error injection, where when
+ * metadata is written shows in which request fails, as qemu does.
+ */
+static int
+l2_write_now(struct img *img, uint64_t l1i, uint64_t e, uint64_t nw,
+    bool refcounts)
+{
+	struct qcow2 *s = img->priv;
+
+	if (img->blkdebug == NULL)
+		return 0;
+	if (refcounts)
+		return qcow2_refcount_flush(img) < 0 || fmt_sync(img) < 0 ?
+		    -1 : 0;
+	blkdbg_event(img->fd, BLKDBG_L2_ALLOC_WRITE);
+	if (qcow2_cache_write(&s->l2_cache) < 0 || fmt_sync(img) < 0)
+		return -1;
+	blkdbg_event(img->fd, BLKDBG_L1_UPDATE);
+	s->l1[l1i] = nw | QCOW2_OFLAG_COPIED;
+	s->l1_dirty[l1i] = 1;
+	s->any_l1_dirty = true;
+	if (qcow2_write_l1(img) == 0 && fmt_sync(img) == 0)
+		return 0;
+	s->l1[l1i] = e;
+	s->l1_dirty[l1i] = 1;
+	return -1;
 }
 
 /*
@@ -350,21 +391,32 @@ qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
 		copy = xmalloc(s->cluster_size);
 		memcpy(copy, t, s->cluster_size);
 	}
-	if ((nw = qcow2_alloc_clusters(img, 1)) == 0 ||
-	    (t = qcow2_cache_get_empty(&s->l2_cache, nw)) == NULL) {
+	if ((nw = qcow2_alloc_clusters(img, 1)) == 0) {
 		free(copy);
 		return -1;
 	}
+	if (l2_write_now(img, l1i, e, nw, true) < 0 ||
+	    (t = qcow2_cache_get_empty(&s->l2_cache, nw)) == NULL)
+		goto fail;
 	if (copy != NULL) {
+		blkdbg_event(img->fd, BLKDBG_L2_ALLOC_COW_READ);
 		memcpy(t, copy, s->cluster_size);
-		free(copy);
-		qcow2_defer_free(img, old, s->cluster_size);
 	}
+	if (l2_write_now(img, l1i, e, nw, false) < 0)
+		goto fail;
+	free(copy);
+	if (old != 0)
+		qcow2_defer_free(img, old, s->cluster_size);
 	s->l1[l1i] = nw | QCOW2_OFLAG_COPIED;
 	s->l1_dirty[l1i] = 1;
 	s->any_l1_dirty = true;
 	*l2off = nw;
 	return 0;
+fail:
+	/* qemu's qcow2_free_clusters: the table leaves the cache too */
+	free(copy);
+	(void)qcow2_refcount_update(img, nw, s->cluster_size, -1);
+	return -1;
 }
 
 #define ALL_ALLOC	0x00000000ffffffffull	/* extended L2: every subcluster */
@@ -559,7 +611,9 @@ cow_zero(struct img *img, uint64_t off, uint64_t len, bool *zero)
 /*
  * Zeroes in the file at [off, off+len), as qemu's file driver makes them
  * (handle_aiocb_write_zeroes): a zeroed range, allocated and growing the
- * file; else a hole then an allocation; else bytes.
+ * file; else a hole then an allocation; else bytes.  1 when the request
+ * fails with ENOTSUP or EAGAIN (injected): the caller copies instead, as
+ * handle_alloc_space falls back.
  */
 static int
 zero_file(struct img *img, uint64_t off, uint64_t len)
@@ -570,6 +624,11 @@ zero_file(struct img *img, uint64_t off, uint64_t len)
 
 	if (len == 0)
 		return 0;
+	blkdbg_event(img->fd, BLKDBG_CLUSTER_ALLOC_SPACE);
+	if (io_fault_check(fd, IO_WRITE_ZEROES, off, len) < 0)
+		return errno == ENOTSUP || errno == EAGAIN ? 1 :
+		    err_set(errno, "%s: Could not write zeroes at %#llx",
+		    img->filename, (unsigned long long)off);
 	if (fallocate(fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) == 0 ||
 	    (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 	    (off_t)off, (off_t)len) == 0 &&
@@ -688,10 +747,18 @@ write_cow(struct img *img, uint64_t host, uint64_t cstart, uint64_t from,
 		return -1;
 	/* encrypted zeroes are no zeroes in the file: written as data */
 	if ((head || tail) && z1 && z2 && s->crypt == NULL) {
-		if (zero_file(img, host + from, to - from) < 0)
+		if ((r = zero_file(img, host + from, to - from)) < 0)
 			return -1;
-		head = tail = 0;
+		if (r == 0)
+			head = tail = 0;
+		r = -1;
 	}
+	/*
+	 * qemu's perform_cow reads the copied bytes, then writes them with
+	 * the data (merge_cow): write_aio, then cow_write, one request
+	 */
+	if (head || tail)
+		blkdbg_event(img->fd, BLKDBG_COW_READ);
 	if ((head && cow_read(img, off - head, head, hbuf = xmalloc(head)) < 0) ||
 	    (tail && cow_read(img, off + bytes, tail, tbuf = xmalloc(tail)) < 0))
 		goto out;
@@ -701,6 +768,8 @@ write_cow(struct img *img, uint64_t host, uint64_t cstart, uint64_t from,
 	if (tail)
 		iov[cnt++] = (struct iovec){ tbuf, tail };
 	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
+	if (head || tail)
+		blkdbg_event(img->fd, BLKDBG_COW_WRITE);
 	if (crypt_iov(img, iov, &cnt, host + (off - cstart) - head, off - head,
 	    &cbuf) < 0 ||
 	    write_vec(img, iov, cnt, host + (off - cstart) - head) < 0 ||
@@ -865,6 +934,7 @@ qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf)
 		return write_sectors(img, off, len, buf);
 	if (qcow2_prepare_write(img) < 0 || reuse_freed(img, off, len) < 0)
 		return -1;
+	s->guest_written = true;
 	qcow2_bitmaps_dirty(img, off, len);
 	while (len > 0) {
 		if (qcow2_l2_for_write(img, off / span, &l2off) < 0)
@@ -1129,6 +1199,7 @@ qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
 
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
+	s->guest_written = true;
 	qcow2_bitmaps_dirty(img, off, len);
 	/* a raw data file stays valid: its bytes become zeroes */
 	if (s->has_data && (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW))
@@ -1166,6 +1237,7 @@ qcow2_discard(struct img *img, uint64_t off, uint64_t len)
 		return 0;	/* the raw data file keeps its data */
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
+	s->guest_written = true;
 	qcow2_bitmaps_dirty(img, off, len);
 	/* partial clusters are ignored, but for the disk's last one */
 	a = ROUND_UP(off, cs);

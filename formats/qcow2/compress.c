@@ -15,6 +15,7 @@
 #include "../../lib/err.h"
 #include "../../lib/int.h"
 #include "../../lib/io.h"
+#include "../blkdebug.h"
 #include "qcow2.h"
 
 static int
@@ -251,8 +252,12 @@ store_compressed(struct img *img, uint64_t off, size_t len,
 		return qcow2_write(img, off, len, src);
 	if (qcow2_l2_for_write(img, off / span, &l2off) < 0 ||
 	    (coff = qcow2_alloc_bytes(img, (uint64_t)clen)) == 0 ||
-	    qcow2_pre_write(img, coff, (uint64_t)clen, 0) < 0 ||
-	    qcow2_pwrite(img, cbuf, (size_t)clen, coff, "compressed cluster") < 0 ||
+	    qcow2_pre_write(img, coff, (uint64_t)clen, 0) < 0)
+		return -1;
+	/* qemu sets the entry (in its cache) before it writes the data */
+	blkdbg_event(img->fd, BLKDBG_L2_UPDATE_COMPRESSED);
+	blkdbg_event(qcow2_dfd(img), BLKDBG_WRITE_COMPRESSED);
+	if (qcow2_pwrite(img, cbuf, (size_t)clen, coff, "compressed cluster") < 0 ||
 	    (l2 = qcow2_cache_get(&s->l2_cache, l2off)) == NULL)
 		return -1;
 	nsec = (coff + (uint64_t)clen - 1) / QCOW2_SECTOR - coff / QCOW2_SECTOR;
@@ -344,6 +349,7 @@ qcow2_write_compressed(struct img *img, uint64_t off, size_t len,
 
 	if (qcow2_prepare_write(img) < 0)
 		return -1;
+	s->guest_written = true;
 	qcow2_bitmaps_dirty(img, off, len);
 	if ((off & (cs - 1)) || ((len & (cs - 1)) && off + len != img->size))
 		return err_set(EINVAL, "%s: compressed writes must cover whole "

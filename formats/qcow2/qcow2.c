@@ -13,6 +13,7 @@
 #include "../../lib/err.h"
 #include "../../lib/int.h"
 #include "../../lib/io.h"
+#include "../blkdebug.h"
 #include "qcow2.h"
 
 #define L2_CACHE_BYTES	(32u << 20)	/* qemu's DEFAULT_L2_CACHE_MAX_SIZE */
@@ -47,6 +48,10 @@ qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
 int
 qcow2_fsync(struct img *img)
 {
+	/* qemu's bdrv_pwrite_sync: the file's flush, unless cache=unsafe */
+	if (!(img->flags & IMG_NO_FLUSH) &&
+	    io_fault_check(img->fd, IO_FLUSH, 0, 0) < 0)
+		return err_set(errno, "%s: fsync", img->filename);
 	if (fdatasync(img->fd) < 0 && errno != EINVAL)
 		return err_set(errno, "%s: fsync", img->filename);
 	return 0;
@@ -598,6 +603,7 @@ qcow2_open(struct img *img)
 	s->rt_size = (uint64_t)s->rt_clusters << (s->cluster_bits - 3);
 	if (read_table(img, s->l1_offset, s->l1_size, &s->l1, "L1 table") < 0)
 		goto fail;
+	blkdbg_event(img->fd, BLKDBG_REFTABLE_LOAD);
 	if (read_table(img, s->rt_offset, s->rt_size, &s->rt,
 	    "reference count table") < 0) {
 		/* qemu's words when qcow2_refcount_init cannot read it */
@@ -658,15 +664,49 @@ free_state(struct img *img)
 	s->zc_buf = NULL;
 }
 
+/*
+ * qemu's qcow2_inactivate: the bitmaps stored, each cache flushed (saying
+ * so when it cannot be), then ours: L1, header and deferred frees.
+ */
+static int
+inactivate(struct img *img)
+{
+	struct qcow2 *s = img->priv;
+	int r;
+
+	/* the flush before wrote everything: no fsyncs for nothing */
+	if (img->blkdebug == NULL && s->bm_track == NULL &&
+	    s->l2_cache.ndirty == 0 && s->rb_cache.ndirty == 0 &&
+	    !s->rt_dirty && !s->any_l1_dirty && !s->header_dirty &&
+	    s->nfree == 0)
+		return 0;
+	r = qcow2_bitmaps_store(img);
+	if (qcow2_cache_write(&s->l2_cache) < 0 || fmt_sync(img) < 0) {
+		fmt_say(img, "Failed to flush the L2 table cache: %s",
+		    strerror(err_errno() ? err_errno() : EIO));
+		r = -1;
+	}
+	if (qcow2_refcount_flush(img) < 0 || fmt_sync(img) < 0) {
+		fmt_say(img, "Failed to flush the refcount block cache: %s",
+		    strerror(err_errno() ? err_errno() : EIO));
+		r = -1;
+	}
+	return r < 0 ? -1 : qcow2_flush(img);
+}
+
+/* bdrv_close: a flush whose failure nobody hears, then inactivation. */
 static void
 qcow2_close(struct img *img)
 {
 	struct qcow2 *s = img->priv;
 
 	if (s->l2_cache.ents != NULL && (img->flags & IMG_RDWR) &&
-	    !s->fatal && qcow2_bitmaps_store(img) == 0 &&
-	    qcow2_flush(img) == 0 && s->lazy_dirty && !s->fatal)
-		(void)qcow2_set_incompat(img, s->incompat & ~QCOW2_INCOMPAT_DIRTY);
+	    !s->fatal) {
+		(void)qcow2_flush_node(img);
+		if (inactivate(img) == 0 && s->lazy_dirty && !s->fatal)
+			(void)qcow2_set_incompat(img,
+			    s->incompat & ~QCOW2_INCOMPAT_DIRTY);
+	}
 	free_state(img);
 }
 
@@ -713,28 +753,39 @@ qcow2_prepare_write(struct img *img)
 	return 0;
 }
 
-/* Dirty L1 entries, in runs of contiguous dirty entries. */
-static int
-write_l1(struct img *img)
+/*
+ * Dirty L1 entries, in runs of contiguous dirty entries, widened as qemu's
+ * qcow2_write_l1_entry to the file's request alignment (blkdebug's align,
+ * at most a cluster: the L1 table's clusters are ours, zeroes past it).
+ */
+int
+qcow2_write_l1(struct img *img)
 {
 	struct qcow2 *s = img->priv;
+	uint32_t i, j, per;
+	uint64_t a;
 	uint8_t *buf;
-	uint32_t i, j;
 	int r = 0;
 
 	if (!s->any_l1_dirty)
 		return 0;
-	buf = xmalloc((size_t)s->l1_size * 8);
+	a = MAX(8, MIN(blkdbg_align(img->fd), s->cluster_size));
+	per = (uint32_t)(a / 8);
+	buf = xcalloc(ROUND_UP((size_t)s->l1_size, per), 8);
+	for (i = 0; i < s->l1_size; i++)
+		put_be64(buf + 8 * (size_t)i, s->l1[i]);
 	for (i = 0; i < s->l1_size && r == 0; i = j) {
 		if (!s->l1_dirty[i]) {
 			j = i + 1;
 			continue;
 		}
-		for (j = i; j < s->l1_size && s->l1_dirty[j]; j++) {
-			put_be64(buf + 8 * (size_t)j, s->l1[j]);
-			s->l1_dirty[j] = 0;
-		}
-		r = qcow2_pwrite(img, buf + 8 * (size_t)i, (size_t)(j - i) * 8,
+		for (j = i; j < s->l1_size && s->l1_dirty[j]; j++)
+			continue;
+		i = ROUND_DOWN(i, per);
+		j = (uint32_t)MIN(ROUND_UP((uint64_t)j, per), s->l1_size);
+		memset(s->l1_dirty + i, 0, j - i);
+		r = qcow2_pwrite(img, buf + 8 * (size_t)i,
+		    (size_t)ROUND_UP(j - i, per) * 8,
 		    s->l1_offset + 8 * (uint64_t)i, "L1 table");
 	}
 	free(buf);
@@ -769,24 +820,52 @@ sync_file(struct img *img)
  * Crash-safety order: data and refcounts, then L2 tables, then L1 and
  * header, each durable before the next; references dropped on the way are
  * released last, so a crash leaks clusters but never corrupts.
+ *
+ * As qemu's bdrv_co_flush of the qcow2 node (node), it fires flush_to_os
+ * on the file first and, when guest writes came since the last such flush
+ * and flushes reach the disk, flush_to_disk before the file's own flush.
  */
-int
-qcow2_flush(struct img *img)
+static int
+do_flush(struct img *img, bool node)
 {
 	struct qcow2 *s = img->priv;
 
+	if (node && (img->flags & IMG_RDWR))
+		blkdbg_event(img->fd, BLKDBG_FLUSH_TO_OS);
 	if (!s->write_ready)
 		return sync_file(img);
 	if (qcow2_refcount_flush(img) < 0 || sync_file(img) < 0 ||
 	    qcow2_cache_write(&s->l2_cache) < 0 || sync_file(img) < 0 ||
-	    write_l1(img) < 0 || write_header_tables(img) < 0 ||
-	    sync_file(img) < 0)
+	    qcow2_write_l1(img) < 0 || write_header_tables(img) < 0)
 		return -1;
+	if (node && s->guest_written && !(img->flags & IMG_NO_FLUSH))
+		blkdbg_event(img->fd, BLKDBG_FLUSH_TO_DISK);
+	if (sync_file(img) < 0)
+		return -1;
+	if (node)
+		s->guest_written = false;
 	if (s->nfree == 0)
 		return 0;
 	if (qcow2_apply_frees(img) < 0 || qcow2_refcount_flush(img) < 0)
 		return -1;
 	return sync_file(img);
+}
+
+/*
+ * Ours, and the programs' img_flush, which qemu-img never makes (its flush
+ * comes at close): no blkdebug event fires.
+ */
+int
+qcow2_flush(struct img *img)
+{
+	return do_flush(img, false);
+}
+
+/* Where qemu's qcow2 flushes its own node (bdrv_flush(bs)), and at close. */
+int
+qcow2_flush_node(struct img *img)
+{
+	return do_flush(img, true);
 }
 
 static int
@@ -1374,6 +1453,7 @@ int	qcow2_make_empty(struct img *img);
 const struct fmt_ops qcow2_ops = {
 	.name			= "qcow2",
 	.priv_size		= sizeof(struct qcow2),
+	.close_flushes		= true,
 	.probe			= qcow2_probe,
 	.open			= qcow2_open,
 	.close			= qcow2_close,
@@ -1387,6 +1467,7 @@ const struct fmt_ops qcow2_ops = {
 	.discard		= qcow2_discard,
 	.flush			= qcow2_flush,
 	.block_status		= qcow2_block_status,
+	.backing_read_ok	= qcow2_backing_read,
 	.info			= qcow2_info,
 	.measure		= qcow2_measure,
 	.bitmaps_size		= qcow2_bitmaps_size,

@@ -142,6 +142,7 @@ struct qcow2 {
 	uint64_t	 free_byte;		/* compressed packing: next free byte, or 0 */
 	int		 prealloc;		/* metadata preallocation: -1 unknown */
 	bool		 write_ready;
+	bool		 guest_written;		/* since the last node flush */
 	bool		 lazy_dirty;
 	bool		 fatal;			/* marked corrupt: no more writes */
 	void		*bm_track;		/* bitmap.c: bitmaps recording writes */		/* we set the dirty bit (lazy refcounts) */
@@ -226,6 +227,8 @@ enum qcow2_type qcow2_entry_type(const struct qcow2 *s, uint64_t entry,
 int	 qcow2_block_status(struct img *img, uint64_t off, uint64_t len,
 	    struct fmt_status *st);
 int	 qcow2_read(struct img *img, uint64_t off, size_t len, void *buf);
+/* backing_read_ok: qemu's read_backing_aio event, never a refusal. */
+int	 qcow2_backing_read(struct img *img);
 int	 qcow2_write(struct img *img, uint64_t off, size_t len, const void *buf);
 int	 qcow2_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
 	     uint64_t *host, uint64_t *n);
@@ -292,6 +295,10 @@ int	 qcow2_amend(struct img *img, const struct opt_list *o, bool force);
 
 /* qcow2.c */
 int	 qcow2_flush(struct img *img);
+/* The dirty L1 entries (no fsync). */
+int	 qcow2_write_l1(struct img *img);
+/* qemu's bdrv_flush of the node: qcow2_flush with flush_to_os/_to_disk. */
+int	 qcow2_flush_node(struct img *img);
 /* The first write's header work: refuse corrupt images, clear autoclear bits. */
 int	 qcow2_prepare_write(struct img *img);
 /* Write the header's incompatible feature bits (and fsync). */

@@ -11,6 +11,7 @@
 
 #include "../../lib/err.h"
 #include "../../lib/int.h"
+#include "../blkdebug.h"
 #include "qcow2.h"
 
 static uint64_t
@@ -86,6 +87,7 @@ refblock(struct img *img, uint64_t ti, bool *none)
 		    (unsigned long long)off, (unsigned long long)ti);
 		return NULL;
 	}
+	blkdbg_event(img->fd, BLKDBG_REFBLOCK_LOAD);
 	return qcow2_cache_get(&s->rb_cache, off);
 }
 
@@ -139,6 +141,11 @@ grow_table(struct img *img, uint64_t need)
 	if (clusters * s->cluster_size > QCOW2_MAX_RT_BYTES)
 		return err_set(EFBIG, "%s: refcount table would exceed 8 MiB",
 		    img->filename);
+	/* qemu's qcow2_refcount_area, as alloc_refcount_block grows it */
+	blkdbg_event(img->fd, BLKDBG_REFTABLE_GROW);
+	blkdbg_event(img->fd, BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS);
+	blkdbg_event(img->fd, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE);
+	blkdbg_event(img->fd, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE);
 	if (reserve(img, clusters, &off) < 0)
 		return -1;
 	rt = xcalloc(clusters * per, sizeof(*rt));
@@ -165,10 +172,13 @@ refblock_create(struct img *img, uint64_t cluster)
 	uint8_t *rb;
 	bool none;
 
+	/* qemu's alloc_refcount_block, on each refcount update */
+	blkdbg_event(img->fd, BLKDBG_REFBLOCK_ALLOC);
 	for (;;) {
 		rb = refblock(img, ti, &none);
 		if (rb != NULL || !none)
 			return rb;
+		blkdbg_event(img->fd, BLKDBG_REFBLOCK_ALLOC_WRITE);
 		if (ti >= s->rt_size) {
 			if (grow_table(img, ti + 1) < 0)
 				return NULL;
@@ -176,6 +186,7 @@ refblock_create(struct img *img, uint64_t cluster)
 		}
 		if (reserve(img, 1, &off) < 0)
 			return NULL;
+		blkdbg_event(img->fd, BLKDBG_REFBLOCK_ALLOC_HOOKUP);
 		s->rt[ti] = off;
 		s->rt_dirty = true;
 		if (qcow2_cache_get_empty(&s->rb_cache, off) == NULL ||
@@ -270,6 +281,7 @@ qcow2_alloc_clusters(struct img *img, uint64_t n)
 	struct qcow2 *s = img->priv;
 	uint64_t off;
 
+	blkdbg_event(img->fd, BLKDBG_CLUSTER_ALLOC);
 	if (find_free(img, n, &off) < 0 ||
 	    qcow2_refcount_update(img, off, n * s->cluster_size, 1) < 0)
 		return 0;
@@ -288,6 +300,7 @@ qcow2_alloc_bytes(struct img *img, uint64_t len)
 	struct qcow2 *s = img->priv;
 	uint64_t off = s->free_byte, rc, room, c;
 
+	blkdbg_event(img->fd, BLKDBG_CLUSTER_ALLOC_BYTES);
 	if (off != 0) {
 		if (qcow2_refcount_get(img, off >> s->cluster_bits, &rc) < 0)
 			return 0;
@@ -315,6 +328,7 @@ qcow2_defer_free(struct img *img, uint64_t off, uint64_t len)
 
 	if (len == 0)
 		return 0;
+	blkdbg_event(img->fd, BLKDBG_CLUSTER_FREE);	/* qcow2_free_clusters */
 	if (s->nfree == s->free_cap) {
 		s->free_cap = s->free_cap ? 2 * s->free_cap : 64;
 		s->frees = xrealloc(s->frees, s->free_cap * sizeof(*s->frees));
@@ -404,6 +418,15 @@ qcow2_detect_prealloc(struct img *img)
 	uint64_t real, threshold, end, i, count = 0, rc;
 	struct stat st;
 
+	/*
+	 * qemu's blkdebug cannot say how much of its file is allocated
+	 * (bdrv_get_allocated_file_size: -ENOTSUP), so the detection gives
+	 * up before it loads a refcount block
+	 */
+	if (img->blkdebug != NULL) {
+		s->prealloc = 0;
+		return 0;
+	}
 	if (fstat(img->fd, &st) < 0)
 		return err_set(errno, "%s", img->filename);
 	real = (uint64_t)st.st_blocks * 512 / s->cluster_size;

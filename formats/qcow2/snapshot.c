@@ -233,10 +233,15 @@ write_snaps(struct img *img, struct snaps *t)
 			return err_set(EFBIG, "%s: snapshot table too large",
 			    img->filename);
 	}
+	/* qemu allocates (an empty table too), flushes, writes, flushes */
+	if (size == 0)
+		blkdbg_event(img->fd, BLKDBG_CLUSTER_ALLOC);
+	if (size > 0 && (off = qcow2_alloc_clusters(img,
+	    DIV_ROUND_UP(size, s->cluster_size))) == 0)
+		return -1;
+	if (qcow2_flush_node(img) < 0)
+		return -1;
 	if (size > 0) {
-		if ((off = qcow2_alloc_clusters(img,
-		    DIV_ROUND_UP(size, s->cluster_size))) == 0)
-			return -1;
 		buf = xcalloc(1, size);
 		for (size = 0, i = 0; i < t->n; i++) {
 			size = ROUND_UP(size, 8);
@@ -248,7 +253,7 @@ write_snaps(struct img *img, struct snaps *t)
 		if (r < 0)
 			return -1;
 	}
-	if (qcow2_flush(img) < 0)
+	if (qcow2_flush_node(img) < 0)
 		return -1;
 	put_be32(h, t->n);
 	put_be64(h + 4, off);
@@ -571,7 +576,7 @@ qcow2_snapshot_create(struct img *img, const struct img_snapshot *in)
 		journal_undo(img, &jr);
 		goto out;
 	}
-	if (qcow2_flush(img) < 0)
+	if (qcow2_flush_node(img) < 0)
 		goto out;
 	r = write_snaps(img, &t);
 out:
@@ -628,7 +633,7 @@ qcow2_snapshot_apply(struct img *img, const char *name)
 		journal_undo(img, &jr);
 		goto out;
 	}
-	if (qcow2_flush(img) < 0)
+	if (qcow2_flush_node(img) < 0)
 		goto out;
 	cur = xcalloc(s->l1_size ? s->l1_size : 1, 8);
 	memcpy(cur, l1, (size_t)sn->l1_size * 8);
@@ -644,7 +649,7 @@ qcow2_snapshot_apply(struct img *img, const char *name)
 	if (r < 0 || (r = update_active(img, 0, NULL)) < 0)
 		goto out;
 	s->zc_valid = false;
-	r = qcow2_flush(img);
+	r = qcow2_flush_node(img);
 out:
 	free(jr.v);
 	free(l1);
@@ -695,7 +700,7 @@ qcow2_snapshot_delete(struct img *img, const char *name)
 	    ROUND_UP((uint64_t)sn.l1_size * 8, s->cluster_size), -1) < 0) ||
 	    update_active(img, 0, NULL) < 0)
 		goto out;
-	r = qcow2_flush(img);
+	r = qcow2_flush_node(img);
 out:
 	free(l1);
 	snaps_free(&t);
