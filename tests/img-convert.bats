@@ -921,6 +921,16 @@ same_failure() {
 	    { echo "want $ws: $want"; echo "got $gs:  $got"; return 1; }
 }
 
+# the same stderr and exit status as qemu-img's on a target named by a json: name (ARGS...)
+same_failure_or_not() {
+	local want got ws=0 gs=0 last=${*: -1}
+	qemu-img convert "$@" 2>q.err >/dev/null || ws=$?
+	want=$(sed 's/^qemu-img: /img: /' q.err)
+	got=$(img convert "${@:1:$#-1}" "${last/t.qcow2/o.t.qcow2}" 2>&1 >/dev/null) || gs=$?
+	[ "$want" = "$got" ] && [ "$gs" = "$ws" ] ||
+	    { echo "want $ws: $want"; echo "got $gs:  $got"; return 1; }
+}
+
 @test "img-convert: a read error is named by qemu-img's piece, a block status error by its query" {
 	qimg create -q -f qcow2 s.qcow2 64M
 	qio -c 'write -P 7 0 20M' -c 'write -P 8 30M 5M' -c 'write -z 33M 1M' s.qcow2 >/dev/null
@@ -955,5 +965,18 @@ same_failure() {
 		run -1 --separate-stderr img-convert -n -O qcow2 s.qcow2 "${t/t.qcow2/o.t.qcow2}"
 		[ "$stderr" = "img-convert: $want" ]
 		[[ $want == "error while writing at byte "*": No space left on device" ]]
+	done
+}
+
+@test "img-convert: a failed write, then what closing the target says, as qemu-img" {
+	qimg create -q -f qcow2 s.qcow2 8M
+	qio -c 'write -P 7 0 3M' s.qcow2 >/dev/null
+	local ev t
+	for ev in write_aio pwritev flush_to_os; do
+		qimg create -q -f qcow2 t.qcow2 8M
+		cp t.qcow2 o.t.qcow2
+		t="json:{'driver':'qcow2','file':{'driver':'blkdebug','inject-error':"
+		t+="[{'event':'$ev','errno':28}],'image':{'driver':'file','filename':'t.qcow2'}}}"
+		same_failure_or_not -n -O qcow2 s.qcow2 "$t"
 	done
 }

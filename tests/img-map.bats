@@ -265,7 +265,7 @@ mkraw() {
 	# raw's status is the file's, asked through blkdebug (BDRV_BLOCK_RAW)
 	local r="driver=raw,file.driver=blkdebug,file.image.filename=s.qcow2,file.inject-error.0.event=none,file.inject-error.0.iotype=block-status"
 	run -1 --separate-stderr img map --image-opts "$r"
-	[[ $stderr == "img: Could not read file metadata: "*": Input/output error" ]]
+	[ "$stderr" = "img: Could not read file metadata: Input/output error" ]
 	same_as_qemu map --image-opts "$r"
 	same_as_qemu map --image-opts "${r/raw/qcow2}"
 	# and data in a backing file under blkdebug
@@ -301,4 +301,17 @@ mkraw() {
 	j=$(blkdebug_json s.qcow2 block-status:300)
 	run -1 --separate-stderr img-map --as-convert "$j"
 	[ "$stderr" = "img-map: error while reading block status at offset 0: Input/output error" ]
+}
+
+@test "img-map: a failing block status is said as qemu-img says it" {
+	qimg create -q -f qcow2 s.qcow2 4M
+	qio -c 'write -P 7 0 1M' s.qcow2 >/dev/null
+	local j="json:{'driver':'qcow2','file':{'driver':'blkdebug','inject-error':[{'event':'l2_load','errno':5}],'image':{'driver':'file','filename':'s.qcow2'}}}"
+	run -1 --separate-stderr qemu-img map "$j"
+	local want=${stderr#qemu-img: }
+	run -1 --separate-stderr img map "$j"
+	[ "$stderr" = "img: $want" ]
+	[ "$want" = "Could not read file metadata: Input/output error" ]
+	run -1 --separate-stderr img map --output=json "$j"
+	[ "$stderr" = "img: $want" ]
 }

@@ -200,8 +200,11 @@ map_image(struct img *img, const struct map_args *a)
 	while ((int64_t)(curr.start + curr.length) < length) {
 		uint64_t off = curr.start + curr.length;
 
+		/* an I/O error is said as qemu says it, by its errno alone */
 		if (status(img, a, off, (uint64_t)length - off, &next) < 0)
-			return err_prefix("Could not read file metadata");
+			return err_errno() != 0 ? err_set(0, "Could not read file "
+			    "metadata: %s", strerror(err_errno())) :
+			    err_prefix("Could not read file metadata");
 		if (curr.length > 0 && map_mergeable(&curr, &next)) {
 			curr.length += next.length;
 			continue;

@@ -709,6 +709,14 @@ write_grow(struct sink *s, uint64_t off)
 	return img_resize(s->img, ROUND_UP(off, 512), IMG_PREALLOC_OFF);
 }
 
+/* A line img_close_report says: a warning of ours, as qemu-img's. */
+static void
+say_line(const char *line, void *arg)
+{
+	(void)arg;
+	warn_msg("%s", line);
+}
+
 static void
 parse_args(int argc, char *argv[], struct write_args *a)
 {
@@ -824,16 +832,15 @@ main(int argc, char *argv[])
 	if (ret < 0 && conv.on && conv.failed)
 		err_set(err_errno() ? err_errno() : EIO,
 		    "error while writing at byte %" PRIu64, conv.at);
+	/* the error first, then what closing the image says, as qemu-img */
 	if (ret < 0) {
-		char *msg = xstrdup(err_msg());
-
-		(void)img_flush(s.img);
-		img_close(s.img);
-		die("%s", msg);
+		warn_msg("%s", err_msg());
+		img_close_report(s.img, say_line, NULL);
+		exit(1);
 	}
-	if (img_flush(s.img) < 0)
+	if (!(a.flags & IMG_NO_FLUSH) && img_flush(s.img) < 0)
 		die("%s", err_msg());
-	img_close(s.img);
+	img_close_report(s.img, say_line, NULL);
 	free(s.buf);
 	free(s.win);
 	free(s.wtouch);
