@@ -1091,6 +1091,24 @@ img_snapshot_load(struct img *img, const char *param)
 	return r;
 }
 
+/*
+ * Of n bytes at host in fd, the part inside the file (1, *n cut to it);
+ * 0 when host is past its end: those bytes read as zeroes through the
+ * driver, as qemu pads a short read, and must not be mapped or spliced.
+ */
+static int
+verbatim_part(int fd, uint64_t host, uint64_t *n)
+{
+	struct stat sb;
+
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
+		return 1;
+	if (host >= (uint64_t)sb.st_size)
+		return 0;
+	*n = MIN(*n, (uint64_t)sb.st_size - host);
+	return 1;
+}
+
 int
 img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
     uint64_t *host, uint64_t *n)
@@ -1117,7 +1135,7 @@ img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
 				return 0;
 			*fd = st.file != NULL ? st.fd : cur->fd;
 			*host = st.offset;
-			return 1;
+			return verbatim_part(*fd, *host, n);
 		}
 		if (cur->backing == NULL || off >= cur->backing->size)
 			return 0;

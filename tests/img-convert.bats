@@ -730,9 +730,13 @@ mkbitmaps() {
 	wait $pid || st=$?
 	[ "$st" -eq 143 ]	# died of the signal, as it would have without us
 	[ ! -e x.raw ]
-	sleep 0.2
-	# the stage is gone too (or a zombie waiting for its new parent)
-	run ps -o stat= -p "$(cat cat.pid)"
+	# the stage is gone too (or a zombie waiting for its new parent),
+	# soon: a loaded machine may take a moment
+	for i in $(seq 50); do
+		run ps -o stat= -p "$(cat cat.pid)"
+		{ [ "$status" -ne 0 ] || [[ $output == Z* ]]; } && break
+		sleep 0.1
+	done
 	[ "$status" -ne 0 ] || [[ $output == Z* ]]
 }
 
