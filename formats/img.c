@@ -1092,21 +1092,19 @@ img_snapshot_load(struct img *img, const char *param)
 }
 
 /*
- * Of n bytes at host in fd, the part inside the file (1, *n cut to it);
- * 0 when host is past its end: those bytes read as zeroes through the
- * driver, as qemu pads a short read, and must not be mapped or spliced.
+ * Whether n bytes at host in fd lie inside the file: a run that reaches
+ * past its end is read whole through the driver (the part past the end
+ * reads as zeroes, as qemu pads a short read), never mapped or spliced.
  */
 static int
-verbatim_part(int fd, uint64_t host, uint64_t *n)
+verbatim_part(int fd, uint64_t host, uint64_t n)
 {
 	struct stat sb;
 
 	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
 		return 1;
-	if (host >= (uint64_t)sb.st_size)
-		return 0;
-	*n = MIN(*n, (uint64_t)sb.st_size - host);
-	return 1;
+	return host < (uint64_t)sb.st_size &&
+	    n <= (uint64_t)sb.st_size - host;
 }
 
 int
@@ -1135,7 +1133,7 @@ img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
 				return 0;
 			*fd = st.file != NULL ? st.fd : cur->fd;
 			*host = st.offset;
-			return verbatim_part(*fd, *host, n);
+			return verbatim_part(*fd, *host, *n);
 		}
 		if (cur->backing == NULL || off >= cur->backing->size)
 			return 0;
