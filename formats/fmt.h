@@ -29,6 +29,9 @@ struct fmt_status {
 	const char	*file;		/* file holding the data; NULL means img->filename */
 	bool		 has_fd;	/* with file: fd is that file, open */
 	int		 fd;
+	/* the data must be read through the driver, which may refuse it
+	 * (a misaligned qcow cluster): never spliced or mapped */
+	bool		 via_driver;
 };
 
 struct fmt_ops {

@@ -1127,7 +1127,7 @@ img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
 		if (st.flags & ST_ZERO)
 			return 0;
 		if (st.flags & ST_DATA) {
-			if (!(st.flags & ST_OFFSET) ||
+			if (!(st.flags & ST_OFFSET) || st.via_driver ||
 			    (st.file != NULL && !st.has_fd) ||
 			    (st.file == NULL && cur->fd < 0))
 				return 0;

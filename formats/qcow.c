@@ -432,6 +432,7 @@ qcow_block_status(struct img *img, uint64_t off, uint64_t len,
 	} else {
 		st->flags = ST_DATA | ST_OFFSET;
 		st->offset = e + (off & (s->cluster_size - 1));
+		st->via_driver = (e & 511) != 0;	/* qcow_read says EIO */
 	}
 	return 0;
 }

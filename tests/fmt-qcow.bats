@@ -215,3 +215,15 @@ FMT=qcow BAD=bad.qcow
 	same convert -c $sec -O qcow -o encrypt.format=aes,encrypt.key-secret=sec0 theirs.raw c.qcow
 	same create $sec -f qcow -o encryption=on,encrypt.key-secret=nosuch n.qcow 1M
 }
+
+@test "fmt-qcow: a misaligned data cluster fails to read in convert too, as qemu's" {
+	qimg create -q -f qcow a.qcow 4M
+	qio -f qcow -c 'write -P 1 0 1M' -c 'write -P 2 2M 64k' a.qcow >/dev/null
+	poke a.qcow 6711 '\x36'		# an L2 entry: host offset 54
+	same map --output=json a.qcow
+	run -1 --separate-stderr qemu-img convert -O raw a.qcow q.raw
+	local want=${stderr#qemu-img: }
+	run -1 --separate-stderr img convert -O raw a.qcow o.raw
+	[ "$stderr" = "img: $want" ] && [ ! -e o.raw ]
+	[ "$want" = "error while reading at byte 1335296: Input/output error" ]
+}
