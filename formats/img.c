@@ -108,7 +108,7 @@ fmt_sync(struct img *img)
 		return 0;
 	if (io_fault != NULL && io_fault_check(img->fd, IO_FLUSH, 0, 0) < 0)
 		return err_set(errno, "%s: fsync", img->filename);
-	if (fdatasync(img->fd) < 0 && errno != EINVAL)
+	if (io_fdatasync(img->fd) < 0 && errno != EINVAL)
 		return err_set(errno, "%s: fsync", img->filename);
 	return 0;
 }
@@ -591,7 +591,8 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		img->filename = blkdbg_name(o, "file.", img->ops->name);
 		img->data_name = blkdbg_node_name(o, "file.");
 	} else if (o != NULL && quorum_file(o)) {
-		if (quorum_writable(o, flags) < 0)
+		if ((img->quorum = quorum_open(o, img->fd, flags,
+		    strcmp(img->ops->name, "raw") != 0)) == NULL)
 			goto fail;
 		free(img->filename);
 		img->filename = quorum_name(o, img->ops->name);
@@ -620,6 +621,7 @@ fail:
 	if (img->fd >= 0)
 		close(img->fd);
 	blkdbg_free(img->blkdebug);
+	quorum_free(img->quorum);
 	free(img->data_name);
 	free(img->path);
 	free(img->filename);
@@ -711,6 +713,7 @@ img_close(struct img *img)
 	if (img->fd >= 0)
 		close(img->fd);
 	blkdbg_free(img->blkdebug);
+	quorum_free(img->quorum);
 	free(img->data_name);
 	free(img->path);
 	free(img->filename);
@@ -897,10 +900,11 @@ img_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
 	*n = len;
 	/*
 	 * O_DIRECT wants aligned buffers that splice does not promise;
-	 * injected errors (blkdebug) need the writes to go through io_pwrite
+	 * injected errors (blkdebug) and copies (quorum) need the writes to
+	 * go through io_pwrite
 	 */
 	if (img->ops->write_host == NULL || (img->flags & IMG_DIRECT) || !len ||
-	    io_fault != NULL)
+	    io_fault != NULL || io_copies != NULL)
 		return 0;
 	return img->ops->write_host(img, off, len, fd, host, n);
 }
@@ -1100,8 +1104,8 @@ img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
 
 	if (check_range(img, off, len) < 0)
 		return -1;
-	if (io_fault != NULL || img->ops->filter != NULL) {
-		*n = len;	/* injected errors need the reads */
+	if (io_fault != NULL || io_copies != NULL || img->ops->filter != NULL) {
+		*n = len;	/* injected errors and votes need the reads */
 		return 0;
 	}
 	for (;;) {

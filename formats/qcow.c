@@ -686,7 +686,7 @@ qcow_make_empty(struct img *img)
 	r = io_pwrite(img->fd, z, len, s->l1_offset);
 	free(z);
 	if (r < 0 || fmt_sync(img) < 0 ||
-	    ftruncate(img->fd, (off_t)(s->l1_offset + len)) < 0)
+	    io_ftruncate(img->fd, (off_t)(s->l1_offset + len)) < 0)
 		return err_set(errno, "%s: could not empty the image",
 		    img->filename);
 	memset(s->l1, 0, s->l1_avail * 8);
