@@ -1140,6 +1140,9 @@ img_get_info(struct img *img, struct img_info *info)
 	memset(info, 0, sizeof(*info));
 	if (img->ops->info != NULL && img->ops->info(img, info) < 0)
 		return -1;
+	/* a format without info of its own asks its file: a quorum can't say */
+	if (img->ops->info == NULL && img->quorum != NULL)
+		info->no_dirty_flag = true;
 	/* the snapshot table, unless the driver's info already listed it */
 	if (info->snapshots == NULL && img->ops->snapshot_list != NULL)
 		return img->ops->snapshot_list(img, &info->snapshots,
@@ -1413,6 +1416,9 @@ img_resize(struct img *img, uint64_t size, int prealloc)
 		    (unsigned long long)size, (unsigned long long)IMG_MAX_LENGTH);
 	if (img->ops->resize == NULL)
 		return err_set(0, "Image format driver does not support resize");
+	if (img->quorum != NULL && quorum_resize(img->ops->name, img->size,
+	    size, prealloc) < 0)
+		return -1;
 	return img->ops->resize(img, size, prealloc);
 }
 

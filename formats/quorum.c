@@ -228,6 +228,26 @@ same_length(const struct quorum *q)
 	return 0;
 }
 
+/*
+ * Child i is the file of an earlier child: qemu's file nodes of one
+ * quorum lock each other out of writing (its children share no write).
+ */
+static int
+twice(const struct quorum *q, int i, const char *name)
+{
+	struct stat a, b;
+	int j;
+
+	if (fstat(q->fd[i], &a) < 0)
+		return 0;
+	for (j = 0; j < i; j++)
+		if (fstat(q->fd[j], &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino)
+			return err_set(0, "Failed to get \"write\" lock\n"
+			    "Is another process using the image [%s]?", name);
+	return 0;
+}
+
 static ssize_t quorum_io(int fd, const struct io_req *r);
 
 struct quorum *
@@ -246,8 +266,11 @@ quorum_open(const struct opt_list *o, int fd, int flags, bool metadata)
 	q->fd[0] = fd;
 	for (q->n = 1; q->n < (int)nchildren(o); q->n++)
 		if ((q->fd[q->n] = open_child(o, (unsigned)q->n, flags,
-		    metadata)) < 0)
+		    metadata)) < 0 || ((flags & IMG_RDWR) &&
+		    twice(q, q->n, child(o, (unsigned)q->n, "filename")) < 0)) {
+			q->n += q->fd[q->n] >= 0;
 			goto fail;
+		}
 	if (same_length(q) < 0)
 		goto fail;
 	/* quorum_child_perm: rewriting takes write on the children */
@@ -457,6 +480,21 @@ quorum_io(int fd, const struct io_req *r)
 	default:
 		return change_all(q, r);
 	}
+}
+
+int
+quorum_resize(const char *fmt, uint64_t old, uint64_t size, int prealloc)
+{
+	static const char no[] = "Image format driver does not support resize";
+	bool grow = size > old;
+
+	/* raw truncates its file; qcow2 truncates it to preallocate */
+	if (!strcmp(fmt, "raw") || (!strcmp(fmt, "qcow2") && grow &&
+	    prealloc == IMG_PREALLOC_METADATA))
+		return err_set(0, "%s", no);
+	if (!strcmp(fmt, "qcow2") && grow && prealloc != IMG_PREALLOC_OFF)
+		return err_set(0, "Failed to resize underlying file: %s", no);
+	return 0;
 }
 
 int64_t

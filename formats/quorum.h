@@ -29,6 +29,14 @@ struct quorum	*quorum_open(const struct opt_list *o, int fd, int flags,
 		    bool metadata);
 /* Close the other children (not the first's fd); accepts NULL. */
 void		 quorum_free(struct quorum *q);
+/*
+ * Whether a format fmt image on a quorum resizes from old to size bytes
+ * with preallocation prealloc (IMG_PREALLOC_*) as qemu's would: its
+ * quorum node cannot truncate, so raw and a preallocating qcow2 fail
+ * (err_set, -1); 0 otherwise.
+ */
+int		 quorum_resize(const char *fmt, uint64_t old, uint64_t size,
+		    int prealloc);
 /* Disk bytes of the children but the first (qemu's disk size sums all). */
 int64_t		 quorum_copies_size(const struct opt_list *o);
 /*
