@@ -597,6 +597,7 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		free(img->filename);
 		img->filename = quorum_name(o, img->ops->name);
 		img->path = quorum_name(o, NULL);
+		img->data_name = quorum_name(o, NULL);	/* map's File */
 		img->no_dir = true;
 		img->copies_size = quorum_copies_size(o);
 	}

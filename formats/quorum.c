@@ -67,15 +67,61 @@ child(const struct opt_list *o, unsigned i, const char *key)
 	return v;
 }
 
+/* Whether child i is a raw node over its file, not the file itself. */
+static bool
+raw_child(const struct opt_list *o, unsigned i)
+{
+	const char *d = child(o, i, "driver");
+
+	return d != NULL && strcmp(d, "raw") == 0;
+}
+
+/* Child i's file: children.i.filename, or a raw child's file.filename. */
+static const char *
+child_file(const struct opt_list *o, unsigned i)
+{
+	return child(o, i, raw_child(o, i) ? "file.filename" : "filename");
+}
+
 static unsigned
 nchildren(const struct opt_list *o)
 {
+	char *pre;
 	unsigned n;
+	size_t i;
 
-	for (n = 0; child(o, n, "filename") != NULL ||
-	    child(o, n, "driver") != NULL; n++)
-		continue;
-	return n;
+	for (n = 0;; n++) {
+		pre = xasprintf("file.children.%u.", n);
+		for (i = 0; i < o->n && strncmp(o->v[i].key, pre,
+		    strlen(pre)); i++)
+			continue;
+		free(pre);
+		if (i == o->n)
+			return n;
+	}
+}
+
+/* Child i's driver and file as qemu opens them: "file", or raw on a file. */
+static int
+check_child(const struct opt_list *o, unsigned i)
+{
+	const char *d = child(o, i, "driver"), *fd = child(o, i, "file.driver");
+	const char *ref = child(o, i, "file");
+
+	if (d == NULL)
+		return err_set(0, "Must specify either driver or file");
+	if (strcmp(d, "file") && strcmp(d, "raw"))
+		return err_set(0, "Unknown driver '%s'", d);
+	if (raw_child(o, i) && ref != NULL)
+		return err_set(0, "Cannot find device='%s' nor node-name='%s'",
+		    ref, ref);
+	if (raw_child(o, i) && fd != NULL && strcmp(fd, "file"))
+		return err_set(0, "Unknown driver '%s'", fd);
+	if (child_file(o, i) == NULL)
+		return raw_child(o, i) && fd == NULL ?
+		    err_set(0, "A block device must be specified for \"file\"") :
+		    err_set(0, "The 'file' block driver requires a file name");
+	return 0;
 }
 
 /* The value of the node's option name, checked as qemu_opts_absorb_qdict. */
@@ -125,7 +171,7 @@ check_keys(const struct opt_list *o)
 const char *
 quorum_check(const struct opt_list *o)
 {
-	const char *t, *v, *f, *d;
+	const char *t, *v, *f;
 	unsigned n = nchildren(o), i;
 	int threshold, fd, bv = 0, rw = 0;
 
@@ -165,14 +211,9 @@ quorum_check(const struct opt_list *o)
 		return NULL;
 	}
 	for (i = 0; i < n; i++) {
-		if ((d = child(o, i, "driver")) != NULL && strcmp(d, "file")) {
-			err_set(0, "Unknown driver '%s'", d);
+		if (check_child(o, i) < 0)
 			return NULL;
-		}
-		if ((f = child(o, i, "filename")) == NULL) {
-			err_set(0, "The 'file' block driver requires a file name");
-			return NULL;
-		}
+		f = child_file(o, i);
 		if ((fd = open(f, O_RDONLY | O_CLOEXEC)) < 0) {
 			err_set(errno, "Could not open '%s'", f);
 			return NULL;
@@ -181,14 +222,15 @@ quorum_check(const struct opt_list *o)
 	}
 	if (check_keys(o) < 0)
 		return NULL;
-	return child(o, 0, "filename");
+	return child_file(o, 0);
 }
 
 /* A child of a quorum open for writing, as file-posix opens it. */
 static int
 open_child(const struct opt_list *o, unsigned i, int flags, bool metadata)
 {
-	const char *f = child(o, i, "filename"), *lk = child(o, i, "locking");
+	const char *f = child_file(o, i);
+	const char *lk = child(o, i, raw_child(o, i) ? "file.locking" : "locking");
 	struct stat st;
 	int fd;
 
@@ -267,7 +309,7 @@ quorum_open(const struct opt_list *o, int fd, int flags, bool metadata)
 	for (q->n = 1; q->n < (int)nchildren(o); q->n++)
 		if ((q->fd[q->n] = open_child(o, (unsigned)q->n, flags,
 		    metadata)) < 0 || ((flags & IMG_RDWR) &&
-		    twice(q, q->n, child(o, (unsigned)q->n, "filename")) < 0)) {
+		    twice(q, q->n, child_file(o, (unsigned)q->n)) < 0)) {
 			q->n += q->fd[q->n] >= 0;
 			goto fail;
 		}
@@ -505,7 +547,7 @@ quorum_copies_size(const struct opt_list *o)
 	int64_t sum = 0;
 	unsigned i;
 
-	for (i = 1; (f = child(o, i, "filename")) != NULL; i++)
+	for (i = 1; (f = child_file(o, i)) != NULL; i++)
 		if (stat(f, &st) == 0)
 			sum += (int64_t)st.st_blocks * 512;
 	return sum;
@@ -527,8 +569,12 @@ quorum_name(const struct opt_list *o, const char *fmt)
 		q = top;
 	}
 	arr = jn_arr(q, "children");
-	for (i = 0; (f = child(o, i, "filename")) != NULL; i++) {
+	for (i = 0; (f = child_file(o, i)) != NULL; i++) {
 		c = jn_obj(arr, NULL);
+		if (raw_child(o, i)) {
+			jn_str(c, "driver", "raw");
+			c = jn_obj(c, "file");
+		}
 		jn_str(c, "driver", "file");
 		jn_str(c, "filename", f);
 	}

@@ -113,7 +113,9 @@ raw_block_status(struct img *img, uint64_t off, uint64_t len,
 		return -1;
 	st->offset = off;
 	st->len = n;
-	st->flags = (zero ? ST_ZERO : ST_DATA) | ST_OFFSET;
+	/* quorum_co_block_status says data or zero, at no offset */
+	st->flags = (zero ? ST_ZERO : ST_DATA) |
+	    (img->quorum == NULL ? ST_OFFSET : 0);
 	st->file = img->blkdebug != NULL ? img->path : NULL;
 	/*
 	 * The sector-rounded tail past EOF is a zero extent of its own, but

@@ -110,7 +110,7 @@ teardown() {
 	run -1 --separate-stderr img-cat "$q"
 	[[ $stderr == *"Input/output error" ]]
 	# where they agree, they read
-	img-cat --length=64k --image-opts "driver=qcow2,file.driver=quorum,file.vote-threshold=2,file.children.0.filename=c0,file.children.1.filename=c1" >a.raw
+	img-cat --length=64k --image-opts "driver=qcow2,file.driver=quorum,file.vote-threshold=2,file.children.0.driver=file,file.children.0.filename=c0,file.children.1.driver=file,file.children.1.filename=c1" >a.raw
 	cmp a.raw <(head -c 64k /dev/zero | tr '\0' '\5')
 }
 
@@ -246,4 +246,43 @@ teardown() {
 	[[ $stderr == *"No space left on device" ]]
 	umount small
 	SMALL=
+}
+
+@test "quorum: raw children, map and info as qemu-img's" {
+	qimg create -q -f qcow2 c0 4M
+	qio -c 'write -P 1 1M 64k' -c 'write -z 2M 64k' c0 >/dev/null
+	cp c0 c1
+	local q c x
+	q=$(qjson qcow2 c 2 2)
+	same map "$q"
+	same map --output=json "$q"
+	same_view "$q"
+	qimg create -q -f raw r0 4M
+	qio -f raw -c 'write -P 1 1M 64k' r0 >/dev/null
+	cp r0 r1
+	q=$(qjson raw r 2 2)
+	same map "$q"
+	[ "$(cat i.rc)" = 1 ]
+	same map --output=json "$q"
+	same info --output=json "$q"
+	same_content "$q"
+	# a child may be a raw node over its file, as in qemu-iotests 081
+	for c in "{'driver':'raw','file':{'driver':'file','filename':'r0'}},{'driver':'raw','file':{'filename':'r1'}}" \
+	    "{'filename':'r0'},{'driver':'file','filename':'r1'}" \
+	    "{'driver':'raw','file':{'filename':'r0'}},{'driver':'raw','file':'r1'}" \
+	    "{'driver':'raw'},{'driver':'file','filename':'r1'}" \
+	    "{'driver':'raw','file':{'driver':'file'}},{'driver':'file','filename':'r1'}" \
+	    "{'driver':'file'},{'driver':'file','filename':'r1'}" \
+	    "{'driver':'raw','file':{'driver':'file','filename':'nonexistent'}},{'driver':'file','filename':'r1'}"; do
+		x="json:{'driver':'raw','file':{'driver':'quorum','vote-threshold':2,'children':[$c]}}"
+		same info "$x" || { echo "for $c"; return 1; }
+		same info --output=json "$x" || { echo "for $c"; return 1; }
+	done
+	x="driver=raw,file.driver=quorum,file.vote-threshold=2,file.children.0.driver=raw,file.children.0.file.filename=r0,file.children.1.driver=raw,file.children.1.file.filename=r1"
+	same info --image-opts "$x"
+	qimg create -q -f raw d.raw 4M
+	qio -f raw -c 'write -P 6 0 2M' d.raw >/dev/null
+	img convert -n -f raw --target-image-opts d.raw "$x"
+	cmp r0 d.raw
+	cmp r1 d.raw
 }
