@@ -448,7 +448,7 @@ prl_alloc(struct img *img, uint64_t idx)
 		z = xcalloc(1, cs);
 		r = io_pwrite(img->fd, z, cs, host);
 		free(z);
-	} else if (io_ftruncate(img->fd, (off_t)(host + cs)) < 0) {
+	} else if (io_extend(img->fd, host + cs) < 0) {
 		r = -1;
 	}
 	if (r < 0)

@@ -539,6 +539,11 @@ qcow_alloc(struct img *img, uint64_t off, const uint8_t *p, uint64_t n,
 	if (s->crypt)
 		crypto_sectors_encrypt(&s->c, &s->g, 512, start / 512, buf, cs);
 	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
+	/* qemu truncates the file to take a new cluster, but one it rewrites */
+	if (r == 0 && (old == 0 || n == cs) &&
+	    io_ftruncate(img->fd, host + cs) < 0)
+		r = err_set(errno, "%s: write at %#" PRIx64, img->filename,
+		    host);
 	if (r == 0 && io_pwrite(img->fd, buf, cs, host) < 0)
 		r = err_set(errno, "%s: write at %#" PRIx64, img->filename,
 		    host);

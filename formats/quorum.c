@@ -519,6 +519,11 @@ quorum_io(int fd, const struct io_req *r)
 		return q->fifo ? read_fifo(q, r) : read_vote(q, r);
 	case IO_DISCARD:
 		return 0;	/* qemu's quorum has no discard */
+	case IO_TRUNCATE:
+		if (r->mode == 1)
+			return change_all(q, r);
+		errno = ENOTSUP;	/* nor truncate */
+		return -1;
 	default:
 		return change_all(q, r);
 	}

@@ -192,6 +192,18 @@ io_ftruncate(int fd, uint64_t size)
 }
 
 int
+io_extend(int fd, uint64_t size)
+{
+	struct io_req r = { .type = IO_TRUNCATE, .off = size, .mode = 1 };
+
+	if (size > INT64_MAX) {
+		errno = EFBIG;
+		return -1;
+	}
+	return (int)io_req(fd, &r);
+}
+
+int
 io_fdatasync(int fd)
 {
 	struct io_req r = { .type = IO_FLUSH };

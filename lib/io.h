@@ -33,7 +33,10 @@ struct io_req {
 	int			 iovcnt;
 	uint64_t		 off;	/* IO_TRUNCATE: the new size */
 	uint64_t		 len;
-	/* IO_WRITE_ZEROES, IO_DISCARD: fallocate's mode; IO_FLUSH: 1 fsync */
+	/*
+	 * IO_WRITE_ZEROES, IO_DISCARD: fallocate's mode; IO_FLUSH: 1 fsync;
+	 * IO_TRUNCATE: 1 to grow as writes would (io_extend)
+	 */
 	int			 mode;
 };
 
@@ -53,7 +56,13 @@ int	io_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 int	io_fallocate(int fd, int mode, uint64_t off, uint64_t len);
 /* fallocate's hole punch for a discard: copies (io_copies) may ignore it, as qemu's quorum does. */
 int	io_discard(int fd, uint64_t off, uint64_t len);
+/*
+ * io_ftruncate is qemu's bdrv_truncate of a file node, which copies
+ * (quorum) refuse with ENOTSUP; io_extend grows a file as writes past its
+ * end would (where qemu writes instead), which copies take.
+ */
 int	io_ftruncate(int fd, uint64_t size);
+int	io_extend(int fd, uint64_t size);
 int	io_fdatasync(int fd);
 int	io_fsync(int fd);
 

@@ -286,3 +286,24 @@ teardown() {
 	cmp r0 d.raw
 	cmp r1 d.raw
 }
+
+@test "quorum: formats write through it as qemu's do, qcow and vhdx fail to grow their file" {
+	local fmt
+	qimg create -q -f qcow2 src.qcow2 4M
+	qio -c 'write -P 3 0 1M' -c 'write -P 4 3M 64k' src.qcow2 >/dev/null
+	for fmt in qcow2 qcow qed vdi vpc vhdx parallels vmdk raw; do
+		qimg create -q -f $fmt c0 4M
+		cp c0 c1
+		same convert -n -O $fmt src.qcow2 "$(qjson $fmt c 2 2)" ||
+		    { echo "for $fmt"; return 1; }
+		cmp c0 c1
+		case $fmt in
+		qcow|vhdx)
+			[ "$(cat i.rc)" = 1 ]
+			grep -q "error while writing at byte 0: Operation not supported" i.err ;;
+		*)
+			[ "$(cat i.rc)" = 0 ]
+			qimg compare -F $fmt src.qcow2 c1 ;;
+		esac
+	done
+}

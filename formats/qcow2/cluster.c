@@ -530,7 +530,7 @@ extend_file(struct img *img, uint64_t end)
 {
 	if (end <= *data_size(img))
 		return 0;
-	if (io_ftruncate(qcow2_dfd(img), (off_t)end) < 0)
+	if (io_extend(qcow2_dfd(img), end) < 0)
 		return err_set(errno, "%s: Could not resize file", img->filename);
 	*data_size(img) = end;
 	return 0;
