@@ -54,35 +54,61 @@ fmt_file_size(struct img *img, uint64_t *size)
 	return 0;
 }
 
-int
-fmt_file_status(struct img *img, uint64_t host, uint64_t len, uint64_t *n,
+/* fmt_file_status of one file of fsize bytes */
+static void
+fd_status(int fd, uint64_t fsize, uint64_t host, uint64_t len, uint64_t *n,
     bool *zero)
 {
-	uint64_t fsize;
 	off_t data, hole;
 
 	*n = len;
 	*zero = true;
-	if (fmt_file_size(img, &fsize) < 0)
-		return -1;
 	if (host >= fsize)
-		return 0;
-	data = lseek(img->fd, (off_t)host, SEEK_DATA);
+		return;
+	data = lseek(fd, (off_t)host, SEEK_DATA);
 	if (data < 0 && errno == ENXIO)
-		return 0;	/* a hole up to the end */
+		return;		/* a hole up to the end */
 	if (data < 0) {
 		*zero = false;	/* no SEEK_DATA: all data */
-		return 0;
+		return;
 	}
 	if ((uint64_t)data > host) {
 		*n = MIN(len, (uint64_t)data - host);
-		return 0;
+		return;
 	}
 	*zero = false;
-	hole = lseek(img->fd, (off_t)host, SEEK_HOLE);
+	hole = lseek(fd, (off_t)host, SEEK_HOLE);
 	if (hole < 0 || (uint64_t)hole >= fsize)
 		hole = (off_t)fsize;
 	*n = MIN(len, (uint64_t)hole - host);
+}
+
+/*
+ * The file's status; on a quorum, quorum_co_block_status's: zero where
+ * every child is (the shortest such run), else data (the longest run).
+ */
+int
+fmt_file_status(struct img *img, uint64_t host, uint64_t len, uint64_t *n,
+    bool *zero)
+{
+	const int *fds = &img->fd;
+	uint64_t fsize, cn, dn = 0, zn = len;
+	int i, nfd = 1;
+	bool cz;
+
+	if (fmt_file_size(img, &fsize) < 0)
+		return -1;
+	if (img->quorum != NULL)
+		nfd = quorum_fds(img->quorum, &fds);
+	for (i = 0; i < nfd; i++) {
+		fd_status(fds[i], fsize, host, len, &cn, &cz);
+		if (cz)
+			zn = MIN(zn, cn);
+		else
+			dn = MAX(dn, cn);
+	}
+	*zero = dn == 0;
+	*n = dn != 0 ? dn : zn;
 	return 0;
 }
 

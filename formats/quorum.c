@@ -330,6 +330,13 @@ fail:
 	return NULL;
 }
 
+int
+quorum_fds(const struct quorum *q, const int **fds)
+{
+	*fds = q->fd;
+	return q->n;
+}
+
 void
 quorum_free(struct quorum *q)
 {

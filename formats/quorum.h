@@ -27,6 +27,8 @@ struct quorum;
  */
 struct quorum	*quorum_open(const struct opt_list *o, int fd, int flags,
 		    bool metadata);
+/* The children's fds (the first is the image's own); returns how many. */
+int		 quorum_fds(const struct quorum *q, const int **fds);
 /* Close the other children (not the first's fd); accepts NULL. */
 void		 quorum_free(struct quorum *q);
 /*

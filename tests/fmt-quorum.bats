@@ -307,3 +307,27 @@ teardown() {
 		esac
 	done
 }
+
+@test "quorum: a hole in one child is zero only where every child's is, as qemu's status" {
+	qimg create -q -f raw r1 4M
+	qio -f raw -c 'write -P 7 1M 64k' r1 >/dev/null
+	cp r1 r2
+	qimg create -q -f raw r0 4M
+	local q
+	q=$(qjson raw r 3 2)
+	same map --output=json "$q"
+	same_content "$q"
+	cmp ours.raw r1
+	same compare "$q" r1
+	[ "$(cat i.rc)" = 0 ]
+	qimg create -q -f qcow2 -o preallocation=metadata c0 4M
+	cp c0 c1
+	qio -c 'write -P 7 1M 64k' c1 >/dev/null
+	cp c1 c2
+	q=$(qjson qcow2 c 3 2)
+	same map "$q"
+	same map --output=json "$q"
+	same_content "$q"
+	same compare "$q" c1
+	[ "$(cat i.rc)" = 0 ]
+}

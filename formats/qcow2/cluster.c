@@ -196,8 +196,17 @@ file_zero(struct img *img, struct fmt_status *st)
 {
 	struct stat sb;
 	off_t d, h;
-	uint64_t fsize;
+	uint64_t fsize, n;
+	bool zero;
 
+	/* on a quorum, zero where every child is (fmt_file_status) */
+	if (img->quorum != NULL && qcow2_dfd(img) == img->fd) {
+		if (fmt_file_status(img, st->offset, st->len, &n, &zero) == 0) {
+			st->len = MIN(st->len, n);
+			st->flags |= zero ? ST_ZERO : 0;
+		}
+		return;
+	}
 	if (fstat(qcow2_dfd(img), &sb) < 0)
 		return;
 	fsize = (uint64_t)sb.st_size;
