@@ -331,3 +331,29 @@ teardown() {
 	same compare "$q" c1
 	[ "$(cat i.rc)" = 0 ]
 }
+
+@test "quorum: check -r, snapshot and amend change every child as qemu-img's" {
+	local w f
+	for w in q i; do
+		qimg create -q -f qcow2 ${w}0 4M
+		qio -c 'write -P 1 0 128k' ${w}0 >/dev/null
+		poke ${w}0 $((0x20000 + 2 * 5)) '\x00\x02'	# a leaked reference
+		cp ${w}0 ${w}1
+	done
+	run -2 qimg check "$(qjson qcow2 q 2 2)"
+	run -2 img check "$(qjson qcow2 i 2 2)"
+	qimg check -r all "$(qjson qcow2 q 2 2)" >q.out
+	img check -r all "$(qjson qcow2 i 2 2)" >i.out
+	diff <(sed 's/q\([01]\)/X\1/g' q.out) <(sed 's/i\([01]\)/X\1/g' i.out)
+	qimg snapshot -c s1 "$(qjson qcow2 q 2 2)"
+	img snapshot -c s1 "$(qjson qcow2 i 2 2)"
+	qimg amend -o lazy_refcounts=on "$(qjson qcow2 q 2 2)"
+	img amend -o lazy_refcounts=on "$(qjson qcow2 i 2 2)"
+	cmp i0 i1
+	for f in 0 1; do
+		qimg check i$f
+		qimg compare q$f i$f
+		[ "$(qimg snapshot -l i$f | sed -n 3p | awk '{print $2}')" = s1 ]
+		qimg info i$f | grep -q 'lazy refcounts: true'
+	done
+}
