@@ -78,19 +78,19 @@ teardown() {
 	qio -c 'write -P 5 0 1M' c0 >/dev/null
 	cp c0 c1
 	cp c0 c2
-	qio -c 'write -P 9 64k 64k' c2 >/dev/null	# c2's data, not its metadata
+	qio -c 'write -P 9 64k 64k' c0 >/dev/null	# c0's data, not its metadata
 	local q
 	q=$(qjson qcow2 c 3 2)
 	qio -c 'read -P 5 0 1M' "$q" >/dev/null
 	img cat "$q" >out.raw
-	qimg convert -O raw c0 want.raw
+	qimg convert -O raw c1 want.raw
 	cmp out.raw want.raw
-	same compare "$q" c0
+	same compare "$q" c1
 	[ "$(cat i.rc)" = 0 ]
 	same convert -O raw "$q" conv.raw
 	cmp conv.raw want.raw
 	# the corrupted child alone differs, and stays so without rewrite-corrupted
-	run -1 qimg compare c0 c2
+	run -1 qimg compare c1 c0
 }
 
 @test "quorum: 2 of 2 differing children fail to read as qemu-img's" {
