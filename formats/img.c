@@ -1122,6 +1122,22 @@ img_snapshot_load(struct img *img, const char *param)
 	return r;
 }
 
+/*
+ * Whether n bytes at host in fd lie inside the file: a run that reaches
+ * past its end is read whole through the driver (the part past the end
+ * reads as zeroes, as qemu pads a short read), never mapped or spliced.
+ */
+static int
+verbatim_part(int fd, uint64_t host, uint64_t n)
+{
+	struct stat sb;
+
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
+		return 1;
+	return host < (uint64_t)sb.st_size &&
+	    n <= (uint64_t)sb.st_size - host;
+}
+
 int
 img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
     uint64_t *host, uint64_t *n)
@@ -1148,7 +1164,7 @@ img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
 				return 0;
 			*fd = st.file != NULL ? st.fd : cur->fd;
 			*host = st.offset;
-			return 1;
+			return verbatim_part(*fd, *host, *n);
 		}
 		if (cur->backing == NULL || off >= cur->backing->size)
 			return 0;

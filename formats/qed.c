@@ -353,17 +353,19 @@ qed_find(struct img *img, uint64_t off, uint64_t len, struct qed_run *r)
 	} else {
 		/* a bad L1 or L2 entry: qemu's bare -EINVAL */
 		if (!qed_table_ok(s, l2o))
-			return err_set(0, "%s", strerror(EINVAL));
+			return err_bare(EINVAL);
 		if ((l2 = qed_load_l2(img, l2o)) == NULL)
 			return -1;
 		first = l2[r->l2i];
 		r->type = qed_entry_type(s, first);
+		/* as qemu's qed_find_cluster: the run's first cluster is
+		 * checked, the others need only follow it */
 		if (r->type == QED_DATA && !qed_cluster_ok(s, first))
-			return err_set(0, "%s", strerror(EINVAL));
+			return err_bare(EINVAL);
 		for (n = 1; n < max; n++) {
 			i = l2[r->l2i + n];
-			if (r->type == QED_DATA ? i != first + n * cs ||
-			    !qed_cluster_ok(s, i) : i != first)
+			if (r->type == QED_DATA ? i != first + n * cs :
+			    i != first)
 				break;
 		}
 		r->host = first + in;

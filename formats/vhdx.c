@@ -643,6 +643,7 @@ vhdx_check_bat(struct img *img, struct vhdx *s, struct img_check *res)
 
 	if (fmt_file_size(img, &fsize) < 0)
 		return -1;
+	fsize = ROUND_UP(fsize, 512);	/* qemu counts the file in sectors */
 	for (i = 0; i < s->entries; i++) {
 		if ((s->bat[i] & VHDX_STATE_MASK) != VHDX_FULLY_PRESENT)
 			continue;
@@ -666,6 +667,14 @@ vhdx_check_bat(struct img *img, struct vhdx *s, struct img_check *res)
 			r = -1;
 		else
 			continue;
+		/* qemu says why, then fails the open bare (-EINVAL); like
+		 * qcow2's corruption notice, the line goes out as it happens */
+		if (res == NULL && r < 0 && err_errno() == 0 &&
+		    strstr(err_msg(), "Image has probably been truncated") != NULL) {
+			warn_msg("%s", err_msg());
+			return err_set(EINVAL, "Could not open '%s'",
+			    img->filename);
+		}
 		if (res == NULL)
 			return -1;
 		res->corruptions++;

@@ -53,6 +53,14 @@ err_set(int errnum, const char *fmt, ...)
 }
 
 int
+err_bare(int errnum)
+{
+	snprintf(errbuf, sizeof(errbuf), "%s", strerror(errnum));
+	errnum_last = errnum;
+	return -1;
+}
+
+int
 err_prefix(const char *fmt, ...)
 {
 	char old[sizeof(errbuf)];

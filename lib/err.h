@@ -13,6 +13,8 @@ const char	*prog_name(void);
 int		 err_set(int errnum, const char *fmt, ...) PRINTF(2, 3);
 /* Prefix the recorded message with "fmt: " (context added by a caller); returns -1. */
 int		 err_prefix(const char *fmt, ...) PRINTF(1, 2);
+/* qemu's bare -errnum: the message is strerror(errnum) alone; returns -1 */
+int		 err_bare(int errnum);
 /* Drop a leading "fmt: " from the recorded message when it is there (undoes err_prefix). */
 void		 err_unprefix(const char *fmt, ...) PRINTF(1, 2);
 const char	*err_msg(void);

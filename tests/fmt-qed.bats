@@ -233,3 +233,14 @@ reads_patterns() {
 	[ "${#stderr_lines[@]}" -eq 1 ]
 	[[ "$stderr" == *"Invalid argument" ]]
 }
+
+@test "fmt-qed: a file cut inside its last cluster reads as qemu's (zeroes past the end)" {
+	cut_copies qed
+	same_view c.qed
+	img convert -O qcow2 c.qed o.qcow2
+	qimg compare o.qcow2 c.qed
+	# cut in half: an L2 table past the end is qemu's bare EINVAL
+	same map h.qed
+	run -1 --separate-stderr img convert -O raw h.qed o.raw
+	[ "$stderr" = "img: error while reading block status at offset 0: Invalid argument" ]
+}

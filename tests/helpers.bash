@@ -148,6 +148,17 @@ blkdebug_json() {
 	echo "${j%,}]}"
 }
 
+# cut_copies FMT: full.FMT with data at 0 and 8M, c.FMT cut 1000 bytes
+# short of it, h.FMT cut in half (truncated files)
+cut_copies() {
+	local sz
+	qimg create -q -f "$1" "full.$1" 16M
+	qio -f "$1" -c 'write -P 1 0 4M' -c 'write -P 2 8M 1M' "full.$1" >/dev/null
+	sz=$(stat -c %s "full.$1")
+	head -c $((sz - 1000)) "full.$1" >"c.$1"
+	head -c $((sz / 2)) "full.$1" >"h.$1"
+}
+
 # A format's suite sets FMT (its format) and BAD (its hostile image's name)
 # for the helpers below; a suite whose images differ defines its own.
 

@@ -90,6 +90,8 @@ static bool salvage;
  * the start of the map's extent.  The data extents being copied and the
  * range whose read failed are kept for that.
  */
+#define CONVERT_RUN	1024	/* extents kept at most, near enough */
+
 static struct {
 	bool		 on;
 	uint64_t	 piece;
@@ -521,8 +523,11 @@ static int
 refine_ext(struct img *img, struct out *o, struct refine *rf,
     const struct map_ext *e)
 {
+	/* --as-convert keeps the run's extents: a long run streams in parts,
+	 * cut where a chunk begins, so the chunks stay the same */
 	if (map_carries_data(e) && rf->len > 0 &&
-	    rf->start + rf->len == e->start) {
+	    rf->start + rf->len == e->start &&
+	    !(conv.n >= CONVERT_RUN && e->start % rf->sparse == 0)) {
 		rf->len += e->length;
 		conv_add(e, false);
 		return 0;

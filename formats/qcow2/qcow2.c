@@ -57,7 +57,13 @@ qcow2_fsync(struct img *img)
 	return 0;
 }
 
-/* Metadata must be inside the file; messages name the file once opened. */
+/*
+ * Metadata past the end of the file reads as zeroes, as qemu's file
+ * driver pads a short read, for reading.  An image open for writing
+ * must have it: qemu would go on and allocate clusters over its own
+ * metadata (which its overlap checks then catch); we refuse instead.
+ * Messages name the file once opened.
+ */
 int
 qcow2_pread_meta(struct img *img, void *buf, size_t len, uint64_t off,
     const char *what)
@@ -70,6 +76,10 @@ qcow2_pread_meta(struct img *img, void *buf, size_t len, uint64_t off,
 	if (off <= INT64_MAX && len <= INT64_MAX - off &&
 	    (n = io_pread(img->fd, buf, len, off)) < 0)
 		return err_set(errno, "%s%sCould not read %s", name, sep, what);
+	if (n >= 0 && (size_t)n < len && !(img->flags & IMG_RDWR)) {
+		memset((uint8_t *)buf + n, 0, len - (size_t)n);
+		return 0;
+	}
 	if (n < 0 || (size_t)n < len)
 		return err_set(0, "%s%s%s at %#llx is past the end of the file",
 		    name, sep, what, (unsigned long long)off);
