@@ -54,35 +54,61 @@ fmt_file_size(struct img *img, uint64_t *size)
 	return 0;
 }
 
-int
-fmt_file_status(struct img *img, uint64_t host, uint64_t len, uint64_t *n,
+/* fmt_file_status of one file of fsize bytes */
+static void
+fd_status(int fd, uint64_t fsize, uint64_t host, uint64_t len, uint64_t *n,
     bool *zero)
 {
-	uint64_t fsize;
 	off_t data, hole;
 
 	*n = len;
 	*zero = true;
-	if (fmt_file_size(img, &fsize) < 0)
-		return -1;
 	if (host >= fsize)
-		return 0;
-	data = lseek(img->fd, (off_t)host, SEEK_DATA);
+		return;
+	data = lseek(fd, (off_t)host, SEEK_DATA);
 	if (data < 0 && errno == ENXIO)
-		return 0;	/* a hole up to the end */
+		return;		/* a hole up to the end */
 	if (data < 0) {
 		*zero = false;	/* no SEEK_DATA: all data */
-		return 0;
+		return;
 	}
 	if ((uint64_t)data > host) {
 		*n = MIN(len, (uint64_t)data - host);
-		return 0;
+		return;
 	}
 	*zero = false;
-	hole = lseek(img->fd, (off_t)host, SEEK_HOLE);
+	hole = lseek(fd, (off_t)host, SEEK_HOLE);
 	if (hole < 0 || (uint64_t)hole >= fsize)
 		hole = (off_t)fsize;
 	*n = MIN(len, (uint64_t)hole - host);
+}
+
+/*
+ * The file's status; on a quorum, quorum_co_block_status's: zero where
+ * every child is (the shortest such run), else data (the longest run).
+ */
+int
+fmt_file_status(struct img *img, uint64_t host, uint64_t len, uint64_t *n,
+    bool *zero)
+{
+	const int *fds = &img->fd;
+	uint64_t fsize, cn, dn = 0, zn = len;
+	int i, nfd = 1;
+	bool cz;
+
+	if (fmt_file_size(img, &fsize) < 0)
+		return -1;
+	if (img->quorum != NULL)
+		nfd = quorum_fds(img->quorum, &fds);
+	for (i = 0; i < nfd; i++) {
+		fd_status(fds[i], fsize, host, len, &cn, &cz);
+		if (cz)
+			zn = MIN(zn, cn);
+		else
+			dn = MAX(dn, cn);
+	}
+	*zero = dn == 0;
+	*n = dn != 0 ? dn : zn;
 	return 0;
 }
 
@@ -108,7 +134,7 @@ fmt_sync(struct img *img)
 		return 0;
 	if (io_fault != NULL && io_fault_check(img->fd, IO_FLUSH, 0, 0) < 0)
 		return err_set(errno, "%s: fsync", img->filename);
-	if (fdatasync(img->fd) < 0 && errno != EINVAL)
+	if (io_fdatasync(img->fd) < 0 && errno != EINVAL)
 		return err_set(errno, "%s: fsync", img->filename);
 	return 0;
 }
@@ -591,11 +617,13 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		img->filename = blkdbg_name(o, "file.", img->ops->name);
 		img->data_name = blkdbg_node_name(o, "file.");
 	} else if (o != NULL && quorum_file(o)) {
-		if (quorum_writable(o, flags) < 0)
+		if ((img->quorum = quorum_open(o, img->fd, flags,
+		    strcmp(img->ops->name, "raw") != 0)) == NULL)
 			goto fail;
 		free(img->filename);
 		img->filename = quorum_name(o, img->ops->name);
 		img->path = quorum_name(o, NULL);
+		img->data_name = quorum_name(o, NULL);	/* map's File */
 		img->no_dir = true;
 		img->copies_size = quorum_copies_size(o);
 	}
@@ -620,6 +648,7 @@ fail:
 	if (img->fd >= 0)
 		close(img->fd);
 	blkdbg_free(img->blkdebug);
+	quorum_free(img->quorum);
 	free(img->data_name);
 	free(img->path);
 	free(img->filename);
@@ -711,6 +740,7 @@ img_close(struct img *img)
 	if (img->fd >= 0)
 		close(img->fd);
 	blkdbg_free(img->blkdebug);
+	quorum_free(img->quorum);
 	free(img->data_name);
 	free(img->path);
 	free(img->filename);
@@ -897,10 +927,11 @@ img_write_host(struct img *img, uint64_t off, uint64_t len, int *fd,
 	*n = len;
 	/*
 	 * O_DIRECT wants aligned buffers that splice does not promise;
-	 * injected errors (blkdebug) need the writes to go through io_pwrite
+	 * injected errors (blkdebug) and copies (quorum) need the writes to
+	 * go through io_pwrite
 	 */
 	if (img->ops->write_host == NULL || (img->flags & IMG_DIRECT) || !len ||
-	    io_fault != NULL)
+	    io_fault != NULL || io_copies != NULL)
 		return 0;
 	return img->ops->write_host(img, off, len, fd, host, n);
 }
@@ -1116,8 +1147,8 @@ img_host_run(struct img *img, uint64_t off, uint64_t len, int *fd,
 
 	if (check_range(img, off, len) < 0)
 		return -1;
-	if (io_fault != NULL || img->ops->filter != NULL) {
-		*n = len;	/* injected errors need the reads */
+	if (io_fault != NULL || io_copies != NULL || img->ops->filter != NULL) {
+		*n = len;	/* injected errors and votes need the reads */
 		return 0;
 	}
 	for (;;) {
@@ -1152,6 +1183,9 @@ img_get_info(struct img *img, struct img_info *info)
 	memset(info, 0, sizeof(*info));
 	if (img->ops->info != NULL && img->ops->info(img, info) < 0)
 		return -1;
+	/* a format without info of its own asks its file: a quorum can't say */
+	if (img->ops->info == NULL && img->quorum != NULL)
+		info->no_dirty_flag = true;
 	/* the snapshot table, unless the driver's info already listed it */
 	if (info->snapshots == NULL && img->ops->snapshot_list != NULL)
 		return img->ops->snapshot_list(img, &info->snapshots,
@@ -1425,6 +1459,9 @@ img_resize(struct img *img, uint64_t size, int prealloc)
 		    (unsigned long long)size, (unsigned long long)IMG_MAX_LENGTH);
 	if (img->ops->resize == NULL)
 		return err_set(0, "Image format driver does not support resize");
+	if (img->quorum != NULL && quorum_resize(img->ops->name, img->size,
+	    size, prealloc) < 0)
+		return -1;
 	return img->ops->resize(img, size, prealloc);
 }
 

@@ -67,6 +67,7 @@ struct img {
 	void			(*say)(const char *line, void *arg);
 	void			*say_arg;
 	int64_t			 copies_size;	/* disk bytes of further copies (quorum) */
+	struct quorum		*quorum;	/* the copies of fd (quorum below the format) */
 };
 
 /* An internal snapshot, as qemu's SnapshotInfo (img-info, img-snapshot -l). */

@@ -912,7 +912,7 @@ luks_resize(struct img *img, uint64_t size, int prealloc)
 		return err_set(0, "Cannot use preallocation for shrinking files");
 	if (prealloc == IMG_PREALLOC_METADATA)
 		return err_set(0, "Unsupported preallocation mode: metadata");
-	if (ftruncate(img->fd, (off_t)want) < 0)
+	if (io_ftruncate(img->fd, (off_t)want) < 0)
 		return err_set(errno, "Could not resize file");
 	if (prealloc == IMG_PREALLOC_FALLOC && want > cur &&
 	    (r = posix_fallocate(img->fd, (off_t)cur, (off_t)(want - cur))) != 0)

@@ -346,7 +346,7 @@ prl_close(struct img *img)
 	if (s->rw) {
 		put_le32(s->hdr + PRL_H_INUSE, 0);
 		if (prl_write_header(img) == 0)
-			(void)!ftruncate(img->fd, (off_t)(s->data_end *
+			(void)!io_ftruncate(img->fd, (off_t)(s->data_end *
 			    PRL_SECTOR));
 	}
 	free(s->bat);
@@ -448,7 +448,7 @@ prl_alloc(struct img *img, uint64_t idx)
 		z = xcalloc(1, cs);
 		r = io_pwrite(img->fd, z, cs, host);
 		free(z);
-	} else if (ftruncate(img->fd, (off_t)(host + cs)) < 0) {
+	} else if (io_extend(img->fd, host + cs) < 0) {
 		r = -1;
 	}
 	if (r < 0)
@@ -586,7 +586,7 @@ prl_check(struct img *img, int fix, struct img_check *res)
 		    size - res->image_end_offset);
 		res->leaks += (int64_t)count;
 		if (fix & IMG_FIX_LEAKS) {
-			if (ftruncate(img->fd, (off_t)res->image_end_offset) < 0) {
+			if (io_ftruncate(img->fd, (off_t)res->image_end_offset) < 0) {
 				res->check_errors++;
 				return err_set(errno, "%s", img->filename);
 			}

@@ -540,6 +540,11 @@ qcow_alloc(struct img *img, uint64_t off, const uint8_t *p, uint64_t n,
 	if (s->crypt)
 		crypto_sectors_encrypt(&s->c, &s->g, 512, start / 512, buf, cs);
 	blkdbg_event(img->fd, BLKDBG_WRITE_AIO);
+	/* qemu truncates the file to take a new cluster, but one it rewrites */
+	if (r == 0 && (old == 0 || n == cs) &&
+	    io_ftruncate(img->fd, host + cs) < 0)
+		r = err_set(errno, "%s: write at %#" PRIx64, img->filename,
+		    host);
 	if (r == 0 && io_pwrite(img->fd, buf, cs, host) < 0)
 		r = err_set(errno, "%s: write at %#" PRIx64, img->filename,
 		    host);
@@ -687,7 +692,7 @@ qcow_make_empty(struct img *img)
 	r = io_pwrite(img->fd, z, len, s->l1_offset);
 	free(z);
 	if (r < 0 || fmt_sync(img) < 0 ||
-	    ftruncate(img->fd, (off_t)(s->l1_offset + len)) < 0)
+	    io_ftruncate(img->fd, (off_t)(s->l1_offset + len)) < 0)
 		return err_set(errno, "%s: could not empty the image",
 		    img->filename);
 	memset(s->l1, 0, s->l1_avail * 8);

@@ -1,7 +1,9 @@
 /*
- * qemu's quorum node below a format (block/quorum.c), as far as img goes:
- * the children are copies of one file, reads come from the first, and the
- * node has no folder for relative names (bdrv_dirname fails on it).
+ * qemu's quorum node below a format (block/quorum.c): the children are
+ * copies of one file.  Every change goes to each copy and succeeds when
+ * vote-threshold copies take it; reads vote on the copies' bytes (or, with
+ * read-pattern=fifo, take the first copy that reads).  The node has no
+ * folder for relative names (bdrv_dirname fails on it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -9,13 +11,43 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "../lib/err.h"
+#include "../lib/io.h"
 #include "../lib/json.h"
+#include "../lib/lock.h"
 #include "blkdebug.h"
 #include "img.h"
 #include "quorum.h"
+
+struct quorum {
+	struct quorum	*next;
+	int		 n;		/* children */
+	int		 threshold;	/* vote-threshold */
+	bool		 fifo;		/* read-pattern=fifo */
+	bool		 rewrite;	/* rewrite-corrupted=on */
+	int		*fd;		/* fd[0] is the image's own (img->fd) */
+};
+
+/* Every quorum open in this process, so io_copies finds one by its fd. */
+static struct quorum *quorum_list;
+
+/* The node's own options, as qemu's quorum_runtime_opts. */
+static const struct opt_desc quorum_opts[] = {
+	{ "vote-threshold", OPT_NUMBER, NULL, NULL },
+	{ "blkverify", OPT_BOOL, NULL, NULL },
+	{ "rewrite-corrupted", OPT_BOOL, NULL, NULL },
+	{ "read-pattern", OPT_STRING, NULL, NULL },
+	{ NULL, OPT_STRING, NULL, NULL }
+};
+
+/* What any node takes (bdrv_runtime_opts and the generic ones). */
+static const char *const node_keys[] = {
+	"node-name", "read-only", "auto-read-only", "force-share",
+	"cache.direct", "cache.no-flush", "discard", "detect-zeroes", NULL
+};
 
 bool
 quorum_file(const struct opt_list *o)
@@ -35,47 +67,487 @@ child(const struct opt_list *o, unsigned i, const char *key)
 	return v;
 }
 
-/* The children's files, each opened as qemu does; the first one's name. */
+/* Whether child i is a raw node over its file, not the file itself. */
+static bool
+raw_child(const struct opt_list *o, unsigned i)
+{
+	const char *d = child(o, i, "driver");
+
+	return d != NULL && strcmp(d, "raw") == 0;
+}
+
+/* Child i's file: children.i.filename, or a raw child's file.filename. */
+static const char *
+child_file(const struct opt_list *o, unsigned i)
+{
+	return child(o, i, raw_child(o, i) ? "file.filename" : "filename");
+}
+
+static unsigned
+nchildren(const struct opt_list *o)
+{
+	char *pre;
+	unsigned n;
+	size_t i;
+
+	for (n = 0;; n++) {
+		pre = xasprintf("file.children.%u.", n);
+		for (i = 0; i < o->n && strncmp(o->v[i].key, pre,
+		    strlen(pre)); i++)
+			continue;
+		free(pre);
+		if (i == o->n)
+			return n;
+	}
+}
+
+/* Child i's driver and file as qemu opens them: "file", or raw on a file. */
+static int
+check_child(const struct opt_list *o, unsigned i)
+{
+	const char *d = child(o, i, "driver"), *fd = child(o, i, "file.driver");
+	const char *ref = child(o, i, "file");
+
+	if (d == NULL)
+		return err_set(0, "Must specify either driver or file");
+	if (strcmp(d, "file") && strcmp(d, "raw"))
+		return err_set(0, "Unknown driver '%s'", d);
+	if (raw_child(o, i) && ref != NULL)
+		return err_set(0, "Cannot find device='%s' nor node-name='%s'",
+		    ref, ref);
+	if (raw_child(o, i) && fd != NULL && strcmp(fd, "file"))
+		return err_set(0, "Unknown driver '%s'", fd);
+	if (child_file(o, i) == NULL)
+		return raw_child(o, i) && fd == NULL ?
+		    err_set(0, "A block device must be specified for \"file\"") :
+		    err_set(0, "The 'file' block driver requires a file name");
+	return 0;
+}
+
+/* The value of the node's option name, checked as qemu_opts_absorb_qdict. */
+static int
+get_opt(const struct opt_list *o, const char *name, const char **val)
+{
+	static char buf[32];
+	const struct opt_desc *d;
+	char *k = xasprintf("file.%s", name);
+	const char *v = opt_list_get(o, k);
+
+	free(k);
+	*val = NULL;
+	for (d = quorum_opts; strcmp(d->name, name); d++)
+		continue;
+	return v == NULL ? 0 : opt_check(d, v, buf, sizeof(buf), val);
+}
+
+/* The node's keys: its options, its children's, any node's. */
+static int
+check_keys(const struct opt_list *o)
+{
+	const struct opt_desc *d;
+	const char *k;
+	size_t i, j;
+
+	for (i = 0; i < o->n; i++) {
+		if (strncmp(o->v[i].key, "file.", 5) != 0)
+			continue;
+		k = o->v[i].key + 5;
+		for (d = quorum_opts; d->name != NULL && strcmp(d->name, k); d++)
+			continue;
+		for (j = 0; node_keys[j] != NULL && strcmp(node_keys[j], k); j++)
+			continue;
+		if (d->name == NULL && node_keys[j] == NULL &&
+		    strcmp(k, "driver") && strncmp(k, "children.", 9))
+			return err_set(0, "Block format 'quorum' does not "
+			    "support the option '%s'", k);
+	}
+	return 0;
+}
+
+/*
+ * The node's options in the order quorum_open checks them, then its
+ * children's files (each opened as qemu does), then leftover keys.
+ */
 const char *
 quorum_check(const struct opt_list *o)
 {
-	const char *t = opt_list_get(o, "file.vote-threshold"), *f, *d;
-	long threshold = t != NULL ? strtol(t, NULL, 10) : 0;
-	unsigned n;
-	int fd;
+	const char *t, *v, *f;
+	unsigned n = nchildren(o), i;
+	int threshold, fd, bv = 0, rw = 0;
 
+	if (n == 0) {
+		err_set(0, "Number of provided children must be 1 or more");
+		return NULL;
+	}
+	if (get_opt(o, "vote-threshold", &t) < 0 ||
+	    get_opt(o, "blkverify", &v) < 0 || (v != NULL &&
+	    (bv = opt_bool(v)) < 0) || get_opt(o, "rewrite-corrupted", &v) < 0 ||
+	    (v != NULL && (rw = opt_bool(v)) < 0) ||
+	    get_opt(o, "read-pattern", &v) < 0)
+		return NULL;
+	/* qemu_opt_get_number into an int: "-1" wraps to -1 */
+	threshold = t != NULL ? (int)strtoull(t, NULL, 0) : 0;
 	if (threshold < 1) {
 		err_set(0, "Parameter 'vote-threshold' expects a value >= 1");
 		return NULL;
 	}
-	for (n = 0; (f = child(o, n, "filename")) != NULL; n++) {
-		if ((d = child(o, n, "driver")) != NULL && strcmp(d, "file")) {
-			err_set(0, "Unknown driver '%s'", d);
+	if ((unsigned)threshold > n) {
+		err_set(0, "threshold may not exceed children count");
+		return NULL;
+	}
+	if (v != NULL && strcmp(v, "quorum") && strcmp(v, "fifo")) {
+		err_set(0, "Please set read-pattern as fifo or quorum");
+		return NULL;
+	}
+	if ((v == NULL || !strcmp(v, "quorum")) && bv && (n != 2 ||
+	    threshold != 2)) {
+		err_set(0, "blkverify=on can only be set if there are exactly "
+		    "two files and vote-threshold is 2");
+		return NULL;
+	}
+	if ((v == NULL || !strcmp(v, "quorum")) && bv && rw) {
+		err_set(0, "rewrite-corrupted=on cannot be used with "
+		    "blkverify=on");
+		return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		if (check_child(o, i) < 0)
 			return NULL;
-		}
+		f = child_file(o, i);
 		if ((fd = open(f, O_RDONLY | O_CLOEXEC)) < 0) {
 			err_set(errno, "Could not open '%s'", f);
 			return NULL;
 		}
 		close(fd);
 	}
-	if (n == 0) {
-		err_set(0, "Number of provided children must be 1 or more");
+	if (check_keys(o) < 0)
 		return NULL;
+	return child_file(o, 0);
+}
+
+/* A child of a quorum open for writing, as file-posix opens it. */
+static int
+open_child(const struct opt_list *o, unsigned i, int flags, bool metadata)
+{
+	const char *f = child_file(o, i);
+	const char *lk = child(o, i, raw_child(o, i) ? "file.locking" : "locking");
+	struct stat st;
+	int fd;
+
+	fd = open(f, ((flags & IMG_RDWR) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(errno, "Could not open '%s'", f);
+	if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+		close(fd);
+		return err_set(0, "'file' driver requires '%s' to be a regular "
+		    "file", f);
 	}
-	if (threshold > (long)n) {
-		err_set(0, "threshold may not exceed children count");
-		return NULL;
+	if ((lk == NULL || opt_bool(lk) != 0) && lock_image(fd, f,
+	    flags & IMG_RDWR, flags & IMG_SHARE, metadata, 0) < 0) {
+		close(fd);
+		return -1;
 	}
-	return child(o, 0, "filename");
+	return fd;
+}
+
+/* quorum_getlength: the copies must be as long as each other. */
+static int
+same_length(const struct quorum *q)
+{
+	struct stat st;
+	off_t len = 0;
+	int i;
+
+	for (i = 0; i < q->n; i++) {
+		if (fstat(q->fd[i], &st) < 0)
+			return err_set(errno, "Could not refresh total sector "
+			    "count");
+		if (i > 0 && st.st_size != len)
+			return err_set(EIO, "Could not refresh total sector "
+			    "count");
+		len = st.st_size;
+	}
+	return 0;
+}
+
+/*
+ * Child i is the file of an earlier child: qemu's file nodes of one
+ * quorum lock each other out of writing (its children share no write).
+ */
+static int
+twice(const struct quorum *q, int i, const char *name)
+{
+	struct stat a, b;
+	int j;
+
+	if (fstat(q->fd[i], &a) < 0)
+		return 0;
+	for (j = 0; j < i; j++)
+		if (fstat(q->fd[j], &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino)
+			return err_set(0, "Failed to get \"write\" lock\n"
+			    "Is another process using the image [%s]?", name);
+	return 0;
+}
+
+static ssize_t quorum_io(int fd, const struct io_req *r);
+
+struct quorum *
+quorum_open(const struct opt_list *o, int fd, int flags, bool metadata)
+{
+	struct quorum *q = xcalloc(1, sizeof(*q));
+	const char *v = opt_list_get(o, "file.read-pattern");
+
+	q->n = (int)nchildren(o);
+	q->threshold = (int)strtoull(opt_list_get(o, "file.vote-threshold"),
+	    NULL, 0);
+	q->fifo = v != NULL && !strcmp(v, "fifo");
+	v = opt_list_get(o, "file.rewrite-corrupted");
+	q->rewrite = !q->fifo && v != NULL && opt_bool(v) == 1;
+	q->fd = xcalloc((size_t)q->n, sizeof(*q->fd));
+	q->fd[0] = fd;
+	for (q->n = 1; q->n < (int)nchildren(o); q->n++)
+		if ((q->fd[q->n] = open_child(o, (unsigned)q->n, flags,
+		    metadata)) < 0 || ((flags & IMG_RDWR) &&
+		    twice(q, q->n, child_file(o, (unsigned)q->n)) < 0)) {
+			q->n += q->fd[q->n] >= 0;
+			goto fail;
+		}
+	if (same_length(q) < 0)
+		goto fail;
+	/* quorum_child_perm: rewriting takes write on the children */
+	if (q->rewrite && !(flags & IMG_RDWR)) {
+		err_set(0, "Block node is read-only");
+		goto fail;
+	}
+	q->next = quorum_list;
+	quorum_list = q;
+	io_copies = quorum_io;
+	return q;
+fail:
+	q->fd[0] = -1;
+	quorum_free(q);
+	return NULL;
 }
 
 int
-quorum_writable(const struct opt_list *o, int flags)
+quorum_fds(const struct quorum *q, const int **fds)
 {
-	if ((flags & IMG_RDWR) && child(o, 1, "filename") != NULL)
-		return err_set(0, "quorum: writing to a node of several "
-		    "children is not supported");
+	*fds = q->fd;
+	return q->n;
+}
+
+void
+quorum_free(struct quorum *q)
+{
+	struct quorum **p;
+	int i;
+
+	if (q == NULL)
+		return;
+	for (p = &quorum_list; *p != NULL; p = &(*p)->next)
+		if (*p == q) {
+			*p = q->next;
+			break;
+		}
+	if (quorum_list == NULL)
+		io_copies = NULL;
+	for (i = 1; i < q->n; i++) {
+		lock_drop(q->fd[i]);
+		close(q->fd[i]);
+	}
+	free(q->fd);
+	free(q);
+}
+
+/*
+ * quorum_vote_error: the errno most copies failed with; among as many, the
+ * one whose first copy comes last (qemu's vote list grows at its head).
+ */
+static int
+vote_error(const int *err, int n)
+{
+	int i, j, c, best = 0, e = EIO;
+
+	for (i = 0; i < n; i++) {
+		if (err[i] == 0)
+			continue;
+		for (j = 0; j < i && err[j] != err[i]; j++)
+			continue;
+		if (j < i)
+			continue;	/* counted with its first copy */
+		for (c = 0, j = i; j < n; j++)
+			c += err[j] == err[i];
+		if (c >= best) {
+			best = c;
+			e = err[i];
+		}
+	}
+	return e;
+}
+
+/* A change: on every copy; vote-threshold of them must take it. */
+static ssize_t
+change_all(const struct quorum *q, const struct io_req *r)
+{
+	int *err = xcalloc((size_t)q->n, sizeof(*err));
+	int i, ok = 0, e;
+
+	for (i = 0; i < q->n; i++) {
+		if (io_do(q->fd[i], r) < 0)
+			err[i] = errno ? errno : EIO;
+		else
+			ok++;
+	}
+	e = vote_error(err, q->n);
+	free(err);
+	if (ok >= q->threshold)
+		return 0;
+	errno = e;
+	return -1;
+}
+
+/* read-pattern=fifo: the first copy that reads. */
+static ssize_t
+read_fifo(const struct quorum *q, const struct io_req *r)
+{
+	ssize_t n = -1;
+	int i;
+
+	for (i = 0; i < q->n && n < 0; i++)
+		n = io_do(q->fd[i], r);
+	return n;
+}
+
+static bool
+same_read(ssize_t na, const void *a, ssize_t nb, const void *b)
+{
+	return na == nb && memcmp(a, b, (size_t)na) == 0;
+}
+
+/*
+ * The winning version of a vote on got[0..n) (got[i] < 0: copy i failed):
+ * most votes; among as many, the one first read from the last copy, as
+ * quorum_get_vote_winner walks qemu's list.  *votes gets its count.
+ */
+static int
+winner(const struct quorum *q, uint8_t **buf, const ssize_t *got, int *votes)
+{
+	int i, j, c, best = -1;
+
+	*votes = 0;
+	for (i = 0; i < q->n; i++) {
+		if (got[i] < 0)
+			continue;
+		for (j = 0; j < i && (got[j] < 0 ||
+		    !same_read(got[i], buf[i], got[j], buf[j])); j++)
+			continue;
+		if (j < i)
+			continue;
+		for (c = 0, j = i; j < q->n; j++)
+			c += got[j] >= 0 &&
+			    same_read(got[i], buf[i], got[j], buf[j]);
+		if (c >= *votes) {
+			*votes = c;
+			best = i;
+		}
+	}
+	return best;
+}
+
+/* Copies that read other bytes than the winner's get the winner's. */
+static void
+rewrite(const struct quorum *q, uint8_t **buf, const ssize_t *got, int w,
+    uint64_t off)
+{
+	struct iovec v = { buf[w], (size_t)got[w] };
+	struct io_req r = { .type = IO_WRITE, .iov = &v, .iovcnt = 1,
+	    .off = off, .len = (uint64_t)got[w] };
+	int i;
+
+	for (i = 0; i < q->n; i++)
+		if (got[i] >= 0 && !same_read(got[i], buf[i], got[w], buf[w]))
+			(void)io_do(q->fd[i], &r);	/* a repair, as qemu's */
+}
+
+/* read-pattern=quorum: read every copy and vote on the bytes. */
+static ssize_t
+read_vote(const struct quorum *q, const struct io_req *r)
+{
+	uint8_t **buf = xcalloc((size_t)q->n, sizeof(*buf));
+	ssize_t *got = xcalloc((size_t)q->n, sizeof(*got)), n = -1;
+	int *err = xcalloc((size_t)q->n, sizeof(*err));
+	struct io_req one = *r;
+	int i, w, ok = 0, votes;
+
+	for (i = 0; i < q->n; i++) {
+		buf[i] = i == 0 ? r->buf : xmalloc(r->len ? r->len : 1);
+		one.buf = buf[i];
+		if ((got[i] = io_do(q->fd[i], &one)) < 0)
+			err[i] = errno ? errno : EIO;
+		else
+			ok++;
+	}
+	if (ok < q->threshold) {
+		errno = vote_error(err, q->n);
+		goto out;
+	}
+	w = winner(q, buf, got, &votes);
+	if (votes < q->threshold) {
+		errno = EIO;
+		goto out;
+	}
+	if (w != 0)
+		memcpy(r->buf, buf[w], (size_t)got[w]);
+	if (q->rewrite && votes < ok)
+		rewrite(q, buf, got, w, r->off);
+	n = got[w];
+out:
+	for (i = 1; i < q->n; i++)
+		free(buf[i]);
+	free(buf);
+	free(got);
+	free(err);
+	return n;
+}
+
+/* io_copies: the requests on a quorum's first copy reach every copy. */
+static ssize_t
+quorum_io(int fd, const struct io_req *r)
+{
+	struct quorum *q;
+
+	for (q = quorum_list; q != NULL && q->fd[0] != fd; q = q->next)
+		continue;
+	if (q == NULL)
+		return IO_NOT_COPIES;
+	switch (r->type) {
+	case IO_READ:
+		return q->fifo ? read_fifo(q, r) : read_vote(q, r);
+	case IO_DISCARD:
+		return 0;	/* qemu's quorum has no discard */
+	case IO_TRUNCATE:
+		if (r->mode == 1)
+			return change_all(q, r);
+		errno = ENOTSUP;	/* nor truncate */
+		return -1;
+	default:
+		return change_all(q, r);
+	}
+}
+
+int
+quorum_resize(const char *fmt, uint64_t old, uint64_t size, int prealloc)
+{
+	static const char no[] = "Image format driver does not support resize";
+	bool grow = size > old;
+
+	/* raw truncates its file; qcow2 truncates it to preallocate */
+	if (!strcmp(fmt, "raw") || (!strcmp(fmt, "qcow2") && grow &&
+	    prealloc == IMG_PREALLOC_METADATA))
+		return err_set(0, "%s", no);
+	if (!strcmp(fmt, "qcow2") && grow && prealloc != IMG_PREALLOC_OFF)
+		return err_set(0, "Failed to resize underlying file: %s", no);
 	return 0;
 }
 
@@ -87,7 +559,7 @@ quorum_copies_size(const struct opt_list *o)
 	int64_t sum = 0;
 	unsigned i;
 
-	for (i = 1; (f = child(o, i, "filename")) != NULL; i++)
+	for (i = 1; (f = child_file(o, i)) != NULL; i++)
 		if (stat(f, &st) == 0)
 			sum += (int64_t)st.st_blocks * 512;
 	return sum;
@@ -97,6 +569,7 @@ char *
 quorum_name(const struct opt_list *o, const char *fmt)
 {
 	struct jnode *top = jn_new_obj(), *q, *arr, *c;
+	const struct opt_desc *d;
 	const char *f;
 	char *key;
 	unsigned i;
@@ -108,14 +581,21 @@ quorum_name(const struct opt_list *o, const char *fmt)
 		q = top;
 	}
 	arr = jn_arr(q, "children");
-	for (i = 0; (f = child(o, i, "filename")) != NULL; i++) {
+	for (i = 0; (f = child_file(o, i)) != NULL; i++) {
 		c = jn_obj(arr, NULL);
+		if (raw_child(o, i)) {
+			jn_str(c, "driver", "raw");
+			c = jn_obj(c, "file");
+		}
 		jn_str(c, "driver", "file");
 		jn_str(c, "filename", f);
 	}
 	jn_str(q, "driver", "quorum");
-	key = xstrdup("file.vote-threshold");
-	blkdbg_member(q, "vote-threshold", key, opt_list_get(o, key));
-	free(key);
+	for (d = quorum_opts; d->name != NULL; d++) {
+		key = xasprintf("file.%s", d->name);
+		if (opt_list_get(o, key) != NULL)
+			blkdbg_member(q, d->name, key, opt_list_get(o, key));
+		free(key);
+	}
 	return blkdbg_json_name(top);
 }

@@ -17,12 +17,28 @@ bool		 quorum_file(const struct opt_list *o);
  * file, or NULL with err_set.
  */
 const char	*quorum_check(const struct opt_list *o);
+struct quorum;
+
 /*
- * A node of several children opened for writing: refused (err_set, -1),
- * as img reads and writes the first child only and the others would stay
- * behind; 0 otherwise.
+ * The quorum node of options o, its first child open on fd: opens (and
+ * locks, as qemu) the other children, checks that they are as long as the
+ * first, and from then on every request made with lib/io.c's helpers on
+ * fd reaches each child as qemu's quorum makes it.  NULL with err_set.
  */
-int		 quorum_writable(const struct opt_list *o, int flags);
+struct quorum	*quorum_open(const struct opt_list *o, int fd, int flags,
+		    bool metadata);
+/* The children's fds (the first is the image's own); returns how many. */
+int		 quorum_fds(const struct quorum *q, const int **fds);
+/* Close the other children (not the first's fd); accepts NULL. */
+void		 quorum_free(struct quorum *q);
+/*
+ * Whether a format fmt image on a quorum resizes from old to size bytes
+ * with preallocation prealloc (IMG_PREALLOC_*) as qemu's would: its
+ * quorum node cannot truncate, so raw and a preallocating qcow2 fail
+ * (err_set, -1); 0 otherwise.
+ */
+int		 quorum_resize(const char *fmt, uint64_t old, uint64_t size,
+		    int prealloc);
 /* Disk bytes of the children but the first (qemu's disk size sums all). */
 int64_t		 quorum_copies_size(const struct opt_list *o);
 /*

@@ -69,10 +69,10 @@ raw_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
 		return 0;	/* past the end of the file reads as zeroes already */
 	len = MIN(len, fsize - off);
 	if ((flags & IMG_ZERO_UNMAP) &&
-	    fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	    io_fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 	    (off_t)off, (off_t)len) == 0)
 		return 0;
-	if (fallocate(img->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+	if (io_fallocate(img->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
 	    (off_t)off, (off_t)len) == 0)
 		return 0;
 	for (; len > 0; off += n, len -= n) {
@@ -86,8 +86,7 @@ raw_write_zeroes(struct img *img, uint64_t off, uint64_t len, int flags)
 static int
 raw_discard(struct img *img, uint64_t off, uint64_t len)
 {
-	(void)fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-	    (off_t)off, (off_t)len);
+	(void)io_discard(img->fd, off, len);
 	return 0;
 }
 
@@ -114,7 +113,9 @@ raw_block_status(struct img *img, uint64_t off, uint64_t len,
 		return -1;
 	st->offset = off;
 	st->len = n;
-	st->flags = (zero ? ST_ZERO : ST_DATA) | ST_OFFSET;
+	/* quorum_co_block_status says data or zero, at no offset */
+	st->flags = (zero ? ST_ZERO : ST_DATA) |
+	    (img->quorum == NULL ? ST_OFFSET : 0);
 	st->file = img->blkdebug != NULL ? img->path : NULL;
 	/*
 	 * The sector-rounded tail past EOF is a zero extent of its own, but
@@ -227,7 +228,7 @@ raw_resize(struct img *img, uint64_t size, int prealloc)
 		return err_set(0, "Cannot use preallocation for shrinking files");
 	switch (prealloc) {
 	case IMG_PREALLOC_OFF:
-		if (ftruncate(img->fd, (off_t)size) < 0)
+		if (io_ftruncate(img->fd, (off_t)size) < 0)
 			return err_set(errno, "Could not resize file");
 		break;
 	case IMG_PREALLOC_FALLOC:
@@ -236,7 +237,7 @@ raw_resize(struct img *img, uint64_t size, int prealloc)
 			return err_set(r, "Could not preallocate new data");
 		break;
 	case IMG_PREALLOC_FULL:
-		if (ftruncate(img->fd, (off_t)size) < 0)
+		if (io_ftruncate(img->fd, (off_t)size) < 0)
 			return err_set(errno, "Could not resize file");
 		for (off = cur; off < size; off += n) {
 			n = MIN(size - off, sizeof(zeroes));
@@ -244,7 +245,7 @@ raw_resize(struct img *img, uint64_t size, int prealloc)
 				return err_set(errno, "Could not write zeros for "
 				    "preallocation");
 		}
-		if (fsync(img->fd) < 0)
+		if (io_fsync(img->fd) < 0)
 			return err_set(errno, "Could not flush file to disk");
 		break;
 	default:

@@ -433,7 +433,7 @@ vhdx_log_apply(struct img *img, const uint8_t *e)
 	if (fsize < last && last % MIB) {
 		if (last > (uint64_t)INT64_MAX - MIB)
 			return vhdx_einval();
-		if (ftruncate(img->fd, (off_t)ROUND_UP(last, MIB)) < 0)
+		if (io_ftruncate(img->fd, (off_t)ROUND_UP(last, MIB)) < 0)
 			return err_set(errno, "Could not replay the VHDX log");
 	}
 	return 0;
@@ -853,7 +853,7 @@ vhdx_alloc(struct img *img, struct vhdx *s, uint64_t *at)
 		return -1;
 	*at = ROUND_UP(fsize, MIB);
 	if (*at > (uint64_t)INT64_MAX - s->block_size ||
-	    ftruncate(img->fd, (off_t)(*at + s->block_size)) < 0)
+	    io_ftruncate(img->fd, (off_t)(*at + s->block_size)) < 0)
 		return err_set(errno, "%s: could not grow the file",
 		    img->filename);
 	return 0;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "err.h"
@@ -21,20 +22,28 @@ io_fault_check(int fd, int type, uint64_t off, uint64_t len)
 	return -1;
 }
 
-ssize_t
-io_pread(int fd, void *buf, size_t len, uint64_t off)
+ssize_t (*io_copies)(int fd, const struct io_req *r);
+
+/* The request through io_copies, else on fd itself. */
+static ssize_t
+io_req(int fd, const struct io_req *r)
+{
+	ssize_t n;
+
+	if (io_copies != NULL && (n = io_copies(fd, r)) != IO_NOT_COPIES)
+		return n;
+	return io_do(fd, r);
+}
+
+static ssize_t
+do_read(int fd, const struct io_req *q)
 {
 	size_t done = 0;
 	ssize_t r;
 
-	if (off > INT64_MAX || len > INT64_MAX - off) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (io_fault != NULL && io_fault_check(fd, IO_READ, off, len) < 0)
-		return -1;
-	while (done < len) {
-		r = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+	while (done < q->len) {
+		r = pread(fd, (char *)q->buf + done, q->len - done,
+		    (off_t)(q->off + done));
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -45,6 +54,73 @@ io_pread(int fd, void *buf, size_t len, uint64_t off)
 		done += (size_t)r;
 	}
 	return (ssize_t)done;
+}
+
+static int
+do_write(int fd, const struct io_req *q)
+{
+	struct iovec v[64];
+	uint64_t off = q->off, skip = 0;
+	ssize_t r;
+	int i = 0, n;
+
+	/* pwritev takes up to 64 buffers a turn here, the first cut by skip */
+	while (off - q->off < q->len && i < q->iovcnt) {
+		for (n = 0; n < 64 && i + n < q->iovcnt; n++)
+			v[n] = q->iov[i + n];
+		v[0].iov_base = (char *)v[0].iov_base + skip;
+		v[0].iov_len -= skip;
+		r = pwritev(fd, v, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			errno = ENOSPC;
+			return -1;
+		}
+		off += (uint64_t)r;
+		for (r += (ssize_t)skip; i < q->iovcnt &&
+		    (size_t)r >= q->iov[i].iov_len; i++)
+			r -= (ssize_t)q->iov[i].iov_len;
+		skip = (uint64_t)r;
+	}
+	return 0;
+}
+
+ssize_t
+io_do(int fd, const struct io_req *r)
+{
+	switch (r->type) {
+	case IO_READ:
+		return do_read(fd, r);
+	case IO_WRITE:
+		return do_write(fd, r);
+	case IO_WRITE_ZEROES:
+	case IO_DISCARD:
+		return fallocate(fd, r->mode, (off_t)r->off, (off_t)r->len);
+	case IO_FLUSH:
+		return r->mode ? fsync(fd) : fdatasync(fd);
+	case IO_TRUNCATE:
+		return ftruncate(fd, (off_t)r->off);
+	}
+	errno = EINVAL;
+	return -1;
+}
+
+ssize_t
+io_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	struct io_req r = { .type = IO_READ, .buf = buf, .off = off,
+	    .len = len };
+
+	if (off > INT64_MAX || len > INT64_MAX - off) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (io_fault != NULL && io_fault_check(fd, IO_READ, off, len) < 0)
+		return -1;
+	return io_req(fd, &r);
 }
 
 int
@@ -62,30 +138,85 @@ io_pread_zero(int fd, void *buf, size_t len, uint64_t off)
 int
 io_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
-	size_t done = 0;
-	ssize_t r;
+	struct iovec v = { (void *)(uintptr_t)buf, len };
 
-	if (off > INT64_MAX || len > INT64_MAX - off) {
+	return io_pwritev(fd, &v, 1, off);
+}
+
+int
+io_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	struct io_req r = { .type = IO_WRITE, .iov = iov, .iovcnt = iovcnt,
+	    .off = off };
+	int i;
+
+	for (i = 0; i < iovcnt; i++)
+		r.len += iov[i].iov_len;
+	if (off > INT64_MAX || r.len > INT64_MAX - off) {
 		errno = EFBIG;
 		return -1;
 	}
-	if (io_fault != NULL && io_fault_check(fd, IO_WRITE, off, len) < 0)
+	if (io_fault != NULL && io_fault_check(fd, IO_WRITE, off, r.len) < 0)
 		return -1;
-	while (done < len) {
-		r = pwrite(fd, (const char *)buf + done, len - done,
-		    (off_t)(off + done));
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (r == 0) {
-			errno = ENOSPC;
-			return -1;
-		}
-		done += (size_t)r;
+	return (int)io_req(fd, &r);
+}
+
+int
+io_fallocate(int fd, int mode, uint64_t off, uint64_t len)
+{
+	struct io_req r = { .type = IO_WRITE_ZEROES, .off = off, .len = len,
+	    .mode = mode };
+
+	return (int)io_req(fd, &r);
+}
+
+int
+io_discard(int fd, uint64_t off, uint64_t len)
+{
+	struct io_req r = { .type = IO_DISCARD, .off = off, .len = len,
+	    .mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE };
+
+	return (int)io_req(fd, &r);
+}
+
+int
+io_ftruncate(int fd, uint64_t size)
+{
+	struct io_req r = { .type = IO_TRUNCATE, .off = size };
+
+	if (size > INT64_MAX) {
+		errno = EFBIG;
+		return -1;
 	}
-	return 0;
+	return (int)io_req(fd, &r);
+}
+
+int
+io_extend(int fd, uint64_t size)
+{
+	struct io_req r = { .type = IO_TRUNCATE, .off = size, .mode = 1 };
+
+	if (size > INT64_MAX) {
+		errno = EFBIG;
+		return -1;
+	}
+	return (int)io_req(fd, &r);
+}
+
+int
+io_fdatasync(int fd)
+{
+	struct io_req r = { .type = IO_FLUSH };
+
+	return (int)io_req(fd, &r);
+}
+
+int
+io_fsync(int fd)
+{
+	struct io_req r = { .type = IO_FLUSH, .mode = 1 };
+
+	return (int)io_req(fd, &r);
 }
 
 ssize_t

@@ -88,7 +88,7 @@ qcow2_set_backing(struct img *img, const char *file, const char *fmt)
 	put_be32(hdr + 16, (uint32_t)blen);
 	memcpy(hdr + off, file ? file : "", blen);
 	if (io_pwrite(img->fd, hdr, cs, 0) < 0 ||
-	    (fdatasync(img->fd) < 0 && errno != EINVAL)) {
+	    (io_fdatasync(img->fd) < 0 && errno != EINVAL)) {
 		err_set(errno, "%s: Could not write the qcow2 header", img->filename);
 		goto out;
 	}
@@ -115,7 +115,7 @@ zero_file(struct img *img, uint64_t off, uint64_t len)
 	if (io_fault_check(img->fd, IO_WRITE_ZEROES, off, len) < 0)
 		return err_set(errno, "%s: Could not write zeroes",
 		    img->filename);
-	if (fallocate(img->fd, FALLOC_FL_ZERO_RANGE, (off_t)off,
+	if (io_fallocate(img->fd, FALLOC_FL_ZERO_RANGE, (off_t)off,
 	    (off_t)len) == 0)
 		return 0;
 	z = xcalloc(1, len);
@@ -203,7 +203,7 @@ make_completely_empty(struct img *img)
 	s->lazy_dirty = false;
 	if (qcow2_set_incompat(img, s->incompat & ~QCOW2_INCOMPAT_DIRTY) < 0)
 		return -1;
-	if (ftruncate(img->fd, (off_t)((3 + l1c) * cs)) < 0)
+	if (io_ftruncate(img->fd, (off_t)((3 + l1c) * cs)) < 0)
 		return err_set(errno, "%s: Could not truncate", img->filename);
 	s->file_size = (3 + l1c) * cs;
 	s->zc_valid = false;

@@ -10,6 +10,7 @@
 
 #include "../../lib/err.h"
 #include "../../lib/int.h"
+#include "../../lib/io.h"
 #include "qcow2.h"
 
 #define BME_IN_USE	(1u << 0)
@@ -134,7 +135,7 @@ qcow2_bitmaps_in_use(struct img *img)
 	if (r == 0 && dirty)
 		r = qcow2_pwrite(img, dir, s->bm_dir_size, s->bm_dir_offset,
 		    "bitmap directory");
-	if (r == 0 && dirty && fdatasync(img->fd) < 0 && errno != EINVAL)
+	if (r == 0 && dirty && io_fdatasync(img->fd) < 0 && errno != EINVAL)
 		r = err_set(errno, "%s: fsync", img->filename);
 	free(dir);
 	return r;

@@ -916,7 +916,7 @@ refblock_outside(struct ck *k, struct img_check *res, uint64_t off,
 	int e = EINVAL;
 
 	if (off > INT64_MAX - k->cs ||
-	    ftruncate(k->img->fd, (off_t)(off + k->cs)) < 0) {
+	    io_ftruncate(k->img->fd, (off_t)(off + k->cs)) < 0) {
 		if (off <= INT64_MAX - k->cs) {
 			e = errno;
 			note(k, "%s: Could not resize file: %s", prog_name(),
@@ -1172,7 +1172,7 @@ rebuild_structure(struct ck *k, struct img_check *res)
 	put_be64(hb, off);
 	put_be32(hb + 8, (uint32_t)clusters);
 	if (write_meta(k, hb, 12, 48) < 0 ||
-	    (fdatasync(k->img->fd) < 0 && errno != EINVAL)) {
+	    (io_fdatasync(k->img->fd) < 0 && errno != EINVAL)) {
 		note(k, "%s: ERROR setting reftable: %s", prog_name(),
 		    strerror(errno));
 		goto fail;
@@ -1456,7 +1456,7 @@ write_snapshots(struct ck *k)
 		return err_set(EFBIG, "%s", k->img->filename);
 	if (alloc_stored(k, size, &off) < 0 || flush_rb(k) < 0)
 		return -1;
-	if ((fdatasync(k->img->fd) < 0 && errno != EINVAL) ||
+	if ((io_fdatasync(k->img->fd) < 0 && errno != EINVAL) ||
 	    overlap_check(k, 0, off, size) < 0)
 		return err_set(errno, "%s", k->img->filename);
 	buf = xcalloc(1, size ? size : 1);
@@ -1467,9 +1467,9 @@ write_snapshots(struct ck *k)
 	put_be32(hb, k->nb_sn);
 	put_be64(hb + 4, off);
 	if (write_meta(k, buf, size, off) < 0 ||
-	    (fdatasync(k->img->fd) < 0 && errno != EINVAL) ||
+	    (io_fdatasync(k->img->fd) < 0 && errno != EINVAL) ||
 	    write_meta(k, hb, 12, 60) < 0 ||
-	    (fdatasync(k->img->fd) < 0 && errno != EINVAL)) {
+	    (io_fdatasync(k->img->fd) < 0 && errno != EINVAL)) {
 		free(buf);
 		return err_set(errno, "%s", k->img->filename);
 	}
@@ -1629,11 +1629,11 @@ mark_clean(struct ck *k, uint64_t bits)
 		return -1;
 	if (k->s->version < 3 || v == k->incompat)
 		return 0;
-	if (fdatasync(k->img->fd) < 0 && errno != EINVAL)
+	if (io_fdatasync(k->img->fd) < 0 && errno != EINVAL)
 		return err_set(errno, "%s", k->img->filename);
 	put_be64(b, v);
 	if (write_meta(k, b, 8, 72) < 0 ||
-	    (fdatasync(k->img->fd) < 0 && errno != EINVAL))
+	    (io_fdatasync(k->img->fd) < 0 && errno != EINVAL))
 		return err_set(errno, "%s", k->img->filename);
 	k->incompat = v;
 	return 0;
@@ -1660,7 +1660,7 @@ drop_autoclear(struct ck *k)
 		return err_set(errno, "%s", k->img->filename);
 	put_be64(b, k->autoclear);
 	if (write_meta(k, b, 8, 88) < 0 ||
-	    (fdatasync(k->img->fd) < 0 && errno != EINVAL))
+	    (io_fdatasync(k->img->fd) < 0 && errno != EINVAL))
 		return err_set(errno, "%s", k->img->filename);
 	return 0;
 }
@@ -1698,7 +1698,7 @@ qcow2_check(struct img *img, int fix, struct img_check *out)
 	add_result(out, &sres, false);
 	if (r == 0 && fix && out->check_errors == 0 && out->corruptions == 0)
 		r = mark_clean(&k, QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT);
-	if (r == 0 && fix && fdatasync(img->fd) < 0 && errno != EINVAL)
+	if (r == 0 && fix && io_fdatasync(img->fd) < 0 && errno != EINVAL)
 		r = err_set(errno, "%s", img->filename);
 done:
 	if (fix && !k.fatal && mark_clean(&k, QCOW2_INCOMPAT_DIRTY) < 0 && r == 0)

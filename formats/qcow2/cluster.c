@@ -196,8 +196,17 @@ file_zero(struct img *img, struct fmt_status *st)
 {
 	struct stat sb;
 	off_t d, h;
-	uint64_t fsize;
+	uint64_t fsize, n;
+	bool zero;
 
+	/* on a quorum, zero where every child is (fmt_file_status) */
+	if (img->quorum != NULL && qcow2_dfd(img) == img->fd) {
+		if (fmt_file_status(img, st->offset, st->len, &n, &zero) == 0) {
+			st->len = MIN(st->len, n);
+			st->flags |= zero ? ST_ZERO : 0;
+		}
+		return;
+	}
 	if (fstat(qcow2_dfd(img), &sb) < 0)
 		return;
 	fsize = (uint64_t)sb.st_size;
@@ -485,37 +494,17 @@ data_check(struct img *img, uint64_t off, uint64_t len)
 static int
 write_vec(struct img *img, struct iovec *iov, int cnt, uint64_t off)
 {
-	ssize_t r;
 	size_t len = 0;
 	int i;
 
-	for (i = 0; io_fault != NULL && i < cnt; i++)
+	for (i = 0; i < cnt; i++)
 		len += iov[i].iov_len;
-	if (io_fault != NULL &&
-	    io_fault_check(qcow2_dfd(img), IO_WRITE, off, len) < 0)
+	/* io_pwritev asks io_fault, and mirrors to a quorum's copies */
+	if (io_pwritev(qcow2_dfd(img), iov, cnt, off) < 0)
 		return err_set(errno, "%s: Could not write data at %#llx",
 		    img->filename, (unsigned long long)off);
-	while (cnt > 0) {
-		r = pwritev(qcow2_dfd(img), iov, cnt, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return err_set(r < 0 ? errno : EIO, "%s: Could not write "
-			    "data at %#llx", img->filename,
-			    (unsigned long long)off);
-		off += (uint64_t)r;
-		while (cnt > 0 && (size_t)r >= iov->iov_len) {
-			r -= (ssize_t)iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + r;
-			iov->iov_len -= (size_t)r;
-		}
-	}
-	if (off > *data_size(img))
-		*data_size(img) = off;
+	if (off + len > *data_size(img))
+		*data_size(img) = off + len;
 	return 0;
 }
 
@@ -550,7 +539,7 @@ extend_file(struct img *img, uint64_t end)
 {
 	if (end <= *data_size(img))
 		return 0;
-	if (ftruncate(qcow2_dfd(img), (off_t)end) < 0)
+	if (io_extend(qcow2_dfd(img), end) < 0)
 		return err_set(errno, "%s: Could not resize file", img->filename);
 	*data_size(img) = end;
 	return 0;
@@ -629,10 +618,9 @@ zero_file(struct img *img, uint64_t off, uint64_t len)
 		return errno == ENOTSUP || errno == EAGAIN ? 1 :
 		    err_set(errno, "%s: Could not write zeroes at %#llx",
 		    img->filename, (unsigned long long)off);
-	if (fallocate(fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) == 0 ||
-	    (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-	    (off_t)off, (off_t)len) == 0 &&
-	    fallocate(fd, 0, (off_t)off, (off_t)len) == 0)) {
+	if (io_fallocate(fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) == 0 ||
+	    (io_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	    off, len) == 0 && io_fallocate(fd, 0, off, len) == 0)) {
 		if (off + len > *data_size(img))
 			*data_size(img) = off + len;
 		return 0;

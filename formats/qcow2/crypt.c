@@ -244,8 +244,8 @@ qcow2_crypt_create(struct img *img, const struct opt_list *o,
 		return -1;
 	/* bdrv_pwrite_zeroes: the clusters are allocated, not holes */
 	end = *off + n * s->cluster_size;
-	if (fallocate(img->fd, FALLOC_FL_ZERO_RANGE, (off_t)*off,
-	    (off_t)(end - *off)) < 0 && ftruncate(img->fd, (off_t)end) < 0)
+	if (io_fallocate(img->fd, FALLOC_FL_ZERO_RANGE, (off_t)*off,
+	    (off_t)(end - *off)) < 0 && io_extend(img->fd, end) < 0)
 		return err_set(errno, "Could not resize file");
 	s->file_size = MAX(s->file_size, end);
 	if (luks_block_format(k->luks, img->fd, *off) < 0)

@@ -52,7 +52,7 @@ qcow2_fsync(struct img *img)
 	if (!(img->flags & IMG_NO_FLUSH) &&
 	    io_fault_check(img->fd, IO_FLUSH, 0, 0) < 0)
 		return err_set(errno, "%s: fsync", img->filename);
-	if (fdatasync(img->fd) < 0 && errno != EINVAL)
+	if (io_fdatasync(img->fd) < 0 && errno != EINVAL)
 		return err_set(errno, "%s: fsync", img->filename);
 	return 0;
 }
@@ -744,7 +744,7 @@ qcow2_prepare_write(struct img *img)
 		    QCOW2_AUTOCLEAR_DATA_RAW;
 		put_be64(b, s->autoclear);
 		if (qcow2_pwrite(img, b, 8, 88, "qcow2 header") < 0 ||
-		    (fdatasync(img->fd) < 0 && errno != EINVAL))
+		    (io_fdatasync(img->fd) < 0 && errno != EINVAL))
 			return err_set(errno, "%s: Could not update qcow2 header",
 			    img->filename);
 	}
@@ -1358,7 +1358,7 @@ prealloc_file(struct img *img, int mode)
 
 	if (s->has_data && prealloc_data(img, mode) < 0)
 		return -1;
-	if (end > s->file_size && ftruncate(img->fd, (off_t)end) < 0)
+	if (end > s->file_size && io_ftruncate(img->fd, (off_t)end) < 0)
 		return err_set(errno, "Could not resize file");
 	s->file_size = MAX(s->file_size, end);
 	return 0;

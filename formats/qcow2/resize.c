@@ -180,8 +180,7 @@ punch_dropped(struct img *img, struct dropped *d)
 				    s->cluster_size);
 	}
 	for (i = 0; i < q.n; i++)
-		(void)fallocate(img->fd, FALLOC_FL_PUNCH_HOLE |
-		    FALLOC_FL_KEEP_SIZE, (off_t)q.v[i].off, (off_t)q.v[i].len);
+		(void)io_discard(img->fd, q.v[i].off, q.v[i].len);
 	free(q.v);
 	free(d->v);
 	memset(d, 0, sizeof(*d));
@@ -252,7 +251,7 @@ trim_file(struct img *img)
 			break;
 	}
 	if (c * s->cluster_size < size &&
-	    ftruncate(img->fd, (off_t)(c * s->cluster_size)) == 0)
+	    io_ftruncate(img->fd, (off_t)(c * s->cluster_size)) == 0)
 		s->file_size = c * s->cluster_size;
 	return 0;
 }
@@ -392,7 +391,7 @@ prealloc_area(struct img *img, uint64_t from, uint64_t to, int mode)
 		last = MAX(last, host + k * cs);
 	}
 	if (last > s->file_size) {
-		if (ftruncate(img->fd, (off_t)last) < 0)
+		if (io_ftruncate(img->fd, (off_t)last) < 0)
 			return err_set(errno, "Could not resize file");
 		s->file_size = last;
 	}
@@ -488,7 +487,7 @@ qcow2_prealloc_run(struct img *img, uint64_t old, uint64_t size, int mode,
 	if (r < 0)
 		return -1;
 	if (start + n * cs > s->file_size) {
-		if (ftruncate(img->fd, (off_t)(start + n * cs)) < 0)
+		if (io_ftruncate(img->fd, (off_t)(start + n * cs)) < 0)
 			return err_set(errno, "Could not resize file");
 		s->file_size = start + n * cs;
 	}

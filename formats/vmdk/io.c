@@ -730,7 +730,7 @@ vmdk_flush(struct img *img)
 			return -1;
 	for (i = 0; i < s->n; i++)
 		if (s->ext[i].own_fd && !(img->flags & IMG_NO_FLUSH) &&
-		    fdatasync(s->ext[i].fd) < 0 && errno != EINVAL)
+		    io_fdatasync(s->ext[i].fd) < 0 && errno != EINVAL)
 			return err_set(errno, "%s: fsync", s->ext[i].path);
 	return fmt_sync(img);
 }
