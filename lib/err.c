@@ -154,6 +154,19 @@ warn_msg(const char *fmt, ...)
 	va_end(ap);
 }
 
+void
+vwarn_msg(const char *fmt, va_list ap)
+{
+	vmsg(fmt, ap, 0);
+}
+
+void
+warn_line(const char *line, void *arg)
+{
+	(void)arg;
+	warn_msg("%s", line);
+}
+
 static int stdout_errno;	/* the first failed flush's errno */
 
 void

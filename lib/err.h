@@ -2,6 +2,7 @@
 #ifndef IMG_ERR_H
 #define IMG_ERR_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #define PRINTF(f, a)	__attribute__((format(printf, f, a)))
@@ -23,6 +24,10 @@ _Noreturn void	 die_errno(const char *fmt, ...) PRINTF(1, 2);
 /* "PROG: msg" then "Try 'PROG --help' for more information", exit 1 (qemu-img's error_exit) */
 _Noreturn void	 die_usage(const char *fmt, ...) PRINTF(1, 2);
 void		 warn_msg(const char *fmt, ...) PRINTF(1, 2);
+/* warn_msg with a va_list */
+void		 vwarn_msg(const char *fmt, va_list ap) PRINTF(1, 0);
+/* warn_msg("%s", line): a sink for img_close_report's lines (arg unused) */
+void		 warn_line(const char *line, void *arg);
 
 /* Flush and close stdout; on error print "PROG: stdout: ..." and return 1, else 0. */
 int		 close_stdout(void);

@@ -216,13 +216,10 @@ dd(const struct dd *d)
 		die("%s", err_msg());
 	if (!skip_ok)
 		warn_msg("%s: cannot skip to specified offset", d->in);
+	/* no flush of its own: qemu-img's comes when the images close */
 	r = copy(in, out, start, end);
-	if (r == 0 && img_flush(out) < 0) {
-		warn_msg("error while writing to output image file: %s", io_error());
-		r = -1;
-	}
-	img_close(out);
 	img_close(in);
+	img_close_report(out, warn_line, NULL);
 	if (r < 0 && !existed)
 		unlink(d->out);	/* nothing half-written is left behind */
 	return r;
