@@ -71,6 +71,20 @@ err_prefix(const char *fmt, ...)
 	return -1;
 }
 
+int
+err_wrap(const char *fmt, ...)
+{
+	char ctx[sizeof(errbuf)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx, sizeof(ctx), fmt, ap);
+	va_end(ap);
+	if (errnum_last != 0)
+		return err_set(errnum_last, "%s", ctx);
+	return err_prefix("%s", ctx);
+}
+
 void
 err_unprefix(const char *fmt, ...)
 {

@@ -14,6 +14,11 @@ const char	*prog_name(void);
 int		 err_set(int errnum, const char *fmt, ...) PRINTF(2, 3);
 /* Prefix the recorded message with "fmt: " (context added by a caller); returns -1. */
 int		 err_prefix(const char *fmt, ...) PRINTF(1, 2);
+/*
+ * Context for the recorded error, as qemu's error_setg_errno(errp, -ret, fmt):
+ * "fmt: strerror" when it has an errno, else err_prefix(fmt).  Returns -1.
+ */
+int		 err_wrap(const char *fmt, ...) PRINTF(1, 2);
 /* Drop a leading "fmt: " from the recorded message when it is there (undoes err_prefix). */
 void		 err_unprefix(const char *fmt, ...) PRINTF(1, 2);
 const char	*err_msg(void);

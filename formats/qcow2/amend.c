@@ -773,7 +773,7 @@ qcow2_amend(struct img *img, const struct opt_list *o, bool force)
 		s->data_file = *a.data_file ? xstrdup(a.data_file) : NULL;
 	}
 	if (update_header(img) < 0)
-		return err_prefix("Failed to update the image header");
+		return err_wrap("Failed to update the image header");
 	if ((a.backing_file || a.backing_fmt) &&
 	    ((a.backing_file == NULL) != (img->backing_file == NULL) ||
 	    (a.backing_file && strcmp(a.backing_file, img->backing_file)) ||
@@ -790,11 +790,11 @@ qcow2_amend(struct img *img, const struct opt_list *o, bool force)
 			    "greater)");
 		s->compat |= QCOW2_COMPAT_LAZY;
 		if (update_header(img) < 0)
-			return err_prefix("Failed to update the image header");
+			return err_wrap("Failed to update the image header");
 	} else if (a.lazy == 0 && (s->compat & QCOW2_COMPAT_LAZY)) {
 		s->compat &= ~QCOW2_COMPAT_LAZY;
 		if (update_header(img) < 0)
-			return err_prefix("Failed to update the image header");
+			return err_wrap("Failed to update the image header");
 	}
 	if (a.size != 0 && qcow2_resize(img, a.size, IMG_PREALLOC_OFF) < 0)
 		return -1;

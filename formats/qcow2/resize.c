@@ -609,7 +609,7 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 	put_be64(b, size);
 	if (qcow2_pwrite(img, b, 8, 24, "qcow2 header") < 0 ||
 	    qcow2_fsync(img) < 0)
-		return -1;
+		return err_wrap("Failed to update the image size");
 	img->size = size;
 	qcow2_bitmaps_resized(img);
 	return size < old ? trim_file(img) : 0;
