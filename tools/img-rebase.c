@@ -72,6 +72,13 @@ fail(const char *fmt, ...)
 	exit(1);
 }
 
+/* qemu-img names an I/O error by its errno alone */
+static const char *
+cause(void)
+{
+	return err_errno() ? strerror(err_errno()) : err_msg();
+}
+
 static _Noreturn void
 usage(void)
 {
@@ -159,7 +166,7 @@ copy_chunk(struct rebase *r, uint64_t off, uint64_t n)
 			continue;
 		if ((old_zero ? img_write_zeroes(r->top, off + done, run, 0) :
 		    img_write(r->top, off + done, run, r->bold + done)) < 0)
-			fail("Error while writing to COW image: %s", err_msg());
+			fail("Error while writing to COW image: %s", cause());
 	}
 }
 
@@ -178,7 +185,7 @@ copy_differences(struct rebase *r)
 	for (off = 0; off < size; off += n) {
 		n = MIN(CHUNK, size - off);
 		if (img_status_layer(r->top, off, n, &e) < 0)
-			fail("error while reading image metadata: %s", err_msg());
+			fail("error while reading image metadata: %s", cause());
 		n = e.length;
 		if (e.present)
 			continue;
@@ -186,7 +193,7 @@ copy_differences(struct rebase *r)
 			if ((a = allocated_between(r->top->backing, r->prefix, off,
 			    &n)) < 0)
 				fail("error while reading image metadata: %s",
-				    err_msg());
+				    cause());
 			if (a == 0)
 				continue;
 		}

@@ -700,16 +700,25 @@ qcow2_snapshot_delete(struct img *img, const char *name)
 	free(sn.id);
 	free(sn.name);
 	free(sn.extra_more);
-	if (update_refs(img, l1, sn.l1_size, -1, &changed, NULL) < 0) {
+	/*
+	 * qemu's steps, named as it names them: the references go (the
+	 * refcount blocks written: nothing on disk refers to the snapshot's
+	 * clusters any more), then the active table's COPIED flags
+	 */
+	if (update_refs(img, l1, sn.l1_size, -1, &changed, NULL) < 0 ||
+	    qcow2_refcount_flush(img) < 0 || qcow2_fsync(img) < 0) {
 		err_set(err_errno() ? err_errno() : EIO,
 		    "Failed to free the cluster and L1 table");
 		goto out;
 	}
-	if ((sn.l1_size > 0 && qcow2_refcount_update(img, sn.l1_offset,
-	    ROUND_UP((uint64_t)sn.l1_size * 8, s->cluster_size), -1) < 0) ||
-	    update_active(img, 0, NULL) < 0)
+	if (sn.l1_size > 0 && qcow2_refcount_update(img, sn.l1_offset,
+	    ROUND_UP((uint64_t)sn.l1_size * 8, s->cluster_size), -1) < 0)
 		goto out;
-	r = qcow2_flush_node(img);
+	if (update_active(img, 0, NULL) < 0 || qcow2_flush_node(img) < 0) {
+		err_wrap("Failed to update snapshot status in disk");
+		goto out;
+	}
+	r = 0;
 out:
 	free(l1);
 	snaps_free(&t);
