@@ -283,4 +283,11 @@ snap1() {
 	faults_as_qemu snap1 write_aio pwritev pwritev_done flush_to_os:true \
 	    flush_to_disk l2_update refblock_update_part refblock_load -- \
 	    amend -o lazy_refcounts=on @J
+	faults_as_qemu snap1 write_aio pwritev flush_to_os:true flush_to_disk \
+	    l2_update refblock_update_part refblock_load -- \
+	    amend -o lazy_refcounts=off @J
+	# a downgrade: "Failed to turn zero into data clusters: ..."
+	faults_as_qemu snap1 pwritev flush_to_os:true flush_to_disk \
+	    l2_update refblock_update_part l2_load:true cluster_free \
+	    cluster_alloc -- amend -o compat=0.10 @J
 }

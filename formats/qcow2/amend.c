@@ -463,14 +463,14 @@ expand_zero_clusters(struct img *img)
 	int r;
 
 	if (qcow2_snapshot_l1s(img, &offs, &sizes, &n) < 0)
-		return err_prefix("Failed to turn zero into data clusters");
+		return err_wrap("Failed to turn zero into data clusters");
 	for (total = s->l1_size, i = 0; i < n; i++)
 		total += sizes[i];
 	pg.cur = OP_DOWNGRADE;
 	if (expand_l1(img, s->l1, s->l1_size, &seen, total) < 0) {
 		free(offs);
 		free(sizes);
-		return err_prefix("Failed to turn zero into data clusters");
+		return err_wrap("Failed to turn zero into data clusters");
 	}
 	for (i = 0, r = 0; i < n && r == 0; i++) {
 		if ((l1 = qcow2_read_l1(img, offs[i], sizes[i])) == NULL) {
@@ -489,7 +489,7 @@ expand_zero_clusters(struct img *img)
 	free(offs);
 	free(sizes);
 	if (r < 0 || qcow2_flush(img) < 0)
-		return err_prefix("Failed to turn zero into data clusters");
+		return err_wrap("Failed to turn zero into data clusters");
 	return 0;
 }
 
