@@ -190,10 +190,10 @@ chain2() {
 
 @test "img-commit: failing writes and flushes of the top say and exit as qemu-img" {
 	# emptying the top meets them: what closing it says, then "Failed
-	# to empty NODE: ..." (cluster_alloc, flush_to_os and refblock_load
+	# to empty NODE: ..." (flush_to_os and refblock_load
 	# with once off and refblock_update_part with once off differ: our
 	# emptying's steps are not qemu's)
 	faults_as_qemu chain2 write_aio pwritev pwritev_done flush_to_os:true \
 	    flush_to_disk l2_update refblock_update_part:true l1_update \
-	    l2_load refblock_load:true cluster_free -- commit @J
+	    l2_load refblock_load:true cluster_free cluster_alloc -- commit @J
 }
