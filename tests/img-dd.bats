@@ -252,7 +252,8 @@ data1m() {
 
 @test "img-dd: failing reads of the input say and exit as qemu-img" {
 	# the output is new: no blkdebug below it (qemu-img dd cannot
-	# create a json: name: "Unknown protocol 'json'")
+	# create a json: name: "Unknown protocol 'json'", ours neither)
 	faults_as_qemu data1m none read_aio l2_load refblock_load -- \
 	    dd -O raw if=@J of=o.raw bs=64k
+	faults_as_qemu data1m none pwritev -- dd -O qcow2 if=t.qcow2 of=@J
 }

@@ -197,6 +197,9 @@ dd(const struct dd *d)
 		die("%s", err_msg());
 	if (!img_format_known(d->out_fmt))
 		die("Unknown file format");
+	/* qemu's bdrv_find_protocol: a json: name names no protocol */
+	if (strncmp(d->out, "json:", 5) == 0)
+		die("Unknown protocol 'json'");
 	if (img_create_opts(d->out_fmt) == NULL)
 		die("Format driver '%s' does not support image creation", d->out_fmt);
 	skip_ok = dd_range(d, in->size, &end, &start);
