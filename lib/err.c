@@ -79,6 +79,20 @@ err_prefix(const char *fmt, ...)
 	return -1;
 }
 
+int
+err_wrap(const char *fmt, ...)
+{
+	char ctx[sizeof(errbuf)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx, sizeof(ctx), fmt, ap);
+	va_end(ap);
+	if (errnum_last != 0)
+		return err_set(errnum_last, "%s", ctx);
+	return err_prefix("%s", ctx);
+}
+
 void
 err_unprefix(const char *fmt, ...)
 {
@@ -160,6 +174,19 @@ warn_msg(const char *fmt, ...)
 	va_start(ap, fmt);
 	vmsg(fmt, ap, 0);
 	va_end(ap);
+}
+
+void
+vwarn_msg(const char *fmt, va_list ap)
+{
+	vmsg(fmt, ap, 0);
+}
+
+void
+warn_line(const char *line, void *arg)
+{
+	(void)arg;
+	warn_msg("%s", line);
 }
 
 static int stdout_errno;	/* the first failed flush's errno */

@@ -2,6 +2,7 @@
 #ifndef IMG_ERR_H
 #define IMG_ERR_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #define PRINTF(f, a)	__attribute__((format(printf, f, a)))
@@ -15,6 +16,11 @@ int		 err_set(int errnum, const char *fmt, ...) PRINTF(2, 3);
 int		 err_prefix(const char *fmt, ...) PRINTF(1, 2);
 /* qemu's bare -errnum: the message is strerror(errnum) alone; returns -1 */
 int		 err_bare(int errnum);
+/*
+ * Context for the recorded error, as qemu's error_setg_errno(errp, -ret, fmt):
+ * "fmt: strerror" when it has an errno, else err_prefix(fmt).  Returns -1.
+ */
+int		 err_wrap(const char *fmt, ...) PRINTF(1, 2);
 /* Drop a leading "fmt: " from the recorded message when it is there (undoes err_prefix). */
 void		 err_unprefix(const char *fmt, ...) PRINTF(1, 2);
 const char	*err_msg(void);
@@ -25,6 +31,10 @@ _Noreturn void	 die_errno(const char *fmt, ...) PRINTF(1, 2);
 /* "PROG: msg" then "Try 'PROG --help' for more information", exit 1 (qemu-img's error_exit) */
 _Noreturn void	 die_usage(const char *fmt, ...) PRINTF(1, 2);
 void		 warn_msg(const char *fmt, ...) PRINTF(1, 2);
+/* warn_msg with a va_list */
+void		 vwarn_msg(const char *fmt, va_list ap) PRINTF(1, 0);
+/* warn_msg("%s", line): a sink for img_close_report's lines (arg unused) */
+void		 warn_line(const char *line, void *arg);
 
 /* Flush and close stdout; on error print "PROG: stdout: ..." and return 1, else 0. */
 int		 close_stdout(void);

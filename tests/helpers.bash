@@ -216,3 +216,37 @@ qemu_luks() {
 	cat qemu.err >&2
 	return 1
 }
+
+# faults_as_qemu SETUP EVENT[:ONCE]... -- ARGS...: for each blkdebug event
+# below the format of t.qcow2 (@J in ARGS names it), with once false and
+# true (or only the ONCE given) and errno 5 and 28: on copies of what SETUP
+# (a function) builds, qemu-img ARGS in q/ and ours,
+# installed as qemu-img, in i/ give the same stdout, stderr (what closing
+# the image says included) and status
+faults_as_qemu() {
+	need_qemu || return 1
+	local setup=$1 spec ev onces o e j bad=0 specs=()
+	shift
+	while [ "$1" != -- ]; do specs+=("$1"); shift; done
+	shift
+	ours_as_qemu
+	rm -rf tpl && mkdir tpl
+	(cd tpl && "$setup" >/dev/null 2>&1) || { echo "$setup failed"; return 1; }
+	for spec in "${specs[@]}"; do
+		ev=${spec%%:*} onces="false true"
+		[ "$spec" != "$ev" ] && onces=${spec#*:}
+		for o in $onces; do for e in 5 28; do
+			j="json:{'driver':'qcow2','file':{'driver':'blkdebug',"
+			j+="'inject-error':[{'event':'$ev','errno':$e,'once':$o}],"
+			j+="'image':{'driver':'file','filename':'t.qcow2'}}}"
+			rm -rf q i && cp -a tpl q && cp -a tpl i
+			(cd q && { command qemu-img "${@//@J/$j}" >../q.out \
+			    2>../q.err && echo 0 || echo $?; } >../q.rc)
+			(cd i && { "$BATS_TEST_TMPDIR/ours/qemu-img" \
+			    "${@//@J/$j}" >../i.out 2>../i.err && echo 0 ||
+			    echo $?; } >../i.rc)
+			outputs_match "$ev once=$o errno=$e" || bad=1
+		done; done
+	done
+	return $bad
+}

@@ -269,3 +269,25 @@ images() {
 	run -0 img-amend --short-options
 	[[ $output == *-t* ]]
 }
+
+# t.qcow2 with data and a snapshot sharing it
+snap1() {
+	qemu-img create -q -f qcow2 t.qcow2 8M &&
+	    qemu-io -c 'write -P 3 0 1M' t.qcow2 &&
+	    qemu-img snapshot -c s1 t.qcow2
+}
+
+@test "img-amend: failing writes and flushes say and exit as qemu-img" {
+	# "Failed to update the image header: ...", then the close's lines
+	# (flush_to_os with once off: qemu's close says more, not ours)
+	faults_as_qemu snap1 write_aio pwritev pwritev_done flush_to_os:true \
+	    flush_to_disk l2_update refblock_update_part refblock_load -- \
+	    amend -o lazy_refcounts=on @J
+	faults_as_qemu snap1 write_aio pwritev flush_to_os:true flush_to_disk \
+	    l2_update refblock_update_part refblock_load -- \
+	    amend -o lazy_refcounts=off @J
+	# a downgrade: "Failed to turn zero into data clusters: ..."
+	faults_as_qemu snap1 pwritev flush_to_os:true flush_to_disk \
+	    l2_update refblock_update_part l2_load:true cluster_free \
+	    cluster_alloc -- amend -o compat=0.10 @J
+}

@@ -175,3 +175,20 @@ while True:
 	same bitmap --merge bm -b s.qcow2 -F qcow2 big.qcow2 bm
 	[ "$(cat i.rc)" -eq 1 ]
 }
+
+# t.qcow2 with data and two bitmaps
+bitmaps2() {
+	qemu-img create -q -f qcow2 t.qcow2 8M &&
+	    qemu-io -c 'write -P 3 0 1M' t.qcow2 &&
+	    qemu-img bitmap --add t.qcow2 b0 && qemu-img bitmap --add t.qcow2 b1
+}
+
+@test "img-bitmap: failing writes and flushes say and exit as qemu-img" {
+	# (the writes' own events differ: qemu marks the bitmaps in use when
+	# it opens the image and fails the open, ours at the first write)
+	faults_as_qemu bitmaps2 write_aio flush_to_disk l2_update l2_load \
+	    cluster_free:true cluster_alloc_space l1_update -- \
+	    bitmap --add @J b2
+	faults_as_qemu bitmaps2 write_aio flush_to_disk l2_update l2_load \
+	    cluster_free:true -- bitmap --remove @J b0
+}

@@ -445,3 +445,21 @@ mkbase() {
 	run -2 timeout 20 img check m.qcow2
 	check_same m.qcow2
 }
+
+# t.qcow2 that leaks clusters: a snapshot's deletion could not free them
+leaky() {
+	qemu-img create -q -f qcow2 t.qcow2 8M &&
+	    qemu-io -c 'write -P 3 0 1M' t.qcow2 &&
+	    qemu-img snapshot -c s1 t.qcow2 &&
+	    qemu-io -c 'write -P 4 0 512k' t.qcow2 &&
+	    { qemu-img snapshot -d s1 "json:{'driver':'qcow2','file':{'driver':'blkdebug','inject-error':[{'event':'cluster_free','errno':28}],'image':{'driver':'file','filename':'t.qcow2'}}}" || true; }
+}
+
+@test "img-check: -r all under failing writes and flushes says and exits as qemu-img" {
+	# the report, then what closing the repaired image says (pwritev_done,
+	# and refblock_alloc, refblock_load, refblock_update_part with once
+	# off differ: our repair's writes are not qemu's)
+	faults_as_qemu leaky write_aio pwritev flush_to_os flush_to_disk \
+	    l2_update refblock_update_part:true refblock_alloc:true \
+	    cluster_free l2_load -- check -r all @J
+}

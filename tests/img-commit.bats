@@ -179,3 +179,21 @@ both() {
 	qimg check -q i/b.qcow2
 	[ "$(qimg info --output=json i/b.qcow2 | jq '."virtual-size"')" = 4194304 ]
 }
+
+# b.qcow2 with data under t.qcow2, which has its own
+chain2() {
+	qemu-img create -q -f qcow2 b.qcow2 8M &&
+	    qemu-io -c 'write -P 1 0 2M' b.qcow2 &&
+	    qemu-img create -q -f qcow2 -b b.qcow2 -F qcow2 t.qcow2 8M &&
+	    qemu-io -c 'write -P 5 512k 64k' t.qcow2
+}
+
+@test "img-commit: failing writes and flushes of the top say and exit as qemu-img" {
+	# emptying the top meets them: what closing it says, then "Failed
+	# to empty NODE: ..." (flush_to_os and refblock_load
+	# with once off and refblock_update_part with once off differ: our
+	# emptying's steps are not qemu's)
+	faults_as_qemu chain2 write_aio pwritev pwritev_done flush_to_os:true \
+	    flush_to_disk l2_update refblock_update_part:true l1_update \
+	    l2_load refblock_load:true cluster_free cluster_alloc -- commit @J
+}

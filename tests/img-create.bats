@@ -289,3 +289,16 @@ Could not open backing image." ]
 		done
 	done
 }
+
+# nothing: the image is to be made
+none_yet() { :; }
+
+@test "img-create: a blkdebug json: name to create reads as qemu-img's" {
+	# qemu-img create cannot make an image below blkdebug ("Unknown
+	# protocol 'json'"): nothing is written, nothing closes
+	faults_as_qemu none_yet none pwritev flush_to_os -- \
+	    create -f qcow2 -o preallocation=metadata @J 1M
+	qimg create -q -f qcow2 b.qcow2 1M
+	faults_as_qemu none_yet pwritev:true -- \
+	    create -f qcow2 -b b.qcow2 -F qcow2 @J
+}

@@ -243,3 +243,17 @@ mkqcow2() {
 	[ "${#stderr_lines[@]}" -eq 1 ] && [ ! -e o ]
 	[[ $stderr == "img-dd: Could not open 'short.qcow2': "* ]]
 }
+
+# t.qcow2 with 1 MiB of data
+data1m() {
+	qemu-img create -q -f qcow2 t.qcow2 8M &&
+	    qemu-io -c 'write -P 3 0 1M' t.qcow2
+}
+
+@test "img-dd: failing reads of the input say and exit as qemu-img" {
+	# the output is new: no blkdebug below it (qemu-img dd cannot
+	# create a json: name: "Unknown protocol 'json'", ours neither)
+	faults_as_qemu data1m none read_aio l2_load refblock_load -- \
+	    dd -O raw if=@J of=o.raw bs=64k
+	faults_as_qemu data1m none pwritev -- dd -O qcow2 if=t.qcow2 of=@J
+}

@@ -133,3 +133,30 @@ both() {
 	done
 	[ "$(cat d6/i/out)" = "img: Invalid cache option: bogus" ]
 }
+
+# b.qcow2 under t.qcow2; n.qcow2, the new backing file, in nb/
+chain3() {
+	qemu-img create -q -f qcow2 b.qcow2 8M &&
+	    qemu-io -c 'write -P 1 0 2M' b.qcow2 &&
+	    mkdir -p nb && qemu-img create -q -f qcow2 nb/n.qcow2 8M &&
+	    qemu-io -c 'write -P 2 1M 2M' nb/n.qcow2 &&
+	    qemu-img create -q -f qcow2 -b b.qcow2 -F qcow2 t.qcow2 8M &&
+	    qemu-io -c 'write -P 5 512k 64k' t.qcow2
+}
+
+@test "img-rebase: failing writes and flushes say and exit as qemu-img" {
+	local nb=$BATS_TEST_TMPDIR/nb.qcow2
+	chain3 >/dev/null && mv nb/n.qcow2 "$nb"
+	# safe: "Error while writing to COW image: strerror", the close's
+	# lines (l2_update and refblock_update_part: ours writes the tables
+	# before the header names the new backing file, qemu's does not)
+	faults_as_qemu chain3 write_aio pwritev pwritev_done flush_to_os \
+	    cluster_alloc refblock_alloc l2_load refblock_load:true \
+	    -- rebase -b "$nb" -F qcow2 @J
+	# a relative name against a json: overlay
+	faults_as_qemu chain3 none -- rebase -b nb/n.qcow2 -F qcow2 @J
+	# unsafe: the header alone
+	faults_as_qemu chain3 write_aio pwritev pwritev_done flush_to_os \
+	    flush_to_disk l2_update refblock_update_part -- \
+	    rebase -u -b nb/n.qcow2 -F qcow2 @J
+}

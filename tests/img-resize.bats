@@ -314,3 +314,23 @@ Try block-dirty-bitmap-remove to delete this bitmap from disk" ]
 		done
 	done
 }
+
+# t.qcow2 with 1 MiB of data
+data1m() {
+	qemu-img create -q -f qcow2 t.qcow2 8M &&
+	    qemu-io -c 'write -P 3 0 1M' t.qcow2
+}
+
+@test "img-resize: failing writes and flushes say and exit as qemu-img" {
+	# "Failed to update the image size: ...", then the close's lines
+	faults_as_qemu data1m write_aio pwritev pwritev_done flush_to_os \
+	    flush_to_disk l2_update refblock_update_part l1_update \
+	    cluster_alloc refblock_load -- resize @J 16M
+	# preallocated: "Failed to resize refcount structures: ...", "Failed
+	# to update L2 tables: ...", "Failed to flush the preallocated area
+	# to disk: ..." (refblock_alloc, refblock_load and cluster_free with
+	# once off differ: our refcount steps are not qemu's)
+	faults_as_qemu data1m write_aio pwritev pwritev_done flush_to_os \
+	    flush_to_disk l2_update refblock_update_part l2_load cluster_alloc \
+	    cluster_free:true -- resize --preallocation=full @J 16M
+}

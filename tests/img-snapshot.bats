@@ -208,3 +208,27 @@ You can force-remove this extra metadata with qemu-img check -r all" ]
 	run -0 img-snapshot --short-options
 	[[ $output == *-l* ]]
 }
+
+# t.qcow2 with data, snapshot s1, then more data over half of it
+snap2() {
+	qemu-img create -q -f qcow2 t.qcow2 8M &&
+	    qemu-io -c 'write -P 3 0 1M' t.qcow2 &&
+	    qemu-img snapshot -c s1 t.qcow2 &&
+	    qemu-io -c 'write -P 4 0 512k' t.qcow2
+}
+
+@test "img-snapshot: -c, -a, -d under failing writes and flushes say and exit as qemu-img" {
+	# the error, then what closing the image says ("Failed to flush the
+	# L2 table cache: ..."), and qemu's status (refblock_load with once
+	# off: qemu's close says more, not here)
+	faults_as_qemu snap2 write_aio pwritev pwritev_done flush_to_os \
+	    flush_to_disk l2_update refblock_update_part cluster_free \
+	    cluster_alloc refblock_alloc l2_load refblock_load:true -- \
+	    snapshot -c s2 @J
+	faults_as_qemu snap2 pwritev pwritev_done flush_to_os l2_update \
+	    refblock_update_part refblock_alloc cluster_free l2_load \
+	    refblock_load -- snapshot -a s1 @J
+	faults_as_qemu snap2 pwritev pwritev_done flush_to_os flush_to_disk \
+	    l2_update refblock_update_part cluster_free cluster_alloc \
+	    l2_load refblock_load -- snapshot -d s1 @J
+}

@@ -189,9 +189,8 @@ amend(struct args *a, struct img *img)
 	}
 	progress_init(a->progress && !a->quiet, 1.0f);
 	progress_print(0.0f, 0);
+	/* no flush of its own: qemu-img's comes at close */
 	r = img_amend(img, &l, a->force);
-	if (r == 0)
-		r = img_flush(img);
 	if (r == 0)
 		progress_print(100.0f, 0);
 	progress_end();
@@ -243,7 +242,7 @@ main(int argc, char *argv[])
 	}
 	img_snapshots_free(sn, n);
 	r = has_help(a.options) ? print_help(img_format(img)) : amend(&a, img);
-	img_close(img);
+	img_close_report(img, warn_line, NULL);
 	free(a.options);
 	return r;
 }

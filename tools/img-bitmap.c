@@ -183,7 +183,7 @@ main(int argc, char *argv[])
 	else if (r < 0)
 		warn_msg("%s", err_msg());
 	img_close(src);
-	img_close(img);
+	img_close_report(img, warn_line, NULL);
 	free(a.acts);
 	if (r < 0)
 		return 1;

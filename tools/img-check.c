@@ -271,11 +271,11 @@ main(int argc, char *argv[])
 	if (run_check(img, &a, &r) < 0) {
 		if (strcmp(err_msg(), IMG_CHECK_NOTSUP) == 0) {
 			warn_msg("%s", err_msg());
-			img_close(img);
+			img_close_report(img, warn_line, NULL);
 			return CHECK_NOTSUP;
 		}
 		warn_msg("Check failed: %s", strerror(err_errno() ? err_errno() : EIO));
-		img_close(img);
+		img_close_report(img, warn_line, NULL);
 		close_stdout();
 		return CHECK_FAILED;
 	}
@@ -291,7 +291,8 @@ main(int argc, char *argv[])
 		warn_msg("Check failed");
 		ret = CHECK_FAILED;
 	}
-	img_close(img);
+	/* what closing a repaired image says comes last, as qemu-img's */
+	img_close_report(img, warn_line, NULL);
 	if (close_stdout() != 0)
 		return CHECK_FAILED;
 	return ret;

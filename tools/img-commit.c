@@ -196,7 +196,8 @@ main(int argc, char *argv[])
 	struct args a = { .cache = "writeback" };
 	struct img *top, *base, *bw;
 	const char *name;
-	int depth = 1, cache, flags = IMG_RDWR;
+	char what[4096];	/* top's name, for after it closes */
+	int depth = 1, cache, flags = IMG_RDWR, e;
 
 	prog_init(argv[0]);
 	parse(&a, argc, argv);
@@ -232,12 +233,18 @@ main(int argc, char *argv[])
 	if (img_flush(bw) < 0)
 		job_failed(top, bw);
 	img_close(bw);
-	if (!a.drop && (img_make_empty(top) < 0 || img_flush(top) < 0))
-		die("Failed to empty %s: %s", top->filename,
-		    strerror(err_errno() ? err_errno() : EIO));
+	/* what closing top says comes before the error, as qemu-img's */
+	if (!a.drop && img_make_empty(top) < 0) {
+		e = err_errno() ? err_errno() : EIO;
+		snprintf(what, sizeof(what), "%s",
+		    top->data_name ? top->data_name : top->filename);
+		progress_end();
+		img_close_report(top, warn_line, NULL);
+		die("Failed to empty %s: %s", what, strerror(e));
+	}
 	progress_print(100, 0);
 	progress_end();
-	img_close(top);
+	img_close_report(top, warn_line, NULL);
 	if (!a.quiet)
 		printf("Image committed.\n");
 	return close_stdout();

@@ -197,6 +197,9 @@ dd(const struct dd *d)
 		die("%s", err_msg());
 	if (!img_format_known(d->out_fmt))
 		die("Unknown file format");
+	/* qemu's bdrv_find_protocol: a json: name names no protocol */
+	if (strncmp(d->out, "json:", 5) == 0)
+		die("Unknown protocol 'json'");
 	if (img_create_opts(d->out_fmt) == NULL)
 		die("Format driver '%s' does not support image creation", d->out_fmt);
 	skip_ok = dd_range(d, in->size, &end, &start);
@@ -216,13 +219,10 @@ dd(const struct dd *d)
 		die("%s", err_msg());
 	if (!skip_ok)
 		warn_msg("%s: cannot skip to specified offset", d->in);
+	/* no flush of its own: qemu-img's comes when the images close */
 	r = copy(in, out, start, end);
-	if (r == 0 && img_flush(out) < 0) {
-		warn_msg("error while writing to output image file: %s", io_error());
-		r = -1;
-	}
-	img_close(out);
 	img_close(in);
+	img_close_report(out, warn_line, NULL);
 	if (r < 0 && !existed)
 		unlink(d->out);	/* nothing half-written is left behind */
 	return r;

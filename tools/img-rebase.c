@@ -3,7 +3,9 @@
  * mode copies into the image exactly the ranges it leaves unallocated
  * where the old and new backing chains read differently.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +52,32 @@ struct rebase {
 	struct img	*top, *old, *new, *prefix;
 	uint8_t		*bold, *bnew;
 };
+
+/* the image being rebased, once open: fail() closes it */
+static struct img *closing;
+
+/*
+ * A failure after the image is open: the error, then what closing it
+ * says (qemu-img's goto out and blk_unref), exit 1.
+ */
+static _Noreturn PRINTF(1, 2) void
+fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vwarn_msg(fmt, ap);
+	va_end(ap);
+	img_close_report(closing, warn_line, NULL);
+	exit(1);
+}
+
+/* qemu-img names an I/O error by its errno alone */
+static const char *
+cause(void)
+{
+	return err_errno() ? strerror(err_errno()) : err_msg();
+}
 
 static _Noreturn void
 usage(void)
@@ -129,16 +157,16 @@ copy_chunk(struct rebase *r, uint64_t off, uint64_t n)
 	bool old_zero, new_zero, differ;
 
 	if (read_side(r->old, off, &n, r->bold, &old_zero) < 0)
-		die("error while reading from old backing file");
+		fail("error while reading from old backing file");
 	if (read_side(r->new, off, &n, r->bnew, &new_zero) < 0)
-		die("error while reading from new backing file");
+		fail("error while reading from new backing file");
 	for (; done < n; done += run) {
 		run = same_run(r->bold + done, r->bnew + done, n - done, &differ);
 		if (!differ)
 			continue;
 		if ((old_zero ? img_write_zeroes(r->top, off + done, run, 0) :
 		    img_write(r->top, off + done, run, r->bold + done)) < 0)
-			die("Error while writing to COW image: %s", err_msg());
+			fail("Error while writing to COW image: %s", cause());
 	}
 }
 
@@ -157,15 +185,15 @@ copy_differences(struct rebase *r)
 	for (off = 0; off < size; off += n) {
 		n = MIN(CHUNK, size - off);
 		if (img_status_layer(r->top, off, n, &e) < 0)
-			die("error while reading image metadata: %s", err_msg());
+			fail("error while reading image metadata: %s", cause());
 		n = e.length;
 		if (e.present)
 			continue;
 		if (r->prefix != NULL) {
 			if ((a = allocated_between(r->top->backing, r->prefix, off,
 			    &n)) < 0)
-				die("error while reading image metadata: %s",
-				    err_msg());
+				fail("error while reading image metadata: %s",
+				    cause());
 			if (a == 0)
 				continue;
 		}
@@ -183,6 +211,11 @@ open_new_backing(struct rebase *r, const struct args *a)
 
 	if (a->base[0] == '\0')
 		return;
+	/* a name qemu cannot resolve against a json: overlay */
+	if (strncmp(r->top->filename, "json:", 5) == 0 && a->base[0] != '/' &&
+	    strstr(a->base, "://") == NULL)
+		fail("Could not resolve backing filename: Cannot use relative "
+		    "backing file names for '%s'", r->top->filename);
 	path = img_backing_path(r->top->filename, a->base);
 	if ((r->prefix = img_chain_find(r->top, path, false, NULL)) != NULL) {
 		r->new = r->prefix;
@@ -190,7 +223,7 @@ open_new_backing(struct rebase *r, const struct args *a)
 	    a->share | a->src_flags | IMG_NO_PROBE_WARN)) == NULL) {
 		err_unprefix("Could not open '%s'", path);
 		free(path);
-		die("Could not open new backing file '%s': %s", a->base,
+		fail("Could not open new backing file '%s': %s", a->base,
 		    err_msg());
 	}
 	free(path);
@@ -200,13 +233,19 @@ static void
 set_backing(struct img *top, const struct args *a)
 {
 	const char *b = a->base && a->base[0] ? a->base : NULL;
+	int e;
 
 	if (b != NULL && a->basefmt == NULL)
-		die("Could not change the backing file to '%s': backing format must be specified",
+		fail("Could not change the backing file to '%s': backing format must be specified",
 		    a->base);
-	if (img_set_backing(top, b, b ? a->basefmt : NULL) < 0)
-		die("Could not change the backing file to '%s': %s",
-		    a->base ? a->base : "(null)", err_msg());
+	if (img_set_backing(top, b, b ? a->basefmt : NULL) < 0) {
+		/* qemu-img names the errno alone, ENOSPC its own way */
+		e = err_errno();
+		fail("Could not change the backing file to '%s': %s",
+		    a->base ? a->base : "(null)", e == ENOSPC ?
+		    "No space left in the file header" : e != 0 ?
+		    strerror(e) : err_msg());
+	}
 }
 
 static void
@@ -276,6 +315,7 @@ main(int argc, char *argv[])
 	    img_open(name, a.fmt, flags);
 	if (r.top == NULL)
 		die("%s", err_msg());
+	closing = r.top;
 	progress_init(a.progress, 2.0);
 	progress_print(0, 100);
 	if (a.basefmt != NULL && !img_driver_known(a.basefmt))
@@ -286,12 +326,10 @@ main(int argc, char *argv[])
 		copy_differences(&r);
 	}
 	set_backing(r.top, &a);
-	if (img_flush(r.top) < 0)
-		die("%s", err_msg());
 	progress_print(100, 0);
 	progress_end();
 	if (r.new != r.prefix)
 		img_close(r.new);
-	img_close(r.top);
+	img_close_report(r.top, warn_line, NULL);
 	return close_stdout();
 }

@@ -214,7 +214,10 @@ new_size(const char *arg, int64_t cur)
 	return (int64_t)((uint64_t)cur + (rel > 0 ? n : -n));
 }
 
-/* Report a failure after the image is open: close it first (no leak), then exit. */
+/*
+ * Report a failure after the image is open: the error, then what closing
+ * the image says (as qemu-img's blk_unref after error_report), exit 1.
+ */
 static _Noreturn PRINTF(2, 3) void
 fail(struct img *img, const char *fmt, ...)
 {
@@ -224,8 +227,9 @@ fail(struct img *img, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	img_close(img);
-	die("%s", msg);
+	warn_msg("%s", msg);
+	img_close_report(img, warn_line, NULL);
+	exit(1);
 }
 
 int
@@ -264,10 +268,11 @@ main(int argc, char *argv[])
 		    "data beyond the shrunken image's end. Before performing such "
 		    "an operation, make sure there is no important data there.");
 	}
-	if (img_resize(img, (uint64_t)size, a.prealloc) < 0 || img_flush(img) < 0)
+	if (img_resize(img, (uint64_t)size, a.prealloc) < 0)
 		fail(img, "%s", err_msg());
-	img_close(img);
 	if (!a.quiet)
 		printf("Image resized.\n");
+	flush_stdout();
+	img_close_report(img, warn_line, NULL);
 	return close_stdout();
 }

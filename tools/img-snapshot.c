@@ -102,7 +102,10 @@ parse(struct args *a, int argc, char **argv)
 	a->filename = argv[optind];
 }
 
-/* Report a failure after the image is open: close it first (no leak), then exit. */
+/*
+ * Report a failure after the image is open: the error, then what closing
+ * the image says (as qemu-img's blk_unref after error_report), exit 1.
+ */
 static _Noreturn PRINTF(2, 3) void
 fail(struct img *img, const char *fmt, ...)
 {
@@ -112,8 +115,9 @@ fail(struct img *img, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	img_close(img);
-	die("%s", msg);
+	warn_msg("%s", msg);
+	img_close_report(img, warn_line, NULL);
+	exit(1);
 }
 
 /* dump_snapshots: nothing at all when there are none */
@@ -221,8 +225,6 @@ main(int argc, char *argv[])
 			    a.name, err_msg());
 		break;
 	}
-	if ((flags & IMG_RDWR) && img_flush(img) < 0)
-		fail(img, "%s", err_msg());
-	img_close(img);
+	img_close_report(img, warn_line, NULL);
 	return close_stdout();
 }

@@ -463,14 +463,14 @@ expand_zero_clusters(struct img *img)
 	int r;
 
 	if (qcow2_snapshot_l1s(img, &offs, &sizes, &n) < 0)
-		return err_prefix("Failed to turn zero into data clusters");
+		return err_wrap("Failed to turn zero into data clusters");
 	for (total = s->l1_size, i = 0; i < n; i++)
 		total += sizes[i];
 	pg.cur = OP_DOWNGRADE;
 	if (expand_l1(img, s->l1, s->l1_size, &seen, total) < 0) {
 		free(offs);
 		free(sizes);
-		return err_prefix("Failed to turn zero into data clusters");
+		return err_wrap("Failed to turn zero into data clusters");
 	}
 	for (i = 0, r = 0; i < n && r == 0; i++) {
 		if ((l1 = qcow2_read_l1(img, offs[i], sizes[i])) == NULL) {
@@ -489,7 +489,7 @@ expand_zero_clusters(struct img *img)
 	free(offs);
 	free(sizes);
 	if (r < 0 || qcow2_flush(img) < 0)
-		return err_prefix("Failed to turn zero into data clusters");
+		return err_wrap("Failed to turn zero into data clusters");
 	return 0;
 }
 
@@ -773,7 +773,7 @@ qcow2_amend(struct img *img, const struct opt_list *o, bool force)
 		s->data_file = *a.data_file ? xstrdup(a.data_file) : NULL;
 	}
 	if (update_header(img) < 0)
-		return err_prefix("Failed to update the image header");
+		return err_wrap("Failed to update the image header");
 	if ((a.backing_file || a.backing_fmt) &&
 	    ((a.backing_file == NULL) != (img->backing_file == NULL) ||
 	    (a.backing_file && strcmp(a.backing_file, img->backing_file)) ||
@@ -790,11 +790,11 @@ qcow2_amend(struct img *img, const struct opt_list *o, bool force)
 			    "greater)");
 		s->compat |= QCOW2_COMPAT_LAZY;
 		if (update_header(img) < 0)
-			return err_prefix("Failed to update the image header");
+			return err_wrap("Failed to update the image header");
 	} else if (a.lazy == 0 && (s->compat & QCOW2_COMPAT_LAZY)) {
 		s->compat &= ~QCOW2_COMPAT_LAZY;
 		if (update_header(img) < 0)
-			return err_prefix("Failed to update the image header");
+			return err_wrap("Failed to update the image header");
 	}
 	if (a.size != 0 && qcow2_resize(img, a.size, IMG_PREALLOC_OFF) < 0)
 		return -1;

@@ -169,6 +169,7 @@ empty_tables(struct img *img, uint64_t l1c)
 	s->rt[0] = 2 * cs;
 	s->free_index = 0;
 	s->alloc_end = (3 + l1c) * cs;
+	blkdbg_event(img->fd, BLKDBG_CLUSTER_ALLOC);	/* qcow2_alloc_clusters */
 	return qcow2_refcount_update(img, 0, (3 + l1c) * cs, 1);
 }
 

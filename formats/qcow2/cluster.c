@@ -414,8 +414,8 @@ qcow2_l2_for_write(struct img *img, uint64_t l1i, uint64_t *l2off)
 	if (l2_write_now(img, l1i, e, nw, false) < 0)
 		goto fail;
 	free(copy);
-	if (old != 0)
-		qcow2_defer_free(img, old, s->cluster_size);
+	if (old != 0)	/* the snapshot's table: it stays */
+		qcow2_defer_unshare(img, old, s->cluster_size);
 	s->l1[l1i] = nw | QCOW2_OFLAG_COPIED;
 	s->l1_dirty[l1i] = 1;
 	s->any_l1_dirty = true;
@@ -869,7 +869,9 @@ write_run(struct img *img, uint64_t l2off, uint64_t off, uint64_t n,
  * Clusters freed so far are reused before a write allocates, as qemu's
  * refcount cache frees them at once (writing the L2 tables that dropped
  * them first): when [off, off+len) needs a new L2 table or cluster, the
- * metadata goes to disk and the frees apply.  In-place writes skip that.
+ * metadata goes to disk and the frees apply.  In-place writes skip that,
+ * and so do drops that only unshare a snapshot's clusters (nothing to
+ * reuse: qemu writes nothing then either).
  */
 static int
 reuse_freed(struct img *img, uint64_t off, uint64_t len)
@@ -878,7 +880,7 @@ reuse_freed(struct img *img, uint64_t off, uint64_t len)
 	uint64_t span = qcow2_l2_span(s), end = off + len, l1i, l2off;
 	uint8_t *l2;
 
-	if (s->nfree == 0 || len == 0)
+	if (!s->frees_reclaim || len == 0)
 		return 0;
 	for (off &= ~(s->cluster_size - 1); off < end; off += s->cluster_size) {
 		l1i = off / span;

@@ -152,6 +152,9 @@ struct qcow2 {
 		uint64_t off, len;
 	}		*frees;			/* references to drop after L2 write-back */
 	size_t		 nfree, free_cap;
+	/* a queued drop may free a cluster (not only unshare one): the
+	 * next allocation reuses it, as qemu's, after a write-back */
+	bool		 frees_reclaim;
 
 	uint64_t	 zc_off;		/* last decompressed cluster (L2 entry) */
 	uint8_t		*zc_buf;
@@ -185,6 +188,8 @@ uint64_t qcow2_alloc_bytes(struct img *img, uint64_t len);
 /* Drop one reference to whatever an L2 entry points at (deferred). */
 int	 qcow2_free_entry(struct img *img, uint64_t entry);
 int	 qcow2_defer_free(struct img *img, uint64_t off, uint64_t len);
+/* The same for a reference a snapshot shares (no COPIED flag): it frees nothing */
+int	 qcow2_defer_unshare(struct img *img, uint64_t off, uint64_t len);
 int	 qcow2_apply_frees(struct img *img);
 /* The host bytes an L2 entry holds (len 0: none). */
 void	 qcow2_entry_range(const struct qcow2 *s, uint64_t entry,

@@ -326,6 +326,16 @@ qcow2_defer_free(struct img *img, uint64_t off, uint64_t len)
 {
 	struct qcow2 *s = img->priv;
 
+	if (len != 0)
+		s->frees_reclaim = true;
+	return qcow2_defer_unshare(img, off, len);
+}
+
+int
+qcow2_defer_unshare(struct img *img, uint64_t off, uint64_t len)
+{
+	struct qcow2 *s = img->priv;
+
 	if (len == 0)
 		return 0;
 	blkdbg_event(img->fd, BLKDBG_CLUSTER_FREE);	/* qcow2_free_clusters */
@@ -366,6 +376,9 @@ qcow2_free_entry(struct img *img, uint64_t entry)
 	/* clusters in an external data file have no refcounts */
 	if (s->has_data && !(entry & QCOW2_OFLAG_COMPRESSED))
 		return 0;
+	/* without COPIED a snapshot shares the cluster (refcount above 1) */
+	if (!(entry & (QCOW2_OFLAG_COPIED | QCOW2_OFLAG_COMPRESSED)))
+		return qcow2_defer_unshare(img, off, len);
 	return qcow2_defer_free(img, off, len);
 }
 
@@ -380,6 +393,7 @@ qcow2_apply_frees(struct img *img)
 		    -1) < 0)
 			return -1;
 	s->nfree = 0;
+	s->frees_reclaim = false;
 	return 0;
 }
 

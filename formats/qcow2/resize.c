@@ -471,11 +471,12 @@ qcow2_prealloc_run(struct img *img, uint64_t old, uint64_t size, int mode,
 	r = qcow2_read(img, cstart, old - cstart, head);
 	if (r == 0)
 		r = used_end(img, &from);
-	if (r == 0)
-		r = qcow2_refcount_area(img, from, n + DIV_ROUND_UP(n,
-		    qcow2_l2_entries(s)) + 1, &start);
-	if (r == 0 && n)
-		r = qcow2_refcount_update(img, start, n * cs, 1);
+	/* qemu's steps, each failure named as qemu names it */
+	if (r == 0 && qcow2_refcount_area(img, from, n + DIV_ROUND_UP(n,
+	    qcow2_l2_entries(s)) + 1, &start) < 0)
+		r = err_wrap("Failed to resize refcount structures");
+	if (r == 0 && n && qcow2_refcount_update(img, start, n * cs, 1) < 0)
+		r = err_wrap("Failed to allocate data clusters");
 	s->alloc_end = MAX(s->alloc_end, start + n * cs);
 	if (r == 0)
 		r = fmt_file_size(img, &cur);
@@ -491,7 +492,9 @@ qcow2_prealloc_run(struct img *img, uint64_t old, uint64_t size, int mode,
 			return err_set(errno, "Could not resize file");
 		s->file_size = start + n * cs;
 	}
-	return link_run(img, cstart, start, n, alloc);
+	if (link_run(img, cstart, start, n, alloc) < 0)
+		return err_wrap("Failed to update L2 tables");
+	return 0;
 }
 
 /*
@@ -602,13 +605,15 @@ qcow2_resize(struct img *img, uint64_t size, int prealloc)
 	if ((!run && zero_new_area(img, old, size) < 0) ||
 	    qcow2_flush(img) < 0) {
 		free(d.v);
-		return -1;
+		return run && err_errno() != 0 ?
+		    err_wrap("Failed to flush the preallocated area to disk") :
+		    -1;
 	}
 	punch_dropped(img, &d);
 	put_be64(b, size);
 	if (qcow2_pwrite(img, b, 8, 24, "qcow2 header") < 0 ||
 	    qcow2_fsync(img) < 0)
-		return -1;
+		return err_wrap("Failed to update the image size");
 	img->size = size;
 	qcow2_bitmaps_resized(img);
 	return size < old ? trim_file(img) : 0;

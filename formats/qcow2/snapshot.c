@@ -619,37 +619,46 @@ qcow2_snapshot_apply(struct img *img, const char *name)
 		goto out;
 	}
 	if (sn->disk_size != img->size &&
-	    qcow2_resize(img, sn->disk_size, IMG_PREALLOC_OFF) < 0)
+	    qcow2_resize(img, sn->disk_size, IMG_PREALLOC_OFF) < 0) {
+		/* qemu reports the truncation, then "Failed to load snapshot" */
+		snprintf(why, sizeof(why), "%s", err_msg());
+		err_set(0, "%s\nFailed to load snapshot: %s", why,
+		    strerror(err_errno() ? err_errno() : EIO));
 		goto out;
+	}
 	if (sn->l1_size > s->l1_size) {
 		cur = xcalloc(sn->l1_size, 8);
 		memcpy(cur, s->l1, (size_t)s->l1_size * 8);
 		if (qcow2_replace_l1(img, cur, sn->l1_size) < 0)
-			goto out;
+			goto load_failed;
 	}
 	if (qcow2_flush(img) < 0)
-		goto out;
+		goto load_failed;
 	if (update_refs(img, l1, sn->l1_size, 1, &changed, &jr) < 0) {
 		journal_undo(img, &jr);
-		goto out;
+		goto load_failed;
 	}
 	if (qcow2_flush_node(img) < 0)
-		goto out;
+		goto load_failed;
 	cur = xcalloc(s->l1_size ? s->l1_size : 1, 8);
 	memcpy(cur, l1, (size_t)sn->l1_size * 8);
 	if (write_l1(img, s->l1_offset, cur, s->l1_size) < 0 ||
 	    qcow2_fsync(img) < 0) {
 		free(cur);
-		goto out;
+		goto load_failed;
 	}
 	/* the old active table's references go; then the new one's flags */
 	r = update_refs(img, s->l1, s->l1_size, -1, &changed, NULL);
 	free(s->l1);
 	s->l1 = cur;
 	if (r < 0 || (r = update_active(img, 0, NULL)) < 0)
-		goto out;
+		goto load_failed;
 	s->zc_valid = false;
-	r = qcow2_flush_node(img);
+	if ((r = qcow2_flush_node(img)) == 0)
+		goto out;
+load_failed:
+	/* qemu's bdrv_snapshot_goto: "Failed to load snapshot: strerror" */
+	r = err_wrap("Failed to load snapshot");
 out:
 	free(jr.v);
 	free(l1);
@@ -684,23 +693,32 @@ qcow2_snapshot_delete(struct img *img, const char *name)
 	memmove(&t.v[i], &t.v[i + 1], (t.n - (uint32_t)i - 1) * sizeof(*t.v));
 	t.n--;
 	if (write_snaps(img, &t) < 0) {
-		err_prefix("Failed to remove snapshot from snapshot list");
+		err_wrap("Failed to remove snapshot from snapshot list");
 		t.v[t.n++] = sn;	/* freed with the rest */
 		goto out;
 	}
 	free(sn.id);
 	free(sn.name);
 	free(sn.extra_more);
-	if (update_refs(img, l1, sn.l1_size, -1, &changed, NULL) < 0) {
+	/*
+	 * qemu's steps, named as it names them: the references go (the
+	 * refcount blocks written: nothing on disk refers to the snapshot's
+	 * clusters any more), then the active table's COPIED flags
+	 */
+	if (update_refs(img, l1, sn.l1_size, -1, &changed, NULL) < 0 ||
+	    qcow2_refcount_flush(img) < 0 || qcow2_fsync(img) < 0) {
 		err_set(err_errno() ? err_errno() : EIO,
 		    "Failed to free the cluster and L1 table");
 		goto out;
 	}
-	if ((sn.l1_size > 0 && qcow2_refcount_update(img, sn.l1_offset,
-	    ROUND_UP((uint64_t)sn.l1_size * 8, s->cluster_size), -1) < 0) ||
-	    update_active(img, 0, NULL) < 0)
+	if (sn.l1_size > 0 && qcow2_refcount_update(img, sn.l1_offset,
+	    ROUND_UP((uint64_t)sn.l1_size * 8, s->cluster_size), -1) < 0)
 		goto out;
-	r = qcow2_flush_node(img);
+	if (update_active(img, 0, NULL) < 0 || qcow2_flush_node(img) < 0) {
+		err_wrap("Failed to update snapshot status in disk");
+		goto out;
+	}
+	r = 0;
 out:
 	free(l1);
 	snaps_free(&t);
