@@ -695,8 +695,12 @@ main(int argc, char *argv[])
 	    a.flags | IMG_NO_PROBE_WARN | IMG_TRUE_STATUS);
 	if (img == NULL)
 		die("%s", err_msg());
-	if (a.snapshot != NULL && img_snapshot_load(img, a.snapshot) < 0)
-		die("Failed to load snapshot: %s", err_msg());
+	if (a.snapshot != NULL && img_snapshot_load(img, a.snapshot) < 0) {
+		char *msg = xasprintf("Failed to load snapshot: %s", err_msg());
+
+		img_close(img);		/* a clean exit for the leak checker */
+		die("%s", msg);
+	}
 	if (!a.has_length)
 		a.length = a.offset < img->size ? img->size - a.offset : 0;
 	if (a.offset > img->size || a.length > img->size - a.offset)

@@ -285,8 +285,12 @@ main(int argc, char *argv[])
 	    img_open(argv[optind], a.fmt, a.flags);
 	if (img == NULL)
 		die("%s", err_msg());
-	if (a.snapshot != NULL && img_snapshot_load(img, a.snapshot) < 0)
-		die("Failed to load snapshot: %s", err_msg());
+	if (a.snapshot != NULL && img_snapshot_load(img, a.snapshot) < 0) {
+		char *msg = xasprintf("Failed to load snapshot: %s", err_msg());
+
+		img_close(img);		/* a clean exit for the leak checker */
+		die("%s", msg);
+	}
 	if ((a.as_convert ? map_convert(img, &a) : map_image(img, &a)) < 0) {
 		img_close(img);
 		die("%s", err_msg());
