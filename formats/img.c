@@ -1193,6 +1193,31 @@ img_get_info(struct img *img, struct img_info *info)
 	return 0;
 }
 
+int
+img_cache_flags(const char *mode)
+{
+	int m = opt_cache_mode(mode);
+
+	if (m < 0)
+		return -1;
+	return (m & OPT_CACHE_DIRECT ? IMG_DIRECT : 0) |
+	    (m & OPT_CACHE_NO_FLUSH ? IMG_NO_FLUSH : 0);
+}
+
+int
+img_cluster_size(struct img *img, uint64_t *cs)
+{
+	struct img_info info;
+
+	memset(&info, 0, sizeof(info));
+	if (img->ops->info != NULL && img->ops->info(img, &info) < 0)
+		return -1;
+	*cs = info.cluster_size;
+	jn_free(info.specific);
+	img_snapshots_free(info.snapshots, info.nb_snapshots);
+	return 0;
+}
+
 int64_t
 img_actual_size(struct img *img)
 {

@@ -167,6 +167,10 @@ int		 img_write_host(struct img *img, uint64_t off, uint64_t len,
 		    int *fd, uint64_t *host, uint64_t *n);
 
 int		 img_get_info(struct img *img, struct img_info *info);
+/* A cache mode (qemu's -t/-T) as open flags: IMG_DIRECT, IMG_NO_FLUSH; -1: unknown */
+int		 img_cache_flags(const char *mode);
+/* img_get_info's cluster_size alone (0: none), without the snapshot table */
+int		 img_cluster_size(struct img *img, uint64_t *cs);
 /* Bytes the image's files take on disk (st_blocks), or -1. */
 int64_t		 img_actual_size(struct img *img);
 const char	*img_format(const struct img *img);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../lib/crypto.h"
 #include "../lib/err.h"
 #include "../lib/int.h"
 #include "../lib/io.h"
@@ -124,78 +125,6 @@ prl_write_header(struct img *img)
 #define PRL_FEAT_HDR		24	/* magic, flags, data size, unused */
 #define PRL_BITMAP_HDR		32	/* size, id, granularity, l1 size */
 
-/* MD5 (RFC 1321), for the Format Extension's checksum. */
-static const uint32_t prl_md5_k[64] = {
-	0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a,
-	0xa8304613, 0xfd469501, 0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be,
-	0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340,
-	0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
-	0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8,
-	0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c,
-	0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa,
-	0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
-	0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92,
-	0xffeff47d, 0x85845dd1, 0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1,
-	0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
-};
-static const uint8_t prl_md5_r[16] = {
-	7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21,
-};
-
-static void
-prl_md5_block(uint32_t h[4], const uint8_t *p)
-{
-	uint32_t a = h[0], b = h[1], c = h[2], d = h[3], f, t;
-	unsigned i, g;
-
-	for (i = 0; i < 64; i++) {
-		if (i < 16) {
-			f = (b & c) | (~b & d);
-			g = i;
-		} else if (i < 32) {
-			f = (d & b) | (~d & c);
-			g = (5 * i + 1) % 16;
-		} else if (i < 48) {
-			f = b ^ c ^ d;
-			g = (3 * i + 5) % 16;
-		} else {
-			f = c ^ (b | ~d);
-			g = (7 * i) % 16;
-		}
-		t = a + f + prl_md5_k[i] + get_le32(p + 4 * g);
-		a = d;
-		d = c;
-		c = b;
-		t = t << prl_md5_r[(i / 16) * 4 + i % 4] |
-		    t >> (32 - prl_md5_r[(i / 16) * 4 + i % 4]);
-		b += t;
-	}
-	h[0] += a;
-	h[1] += b;
-	h[2] += c;
-	h[3] += d;
-}
-
-static void
-prl_md5(const uint8_t *p, uint64_t len, uint8_t out[16])
-{
-	uint32_t h[4] = { 0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476 };
-	uint8_t last[128] = { 0 };
-	uint64_t full = len / 64 * 64, rest = len - full, i;
-
-	for (i = 0; i < full; i += 64)
-		prl_md5_block(h, p + i);
-	memcpy(last, p + full, rest);
-	last[rest] = 0x80;
-	i = rest < 56 ? 64 : 128;
-	put_le64(last + i - 8, len * 8);
-	prl_md5_block(h, last);
-	if (i == 128)
-		prl_md5_block(h, last + 64);
-	for (i = 0; i < 4; i++)
-		put_le32(out + 4 * i, h[i]);
-}
-
 /* A dirty bitmap feature, checked as qemu's parallels_load_bitmap. */
 static int
 prl_ext_bitmap(struct img *img, const uint8_t *p, uint32_t len)
@@ -241,7 +170,7 @@ prl_read_ext(struct img *img, uint64_t off)
 		    ", expected: 0x%llx", magic, PRL_EXT_MAGIC);
 		goto out;
 	}
-	prl_md5(buf + PRL_EXT_HDR, cs - PRL_EXT_HDR, sum);
+	crypto_hash(HASH_MD5, buf + PRL_EXT_HDR, cs - PRL_EXT_HDR, sum);
 	if (memcmp(sum, buf + 8, 16) != 0) {
 		err_set(0, "Wrong checksum in Format Extension header. Format "
 		    "extension is corrupted.");

@@ -667,10 +667,10 @@ vhdx_check_bat(struct img *img, struct vhdx *s, struct img_check *res)
 			r = -1;
 		else
 			continue;
-		/* qemu says why, then fails the open bare (-EINVAL); like
-		 * qcow2's corruption notice, the line goes out as it happens */
-		if (res == NULL && r < 0 && err_errno() == 0 &&
-		    strstr(err_msg(), "Image has probably been truncated") != NULL) {
+		/* past the end, qemu says why, then fails the open bare
+		 * (-EINVAL); like qcow2's corruption notice, the line goes
+		 * out as it happens */
+		if (res == NULL && off + blen > fsize) {
 			warn_msg("%s", err_msg());
 			return err_set(EINVAL, "Could not open '%s'",
 			    img->filename);

@@ -135,6 +135,14 @@ opt_usage_error(int c, char *const argv[])
 	die_usage("unrecognized option '%s'", argv[optind - 1]);
 }
 
+char *
+opt_implied_key(const char *s, const char *key)
+{
+	if (*s == '\0' || s[strcspn(s, "=,")] == '=')
+		return xstrdup(s);
+	return xasprintf("%s=%s", key, s);
+}
+
 int
 opt_cache_mode(const char *mode)
 {

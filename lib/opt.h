@@ -44,6 +44,12 @@ _Noreturn void	opt_usage_error(int c, char *const argv[]);
 enum { OPT_CACHE_DIRECT = 1, OPT_CACHE_NO_FLUSH = 2, OPT_CACHE_WRITETHROUGH = 4 };
 int	opt_cache_mode(const char *mode);
 
+/*
+ * A first item without "key=" is the value of key (QemuOpts'
+ * implied_opt_name): s, or "key=s", malloc'd.
+ */
+char	*opt_implied_key(const char *s, const char *key);
+
 /* "human" or "json"; -1 otherwise */
 int	opt_output(const char *s);
 /* qemu's on/off/yes/no/true/false; -1 otherwise */

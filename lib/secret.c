@@ -210,15 +210,6 @@ secret_load(struct object *o, const struct opt_list *l)
 	return 0;
 }
 
-/* A first item without "key=" is the value of key (QemuOpts' implied_opt_name). */
-static char *
-implied_key(const char *s, const char *key)
-{
-	if (*s == '\0' || s[strcspn(s, "=,")] == '=')
-		return xstrdup(s);
-	return xasprintf("%s=%s", key, s);
-}
-
 static int
 check_object(const struct opt_list *l, char **help)
 {
@@ -254,7 +245,7 @@ object_add(const char *def, char **help)
 		*help = help_text(NULL);
 		return 1;
 	}
-	s = implied_key(def, "qom-type");
+	s = opt_implied_key(def, "qom-type");
 	r = opt_list_parse(&l, s);
 	free(s);
 	if (r < 0 || (r = check_object(&l, help)) != 0)

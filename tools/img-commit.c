@@ -197,15 +197,14 @@ main(int argc, char *argv[])
 	struct img *top, *base, *bw;
 	const char *name;
 	char what[4096];	/* top's name, for after it closes */
-	int depth = 1, cache, flags = IMG_RDWR, e;
+	int depth = 1, cache, flags, e;
 
 	prog_init(argv[0]);
 	parse(&a, argc, argv);
 	name = argv[optind];
-	if ((cache = opt_cache_mode(a.cache)) < 0)
+	if ((cache = img_cache_flags(a.cache)) < 0)
 		die("Invalid cache option: %s", a.cache);
-	flags |= (cache & OPT_CACHE_DIRECT ? IMG_DIRECT : 0) |
-	    (cache & OPT_CACHE_NO_FLUSH ? IMG_NO_FLUSH : 0);
+	flags = IMG_RDWR | cache;
 	top = a.image_opts ? img_open_image_opts(name, flags) :
 	    img_open(name, a.fmt, flags);
 	if (top == NULL)

@@ -138,34 +138,6 @@ say(const struct cmp *c, const char *fmt, ...)
 	va_end(ap);
 }
 
-/*
- * An error line as qemu's error_report writes it: stderr only, stdout left
- * buffered, so `2>&1` shows the two streams in qemu's order (iotest 074).
- */
-static void
-report(const char *fmt, ...) PRINTF(1, 2);
-
-static void
-report(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s: ", prog_name());
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-/* A first item without "key=" is the value of key (QemuOpts' implied_opt_name). */
-static char *
-implied_key(const char *s, const char *key)
-{
-	if (*s == '\0' || s[strcspn(s, "=,")] == '=')
-		return xstrdup(s);
-	return xasprintf("%s=%s", key, s);
-}
-
 static bool
 in_list(const char *const *list, const char *s)
 {
@@ -279,27 +251,27 @@ open_image(const char *name, const char *fmt, int flags, bool image_opts)
 
 	if (!image_opts) {
 		if ((img = img_open(name, fmt, flags)) == NULL)
-			report("%s", err_msg());
+			warn_msg("%s", err_msg());
 		return img;
 	}
 	if (fmt != NULL) {
-		report("--image-opts and --format are mutually exclusive");
+		warn_msg("--image-opts and --format are mutually exclusive");
 		return NULL;
 	}
 	/* qemu-img's "source" options take a bare first item as file= */
-	s = implied_key(name, "file");
+	s = opt_implied_key(name, "file");
 	if (opt_list_parse(&l, s) < 0 || iopts_parse(&l, &o) < 0) {
-		report("Could not open '%s': %s", name, err_msg());
+		warn_msg("Could not open '%s': %s", name, err_msg());
 	} else if (opt_list_get(&l, "key-secret") != NULL ||
 	    opt_list_get(&l, "encrypt.key-secret") != NULL) {
 		/* the driver takes its key from the options */
 		if ((img = img_open_image_opts(name, o.flags)) == NULL)
-			report("%s", err_msg());
+			warn_msg("%s", err_msg());
 	} else if ((img = img_open(o.filename, o.fmt, o.flags)) == NULL) {
 		/* qemu names the option string, then the file at fault */
 		pre = xasprintf("Could not open '%s': ", o.filename);
 		n = strlen(pre);
-		report("Could not open '%s': %s", name,
+		warn_msg("Could not open '%s': %s", name,
 		    strncmp(err_msg(), pre, n) == 0 ? err_msg() + n : err_msg());
 		free(pre);
 	}
@@ -663,7 +635,7 @@ judge_read(struct cmp *c, const struct rec *r)
 
 	for (i = 0; i < 2; i++) {
 		if ((r->need & (1 << i)) && (e = job_error(c, r, i)) != 0) {
-			report("Error while reading offset %" PRIu64 " of %s: %s",
+			warn_msg("Error while reading offset %" PRIu64 " of %s: %s",
 			    r->off, c->s[i].name, strerror(e));
 			return CMP_READ;
 		}
@@ -706,8 +678,8 @@ judge_batch(struct cmp *c)
 		case R_STATERR:
 			/* qemu's drivers say why first, as qcow2 on corruption */
 			if (c->why != NULL)
-				report("%s", c->why);
-			report("Sector allocation test failed for %s",
+				warn_msg("%s", c->why);
+			warn_msg("Sector allocation test failed for %s",
 			    c->s[r->side].name);
 			return CMP_STATUS;
 		}
@@ -768,7 +740,7 @@ run(struct cmp *c)
 	m = mmap(NULL, shsize + 2 * (size_t)WIN_BYTES, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED) {
-		report("%s", strerror(errno));
+		warn_msg("%s", strerror(errno));
 		return CMP_READ;
 	}
 	c->sh = (struct shared *)m;
@@ -778,15 +750,6 @@ run(struct cmp *c)
 	helper_stop(c);
 	munmap(m, shsize + 2 * (size_t)WIN_BYTES);
 	return ret;
-}
-
-/* -T: none/off/directsync bypass the page cache. */
-static int
-cache_flags(const char *mode)
-{
-	int m = opt_cache_mode(mode);
-
-	return m < 0 ? -1 : m & OPT_CACHE_DIRECT ? IMG_DIRECT : 0;
 }
 
 static _Noreturn void
@@ -889,8 +852,8 @@ main(int argc, char *argv[])
 	prog_init(argv[0]);
 	parse_args(argc, argv, &a, &c);
 	progress_init(a.progress && !c.quiet, 2.0);
-	if ((cf = cache_flags(a.cache)) < 0) {
-		report("Invalid source cache option: %s", a.cache);
+	if ((cf = img_cache_flags(a.cache)) < 0) {
+		warn_msg("Invalid source cache option: %s", a.cache);
 		goto out;
 	}
 	for (i = 0; i < 2; i++) {

@@ -1489,18 +1489,13 @@ copy(const struct conv *c, const struct source *src)
 static uint64_t
 target_cluster(const struct conv *c)
 {
-	struct img_info info;
 	struct img *img;
 	uint64_t cs = 0;
 
 	/* a target that will not open, or has no clusters, img-write refuses */
 	if ((img = open_target(c, IMG_SHARE)) == NULL)
 		return 0;
-	if (img_get_info(img, &info) == 0) {
-		cs = info.cluster_size;
-		jn_free(info.specific);
-		img_snapshots_free(info.snapshots, info.nb_snapshots);
-	}
+	(void)img_cluster_size(img, &cs);
 	img_close(img);
 	return cs;
 }

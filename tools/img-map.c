@@ -133,21 +133,6 @@ status(struct img *img, const struct map_args *a, uint64_t off, uint64_t len,
 /* qemu's BDRV_REQUEST_MAX_BYTES: convert asks no more at once */
 #define REQUEST_MAX	((uint64_t)(INT32_MAX >> 9) << 9)
 
-/* The source's cluster size, as convert aligns to it. */
-static uint64_t
-cluster_size(struct img *img)
-{
-	struct img_info info;
-	uint64_t cs = 0;
-
-	if (img_get_info(img, &info) == 0) {
-		cs = info.cluster_size;
-		jn_free(info.specific);
-		img_snapshots_free(info.snapshots, info.nb_snapshots);
-	}
-	return cs;
-}
-
 /*
  * --as-convert: the extents qemu-img convert_iteration_sectors steps by,
  * unmerged: each answer is asked for at most REQUEST_MAX bytes, and one
@@ -157,8 +142,11 @@ cluster_size(struct img *img)
 static int
 map_convert(struct img *img, const struct map_args *a)
 {
-	uint64_t align = MAX(cluster_size(img), IMG_SECTOR), off, tail;
+	uint64_t align = 0, off, tail;
 	struct map_ext e;
+
+	(void)img_cluster_size(img, &align);	/* convert aligns to it */
+	align = MAX(align, IMG_SECTOR);
 
 	putchar('[');
 	if (img->size == 0)

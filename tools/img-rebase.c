@@ -303,14 +303,12 @@ main(int argc, char *argv[])
 	prog_init(argv[0]);
 	parse(&a, argc, argv);
 	name = argv[optind];
-	if ((cache = opt_cache_mode(a.cache)) < 0)
+	if ((cache = img_cache_flags(a.cache)) < 0)
 		die("Invalid cache option: %s", a.cache);
-	if ((src_cache = opt_cache_mode(a.src_cache)) < 0)
+	if ((src_cache = img_cache_flags(a.src_cache)) < 0)
 		die("Invalid source cache option: %s", a.src_cache);
-	a.src_flags = src_cache & OPT_CACHE_DIRECT ? IMG_DIRECT : 0;
-	flags = IMG_RDWR | a.share | (a.unsafe ? IMG_NO_BACKING : 0) |
-	    (cache & OPT_CACHE_DIRECT ? IMG_DIRECT : 0) |
-	    (cache & OPT_CACHE_NO_FLUSH ? IMG_NO_FLUSH : 0);
+	a.src_flags = src_cache & IMG_DIRECT;
+	flags = IMG_RDWR | a.share | (a.unsafe ? IMG_NO_BACKING : 0) | cache;
 	r.top = a.image_opts ? img_open_image_opts(name, flags) :
 	    img_open(name, a.fmt, flags);
 	if (r.top == NULL)

@@ -646,15 +646,10 @@ write_map_stream(struct sink *s, const char *name)
 static void
 start_compress(struct sink *s)
 {
-	struct img_info info;
-
 	if (!img_can_compress(s->img))
 		die("Compression not supported for this file format");
-	if (img_get_info(s->img, &info) < 0)
+	if (img_cluster_size(s->img, &s->cs) < 0)
 		die("%s", err_msg());
-	s->cs = info.cluster_size;
-	jn_free(info.specific);
-	img_snapshots_free(info.snapshots, info.nb_snapshots);
 	if (s->cs == 0 || !is_pow2(s->cs))
 		die("Compression not supported for this file format");
 	/* 512 KiB of clusters per run: work for every core, little memory */
@@ -707,14 +702,6 @@ write_grow(struct sink *s, uint64_t off)
 	if (zero_flush(s) < 0 || (s->cs && win_flush(s) < 0))
 		return -1;
 	return img_resize(s->img, ROUND_UP(off, 512), IMG_PREALLOC_OFF);
-}
-
-/* A line img_close_report says: a warning of ours, as qemu-img's. */
-static void
-say_line(const char *line, void *arg)
-{
-	(void)arg;
-	warn_msg("%s", line);
 }
 
 static void
@@ -835,12 +822,12 @@ main(int argc, char *argv[])
 	/* the error first, then what closing the image says, as qemu-img */
 	if (ret < 0) {
 		warn_msg("%s", err_msg());
-		img_close_report(s.img, say_line, NULL);
+		img_close_report(s.img, warn_line, NULL);
 		exit(1);
 	}
 	if (!(a.flags & IMG_NO_FLUSH) && img_flush(s.img) < 0)
 		die("%s", err_msg());
-	img_close_report(s.img, say_line, NULL);
+	img_close_report(s.img, warn_line, NULL);
 	free(s.buf);
 	free(s.win);
 	free(s.wtouch);
