@@ -183,7 +183,7 @@ for i in range(24):
 	cp i.qcow2 q.qcow2
 	for p in img-amend qemu-img; do
 		f=i.qcow2
-		[ $p = qemu-img ] && f=q.qcow2 p="command qemu-img amend"
+		[ $p = qemu-img ] && f=q.qcow2 p="qemu_luks amend"
 		$p $S --image-opts "$(opts $f)" -o encrypt.state=active,encrypt.new-secret=sec1,encrypt.iter-time=10,encrypt.keyslot=3
 		$p $S --image-opts "$(opts $f)" -o encrypt.state=inactive,encrypt.keyslot=0
 	done
