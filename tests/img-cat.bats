@@ -90,6 +90,30 @@ oracle() {
 	[ -z "$output" ]
 }
 
+@test "img-cat: compressed clusters between plain ones, whole and cut, read as qemu reads them" {
+	local o l
+	head -c 8M /dev/urandom | tr '\000-\377' 'a-za-za-za-za-za-za-za-za-za-za-z' >t.raw
+	head -c 192k /dev/urandom | dd of=t.raw bs=64k seek=5 conv=notrunc status=none
+	qimg convert -c -O qcow2 t.raw z.qcow2
+	# a fourth of the clusters plain, the rest compressed
+	qio -c 'write -P 7 1M 64k' -c 'write -P 8 3M 128k' -c 'write -z 5M 64k' \
+	    -c 'write -P 9 6M 4k' z.qcow2 >/dev/null
+	oracle z.qcow2
+	img-cat z.qcow2 | cmp - oracle.raw
+	for o in 0 1000 65536 70000 1048575 3100000; do
+		for l in 1 65536 200000 1048577 4194305; do
+			img-cat --offset=$o --length=$l z.qcow2 |
+			    cmp - <(tail -c +$((o + 1)) oracle.raw | head -c $l) ||
+			    { echo "offset $o length $l"; return 1; }
+		done
+	done
+	img-map --output=json z.qcow2 >m
+	img-cat --map=m -S 4k --map-out=mo z.qcow2 >s
+	truncate -s 8M out.raw
+	img-write -f raw --map=mo out.raw <s
+	cmp out.raw oracle.raw
+}
+
 @test "img-cat: a range past the end is one error line, nothing written" {
 	mkqcow2
 	run -1 --separate-stderr img-cat --offset=64M --length=1 a.qcow2

@@ -366,18 +366,26 @@ copy_read(struct img *img, struct out *o, uint64_t off, uint64_t len)
 static int
 copy(struct img *img, struct out *o, uint64_t off, uint64_t len)
 {
-	uint64_t host, run;
+	uint64_t host, run, rd = 0;	/* rd: bytes from off still to read */
 	int fd, r;
 
-	while (o->pipe && len > 0) {
-		if ((r = host_run(img, off, len, &fd, &host, &run)) < 0)
+	while (o->pipe && len > rd) {
+		if ((r = host_run(img, off + rd, len - rd, &fd, &host, &run)) < 0)
 			return -1;
+		/* runs to read in a row are read together (up to a buffer) */
+		if (r == 0 && (rd += run) < IO_BUFSIZE)
+			continue;
+		if (rd > 0 && copy_read(img, o, off, rd) < 0)
+			return -1;
+		off += rd;
+		len -= rd;
+		rd = 0;
 		if (r == 1 && !out_splice(o, fd, host, run))
 			break;
-		if (r == 0 && copy_read(img, o, off, run) < 0)
-			return -1;
-		off += run;
-		len -= run;
+		if (r == 1) {
+			off += run;
+			len -= run;
+		}
 	}
 	return copy_read(img, o, off, len);
 }
@@ -387,20 +395,28 @@ static int
 cat_range(struct img *img, struct out *o, uint64_t off, uint64_t len)
 {
 	struct map_ext e;
+	uint64_t data = 0;	/* data extents in a row before off: one copy */
 
 	while (len > 0) {
 		if (!salvage && img_status(img, off, len, &e) < 0)
 			return -1;
 		if (salvage && img_status_salvage(img, off, len, &e) == 1)
 			warn_errno("block status at offset ", off);
+		if (data > 0 && e.zero) {
+			if (copy(img, o, off - data, data) < 0)
+				return -1;
+			data = 0;
+		}
 		if (e.zero)
 			out_zeroes(o, e.length);
+		else if (!salvage)	/* its warnings stay in extent order */
+			data += e.length;
 		else if (copy(img, o, off, e.length) < 0)
 			return -1;
 		off += e.length;
 		len -= e.length;
 	}
-	return 0;
+	return data > 0 ? copy(img, o, off - data, data) : 0;
 }
 
 static FILE *

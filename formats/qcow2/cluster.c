@@ -298,15 +298,34 @@ qcow2_backing_read(struct img *img)
 	return 0;
 }
 
+static int	read_runs(struct img *, uint64_t, size_t, uint8_t *,
+		    struct qcow2_zbatch *);
+
 int
 qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
 	struct qcow2 *s = img->priv;
+	struct qcow2_zbatch zb = { 0 };
 	uint8_t *p = buf;
-	struct run r;
+	int ret;
 
 	if (s->data_missing)
 		return data_missing(img);
+	ret = read_runs(img, off, len, p, &zb);
+	/* the request's compressed clusters side by side, after the rest */
+	if (ret == 0 && qcow2_zbatch_run(img, &zb) < 0)
+		ret = -1;
+	qcow2_zbatch_free(&zb);
+	return ret;
+}
+
+static int
+read_runs(struct img *img, uint64_t off, size_t len, uint8_t *p,
+    struct qcow2_zbatch *zb)
+{
+	struct qcow2 *s = img->priv;
+	struct run r;
+
 	while (len > 0) {
 		if (get_run(img, off, len, &r) < 0)
 			return -1;
@@ -325,7 +344,10 @@ qcow2_read(struct img *img, uint64_t off, size_t len, void *buf)
 			break;
 		case QCOW2_COMPRESSED:
 			blkdbg_event(img->fd, BLKDBG_READ_COMPRESSED);
-			if (qcow2_read_compressed(img, off, r.len, p) < 0)
+			if (qcow2_read_compressed(img, off, r.len, p, zb) < 0)
+				return -1;
+			/* injected errors: each read in its turn */
+			if (blkdbg_list != NULL && qcow2_zbatch_run(img, zb) < 0)
 				return -1;
 			break;
 		case QCOW2_ZERO:

@@ -104,9 +104,7 @@ entry_at(struct img *img, uint64_t off, uint64_t *e)
 /* Decompression jobs: worker t takes clusters t, t + nt, t + 2 nt, ... */
 struct zjob {
 	struct img	*img;
-	const uint64_t	*ents;
-	uint64_t	 n;
-	uint8_t		*dst;
+	const struct qcow2_zbatch *b;
 	unsigned	 t, nt;
 	uint64_t	 bad;		/* host offset that failed, or 0 */
 	int		 errnum;
@@ -118,15 +116,15 @@ zworker(void *arg)
 	struct zjob *j = arg;
 	struct qcow2 *s = j->img->priv;
 	uint8_t *buf = xmalloc(2 * s->cluster_size);
-	uint64_t i, off, len;
+	uint64_t off, len;
+	size_t i;
 
-	for (i = j->t; i < j->n && j->bad == 0; i += j->nt) {
-		qcow2_entry_range(s, j->ents[i], &off, &len);
+	for (i = j->t; i < j->b->n && j->bad == 0; i += j->nt) {
+		qcow2_entry_range(s, j->b->ents[i], &off, &len);
 		/* csize_mask bounds len to two clusters */
 		if (io_pread_zero(j->img->fd, buf, len, off) < 0)
 			j->errnum = errno;
-		if (j->errnum || decompress(s, j->dst + i * s->cluster_size,
-		    buf, len) < 0)
+		if (j->errnum || decompress(s, j->b->dst[i], buf, len) < 0)
 			j->bad = off ? off : 1;
 	}
 	free(buf);
@@ -134,66 +132,78 @@ zworker(void *arg)
 }
 
 /*
- * n whole compressed clusters from guest offset off into dst, on up to
- * four threads, as qemu's pool of QCOW2_MAX_THREADS.
+ * The batch's whole compressed clusters, on up to four threads, as qemu's
+ * pool of QCOW2_MAX_THREADS; the batch is emptied.
  */
-static int
-decompress_many(struct img *img, uint64_t off, uint64_t n, uint8_t *dst)
+int
+qcow2_zbatch_run(struct img *img, struct qcow2_zbatch *b)
 {
-	struct qcow2 *s = img->priv;
 	struct zjob j[4];
 	pthread_t tid[4];
 	bool started[4];
-	uint64_t *ents = xmalloc(n * sizeof(*ents)), i;
-	unsigned nt = (unsigned)MIN(n, 4), t;
+	unsigned nt = (unsigned)MIN(b->n, 4), t;
 	int r = 0;
 
-	for (i = 0; i < n; i++)
-		if (entry_at(img, off + i * s->cluster_size, &ents[i]) < 0) {
-			free(ents);
-			return -1;
-		}
 	for (t = 0; t < nt; t++) {
-		j[t] = (struct zjob){ img, ents, n, dst, t, nt, 0, 0 };
+		j[t] = (struct zjob){ img, b, t, nt, 0, 0 };
 		started[t] = t > 0 &&
 		    pthread_create(&tid[t], NULL, zworker, &j[t]) == 0;
 		if (t > 0 && !started[t])
 			zworker(&j[t]);		/* no thread: do it here */
 	}
-	zworker(&j[0]);
+	if (nt > 0)
+		zworker(&j[0]);
 	for (t = 1; t < nt; t++) {
 		if (started[t])
 			pthread_join(tid[t], NULL);
 		if (j[t].bad && !j[0].bad)
 			j[0] = j[t];
 	}
-	free(ents);
-	if (j[0].bad)
+	b->n = 0;
+	if (nt > 0 && j[0].bad)
 		r = err_set(j[0].errnum, "%s: compressed cluster at %#llx does "
 		    "not decompress", img->filename,
 		    (unsigned long long)j[0].bad);
 	return r;
 }
 
-/* Compressed clusters: whole ones in parallel, partial ones cached. */
+void
+qcow2_zbatch_free(struct qcow2_zbatch *b)
+{
+	free(b->ents);
+	free(b->dst);
+	memset(b, 0, sizeof(*b));
+}
+
+/*
+ * Compressed clusters: whole ones go into the batch b (decompressed side
+ * by side when it runs), partial ones through the one-cluster cache.
+ */
 int
-qcow2_read_compressed(struct img *img, uint64_t off, uint64_t len, uint8_t *p)
+qcow2_read_compressed(struct img *img, uint64_t off, uint64_t len, uint8_t *p,
+    struct qcow2_zbatch *b)
 {
 	struct qcow2 *s = img->priv;
 	uint64_t cs = s->cluster_size, head, n, e;
 
 	for (; len > 0; off += n, p += n, len -= n) {
 		head = off & (cs - 1);
-		if (head == 0 && len >= cs) {
-			n = ROUND_DOWN(len, cs);
-			if (decompress_many(img, off, n / cs, p) < 0)
+		n = MIN(len, cs - head);
+		if (entry_at(img, off, &e) < 0)
+			return -1;
+		if (n < cs) {
+			if (load_compressed(img, e) < 0)
 				return -1;
+			memcpy(p, s->zc_buf + head, n);
 			continue;
 		}
-		n = MIN(len, cs - head);
-		if (entry_at(img, off, &e) < 0 || load_compressed(img, e) < 0)
-			return -1;
-		memcpy(p, s->zc_buf + head, n);
+		if (b->n == b->cap) {
+			b->cap = b->cap ? 2 * b->cap : 64;
+			b->ents = xrealloc(b->ents, b->cap * sizeof(*b->ents));
+			b->dst = xrealloc(b->dst, b->cap * sizeof(*b->dst));
+		}
+		b->ents[b->n] = e;
+		b->dst[b->n++] = p;
 	}
 	return 0;
 }

@@ -242,8 +242,16 @@ int	 qcow2_write_zeroes(struct img *img, uint64_t off, uint64_t len,
 int	 qcow2_discard(struct img *img, uint64_t off, uint64_t len);
 
 /* compress.c */
+/* whole compressed clusters of one read, decompressed together */
+struct qcow2_zbatch {
+	uint64_t	*ents;		/* their L2 entries */
+	uint8_t		**dst;		/* where each goes */
+	size_t		 n, cap;
+};
 int	 qcow2_read_compressed(struct img *img, uint64_t off, uint64_t len,
-	    uint8_t *p);
+	    uint8_t *p, struct qcow2_zbatch *b);
+int	 qcow2_zbatch_run(struct img *img, struct qcow2_zbatch *b);
+void	 qcow2_zbatch_free(struct qcow2_zbatch *b);
 int	 qcow2_write_compressed(struct img *img, uint64_t off, size_t len,
 	    const void *buf);
 /* Compress a cluster; returns the size, 0 if it does not shrink, -1 on error. */
