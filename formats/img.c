@@ -404,6 +404,8 @@ opts_target(const struct opt_list *o, const char **file, const char **fmt)
 	if ((node = opt_list_get(o, "file")) != NULL)
 		return err_set(0, "Cannot find device='%s' nor node-name='%s'",
 		    node, node);
+	if (drv != NULL && strcmp(drv, "quorum") == 0)
+		return 0;	/* open_quorum checks its options */
 	if (quorum_file(o) || blkdebug_file(o) ||
 	    (drv != NULL && !strcmp(drv, "blkdebug"))) {
 		if (quorum_file(o) && (*file = quorum_check(o)) == NULL)
@@ -428,19 +430,24 @@ opts_target(const struct opt_list *o, const char **file, const char **fmt)
 	} else if (drv != NULL && fmt_find(drv) == NULL) {
 		return err_set(0, "Unknown driver '%s'", drv);
 	}
-	if (drv != NULL && check_keys(o, drv) < 0)
-		return -1;	/* without a driver, after probing (open_one) */
+	/* the file opens before qemu looks at leftover keys */
 	if (*file == NULL && (drv == NULL || !fmt_find(drv)->nofile))
 		return err_set(0, "A block device must be specified for \"file\"");
+	if (drv != NULL && check_keys(o, drv) < 0)
+		return -1;	/* without a driver, after probing (open_one) */
 	return 0;
 }
 
 static struct img *open_one(const char *filename, const char *fmt, int flags,
     struct chain *c, const struct opt_list *o);
 
-/* qemu's "json:{...}" file names: parse, flatten, open what they name. */
+/*
+ * qemu's "json:{...}" file names: parse, flatten, open what they name.  A
+ * format given apart (-f) is the driver, whatever the name says (qemu
+ * joins the name's options below the ones it was given).
+ */
 static struct img *
-open_json(const char *spec, int flags, struct chain *c)
+open_json(const char *spec, const char *drv, int flags, struct chain *c)
 {
 	struct opt_list o = { 0, NULL };
 	const struct jnode *prev;
@@ -457,6 +464,8 @@ open_json(const char *spec, int flags, struct chain *c)
 		goto out;
 	}
 	flatten(j, NULL, &o);
+	if (drv != NULL)
+		opt_list_set(&o, "driver", drv);
 	if (opts_target(&o, &file, &fmt) < 0)
 		goto out;
 	prev = blkdbg_json;
@@ -550,6 +559,55 @@ out:
 	return child;
 }
 
+/* Child i of a quorum on top: the image its children.i options name. */
+static struct img *
+open_quorum_child(const struct opt_list *o, int i, int flags)
+{
+	struct opt_list in = { 0, NULL };
+	struct chain c = { .n = 0 };
+	char *pre = xasprintf("children.%d.", i);
+	const char *file, *fmt, *ref;
+	struct img *kid = NULL;
+	size_t j, plen = strlen(pre);
+
+	pre[plen - 1] = '\0';
+	ref = opt_list_get(o, pre);
+	pre[plen - 1] = '.';
+	for (j = 0; j < o->n; j++)
+		if (!strncmp(o->v[j].key, pre, plen))
+			opt_list_set(&in, o->v[j].key + plen, o->v[j].val);
+	if (ref != NULL)
+		err_set(0, "Cannot find device='%s' nor node-name='%s'", ref, ref);
+	else if (opts_target(&in, &file, &fmt) == 0)
+		kid = open_one(file, fmt, flags, &c, &in);
+	opt_list_free(&in);
+	free(pre);
+	return kid;
+}
+
+/* driver=quorum: a node over the images its children.N options name */
+static struct img *
+open_quorum(int flags, const struct opt_list *o)
+{
+	struct opt_list none = { 0, NULL };
+	struct quorum_params p;
+	struct img **kids;
+	int i;
+
+	if (quorum_params(o != NULL ? o : &none, "", &p) < 0)
+		return NULL;
+	kids = xcalloc((size_t)p.n, sizeof(*kids));
+	for (i = 0; i < p.n; i++)
+		if ((kids[i] = open_quorum_child(o, i, flags)) == NULL)
+			break;
+	if (i == p.n && quorum_check_keys(o, "") == 0)
+		return quorum_top(kids, &p, o, flags);
+	while (i-- > 0)
+		img_close(kids[i]);
+	free(kids);
+	return NULL;
+}
+
 static struct img *
 open_chain(const char *filename, const char *fmt, int flags, struct chain *c)
 {
@@ -557,7 +615,7 @@ open_chain(const char *filename, const char *fmt, int flags, struct chain *c)
 	char *path;
 
 	if (strncmp(filename, "json:", 5) == 0)
-		return open_json(filename, flags, c);
+		return open_json(filename, fmt, flags, c);
 	if (strncmp(filename, "blkdebug:", 9) == 0)
 		return open_blkdebug_name(filename, fmt, flags, c);
 	path = strip_file_protocol(filename);
@@ -576,6 +634,8 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 
 	if (fmt != NULL && strcmp(fmt, "blkdebug") == 0)
 		return open_filter(filename, flags, c, o);
+	if (fmt != NULL && strcmp(fmt, "quorum") == 0)
+		return open_quorum(flags, o);
 	img = xcalloc(1, sizeof(*img));
 	if (o != NULL && blkdebug_file(o) &&
 	    (img->blkdebug = blkdbg_new(o, "file.")) == NULL) {
@@ -1265,7 +1325,8 @@ img_create_opts(const char *fmt)
 bool
 img_format_known(const char *fmt)
 {
-	return fmt_find(fmt) != NULL;
+	/* quorum on top opens apart (open_quorum) and creates nothing */
+	return fmt_find(fmt) != NULL || strcmp(fmt, "quorum") == 0;
 }
 
 /*

@@ -57,14 +57,21 @@ quorum_file(const struct opt_list *o)
 	return d != NULL && strcmp(d, "quorum") == 0;
 }
 
+/* Child i's key, the quorum node's options being under pre ("file." or "") */
 static const char *
-child(const struct opt_list *o, unsigned i, const char *key)
+pchild(const struct opt_list *o, const char *pre, unsigned i, const char *key)
 {
-	char *k = xasprintf("file.children.%u.%s", i, key);
+	char *k = xasprintf("%schildren.%u.%s", pre, i, key);
 	const char *v = opt_list_get(o, k);
 
 	free(k);
 	return v;
+}
+
+static const char *
+child(const struct opt_list *o, unsigned i, const char *key)
+{
+	return pchild(o, "file.", i, key);
 }
 
 /* Whether child i is a raw node over its file, not the file itself. */
@@ -83,19 +90,22 @@ child_file(const struct opt_list *o, unsigned i)
 	return child(o, i, raw_child(o, i) ? "file.filename" : "filename");
 }
 
+/* How many children.N (a subtree or a node reference) are under pre. */
 static unsigned
-nchildren(const struct opt_list *o)
+nchildren(const struct opt_list *o, const char *pre)
 {
-	char *pre;
+	char *sub, *ref;
 	unsigned n;
 	size_t i;
 
 	for (n = 0;; n++) {
-		pre = xasprintf("file.children.%u.", n);
-		for (i = 0; i < o->n && strncmp(o->v[i].key, pre,
-		    strlen(pre)); i++)
+		sub = xasprintf("%schildren.%u.", pre, n);
+		ref = xasprintf("%schildren.%u", pre, n);
+		for (i = 0; i < o->n && strncmp(o->v[i].key, sub,
+		    strlen(sub)) && strcmp(o->v[i].key, ref); i++)
 			continue;
-		free(pre);
+		free(sub);
+		free(ref);
 		if (i == o->n)
 			return n;
 	}
@@ -107,7 +117,13 @@ check_child(const struct opt_list *o, unsigned i)
 {
 	const char *d = child(o, i, "driver"), *fd = child(o, i, "file.driver");
 	const char *ref = child(o, i, "file");
+	char *k = xasprintf("file.children.%u", i);
+	const char *node = opt_list_get(o, k);
 
+	free(k);
+	if (node != NULL)
+		return err_set(0, "Cannot find device='%s' nor node-name='%s'",
+		    node, node);
 	if (d == NULL)
 		return err_set(0, "Must specify either driver or file");
 	if (strcmp(d, "file") && strcmp(d, "raw"))
@@ -126,11 +142,12 @@ check_child(const struct opt_list *o, unsigned i)
 
 /* The value of the node's option name, checked as qemu_opts_absorb_qdict. */
 static int
-get_opt(const struct opt_list *o, const char *name, const char **val)
+get_opt(const struct opt_list *o, const char *pre, const char *name,
+    const char **val)
 {
 	static char buf[32];
 	const struct opt_desc *d;
-	char *k = xasprintf("file.%s", name);
+	char *k = xasprintf("%s%s", pre, name);
 	const char *v = opt_list_get(o, k);
 
 	free(k);
@@ -140,27 +157,65 @@ get_opt(const struct opt_list *o, const char *name, const char **val)
 	return v == NULL ? 0 : opt_check(d, v, buf, sizeof(buf), val);
 }
 
-/* The node's keys: its options, its children's, any node's. */
-static int
-check_keys(const struct opt_list *o)
+/* The node's keys (under pre): its options, its children's, any node's. */
+int
+quorum_check_keys(const struct opt_list *o, const char *pre)
 {
 	const struct opt_desc *d;
 	const char *k;
-	size_t i, j;
+	size_t i, j, plen = strlen(pre);
 
 	for (i = 0; i < o->n; i++) {
-		if (strncmp(o->v[i].key, "file.", 5) != 0)
+		if (strncmp(o->v[i].key, pre, plen) != 0)
 			continue;
-		k = o->v[i].key + 5;
+		k = o->v[i].key + plen;
 		for (d = quorum_opts; d->name != NULL && strcmp(d->name, k); d++)
 			continue;
 		for (j = 0; node_keys[j] != NULL && strcmp(node_keys[j], k); j++)
 			continue;
 		if (d->name == NULL && node_keys[j] == NULL &&
-		    strcmp(k, "driver") && strncmp(k, "children.", 9))
+		    strcmp(k, "driver") && strncmp(k, "children.", 9) &&
+		    (plen > 0 || strcmp(k, "filename")))
 			return err_set(0, "Block format 'quorum' does not "
 			    "support the option '%s'", k);
 	}
+	return 0;
+}
+
+int
+quorum_params(const struct opt_list *o, const char *pre,
+    struct quorum_params *p)
+{
+	const char *t, *v;
+	int bv = 0, rw = 0;
+
+	memset(p, 0, sizeof(*p));
+	if ((p->n = (int)nchildren(o, pre)) == 0)
+		return err_set(0, "Number of provided children must be 1 or more");
+	if (get_opt(o, pre, "vote-threshold", &t) < 0 ||
+	    get_opt(o, pre, "blkverify", &v) < 0 || (v != NULL &&
+	    (bv = opt_bool(v)) < 0) ||
+	    get_opt(o, pre, "rewrite-corrupted", &v) < 0 ||
+	    (v != NULL && (rw = opt_bool(v)) < 0) ||
+	    get_opt(o, pre, "read-pattern", &v) < 0)
+		return -1;
+	/* qemu_opt_get_number into an int: "-1" wraps to -1 */
+	p->threshold = t != NULL ? (int)strtoull(t, NULL, 0) : 0;
+	if (p->threshold < 1)
+		return err_set(0, "Parameter 'vote-threshold' expects a value >= 1");
+	if (p->threshold > p->n)
+		return err_set(0, "threshold may not exceed children count");
+	if (v != NULL && strcmp(v, "quorum") && strcmp(v, "fifo"))
+		return err_set(0, "Please set read-pattern as fifo or quorum");
+	p->fifo = v != NULL && !strcmp(v, "fifo");
+	if (!p->fifo && bv && (p->n != 2 || p->threshold != 2))
+		return err_set(0, "blkverify=on can only be set if there are "
+		    "exactly two files and vote-threshold is 2");
+	if (!p->fifo && bv && rw)
+		return err_set(0, "rewrite-corrupted=on cannot be used with "
+		    "blkverify=on");
+	p->blkverify = !p->fifo && bv;
+	p->rewrite = !p->fifo && rw;
 	return 0;
 }
 
@@ -171,56 +226,23 @@ check_keys(const struct opt_list *o)
 const char *
 quorum_check(const struct opt_list *o)
 {
-	const char *t, *v, *f;
-	unsigned n = nchildren(o), i;
-	int threshold, fd, bv = 0, rw = 0;
+	struct quorum_params p;
+	const char *f;
+	int i, fd;
 
-	if (n == 0) {
-		err_set(0, "Number of provided children must be 1 or more");
+	if (quorum_params(o, "file.", &p) < 0)
 		return NULL;
-	}
-	if (get_opt(o, "vote-threshold", &t) < 0 ||
-	    get_opt(o, "blkverify", &v) < 0 || (v != NULL &&
-	    (bv = opt_bool(v)) < 0) || get_opt(o, "rewrite-corrupted", &v) < 0 ||
-	    (v != NULL && (rw = opt_bool(v)) < 0) ||
-	    get_opt(o, "read-pattern", &v) < 0)
-		return NULL;
-	/* qemu_opt_get_number into an int: "-1" wraps to -1 */
-	threshold = t != NULL ? (int)strtoull(t, NULL, 0) : 0;
-	if (threshold < 1) {
-		err_set(0, "Parameter 'vote-threshold' expects a value >= 1");
-		return NULL;
-	}
-	if ((unsigned)threshold > n) {
-		err_set(0, "threshold may not exceed children count");
-		return NULL;
-	}
-	if (v != NULL && strcmp(v, "quorum") && strcmp(v, "fifo")) {
-		err_set(0, "Please set read-pattern as fifo or quorum");
-		return NULL;
-	}
-	if ((v == NULL || !strcmp(v, "quorum")) && bv && (n != 2 ||
-	    threshold != 2)) {
-		err_set(0, "blkverify=on can only be set if there are exactly "
-		    "two files and vote-threshold is 2");
-		return NULL;
-	}
-	if ((v == NULL || !strcmp(v, "quorum")) && bv && rw) {
-		err_set(0, "rewrite-corrupted=on cannot be used with "
-		    "blkverify=on");
-		return NULL;
-	}
-	for (i = 0; i < n; i++) {
-		if (check_child(o, i) < 0)
+	for (i = 0; i < p.n; i++) {
+		if (check_child(o, (unsigned)i) < 0)
 			return NULL;
-		f = child_file(o, i);
+		f = child_file(o, (unsigned)i);
 		if ((fd = open(f, O_RDONLY | O_CLOEXEC)) < 0) {
 			err_set(errno, "Could not open '%s'", f);
 			return NULL;
 		}
 		close(fd);
 	}
-	if (check_keys(o) < 0)
+	if (quorum_check_keys(o, "file.") < 0)
 		return NULL;
 	return child_file(o, 0);
 }
@@ -270,20 +292,16 @@ same_length(const struct quorum *q)
 	return 0;
 }
 
-/*
- * Child i is the file of an earlier child: qemu's file nodes of one
- * quorum lock each other out of writing (its children share no write).
- */
-static int
-twice(const struct quorum *q, int i, const char *name)
+int
+quorum_twice(const int *fd, int i, const char *name)
 {
 	struct stat a, b;
 	int j;
 
-	if (fstat(q->fd[i], &a) < 0)
+	if (fstat(fd[i], &a) < 0)
 		return 0;
 	for (j = 0; j < i; j++)
-		if (fstat(q->fd[j], &b) == 0 && a.st_dev == b.st_dev &&
+		if (fstat(fd[j], &b) == 0 && a.st_dev == b.st_dev &&
 		    a.st_ino == b.st_ino)
 			return err_set(0, "Failed to get \"write\" lock\n"
 			    "Is another process using the image [%s]?", name);
@@ -298,7 +316,7 @@ quorum_open(const struct opt_list *o, int fd, int flags, bool metadata)
 	struct quorum *q = xcalloc(1, sizeof(*q));
 	const char *v = opt_list_get(o, "file.read-pattern");
 
-	q->n = (int)nchildren(o);
+	q->n = (int)nchildren(o, "file.");
 	q->threshold = (int)strtoull(opt_list_get(o, "file.vote-threshold"),
 	    NULL, 0);
 	q->fifo = v != NULL && !strcmp(v, "fifo");
@@ -306,10 +324,10 @@ quorum_open(const struct opt_list *o, int fd, int flags, bool metadata)
 	q->rewrite = !q->fifo && v != NULL && opt_bool(v) == 1;
 	q->fd = xcalloc((size_t)q->n, sizeof(*q->fd));
 	q->fd[0] = fd;
-	for (q->n = 1; q->n < (int)nchildren(o); q->n++)
+	for (q->n = 1; q->n < (int)nchildren(o, "file."); q->n++)
 		if ((q->fd[q->n] = open_child(o, (unsigned)q->n, flags,
 		    metadata)) < 0 || ((flags & IMG_RDWR) &&
-		    twice(q, q->n, child_file(o, (unsigned)q->n)) < 0)) {
+		    quorum_twice(q->fd, q->n, child_file(o, (unsigned)q->n)) < 0)) {
 			q->n += q->fd[q->n] >= 0;
 			goto fail;
 		}
@@ -364,8 +382,8 @@ quorum_free(struct quorum *q)
  * quorum_vote_error: the errno most copies failed with; among as many, the
  * one whose first copy comes last (qemu's vote list grows at its head).
  */
-static int
-vote_error(const int *err, int n)
+int
+quorum_vote_error(const int *err, int n)
 {
 	int i, j, c, best = 0, e = EIO;
 
@@ -399,7 +417,7 @@ change_all(const struct quorum *q, const struct io_req *r)
 		else
 			ok++;
 	}
-	e = vote_error(err, q->n);
+	e = quorum_vote_error(err, q->n);
 	free(err);
 	if (ok >= q->threshold)
 		return 0;
@@ -419,8 +437,8 @@ read_fifo(const struct quorum *q, const struct io_req *r)
 	return n;
 }
 
-static bool
-same_read(ssize_t na, const void *a, ssize_t nb, const void *b)
+bool
+quorum_same(ssize_t na, const void *a, ssize_t nb, const void *b)
 {
 	return na == nb && memcmp(a, b, (size_t)na) == 0;
 }
@@ -430,23 +448,23 @@ same_read(ssize_t na, const void *a, ssize_t nb, const void *b)
  * most votes; among as many, the one first read from the last copy, as
  * quorum_get_vote_winner walks qemu's list.  *votes gets its count.
  */
-static int
-winner(const struct quorum *q, uint8_t **buf, const ssize_t *got, int *votes)
+int
+quorum_winner(int n, uint8_t *const *buf, const ssize_t *got, int *votes)
 {
 	int i, j, c, best = -1;
 
 	*votes = 0;
-	for (i = 0; i < q->n; i++) {
+	for (i = 0; i < n; i++) {
 		if (got[i] < 0)
 			continue;
 		for (j = 0; j < i && (got[j] < 0 ||
-		    !same_read(got[i], buf[i], got[j], buf[j])); j++)
+		    !quorum_same(got[i], buf[i], got[j], buf[j])); j++)
 			continue;
 		if (j < i)
 			continue;
-		for (c = 0, j = i; j < q->n; j++)
+		for (c = 0, j = i; j < n; j++)
 			c += got[j] >= 0 &&
-			    same_read(got[i], buf[i], got[j], buf[j]);
+			    quorum_same(got[i], buf[i], got[j], buf[j]);
 		if (c >= *votes) {
 			*votes = c;
 			best = i;
@@ -466,7 +484,7 @@ rewrite(const struct quorum *q, uint8_t **buf, const ssize_t *got, int w,
 	int i;
 
 	for (i = 0; i < q->n; i++)
-		if (got[i] >= 0 && !same_read(got[i], buf[i], got[w], buf[w]))
+		if (got[i] >= 0 && !quorum_same(got[i], buf[i], got[w], buf[w]))
 			(void)io_do(q->fd[i], &r);	/* a repair, as qemu's */
 }
 
@@ -489,10 +507,10 @@ read_vote(const struct quorum *q, const struct io_req *r)
 			ok++;
 	}
 	if (ok < q->threshold) {
-		errno = vote_error(err, q->n);
+		errno = quorum_vote_error(err, q->n);
 		goto out;
 	}
-	w = winner(q, buf, got, &votes);
+	w = quorum_winner(q->n, buf, got, &votes);
 	if (votes < q->threshold) {
 		errno = EIO;
 		goto out;
@@ -569,9 +587,7 @@ char *
 quorum_name(const struct opt_list *o, const char *fmt)
 {
 	struct jnode *top = jn_new_obj(), *q, *arr, *c;
-	const struct opt_desc *d;
 	const char *f;
-	char *key;
 	unsigned i;
 
 	if (fmt != NULL) {
@@ -590,12 +606,21 @@ quorum_name(const struct opt_list *o, const char *fmt)
 		jn_str(c, "driver", "file");
 		jn_str(c, "filename", f);
 	}
+	quorum_json_opts(q, o, "file.");
+	return blkdbg_json_name(top);
+}
+
+void
+quorum_json_opts(struct jnode *q, const struct opt_list *o, const char *pre)
+{
+	const struct opt_desc *d;
+	char *key;
+
 	jn_str(q, "driver", "quorum");
 	for (d = quorum_opts; d->name != NULL; d++) {
-		key = xasprintf("file.%s", d->name);
+		key = xasprintf("%s%s", pre, d->name);
 		if (opt_list_get(o, key) != NULL)
 			blkdbg_member(q, d->name, key, opt_list_get(o, key));
 		free(key);
 	}
-	return blkdbg_json_name(top);
 }

@@ -4,11 +4,49 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "../lib/opt.h"
 
 /* qemu's message where a quorum node should give a folder */
 #define QUORUM_NO_DIR	"Cannot generate a base directory for quorum nodes"
+
+/* A quorum node's options, checked (quorum_params). */
+struct quorum_params {
+	int		 n;		/* children */
+	int		 threshold;	/* vote-threshold */
+	bool		 fifo;		/* read-pattern=fifo */
+	bool		 rewrite;	/* rewrite-corrupted=on */
+	bool		 blkverify;	/* blkverify=on */
+};
+
+/*
+ * The options of the quorum node whose keys are under pre ("file." below a
+ * format, "" on top), checked in the order and words of qemu's
+ * quorum_open.  0, or -1 with err_set.
+ */
+int		 quorum_params(const struct opt_list *o, const char *pre,
+		    struct quorum_params *p);
+/* Every key under pre is one a quorum node takes, in qemu's words if not. */
+int		 quorum_check_keys(const struct opt_list *o, const char *pre);
+/*
+ * Votes (qemu's quorum_vote_error, quorum_get_vote_winner): the errno most
+ * of the n children failed with (err[i] 0: child i did not fail); whether
+ * two reads got the same bytes; the child whose read won the vote among n
+ * (got[i] < 0: child i failed), *votes its count, -1 when all failed.
+ */
+int		 quorum_vote_error(const int *err, int n);
+bool		 quorum_same(ssize_t na, const void *a, ssize_t nb,
+		    const void *b);
+int		 quorum_winner(int n, uint8_t *const *buf, const ssize_t *got,
+		    int *votes);
+
+/*
+ * Whether the file on fd[i] is the file of an earlier child: qemu's file
+ * nodes of one quorum lock each other out of writing (its children share
+ * no write), in its words for name.  0, or -1 with err_set.
+ */
+int		 quorum_twice(const int *fd, int i, const char *name);
 
 /* Whether the options put a quorum node between the format and its files. */
 bool		 quorum_file(const struct opt_list *o);
@@ -46,5 +84,22 @@ int64_t		 quorum_copies_size(const struct opt_list *o);
  * node itself (fmt NULL); malloc'd.
  */
 char		*quorum_name(const struct opt_list *o, const char *fmt);
+/*
+ * Into the JSON object q of a quorum node: its driver and the options
+ * given under pre, typed as the json: name gave them.
+ */
+struct jnode;
+void		 quorum_json_opts(struct jnode *q, const struct opt_list *o,
+		    const char *pre);
+
+struct img;
+/*
+ * qemu's quorum node on top (driver=quorum): an image over the n open
+ * images kids (p's options; o its option list, for its json: name).
+ * Takes the kids and the array, closing them on failure.  NULL with
+ * err_set.
+ */
+struct img	*quorum_top(struct img **kids, const struct quorum_params *p,
+		    const struct opt_list *o, int flags);
 
 #endif

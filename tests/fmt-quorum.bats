@@ -357,3 +357,218 @@ teardown() {
 		qimg info i$f | grep -q 'lazy refcounts: true'
 	done
 }
+
+# qtop THRESHOLD CHILD... [-- EXTRA]: a json: name of a quorum on top
+# whose children are FMT:FILE (FMT "file": the file itself)
+qtop() {
+	local t=$1 c s="" x=""
+	shift
+	for c in "$@"; do
+		if [ "$c" = -- ]; then
+			x=1
+			continue
+		fi
+		if [ -n "$x" ]; then
+			x=",$c"
+			continue
+		fi
+		[ -n "$s" ] && s+=","
+		if [ "${c%%:*}" = file ]; then
+			s+="{'driver':'file','filename':'${c#*:}'}"
+		else
+			s+="{'driver':'${c%%:*}','file':{'driver':'file','filename':'${c#*:}'}}"
+		fi
+	done
+	[ "$x" = 1 ] && x=
+	echo "json:{'driver':'quorum','vote-threshold':$t$x,'children':[$s]}"
+}
+
+# three children holding the same disk: two qcow2 (one with a zeroed
+# cluster) and a raw file
+three() {
+	local f
+	for f in a b; do
+		qimg create -q -f qcow2 $f.qcow2 4M
+		qio -c 'write -P 1 0 64k' -c 'write -P 2 1M 128k' -c 'write -z 2M 64k' \
+		    $f.qcow2 >/dev/null
+	done
+	qimg create -q -f raw c.raw 4M
+	qio -f raw -c 'write -P 1 0 64k' -c 'write -P 2 1M 128k' c.raw >/dev/null
+}
+
+@test "quorum on top: info, map, measure and convert of qcow2 and raw children as qemu-img's" {
+	three
+	local q o
+	q=$(qtop 2 qcow2:a.qcow2 qcow2:b.qcow2 raw:c.raw)
+	same_view "$q"
+	same map "$q"
+	[ "$(cat i.rc)" = 1 ]	# data without an offset, as qemu-img's
+	grep -q 'File contains external, encrypted or compressed clusters' i.err
+	same info --output=json "$q"
+	grep -q '"format": "quorum"' i.out
+	same measure -O qcow2 "$q"
+	same compare "$q" a.qcow2
+	[ "$(cat i.rc)" = 0 ]
+	same convert -O qcow2 "$q" out.qcow2
+	qimg compare out.qcow2 a.qcow2
+	same dd if="$q" of=dd.raw bs=64k count=20
+	same bench -c 16 "$q" >/dev/null || ! grep -v seconds q.out i.out
+	# --image-opts, a probed child and a plain file child
+	o="driver=quorum,vote-threshold=3,read-pattern=quorum"
+	o+=",children.0.driver=qcow2,children.0.file.filename=a.qcow2"
+	o+=",children.1.file.filename=b.qcow2,children.2.driver=file,children.2.filename=c.raw"
+	same info --image-opts "$o"
+	same map --output=json --image-opts "$o"
+	img convert -O raw --image-opts "$o" o1.raw
+	qimg convert -O raw --image-opts "$o" o2.raw
+	cmp o1.raw o2.raw
+	# fifo reads the first child alone
+	same info "$(qtop 1 qcow2:a.qcow2 file:c.raw -- "'read-pattern':'fifo'")"
+}
+
+@test "quorum on top: a corrupted child is outvoted, 2 of 2 disagreeing fail as qemu-img" {
+	three
+	cp a.qcow2 e.qcow2
+	qio -c 'write -P 9 1M 4k' e.qcow2 >/dev/null
+	local q
+	q=$(qtop 2 qcow2:a.qcow2 qcow2:e.qcow2 raw:c.raw)
+	img cat "$q" >got.raw
+	qimg convert -O raw a.qcow2 want.raw
+	cmp got.raw want.raw
+	same convert -O raw "$q" conv.raw
+	cmp conv.raw want.raw
+	same compare "$q" b.qcow2
+	[ "$(cat i.rc)" = 0 ]
+	# two of two
+	q=$(qtop 2 qcow2:a.qcow2 qcow2:e.qcow2)
+	same convert -O raw "$q" bad.raw
+	[ "$(cat i.rc)" = 1 ]
+	grep -q 'Input/output error' i.err
+	same compare "$q" a.qcow2
+	[ "$(cat i.rc)" = 4 ]
+	same dd if="$q" of=dd.raw bs=1M skip=1 count=2
+	[ "$(cat i.rc)" = 1 ]
+	run -1 --separate-stderr img-cat "$q"
+	[[ $stderr == *"Input/output error" ]]
+	# where they agree they read; a tie at threshold 1 reads the last child
+	img-cat --length=64k "$q" | cmp - <(head -c 64k /dev/zero | tr '\0' '\1')
+	same compare "$(qtop 1 qcow2:a.qcow2 qcow2:e.qcow2)" e.qcow2
+	[ "$(cat i.rc)" = 0 ]
+	# blkverify ends the program where the two differ, as qemu's
+	q=$(qtop 2 qcow2:a.qcow2 qcow2:e.qcow2 -- "'blkverify':true")
+	same dd if="$q" of=dd.raw bs=4k count=257 skip=256
+	[ "$(cat i.rc)" = 1 ]
+	grep -qx 'quorum: offset=1048576 bytes=4096 contents mismatch at offset 1048576' i.err
+	same compare "$(qtop 2 qcow2:a.qcow2 qcow2:b.qcow2 -- "'blkverify':true")" c.raw
+	[ "$(cat i.rc)" = 0 ]
+}
+
+@test "quorum on top: writes land in every child as qemu-io's do" {
+	local w o f
+	for w in Q I; do
+		qimg create -q -f qcow2 ${w}0.qcow2 4M
+		qimg create -q -f raw ${w}1.raw 4M
+		qimg create -q -f vmdk ${w}2.vmdk 4M
+	done
+	o="driver=quorum,vote-threshold=3,children.0.driver=qcow2,children.0.file.filename=Q0.qcow2"
+	o+=",children.1.driver=raw,children.1.file.filename=Q1.raw"
+	o+=",children.2.driver=vmdk,children.2.file.filename=Q2.vmdk"
+	qio --image-opts "$o" -c 'write -P 7 0 64k' -c 'write -z 1M 512k' \
+	    -c 'write -P 8 2M 4k' >/dev/null
+	printf '{"start": 0, "length": 65536, "depth": 0, "present": true, "zero": false, "data": true},\n' >m
+	printf '{"start": 1048576, "length": 524288, "depth": 0, "present": true, "zero": true, "data": false},\n' >>m
+	printf '{"start": 2097152, "length": 4096, "depth": 0, "present": true, "zero": false, "data": true}\n' >>m
+	(head -c 64k /dev/zero | tr '\0' '\7'; head -c 4k /dev/zero | tr '\0' '\10') |
+	    img-write --map=m --image-opts "${o//Q/I}"
+	qimg compare -f qcow2 -F qcow2 Q0.qcow2 I0.qcow2
+	cmp Q1.raw I1.raw
+	qimg compare -f vmdk -F vmdk Q2.vmdk I2.vmdk
+	for f in 0.qcow2 2.vmdk; do
+		qimg check I$f
+		diff <(qimg map --output=json Q$f) <(qimg map --output=json I$f)
+	done
+	# convert -n, with -O quorum and with --target-image-opts
+	qimg create -q -f qcow2 src.qcow2 4M
+	qio -c 'write -P 3 0 1M' -c 'write -P 4 3M 64k' src.qcow2 >/dev/null
+	qimg convert -n -O quorum src.qcow2 "$(qtop 3 qcow2:Q0.qcow2 raw:Q1.raw vmdk:Q2.vmdk)"
+	same convert -n -O quorum src.qcow2 "$(qtop 3 qcow2:I0.qcow2 raw:I1.raw vmdk:I2.vmdk)"
+	[ "$(cat i.rc)" = 0 ]
+	qimg compare Q0.qcow2 I0.qcow2
+	cmp Q1.raw I1.raw
+	qimg compare -f vmdk -F vmdk Q2.vmdk I2.vmdk
+	qimg compare src.qcow2 I0.qcow2
+	qimg create -q -f qcow2 src2.qcow2 4M
+	qio -c 'write -P 5 512k 1M' src2.qcow2 >/dev/null
+	qimg convert -n --target-image-opts src2.qcow2 "$o"
+	img convert -n --target-image-opts src2.qcow2 "${o//Q/I}"
+	qimg compare Q0.qcow2 I0.qcow2
+	cmp Q1.raw I1.raw
+	qimg compare -f vmdk -F vmdk Q2.vmdk I2.vmdk
+	# without -O, convert -n opens the target as raw, as qemu-img does
+	same convert -n src.qcow2 "$(qtop 3 qcow2:I0.qcow2 raw:I1.raw vmdk:I2.vmdk)"
+	[ "$(cat i.rc)" = 1 ]
+	grep -qF 'A block device must be specified for "file"' i.err
+}
+
+@test "quorum on top: bad options in qemu's words, nothing written" {
+	three
+	qimg create -q -f qcow2 d.qcow2 8M
+	qimg create -q -f raw src.raw 4M
+	local A B x q s
+	A="{'driver':'qcow2','file':{'driver':'file','filename':'a.qcow2'}}"
+	B="{'driver':'qcow2','file':{'driver':'file','filename':'b.qcow2'}}"
+	for x in "'children':[]" "'children':[$A]" "'vote-threshold':0,'children':[$A]" \
+	    "'vote-threshold':-1,'children':[$A]" "'vote-threshold':'x','children':[$A]" \
+	    "'vote-threshold':3,'children':[$A,$B]" \
+	    "'vote-threshold':1,'read-pattern':'x','children':[$A,$B]" \
+	    "'vote-threshold':1,'blkverify':true,'children':[$A,$B]" \
+	    "'vote-threshold':2,'blkverify':true,'rewrite-corrupted':true,'children':[$A,$B]" \
+	    "'vote-threshold':1,'foo':1,'children':[$A,$B]" \
+	    "'vote-threshold':1,'children':[$A,{'driver':'qcow2','file':{'driver':'file','filename':'nope'}}]" \
+	    "'vote-threshold':1,'children':[$A,{'driver':'bogus','file':{'driver':'file','filename':'c.raw'}}]" \
+	    "'vote-threshold':1,'children':[$A,{'driver':'qcow2','file':{'driver':'file','filename':'c.raw'}}]" \
+	    "'vote-threshold':1,'children':[$A,'node0']" \
+	    "'vote-threshold':1,'children':[$A,{'driver':'qcow2','file':{'driver':'file','filename':'d.qcow2'}}]" \
+	    "'vote-threshold':1,'children':[$A,$A]"; do
+		q="json:{'driver':'quorum',$x}"
+		same info "$q" || { echo "for $x"; return 1; }
+		s=$(cat a.qcow2 b.qcow2 c.raw | md5sum)
+		same convert -n -O quorum src.raw "$q" || { echo "for $x"; return 1; }
+		[ "$(cat a.qcow2 b.qcow2 c.raw | md5sum)" = "$s" ]
+	done
+	# one file twice reads, but cannot be written twice
+	same convert -n -O quorum src.raw "json:{'driver':'quorum','vote-threshold':1,'children':[$A,$A]}"
+	[ "$(cat i.rc)" = 1 ]
+	grep -qF 'Failed to get "write" lock' i.err
+	[ "$(cat a.qcow2 b.qcow2 c.raw | md5sum)" = "$s" ]
+	# rewrite-corrupted needs write: fine for convert -n, not for info
+	same info "json:{'driver':'quorum','vote-threshold':1,'rewrite-corrupted':true,'children':[$A,$B]}"
+	[ "$(cat i.rc)" = 1 ]
+	grep -q "Block node is read-only" i.err
+	same info -f quorum a.qcow2
+	same info -f qcow2 "$(qtop 1 file:c.raw)"
+	same info "json:{'driver':'quorum','vote-threshold':1,'children':[$A,{'file':{'driver':'file','filename':'c.raw'}}]}"
+	[ "$(cat i.rc)" = 0 ]
+}
+
+@test "quorum on top: what qemu-img refuses to do with it" {
+	three
+	local q a
+	q=$(qtop 2 qcow2:a.qcow2 qcow2:b.qcow2 raw:c.raw)
+	local s
+	s=$(cat a.qcow2 b.qcow2 c.raw | md5sum)
+	for a in "create -f quorum x.img 1M" "create -f quorum -o help" \
+	    "convert -O quorum a.qcow2 x.img" "measure -O quorum --size 1M" \
+	    "dd -O quorum if=a.qcow2 of=x.img" "amend -f quorum -o help x.img"; do
+		same $a || { echo "for $a"; return 1; }
+		[ "$(cat i.rc)" = 1 ]
+	done
+	[ ! -e x.img ]
+	for a in resize:2M "snapshot -c":s1 "snapshot -l": "snapshot -d":s1 \
+	    "amend -o compat=0.10": check: commit: "rebase -u -b a.qcow2":; do
+		same ${a%%:*} "$q" ${a#*:} || { echo "for $a"; return 1; }
+	done
+	[ "$(cat a.qcow2 b.qcow2 c.raw | md5sum)" = "$s" ]
+	same check "$q"
+	[ "$(cat i.rc)" = 63 ]
+}

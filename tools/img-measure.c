@@ -170,6 +170,9 @@ main(int argc, char *argv[])
 		die("Failed to load snapshot: internal snapshots are not supported yet");
 	if (!img_format_known(a.out_fmt))
 		die("Unknown file format '%s'", a.out_fmt);
+	if (img_create_opts(a.out_fmt) == NULL)
+		die("Format driver '%s' does not support image creation",
+		    a.out_fmt);
 	if (img_opts_check(a.out_fmt, &a.opts) < 0) {
 		warn_msg("%s", err_msg());
 		die("Invalid options for file format '%s'", a.out_fmt);
