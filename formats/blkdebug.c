@@ -704,9 +704,8 @@ blkdbg_parse_name(const char *name, const char *prefix, struct opt_list *o)
 	return 0;
 }
 
-/* The member of blkdbg_json a flattened key names, or NULL. */
-static const struct jnode *
-json_member(const char *key)
+const struct jnode *
+blkdbg_json_member(const char *key)
 {
 	const struct jnode *n = blkdbg_json, *m;
 	char *k = xstrdup(key), *part, *save = NULL, *end;
@@ -731,7 +730,7 @@ void
 blkdbg_member(struct jnode *obj, const char *name, const char *key,
     const char *val)
 {
-	const struct jnode *m = json_member(key);
+	const struct jnode *m = blkdbg_json_member(key);
 
 	if (m != NULL && m->type == JN_INT)
 		jn_int(obj, name, m->i);

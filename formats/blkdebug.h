@@ -43,6 +43,8 @@ struct opt_list;
  * so names built from its options keep their numbers and booleans.
  */
 extern const struct jnode *blkdbg_json;
+/* The member of blkdbg_json a flattened key names, or NULL. */
+const struct jnode *blkdbg_json_member(const char *key);
 
 /* key=val into obj as member name, typed as blkdbg_json has key. */
 void	blkdbg_member(struct jnode *obj, const char *name, const char *key,

@@ -567,6 +567,7 @@ open_quorum_child(const struct opt_list *o, int i, int flags)
 	struct chain c = { .n = 0 };
 	char *pre = xasprintf("children.%d.", i);
 	const char *file, *fmt, *ref;
+	const struct jnode *prev;
 	struct img *kid = NULL;
 	size_t j, plen = strlen(pre);
 
@@ -576,10 +577,16 @@ open_quorum_child(const struct opt_list *o, int i, int flags)
 	for (j = 0; j < o->n; j++)
 		if (!strncmp(o->v[j].key, pre, plen))
 			opt_list_set(&in, o->v[j].key + plen, o->v[j].val);
-	if (ref != NULL)
+	if (ref != NULL) {
 		err_set(0, "Cannot find device='%s' nor node-name='%s'", ref, ref);
-	else if (opts_target(&in, &file, &fmt) == 0)
+	} else if (opts_target(&in, &file, &fmt) == 0) {
+		/* the child's own json: member types its options */
+		prev = blkdbg_json;
+		pre[plen - 1] = '\0';
+		blkdbg_json = prev != NULL ? blkdbg_json_member(pre) : NULL;
 		kid = open_one(file, fmt, flags, &c, &in);
+		blkdbg_json = prev;
+	}
 	opt_list_free(&in);
 	free(pre);
 	return kid;

@@ -424,6 +424,13 @@ three() {
 	cmp o1.raw o2.raw
 	# fifo reads the first child alone
 	same info "$(qtop 1 qcow2:a.qcow2 file:c.raw -- "'read-pattern':'fifo'")"
+	# a quorum child of a quorum, and a quorum as a backing file
+	q="{'driver':'quorum','vote-threshold':1,'children':[{'driver':'qcow2','file':{'driver':'file','filename':'a.qcow2'}},{'driver':'file','filename':'c.raw'}]}"
+	same_view "json:{'driver':'quorum','vote-threshold':2,'children':[$q,{'driver':'qcow2','file':{'driver':'file','filename':'b.qcow2'}}]}"
+	qimg create -q -f qcow2 -b "$(qtop 2 qcow2:a.qcow2 qcow2:b.qcow2)" -F quorum top.qcow2
+	qio -c 'write -P 5 64k 64k' top.qcow2 >/dev/null
+	same_view top.qcow2
+	same info --backing-chain top.qcow2
 }
 
 @test "quorum on top: a corrupted child is outvoted, 2 of 2 disagreeing fail as qemu-img" {
