@@ -788,28 +788,13 @@ image_node(const struct opt_list *o, const char *prefix)
 	return j;
 }
 
-/*
- * The name of the blkdebug node under prefix (node), or of the image whose
- * driver is fmt above it: "blkdebug:CONFIG:FILE" when the options say no
- * more than that.
- */
-static char *
-node_name(const struct opt_list *o, const char *prefix, const char *fmt,
-    bool node)
+struct jnode *
+blkdbg_node_json(const struct opt_list *o, const char *prefix)
 {
-	struct jnode *top = NULL, *bd;
-	const char *file = plain_image(o, prefix), *conf, *k;
+	struct jnode *bd = jn_new_obj();
 	size_t i, plen = strlen(prefix);
+	const char *k;
 
-	for (i = 0; !node && file != NULL && i < o->n; i++)
-		if (strncmp(o->v[i].key, prefix, plen) != 0 &&
-		    strcmp(o->v[i].key, "driver") != 0)
-			file = NULL;	/* the format node has options too */
-	if (file != NULL) {
-		conf = get_key(o, prefix, "config");
-		return xasprintf("blkdebug:%s:%s", conf ? conf : "", file);
-	}
-	bd = jn_new_obj();
 	for (i = 0; i < o->n; i++) {
 		k = o->v[i].key + plen;
 		if (strncmp(o->v[i].key, prefix, plen) != 0 ||
@@ -823,6 +808,31 @@ node_name(const struct opt_list *o, const char *prefix, const char *fmt,
 	}
 	jn_add(bd, "image", image_node(o, prefix));
 	jn_str(bd, "driver", "blkdebug");
+	return bd;
+}
+
+/*
+ * The name of the blkdebug node under prefix (node), or of the image whose
+ * driver is fmt above it: "blkdebug:CONFIG:FILE" when the options say no
+ * more than that.
+ */
+static char *
+node_name(const struct opt_list *o, const char *prefix, const char *fmt,
+    bool node)
+{
+	struct jnode *top = NULL, *bd;
+	const char *file = plain_image(o, prefix), *conf;
+	size_t i, plen = strlen(prefix);
+
+	for (i = 0; !node && file != NULL && i < o->n; i++)
+		if (strncmp(o->v[i].key, prefix, plen) != 0 &&
+		    strcmp(o->v[i].key, "driver") != 0)
+			file = NULL;	/* the format node has options too */
+	if (file != NULL) {
+		conf = get_key(o, prefix, "config");
+		return xasprintf("blkdebug:%s:%s", conf ? conf : "", file);
+	}
+	bd = blkdbg_node_json(o, prefix);
 	if (!node && plen > 0) {
 		top = jn_new_obj();
 		jn_str(top, "driver", fmt);

@@ -43,6 +43,8 @@ struct opt_list;
  * so names built from its options keep their numbers and booleans.
  */
 extern const struct jnode *blkdbg_json;
+/* The blkdebug node under prefix as its json: name shows it, always. */
+struct jnode *blkdbg_node_json(const struct opt_list *o, const char *prefix);
 /* The member of blkdbg_json a flattened key names, or NULL. */
 const struct jnode *blkdbg_json_member(const char *key);
 

@@ -257,6 +257,15 @@ child_node(const struct img *kid, const struct opt_list *o, int i)
 	struct jnode *j, *f;
 
 	free(k);
+	if (kid->blkdebug != NULL) {
+		/* a format over blkdebug: that node in full */
+		j = jn_new_obj();
+		jn_str(j, "driver", img_format(kid));
+		k = xasprintf("children.%d.file.", i);
+		jn_add(j, "file", blkdbg_node_json(o, k));
+		free(k);
+		return j;
+	}
 	if (strncmp(kid->filename, "json:", 5) == 0 &&
 	    (j = json_parse(kid->filename + 5)) != NULL)
 		return j;
