@@ -559,6 +559,18 @@ out:
 	return child;
 }
 
+/* qemu's warning on a probed raw image opened for writing */
+static void
+probe_warning(const struct img *img, const char *name, int flags)
+{
+	if (img->probed && (flags & IMG_RDWR) && !(flags & IMG_NO_PROBE_WARN) &&
+	    strcmp(img->ops->name, "raw") == 0)
+		fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+		    "         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"
+		    "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+		    name);
+}
+
 /* Child i of a quorum on top: the image its children.i options name. */
 static struct img *
 open_quorum_child(const struct opt_list *o, int i, int flags)
@@ -586,6 +598,8 @@ open_quorum_child(const struct opt_list *o, int i, int flags)
 		blkdbg_json = prev != NULL ? blkdbg_json_member(pre) : NULL;
 		kid = open_one(file, fmt, flags, &c, &in);
 		blkdbg_json = prev;
+		if (kid != NULL)
+			probe_warning(kid, kid->filename, flags);
 	}
 	opt_list_free(&in);
 	free(pre);
@@ -733,12 +747,7 @@ img_open(const char *filename, const char *fmt, int flags)
 		err_prefix("Could not open '%s'", filename);
 		return NULL;
 	}
-	if (img->probed && (flags & IMG_RDWR) && !(flags & IMG_NO_PROBE_WARN) &&
-	    strcmp(img->ops->name, "raw") == 0)
-		fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
-		    "         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"
-		    "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-		    filename);
+	probe_warning(img, filename, flags);
 	return img;
 }
 

@@ -515,6 +515,12 @@ three() {
 	same convert -n src.qcow2 "$(qtop 3 qcow2:I0.qcow2 raw:I1.raw vmdk:I2.vmdk)"
 	[ "$(cat i.rc)" = 1 ]
 	grep -qF 'A block device must be specified for "file"' i.err
+	# a child whose format is probed as raw warns, once, as qemu-img
+	truncate -s 4M P.raw
+	same convert -n -O quorum src.qcow2 "json:{'driver':'quorum','vote-threshold':1,'children':[{'file':{'driver':'file','filename':'P.raw'}}]}"
+	[ "$(cat i.rc)" = 0 ]
+	[ "$(grep -c "Image format was not specified for 'P.raw' and probing guessed raw" i.err)" = 1 ]
+	qimg compare -f raw P.raw src.qcow2
 }
 
 @test "quorum on top: bad options in qemu's words, nothing written" {
