@@ -91,58 +91,42 @@ verify(uint64_t off, size_t len, const uint8_t *a, const uint8_t *b)
 
 /* Children whose bytes lost the vote get the winner's (rewrite-corrupted). */
 static void
-rewrite(struct qtop *q, uint8_t **buf, const ssize_t *got, int w,
-    uint64_t off)
+rewrite(struct qtop *q, const struct quorum_vote *v, int w, uint64_t off)
 {
 	int i;
 
 	for (i = 0; i < q->p.n; i++)
-		if (got[i] >= 0 && !quorum_same(got[i], buf[i], got[w], buf[w]))
-			(void)img_write(q->kid[i], off, (size_t)got[w], buf[w]);
+		if (quorum_vote_lost(v, i, w))
+			(void)img_write(q->kid[i], off, (size_t)v->got[w],
+			    v->buf[w]);
 }
 
 static int
 read_vote(struct img *img, uint64_t off, size_t len, uint8_t *out)
 {
 	struct qtop *q = img->priv;
-	uint8_t **buf = xcalloc((size_t)q->p.n, sizeof(*buf));
-	ssize_t *got = xcalloc((size_t)q->p.n, sizeof(*got));
-	int *err = xcalloc((size_t)q->p.n, sizeof(*err));
-	int i, w, ok = 0, votes, r = -1;
+	struct quorum_vote v;
+	int i, w, ok, votes;
 
+	quorum_vote_new(&v, q->p.n, out, len);
 	for (i = 0; i < q->p.n; i++) {
-		buf[i] = i == 0 ? out : xmalloc(len ? len : 1);
-		got[i] = (ssize_t)len;
-		if (img_read(q->kid[i], off, len, buf[i]) < 0) {
-			got[i] = -1;
-			err[i] = err_errno() ? err_errno() : EIO;
-		} else {
-			ok++;
+		v.got[i] = (ssize_t)len;
+		if (img_read(q->kid[i], off, len, v.buf[i]) < 0) {
+			v.got[i] = -1;
+			v.err[i] = err_errno() ? err_errno() : EIO;
 		}
 	}
-	if (ok < q->p.threshold) {
-		err_set(quorum_vote_error(err, q->p.n), "%s", img->filename);
-		goto out;
+	if (q->p.blkverify && v.got[0] >= 0 && v.got[1] >= 0)
+		verify(off, len, v.buf[0], v.buf[1]);
+	if ((w = quorum_vote_count(&v, q->p.threshold, &votes, &ok)) < 0) {
+		err_set(errno, "%s", img->filename);
+	} else {
+		if (q->p.rewrite && votes < ok)
+			rewrite(q, &v, w, off);
+		quorum_vote_take(&v, w);
 	}
-	if (q->p.blkverify)
-		verify(off, len, buf[0], buf[1]);
-	w = quorum_winner(q->p.n, buf, got, &votes);
-	if (votes < q->p.threshold) {
-		err_set(EIO, "%s", img->filename);
-		goto out;
-	}
-	if (w != 0)
-		memcpy(out, buf[w], len);
-	if (q->p.rewrite && votes < ok)
-		rewrite(q, buf, got, w, off);
-	r = 0;
-out:
-	for (i = 1; i < q->p.n; i++)
-		free(buf[i]);
-	free(buf);
-	free(got);
-	free(err);
-	return r;
+	quorum_vote_free(&v);
+	return w < 0 ? -1 : 0;
 }
 
 static int

@@ -473,18 +473,77 @@ quorum_winner(int n, uint8_t *const *buf, const ssize_t *got, int *votes)
 	return best;
 }
 
+void
+quorum_vote_new(struct quorum_vote *v, int n, void *first, size_t len)
+{
+	int i;
+
+	v->n = n;
+	v->buf = xcalloc((size_t)n, sizeof(*v->buf));
+	v->got = xcalloc((size_t)n, sizeof(*v->got));
+	v->err = xcalloc((size_t)n, sizeof(*v->err));
+	for (i = 0; i < n; i++)
+		v->buf[i] = i == 0 ? first : xmalloc(len ? len : 1);
+}
+
+int
+quorum_vote_count(const struct quorum_vote *v, int threshold, int *votes,
+    int *ok)
+{
+	int i, w;
+
+	for (*ok = 0, i = 0; i < v->n; i++)
+		*ok += v->got[i] >= 0;
+	if (*ok < threshold) {
+		errno = quorum_vote_error(v->err, v->n);
+		return -1;
+	}
+	w = quorum_winner(v->n, v->buf, v->got, votes);
+	if (*votes < threshold) {
+		errno = EIO;
+		return -1;
+	}
+	return w;
+}
+
+void
+quorum_vote_take(struct quorum_vote *v, int w)
+{
+	if (w != 0)
+		memcpy(v->buf[0], v->buf[w], (size_t)v->got[w]);
+}
+
+bool
+quorum_vote_lost(const struct quorum_vote *v, int i, int w)
+{
+	return v->got[i] >= 0 &&
+	    !quorum_same(v->got[i], v->buf[i], v->got[w], v->buf[w]);
+}
+
+void
+quorum_vote_free(struct quorum_vote *v)
+{
+	int i;
+
+	for (i = 1; i < v->n; i++)
+		free(v->buf[i]);
+	free(v->buf);
+	free(v->got);
+	free(v->err);
+}
+
 /* Copies that read other bytes than the winner's get the winner's. */
 static void
-rewrite(const struct quorum *q, uint8_t **buf, const ssize_t *got, int w,
+rewrite(const struct quorum *q, const struct quorum_vote *v, int w,
     uint64_t off)
 {
-	struct iovec v = { buf[w], (size_t)got[w] };
-	struct io_req r = { .type = IO_WRITE, .iov = &v, .iovcnt = 1,
-	    .off = off, .len = (uint64_t)got[w] };
+	struct iovec iov = { v->buf[w], (size_t)v->got[w] };
+	struct io_req r = { .type = IO_WRITE, .iov = &iov, .iovcnt = 1,
+	    .off = off, .len = (uint64_t)v->got[w] };
 	int i;
 
 	for (i = 0; i < q->n; i++)
-		if (got[i] >= 0 && !quorum_same(got[i], buf[i], got[w], buf[w]))
+		if (quorum_vote_lost(v, i, w))
 			(void)io_do(q->fd[i], &r);	/* a repair, as qemu's */
 }
 
@@ -492,40 +551,24 @@ rewrite(const struct quorum *q, uint8_t **buf, const ssize_t *got, int w,
 static ssize_t
 read_vote(const struct quorum *q, const struct io_req *r)
 {
-	uint8_t **buf = xcalloc((size_t)q->n, sizeof(*buf));
-	ssize_t *got = xcalloc((size_t)q->n, sizeof(*got)), n = -1;
-	int *err = xcalloc((size_t)q->n, sizeof(*err));
+	struct quorum_vote v;
 	struct io_req one = *r;
-	int i, w, ok = 0, votes;
+	ssize_t n = -1;
+	int i, w, ok, votes;
 
+	quorum_vote_new(&v, q->n, r->buf, r->len);
 	for (i = 0; i < q->n; i++) {
-		buf[i] = i == 0 ? r->buf : xmalloc(r->len ? r->len : 1);
-		one.buf = buf[i];
-		if ((got[i] = io_do(q->fd[i], &one)) < 0)
-			err[i] = errno ? errno : EIO;
-		else
-			ok++;
+		one.buf = v.buf[i];
+		if ((v.got[i] = io_do(q->fd[i], &one)) < 0)
+			v.err[i] = errno ? errno : EIO;
 	}
-	if (ok < q->threshold) {
-		errno = quorum_vote_error(err, q->n);
-		goto out;
+	if ((w = quorum_vote_count(&v, q->threshold, &votes, &ok)) >= 0) {
+		if (q->rewrite && votes < ok)
+			rewrite(q, &v, w, r->off);
+		quorum_vote_take(&v, w);
+		n = v.got[w];
 	}
-	w = quorum_winner(q->n, buf, got, &votes);
-	if (votes < q->threshold) {
-		errno = EIO;
-		goto out;
-	}
-	if (w != 0)
-		memcpy(r->buf, buf[w], (size_t)got[w]);
-	if (q->rewrite && votes < ok)
-		rewrite(q, buf, got, w, r->off);
-	n = got[w];
-out:
-	for (i = 1; i < q->n; i++)
-		free(buf[i]);
-	free(buf);
-	free(got);
-	free(err);
+	quorum_vote_free(&v);
 	return n;
 }
 

@@ -42,6 +42,33 @@ int		 quorum_winner(int n, uint8_t *const *buf, const ssize_t *got,
 		    int *votes);
 
 /*
+ * One read's vote: buf[i] holds child i's bytes (buf[0] is the caller's
+ * buffer, the others allocated), got[i] how many it read or < 0 when it
+ * failed with errno err[i].
+ */
+struct quorum_vote {
+	int		 n;
+	uint8_t		**buf;
+	ssize_t		*got;
+	int		*err;
+};
+
+void		 quorum_vote_new(struct quorum_vote *v, int n, void *first,
+		    size_t len);
+/*
+ * Count the votes: the winner's index, with *votes its count and *ok how
+ * many children read; -1 with errno when fewer than threshold read (their
+ * errno) or agree (EIO).
+ */
+int		 quorum_vote_count(const struct quorum_vote *v, int threshold,
+		    int *votes, int *ok);
+/* The winner w's bytes into buf[0], the caller's buffer. */
+void		 quorum_vote_take(struct quorum_vote *v, int w);
+/* Whether child i read and lost to the winner w (rewrite-corrupted). */
+bool		 quorum_vote_lost(const struct quorum_vote *v, int i, int w);
+void		 quorum_vote_free(struct quorum_vote *v);
+
+/*
  * Whether the file on fd[i] is the file of an earlier child: qemu's file
  * nodes of one quorum lock each other out of writing (its children share
  * no write), in its words for name.  0, or -1 with err_set.
