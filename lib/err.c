@@ -189,6 +189,24 @@ warn_line(const char *line, void *arg)
 	warn_msg("%s", line);
 }
 
+void
+notice(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void
+notice_line(const char *line, void *arg)
+{
+	(void)arg;
+	notice("%s", line);
+}
+
 static int stdout_errno;	/* the first failed flush's errno */
 
 void

@@ -35,6 +35,14 @@ void		 warn_msg(const char *fmt, ...) PRINTF(1, 2);
 void		 vwarn_msg(const char *fmt, va_list ap) PRINTF(1, 0);
 /* warn_msg("%s", line): a sink for img_close_report's lines (arg unused) */
 void		 warn_line(const char *line, void *arg);
+/*
+ * A line of the block layer's own, without the program's name, on stderr
+ * when qemu prints it (a corruption marked, a cluster not freed): the one
+ * way formats/ speak other than through err_set.
+ */
+void		 notice(const char *fmt, ...) PRINTF(1, 2);
+/* notice("%s", line), as a sink (arg unused) */
+void		 notice_line(const char *line, void *arg);
 
 /* Flush and close stdout; on error print "PROG: stdout: ..." and return 1, else 0. */
 int		 close_stdout(void);

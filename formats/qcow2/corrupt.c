@@ -88,9 +88,9 @@ qcow2_corrupt(struct img *img, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if ((img->flags & IMG_RDWR) && !s->fatal) {
-		fflush(stdout);
-		fprintf(stderr, "qcow2: Marking image as corrupt: %s; further "
-		    "corruption events will be suppressed\n", msg);
+		flush_stdout();
+		notice("qcow2: Marking image as corrupt: %s; further "
+		    "corruption events will be suppressed", msg);
 		/* qemu's qcow2_mark_corrupt; the image is unusable after */
 		s->fatal = true;
 		(void)qcow2_set_incompat(img,

@@ -561,13 +561,6 @@ qcow2_set_incompat(struct img *img, uint64_t bits)
 	return 0;
 }
 
-static void
-note_stderr(const char *line, void *arg)
-{
-	(void)arg;
-	fprintf(stderr, "%s\n", line);
-}
-
 /*
  * qemu opening a dirty image (lazy refcounts) for writing repairs it as
  * check -r all does, printing what the check finds, unless it opens for a
@@ -581,7 +574,7 @@ repair_dirty(struct img *img)
 	if (!(s->incompat & QCOW2_INCOMPAT_DIRTY) || !(img->flags & IMG_RDWR))
 		return 0;
 	fflush(stdout);
-	return qcow2_repair_dirty(img, note_stderr, NULL);
+	return qcow2_repair_dirty(img, notice_line, NULL);
 }
 
 static int

@@ -272,7 +272,7 @@ write_snaps(struct img *img, struct snaps *t)
 	 */
 	blkdbg_event(img->fd, BLKDBG_CLUSTER_FREE);
 	if (qcow2_refcount_update(img, old, oldn, -1) < 0)
-		fprintf(stderr, "qcow2_free_clusters failed: %s\n",
+		notice("qcow2_free_clusters failed: %s",
 		    strerror(err_errno() ? err_errno() : EIO));
 	return 0;
 }
