@@ -84,8 +84,8 @@ verify(uint64_t off, size_t len, const uint8_t *a, const uint8_t *b)
 		continue;
 	if (i == len)
 		return;
-	fprintf(stderr, "quorum: offset=%" PRIu64 " bytes=%zu contents "
-	    "mismatch at offset %" PRIu64 "\n", off, len, off + i);
+	notice("quorum: offset=%" PRIu64 " bytes=%zu contents mismatch at "
+	    "offset %" PRIu64, off, len, off + i);
 	exit(1);
 }
 
