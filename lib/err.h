@@ -14,6 +14,12 @@ const char	*prog_name(void);
 int		 err_set(int errnum, const char *fmt, ...) PRINTF(2, 3);
 /* Prefix the recorded message with "fmt: " (context added by a caller); returns -1. */
 int		 err_prefix(const char *fmt, ...) PRINTF(1, 2);
+/*
+ * A message said as it is, without the program's name (what a pipeline
+ * stage printed in qemu's own unprefixed words, as blkverify's mismatch):
+ * die("%s", err_msg()) prints it alone.  Returns -1.
+ */
+int		 err_verbatim(const char *msg);
 /* qemu's bare -errnum: the message is strerror(errnum) alone; returns -1 */
 int		 err_bare(int errnum);
 /*

@@ -402,6 +402,8 @@ cat_range(struct img *img, struct out *o, uint64_t off, uint64_t len)
 			return -1;
 		if (salvage && img_status_salvage(img, off, len, &e) == 1)
 			warn_errno("block status at offset ", off);
+		if (e.zero && img_reads_checked(img))
+			e.zero = false;		/* read, to be compared */
 		if (data > 0 && e.zero) {
 			if (copy(img, o, off - data, data) < 0)
 				return -1;
@@ -664,6 +666,8 @@ parse_args(int argc, char *argv[], struct cat_args *a)
 		case OPT_AS_CONVERT:
 			conv.on = true;
 			conv.piece = size_arg("piece size", optarg);
+			/* qemu-img convert reads data extents only */
+			a->flags |= IMG_DATA_READS;
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:
