@@ -1276,7 +1276,8 @@ check_target(struct conv *c)
 	check_backing(c);
 	check_bitmaps(c);
 	check_not_source(c);
-	if ((img = open_target(c, IMG_RDWR)) == NULL)
+	/* img-write's open warns of a probed (blkverify test) image, once */
+	if ((img = open_target(c, IMG_RDWR | IMG_NO_PROBE_WARN)) == NULL)
 		die("%s", err_msg());
 	target_can(c, img);
 	size = img->size;
