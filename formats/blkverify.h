@@ -38,6 +38,13 @@ const char	*blkverify_raw(const struct opt_list *o, const char *prefix);
 struct blkverify *blkverify_open(const struct opt_list *o, const char *prefix,
 		    int fd, int flags);
 void		 blkverify_free(struct blkverify *b);	/* accepts NULL */
+/*
+ * The image above the node is open with flags: from now on, under
+ * IMG_DATA_READS (qemu-img convert's reads), the first mismatch fails its
+ * read (EIO) so the program can read qemu-img's pieces again one by one;
+ * the next mismatch prints and exits.
+ */
+void		 blkverify_opened(struct blkverify *b, int flags);
 /* The node's length: its test image's. */
 uint64_t	 blkverify_size(const struct blkverify *b);
 /* qemu's name for the node, "blkverify:RAW:TEST" (malloc'd). */

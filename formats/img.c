@@ -671,6 +671,7 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		free(img->filename);
 		img->filename = blkverify_name(img->blkverify);
 		img->data_name = blkverify_raw_name(img->blkverify);
+		blkverify_opened(img->blkverify, flags);
 	}
 	img->priv = xcalloc(1, img->ops->priv_size ? img->ops->priv_size : 1);
 	if (img->ops->open(img) < 0) {

@@ -70,6 +70,24 @@ J_RAW="json:{'driver':'raw','file':{'driver':'blkverify','x-raw':'a.raw','x-imag
 	same compare blkverify:a.raw:b.qcow2 blkverify:a.raw:d.qcow2
 }
 
+@test "blkverify: a mismatch in a long extent is named by qemu-img's 2 MiB piece" {
+	qimg create -q -f raw e.raw 8M
+	qio -f raw -c 'write -P 1 0 8M' e.raw >/dev/null
+	qimg convert -O qcow2 e.raw e.qcow2
+	cp e.qcow2 g.qcow2
+	qio -f qcow2 -c 'write -P 2 5M 512' g.qcow2 >/dev/null
+	local a
+	for a in "-O raw" "-O qcow2" "-O qcow2 -c" "-O raw -S 0"; do
+		# shellcheck disable=SC2086
+		same convert $a blkverify:e.raw:g.qcow2 out
+		rm -f out
+	done
+	grep -qx 'blkverify: read offset=4194304 bytes=2097152 contents mismatch at offset 5242880' i.err
+	same compare blkverify:e.raw:g.qcow2 e.qcow2
+	same compare e.qcow2 blkverify:e.raw:g.qcow2
+	same dd if=blkverify:e.raw:g.qcow2 of=out bs=3M
+}
+
 @test "blkverify: a first sector that differs fails the probe, as in qemu-img" {
 	images
 	qio -f qcow2 -c 'write -P 3 0 512' c.qcow2 >/dev/null

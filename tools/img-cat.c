@@ -290,6 +290,11 @@ convert_error(struct img *img)
 			any = true;
 			s = MAX(p, a);
 			e = MIN(MIN(p + conv.piece, end), b);
+			/* a node that compares reads names the whole piece */
+			if (io_copies != NULL) {
+				s = p;
+				e = MIN(p + conv.piece, end);
+			}
 			if (img_read(img, s, (size_t)(e - s), buf) < 0)
 				die("error while reading at byte %" PRIu64 ": %s",
 				    p, strerror(err_errno() ? err_errno() : EIO));

@@ -538,6 +538,9 @@ add_jobs(struct cmp *c, struct rec *r, int side, uint64_t *total)
 	r->job[side] = sh->njobs;
 	for (; off < end; off += n, r->njob[side]++) {
 		n = MIN(end - off, ROUND_DOWN(off, JOB_BYTES) + JOB_BYTES - off);
+		/* a node that compares reads names them: qemu's whole chunk */
+		if (io_copies != NULL)
+			n = end - off;
 		assert(sh->njobs < JOBS_MAX);
 		j = &sh->jobs[sh->njobs++];
 		j->off = off;
