@@ -176,6 +176,23 @@ J_RAW="json:{'driver':'raw','file':{'driver':'blkverify','x-raw':'a.raw','x-imag
 	qimg check i.qcow2
 }
 
+@test "blkverify: resize truncates the raw file alone, as qemu-img" {
+	images
+	local a
+	for a in "- 2M" "-f,raw 2M" "--shrink,-f,raw 512k" "-f,raw,--preallocation=falloc 2M"; do
+		set -- ${a% *}
+		local opts=(${1//,/ }) size=${a#* }
+		[ "${opts[0]}" = - ] && opts=()
+		for p in q i; do cp a.raw $p.raw; cp b.qcow2 $p.qcow2; done
+		command qemu-img resize "${opts[@]}" blkverify:q.raw:q.qcow2 "$size" >q.out 2>&1
+		img resize "${opts[@]}" blkverify:i.raw:i.qcow2 "$size" >i.out 2>&1
+		sed 's/q\.\(raw\|qcow2\)/i.\1/g; s/^qemu-img:/img:/' q.out | diff - i.out
+		cmp q.raw i.raw
+		cmp q.qcow2 i.qcow2
+	done
+	[ "$(stat -c %s i.raw)" = 2097152 ]
+}
+
 @test "blkverify: check says what qemu-img says" {
 	images
 	same check blkverify:a.raw:b.qcow2
