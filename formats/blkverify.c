@@ -102,6 +102,15 @@ blkverify_raw(const struct opt_list *o, const char *prefix)
 {
 	const char *f = get(o, prefix, "x-raw"), *d;
 
+	if ((d = get(o, prefix, "raw")) != NULL) {
+		err_set(0, "Cannot find device='%s' nor node-name='%s'", d, d);
+		return NULL;
+	}
+	if (f != NULL && get(o, prefix, "raw.filename") != NULL) {
+		err_set(0, "Can't specify 'file' and 'filename' options at the "
+		    "same time");
+		return NULL;
+	}
 	if (f != NULL)
 		return f;
 	if (!has_child(o, prefix, "raw")) {
@@ -123,11 +132,17 @@ static struct img *
 open_test(const struct opt_list *o, const char *prefix, int flags)
 {
 	struct opt_list t = { 0, NULL };
-	const char *x = get(o, prefix, "x-image");
+	const char *x;
 	char *pre = xasprintf("%stest.", prefix);
 	struct img *img;
 	size_t i;
 
+	if ((x = get(o, prefix, "test")) != NULL) {
+		free(pre);
+		err_set(0, "Cannot find device='%s' nor node-name='%s'", x, x);
+		return NULL;
+	}
+	x = get(o, prefix, "x-image");
 	for (i = 0; x == NULL && i < o->n; i++)
 		if (!strncmp(o->v[i].key, pre, strlen(pre)))
 			opt_list_set(&t, o->v[i].key + strlen(pre),

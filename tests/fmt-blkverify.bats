@@ -16,6 +16,13 @@ images() {
 	qio -f qcow2 -c 'write -P 9 512k 4k' d.qcow2 >/dev/null
 }
 
+holder=
+
+teardown() {
+	[ -z "$holder" ] || { kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null; }
+	true
+}
+
 J_NODE="json:{'driver':'blkverify','raw':{'driver':'file','filename':'a.raw'},'test':{'driver':'qcow2','file':{'driver':'file','filename':'b.qcow2'}}}"
 J_RAW="json:{'driver':'raw','file':{'driver':'blkverify','x-raw':'a.raw','x-image':'b.qcow2'}}"
 
@@ -193,6 +200,25 @@ J_RAW="json:{'driver':'raw','file':{'driver':'blkverify','x-raw':'a.raw','x-imag
 	[ "$(stat -c %s i.raw)" = 2097152 ]
 }
 
+@test "blkverify: a test image qemu-io holds is locked as in qemu-img" {
+	images
+	qimg create -q -f raw full.raw 1M
+	command qemu-io -f qcow2 -c 'sleep 30000' b.qcow2 >/dev/null 2>&1 3>&- &
+	holder=$!
+	local i ino
+	ino=$(stat -c %i b.qcow2)
+	for i in $(seq 50); do
+		grep -q "OFDLCK.*:$ino " /proc/locks && break
+		sleep 0.1
+	done
+	cp a.raw a0.raw
+	same info blkverify:a.raw:b.qcow2
+	[ "$(cat i.rc)" = 1 ]
+	same info -U blkverify:a.raw:b.qcow2
+	same convert -n -O raw full.raw blkverify:a.raw:b.qcow2
+	cmp a.raw a0.raw
+}
+
 @test "blkverify: check says what qemu-img says" {
 	images
 	same check blkverify:a.raw:b.qcow2
@@ -213,7 +239,10 @@ J_RAW="json:{'driver':'raw','file':{'driver':'blkverify','x-raw':'a.raw','x-imag
 	for a in driver=blkverify,x-raw=a.raw,x-image=b.qcow2,foo=1 \
 	    driver=blkverify,x-raw=a.raw driver=blkverify,x-image=a.raw \
 	    driver=raw,file.driver=blkverify,file.x-raw=a.raw,file.x-image=b.qcow2,file.bar=1 \
-	    driver=blkverify,raw.driver=file,test.file.filename=b.qcow2; do
+	    driver=blkverify,raw.driver=file,test.file.filename=b.qcow2 \
+	    driver=blkverify,raw=n0,x-image=b.qcow2 driver=blkverify,x-raw=a.raw,test=n1 \
+	    driver=blkverify,x-raw=a.raw,raw.filename=b.qcow2,x-image=b.qcow2 \
+	    driver=blkverify,x-raw=a.raw,test.driver=nope,test.file.filename=b.qcow2; do
 		same info --image-opts "$a"
 	done
 	same create -f blkverify x.img 1M
