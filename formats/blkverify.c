@@ -282,7 +282,7 @@ bv_zero(const struct blkverify *b, const struct io_req *r)
 	struct iovec v;
 	uint64_t n;
 	ssize_t ret = 0;
-	void *z = xcalloc(1, MIN(r->len, IO_BUFSIZE) ? MIN(r->len, IO_BUFSIZE) : 1);
+	void *z = xcalloc(1, IO_BUFSIZE);
 
 	w.type = IO_WRITE;
 	w.iov = &v;

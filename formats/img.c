@@ -49,7 +49,8 @@ fmt_file_size(struct img *img, uint64_t *size)
 {
 	struct stat st;
 
-	if (img->blkverify != NULL) {	/* the node's length is its test's */
+	/* a blkverify node is as long as its test image */
+	if (img->blkverify != NULL) {
 		*size = blkverify_size(img->blkverify);
 		return 0;
 	}
@@ -376,7 +377,7 @@ check_keys(const struct opt_list *o, const char *drv)
 		k = o->v[i].key;
 		if (!strncmp(k, "file.", 5) && (blkdebug_file(o) ||
 		    quorum_file(o) || blkverify_prefix(o) != NULL))
-			continue;	/* blkdbg_new, quorum_check... check them */
+			continue;	/* their nodes check them */
 		if (!strncmp(k, "file.", 5)) {
 			if (in_list(node_keys, k + 5) || in_list(file_keys, k + 5))
 				continue;
@@ -951,11 +952,6 @@ read_whole(struct img *img, uint64_t off, size_t len, void *buf)
 int
 img_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
-	if (img_reads_checked(img)) {
-		if (check_range(img, off, len) < 0)
-			return -1;
-		return len ? read_whole(img, off, len, buf) : 0;
-	}
 	struct fmt_status st, next;
 	uint8_t *p = buf;
 	uint64_t n;
@@ -963,6 +959,8 @@ img_read(struct img *img, uint64_t off, size_t len, void *buf)
 
 	if (check_range(img, off, len) < 0)
 		return -1;
+	if (img_reads_checked(img))
+		return len ? read_whole(img, off, len, buf) : 0;
 	if (img->ops->filter != NULL)
 		return img->ops->filter(img, IO_READ, off, len) < 0 ? -1 :
 		    img_read(img->backing, off, len, buf);

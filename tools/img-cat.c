@@ -407,8 +407,9 @@ cat_range(struct img *img, struct out *o, uint64_t off, uint64_t len)
 			return -1;
 		if (salvage && img_status_salvage(img, off, len, &e) == 1)
 			warn_errno("block status at offset ", off);
+		/* where reads are compared, zeroes are read too */
 		if (e.zero && img_reads_checked(img))
-			e.zero = false;		/* read, to be compared */
+			e.zero = false;
 		if (data > 0 && e.zero) {
 			if (copy(img, o, off - data, data) < 0)
 				return -1;
