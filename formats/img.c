@@ -919,6 +919,16 @@ layer_status(struct img *img, uint64_t off, uint64_t len, struct fmt_status *st)
 	return 0;
 }
 
+const char *
+img_node_protocol(const char *filename)
+{
+	if (strncmp(filename, "blkverify:", 10) == 0)
+		return "blkverify";
+	if (strncmp(filename, "blkdebug:", 9) == 0)
+		return "blkdebug";
+	return NULL;
+}
+
 bool
 img_reads_checked(const struct img *img)
 {

@@ -129,6 +129,11 @@ struct img	*img_open_image_opts(const char *spec, int flags);
 struct img	*img_open_image_opts_share(const char *spec, int flags);
 
 /*
+ * The protocol node a name opens that cannot be created (qemu's "Protocol
+ * driver 'blkverify' does not support image creation"), or NULL.
+ */
+const char	*img_node_protocol(const char *filename);
+/*
  * Whether reading img checks its bytes (a blkverify node below raw
  * compares every read): zero extents must be read too, not assumed.
  */

@@ -247,6 +247,15 @@ J_RAW="json:{'driver':'raw','file':{'driver':'blkverify','x-raw':'a.raw','x-imag
 	done
 	same create -f blkverify x.img 1M
 	[ ! -e x.img ]
+	# a blkverify target must exist: qemu-img cannot create one
+	cp a.raw x.raw
+	cp b.qcow2 y.qcow2
+	same convert -O raw a.raw blkverify:x.raw:y.qcow2
+	same dd if=a.raw of=blkverify:x.raw:y.qcow2
+	same create -f raw blkverify:x.raw:y.qcow2 1M
+	[ -z "$(compgen -G 'blkverify:*')" ]
+	cmp x.raw a.raw
+	cmp y.qcow2 b.qcow2
 	cp a.raw w.raw
 	cp b.qcow2 w.qcow2
 	run -1 --separate-stderr img-write -f raw --offset=0 blkverify:w.raw:nope.qcow2 </dev/null

@@ -1231,6 +1231,9 @@ create_target(struct conv *c)
 	if (img_create_opts(c->out_fmt) == NULL)
 		die("Format driver '%s' does not support image creation",
 		    c->out_fmt);
+	if (img_node_protocol(c->dst) != NULL)
+		die("Protocol driver '%s' does not support image creation",
+		    img_node_protocol(c->dst));
 	driver_opts(c, &c->o, &o);
 	backing_opts(c, &o);
 	check_bitmaps(c);

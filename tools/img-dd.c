@@ -206,6 +206,9 @@ dd(const struct dd *d)
 		die("Unknown protocol 'json'");
 	if (img_create_opts(d->out_fmt) == NULL)
 		die("Format driver '%s' does not support image creation", d->out_fmt);
+	if (img_node_protocol(d->out) != NULL)
+		die("Protocol driver '%s' does not support image creation",
+		    img_node_protocol(d->out));
 	skip_ok = dd_range(d, in->size, &end, &start);
 	outsize = ROUND_UP(end - start, DD_SECTOR);
 	existed = stat(d->out, &st) == 0;
