@@ -37,6 +37,20 @@ J_RAW="json:{'driver':'raw','file':{'driver':'blkverify','x-raw':'a.raw','x-imag
 	same_content blkverify:a.raw:b.qcow2
 }
 
+@test "blkverify: a test image's backing chain, and a node as a backing file, as qemu-img" {
+	images
+	mkdir sub
+	cp a.raw b.qcow2 sub/
+	(cd sub && qimg create -q -f qcow2 -b b.qcow2 -F qcow2 top.qcow2)
+	same_view blkverify:sub/a.raw:sub/top.qcow2
+	same info --backing-chain blkverify:sub/a.raw:sub/top.qcow2
+	same compare blkverify:sub/a.raw:sub/top.qcow2 sub/a.raw
+	qimg create -q -f qcow2 -b blkverify:a.raw:b.qcow2 -F raw over.qcow2
+	same_view over.qcow2
+	same info --backing-chain over.qcow2
+	same create -f qcow2 -b blkverify:a.raw:c.qcow2 over2.qcow2
+}
+
 @test "blkverify: json: and --image-opts forms, node and raw above it, match qemu-img's" {
 	images
 	local n
