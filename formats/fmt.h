@@ -46,6 +46,12 @@ struct fmt_ops {
 	 * need not flush first
 	 */
 	bool		 close_flushes;
+	/*
+	 * the disk is the file's bytes (raw): where a node below compares
+	 * what is read (blkverify), a read is one request on the file, holes
+	 * and all, as qemu's raw passes it on
+	 */
+	bool		 whole_reads;
 
 	/* Score 0-100 for the first len bytes of a file; NULL: never probed. */
 	int	(*probe)(const uint8_t *buf, size_t len, const char *filename);
@@ -216,6 +222,14 @@ int	fmt_read_backing(struct img *img, uint64_t off, uint64_t n, uint8_t *p);
  * (an encryption key-secret): json:{"driver": FMT, "file": {...}, key: val}.
  */
 void	fmt_json_name(struct img *img, const char *key, const char *val);
+/*
+ * Open a node's child image as the generic layer opens an image: by name
+ * (o NULL), else from its options o (keys relative to the child), with
+ * its own backing chain.  Errors without img_open's "Could not open"
+ * prefix.  NULL with err_set.
+ */
+struct img *img_open_child(const char *name, const struct opt_list *o,
+	    int flags);
 /* fdatasync the image file, unless it was opened IMG_NO_FLUSH. 0 or -1. */
 int	fmt_sync(struct img *img);
 /*

@@ -14,6 +14,7 @@
 #include "../lib/io.h"
 #include "../lib/lock.h"
 #include "blkdebug.h"
+#include "blkverify.h"
 #include "fmt.h"
 #include "quorum.h"
 
@@ -48,6 +49,11 @@ fmt_file_size(struct img *img, uint64_t *size)
 {
 	struct stat st;
 
+	/* a blkverify node is as long as its test image */
+	if (img->blkverify != NULL) {
+		*size = blkverify_size(img->blkverify);
+		return 0;
+	}
 	if (fstat(img->fd, &st) < 0)
 		return err_set(errno, "%s", img->filename);
 	*size = (uint64_t)st.st_size;
@@ -168,6 +174,7 @@ img_backing_path(const char *image, const char *backing)
 	if (backing[0] == '/' || strstr(backing, "://") != NULL ||
 	    strncmp(backing, "json:", 5) == 0 ||
 	    strncmp(backing, "blkdebug:", 9) == 0 ||
+	    strncmp(backing, "blkverify:", 10) == 0 ||
 	    (slash = strrchr(image, '/')) == NULL)
 		return xstrdup(backing);
 	return xasprintf("%.*s%s", (int)(slash - image + 1), image, backing);
@@ -369,8 +376,8 @@ check_keys(const struct opt_list *o, const char *drv)
 	for (i = 0; i < o->n; i++) {
 		k = o->v[i].key;
 		if (!strncmp(k, "file.", 5) && (blkdebug_file(o) ||
-		    quorum_file(o)))
-			continue;	/* blkdbg_new, quorum_check check them */
+		    quorum_file(o) || blkverify_prefix(o) != NULL))
+			continue;	/* their nodes check them */
 		if (!strncmp(k, "file.", 5)) {
 			if (in_list(node_keys, k + 5) || in_list(file_keys, k + 5))
 				continue;
@@ -397,13 +404,20 @@ check_keys(const struct opt_list *o, const char *drv)
 static int
 opts_target(const struct opt_list *o, const char **file, const char **fmt)
 {
-	const char *drv = opt_list_get(o, "driver"), *fdrv, *node;
+	const char *drv = opt_list_get(o, "driver"), *fdrv, *node, *pre;
 
 	*fmt = drv;
 	*file = opt_list_get(o, "file.filename");
 	if ((node = opt_list_get(o, "file")) != NULL)
 		return err_set(0, "Cannot find device='%s' nor node-name='%s'",
 		    node, node);
+	if ((pre = blkverify_prefix(o)) != NULL) {
+		if ((*file = blkverify_raw(o, pre)) == NULL)
+			return -1;
+		if (drv != NULL && fmt_find(drv) == NULL)
+			return err_set(0, "Unknown driver '%s'", drv);
+		return drv != NULL && *pre != '\0' ? check_keys(o, drv) : 0;
+	}
 	if (drv != NULL && strcmp(drv, "quorum") == 0)
 		return 0;	/* open_quorum checks its options */
 	if (quorum_file(o) || blkdebug_file(o) ||
@@ -526,6 +540,23 @@ open_blkdebug_name(const char *name, const char *fmt, int flags,
 	return img;
 }
 
+/* "blkverify:RAW:TEST": a blkverify node, a (probed) format above it */
+static struct img *
+open_blkverify_name(const char *name, const char *fmt, int flags,
+    struct chain *c)
+{
+	struct opt_list o = { 0, NULL };
+	struct img *img = NULL;
+
+	if (blkverify_parse_name(name, &o) == 0) {
+		if (fmt != NULL)
+			opt_list_set(&o, "driver", fmt);
+		img = open_one(blkverify_raw(&o, "file."), fmt, flags, c, &o);
+	}
+	opt_list_free(&o);
+	return img;
+}
+
 /* driver=blkdebug: a filter over the image its "image." options name */
 static struct img *
 open_filter(const char *filename, int flags, struct chain *c,
@@ -565,9 +596,9 @@ probe_warning(const struct img *img, const char *name, int flags)
 {
 	if (img->probed && (flags & IMG_RDWR) && !(flags & IMG_NO_PROBE_WARN) &&
 	    strcmp(img->ops->name, "raw") == 0)
-		fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+		notice("WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
 		    "         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"
-		    "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+		    "         Specify the 'raw' format explicitly to remove the restrictions.",
 		    name);
 }
 
@@ -639,6 +670,8 @@ open_chain(const char *filename, const char *fmt, int flags, struct chain *c)
 		return open_json(filename, fmt, flags, c);
 	if (strncmp(filename, "blkdebug:", 9) == 0)
 		return open_blkdebug_name(filename, fmt, flags, c);
+	if (strncmp(filename, "blkverify:", 10) == 0)
+		return open_blkverify_name(filename, fmt, flags, c);
 	path = strip_file_protocol(filename);
 	img = open_one(path, fmt, flags, c, NULL);
 	free(path);
@@ -657,6 +690,12 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		return open_filter(filename, flags, c, o);
 	if (fmt != NULL && strcmp(fmt, "quorum") == 0)
 		return open_quorum(flags, o);
+	if (fmt != NULL && strcmp(fmt, "blkverify") == 0 &&
+	    (o == NULL || blkverify_prefix(o) == NULL)) {
+		/* -f blkverify FILE: FILE is the test image, no raw copy */
+		err_set(0, "A block device must be specified for \"raw\"");
+		return NULL;
+	}
 	img = xcalloc(1, sizeof(*img));
 	if (o != NULL && blkdebug_file(o) &&
 	    (img->blkdebug = blkdbg_new(o, "file.")) == NULL) {
@@ -685,6 +724,9 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		goto fail;
 	} else if (open_file(img, filename, flags) < 0 ||
 	    (img->blkdebug != NULL && blkdbg_attach(img->blkdebug, img->fd)) ||
+	    (o != NULL && blkverify_prefix(o) != NULL &&
+	    (img->blkverify = blkverify_open(o, blkverify_prefix(o), img->fd,
+	    flags)) == NULL) ||
 	    in_chain(c, img->fd, filename) < 0 || choose_format(img, fmt) < 0 ||
 	    (o != NULL && fmt == NULL && check_keys(o, img->ops->name) < 0) ||
 	    (!nolock && lock_image(img->fd, filename, flags & IMG_RDWR,
@@ -707,6 +749,11 @@ open_one(const char *filename, const char *fmt, int flags, struct chain *c,
 		img->data_name = quorum_name(o, NULL);	/* map's File */
 		img->no_dir = true;
 		img->copies_size = quorum_copies_size(o);
+	} else if (img->blkverify != NULL) {
+		free(img->filename);
+		img->filename = blkverify_name(img->blkverify);
+		img->data_name = blkverify_raw_name(img->blkverify);
+		blkverify_opened(img->blkverify, flags);
 	}
 	img->priv = xcalloc(1, img->ops->priv_size ? img->ops->priv_size : 1);
 	if (img->ops->open(img) < 0) {
@@ -730,6 +777,7 @@ fail:
 		close(img->fd);
 	blkdbg_free(img->blkdebug);
 	quorum_free(img->quorum);
+	blkverify_free(img->blkverify);
 	free(img->data_name);
 	free(img->path);
 	free(img->filename);
@@ -748,6 +796,23 @@ img_open(const char *filename, const char *fmt, int flags)
 		return NULL;
 	}
 	probe_warning(img, filename, flags);
+	return img;
+}
+
+struct img *
+img_open_child(const char *name, const struct opt_list *o, int flags)
+{
+	struct chain c = { .n = 0 };
+	const char *file, *fmt;
+	struct img *img;
+
+	if (o == NULL)
+		img = open_chain(name, NULL, flags, &c);
+	else
+		img = opts_target(o, &file, &fmt) < 0 ? NULL :
+		    open_one(file, fmt, flags, &c, o);
+	if (img != NULL)
+		probe_warning(img, name != NULL ? name : img->filename, flags);
 	return img;
 }
 
@@ -817,6 +882,7 @@ img_close(struct img *img)
 		close(img->fd);
 	blkdbg_free(img->blkdebug);
 	quorum_free(img->quorum);
+	blkverify_free(img->blkverify);
 	free(img->data_name);
 	free(img->path);
 	free(img->filename);
@@ -922,6 +988,46 @@ layer_status(struct img *img, uint64_t off, uint64_t len, struct fmt_status *st)
 	return 0;
 }
 
+const char *
+img_node_protocol(const char *filename)
+{
+	if (strncmp(filename, "blkverify:", 10) == 0)
+		return "blkverify";
+	if (strncmp(filename, "blkdebug:", 9) == 0)
+		return "blkdebug";
+	return NULL;
+}
+
+bool
+img_reads_checked(const struct img *img)
+{
+	return img->ops->whole_reads && img->blkverify != NULL &&
+	    !(img->flags & IMG_DATA_READS);
+}
+
+/*
+ * A read of the whole range on a file whose reads a node compares
+ * (blkverify), as qemu's raw passes it on; a probed raw image's requests
+ * are whole sectors (raw_refresh_limits), so widened to them.
+ */
+static int
+read_whole(struct img *img, uint64_t off, size_t len, void *buf)
+{
+	uint64_t a = img->probed ? IMG_SECTOR : 1, start, end;
+	uint8_t *b;
+	int r;
+
+	start = ROUND_DOWN(off, a);
+	end = ROUND_UP(off + len, a);
+	if (start == off && end == off + len)
+		return img->ops->read(img, off, len, buf);
+	b = xmalloc(end - start);
+	if ((r = img->ops->read(img, start, end - start, b)) == 0)
+		memcpy(buf, b + (off - start), len);
+	free(b);
+	return r;
+}
+
 int
 img_read(struct img *img, uint64_t off, size_t len, void *buf)
 {
@@ -932,6 +1038,8 @@ img_read(struct img *img, uint64_t off, size_t len, void *buf)
 
 	if (check_range(img, off, len) < 0)
 		return -1;
+	if (img_reads_checked(img))
+		return len ? read_whole(img, off, len, buf) : 0;
 	if (img->ops->filter != NULL)
 		return img->ops->filter(img, IO_READ, off, len) < 0 ? -1 :
 		    img_read(img->backing, off, len, buf);
@@ -1321,8 +1429,8 @@ img_actual_size(struct img *img)
 
 	if (img->ops->actual_size != NULL)
 		return img->ops->actual_size(img);
-	if (img->blkdebug != NULL)
-		return -1;	/* qemu's blkdebug cannot say */
+	if (img->blkdebug != NULL || img->blkverify != NULL)
+		return -1;	/* qemu's blkdebug and blkverify cannot say */
 	if (img->fd < 0)
 		return 0;
 	if (fstat(img->fd, &st) < 0)

@@ -31,6 +31,9 @@ enum {
 	/* qemu's BDRV_O_NO_IO: headers only, no data (img-info of an
 	 * encrypted image without its key) */
 	IMG_NO_IO	= 1 << 10,
+	/* reads skip what block status calls zero, even where a node
+	 * compares every byte read (blkverify): qemu-img convert's reads */
+	IMG_DATA_READS	= 1 << 11,
 };
 
 /* write_zeroes flags */
@@ -68,6 +71,7 @@ struct img {
 	void			*say_arg;
 	int64_t			 copies_size;	/* disk bytes of further copies (quorum) */
 	struct quorum		*quorum;	/* the copies of fd (quorum below the format) */
+	struct blkverify	*blkverify;	/* fd's test image (blkverify node) */
 };
 
 /* An internal snapshot, as qemu's SnapshotInfo (img-info, img-snapshot -l). */
@@ -124,6 +128,16 @@ struct img	*img_open_image_opts(const char *spec, int flags);
  */
 struct img	*img_open_image_opts_share(const char *spec, int flags);
 
+/*
+ * The protocol node a name opens that cannot be created (qemu's "Protocol
+ * driver 'blkverify' does not support image creation"), or NULL.
+ */
+const char	*img_node_protocol(const char *filename);
+/*
+ * Whether reading img checks its bytes (a blkverify node below raw
+ * compares every read): zero extents must be read too, not assumed.
+ */
+bool		 img_reads_checked(const struct img *img);
 /* Read through the chain; ranges past a backing file's end read as zeroes. */
 int		 img_read(struct img *img, uint64_t off, size_t len, void *buf);
 int		 img_write(struct img *img, uint64_t off, size_t len, const void *buf);

@@ -84,9 +84,8 @@ verify(uint64_t off, size_t len, const uint8_t *a, const uint8_t *b)
 		continue;
 	if (i == len)
 		return;
-	notice("quorum: offset=%" PRIu64 " bytes=%zu contents mismatch at "
-	    "offset %" PRIu64, off, len, off + i);
-	exit(1);
+	die_notice("quorum: offset=%" PRIu64 " bytes=%zu contents mismatch "
+	    "at offset %" PRIu64, off, len, off + i);
 }
 
 /* Children whose bytes lost the vote get the winner's (rewrite-corrupted). */

@@ -340,7 +340,7 @@ quorum_open(const struct opt_list *o, int fd, int flags, bool metadata)
 	}
 	q->next = quorum_list;
 	quorum_list = q;
-	io_copies = quorum_io;
+	io_copies_add(quorum_io);
 	return q;
 fail:
 	q->fd[0] = -1;
@@ -369,7 +369,7 @@ quorum_free(struct quorum *q)
 			break;
 		}
 	if (quorum_list == NULL)
-		io_copies = NULL;
+		io_copies_del(quorum_io);
 	for (i = 1; i < q->n; i++) {
 		lock_drop(q->fd[i]);
 		close(q->fd[i]);

@@ -268,6 +268,7 @@ static const struct opt_desc raw_create_opts[] = {
 const struct fmt_ops raw_ops = {
 	.name		= "raw",
 	.priv_size	= 0,
+	.whole_reads	= true,
 	.probe		= NULL,
 	.open		= raw_open,
 	.create		= raw_create,

@@ -1,6 +1,7 @@
 /* Error recording, program name and the die() family. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 static char progname[256] = "img";
 static char errbuf[4096];
 static int errnum_last;
+static bool verbatim;	/* errbuf is said as it is (err_verbatim) */
 
 void
 prog_init(const char *argv0)
@@ -41,6 +43,7 @@ err_set(int errnum, const char *fmt, ...)
 	va_list ap;
 	size_t n;
 
+	verbatim = false;
 	va_start(ap, fmt);
 	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
 	va_end(ap);
@@ -55,8 +58,18 @@ err_set(int errnum, const char *fmt, ...)
 int
 err_bare(int errnum)
 {
+	verbatim = false;
 	snprintf(errbuf, sizeof(errbuf), "%s", strerror(errnum));
 	errnum_last = errnum;
+	return -1;
+}
+
+int
+err_verbatim(const char *msg)
+{
+	snprintf(errbuf, sizeof(errbuf), "%s", msg);
+	errnum_last = 0;
+	verbatim = true;
 	return -1;
 }
 
@@ -68,6 +81,7 @@ err_prefix(const char *fmt, ...)
 	size_t n;
 
 	memcpy(old, errbuf, sizeof(old));
+	verbatim = false;
 	va_start(ap, fmt);
 	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
 	va_end(ap);
@@ -134,8 +148,16 @@ vmsg(const char *fmt, va_list ap, int errnum)
 void
 die(const char *fmt, ...)
 {
+	char buf[sizeof(errbuf)];
 	va_list ap;
 
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (verbatim && strcmp(buf, errbuf) == 0) {
+		fprintf(stderr, "%s\n", buf);
+		exit(1);
+	}
 	va_start(ap, fmt);
 	vmsg(fmt, ap, 0);
 	va_end(ap);
@@ -198,6 +220,18 @@ notice(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+void
+die_notice(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
 }
 
 void

@@ -14,6 +14,12 @@ const char	*prog_name(void);
 int		 err_set(int errnum, const char *fmt, ...) PRINTF(2, 3);
 /* Prefix the recorded message with "fmt: " (context added by a caller); returns -1. */
 int		 err_prefix(const char *fmt, ...) PRINTF(1, 2);
+/*
+ * A message said as it is, without the program's name (what a pipeline
+ * stage printed in qemu's own unprefixed words, as blkverify's mismatch):
+ * die("%s", err_msg()) prints it alone.  Returns -1.
+ */
+int		 err_verbatim(const char *msg);
 /* qemu's bare -errnum: the message is strerror(errnum) alone; returns -1 */
 int		 err_bare(int errnum);
 /*
@@ -41,6 +47,8 @@ void		 warn_line(const char *line, void *arg);
  * way formats/ speak other than through err_set.
  */
 void		 notice(const char *fmt, ...) PRINTF(1, 2);
+/* notice, then exit 1: a check of the block layer's that ends the process */
+_Noreturn void	 die_notice(const char *fmt, ...) PRINTF(1, 2);
 /* notice("%s", line), as a sink (arg unused) */
 void		 notice_line(const char *line, void *arg);
 

@@ -1,4 +1,5 @@
 /* I/O helpers. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "int.h"
 #include "io.h"
 
 int (*io_fault)(int fd, int type, uint64_t off, uint64_t len);
@@ -23,6 +25,55 @@ io_fault_check(int fd, int type, uint64_t off, uint64_t len)
 }
 
 ssize_t (*io_copies)(int fd, const struct io_req *r);
+
+/* The nodes below formats that hook requests (quorum, blkverify). */
+static ssize_t (*copies[4])(int fd, const struct io_req *r);
+
+/* Each hook in turn, until one owns fd. */
+static ssize_t
+copies_any(int fd, const struct io_req *r)
+{
+	ssize_t n;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(copies); i++)
+		if (copies[i] != NULL &&
+		    (n = copies[i](fd, r)) != IO_NOT_COPIES)
+			return n;
+	return IO_NOT_COPIES;
+}
+
+void
+io_copies_add(ssize_t (*hook)(int, const struct io_req *))
+{
+	size_t i, free_slot = ARRAY_SIZE(copies);
+
+	for (i = 0; i < ARRAY_SIZE(copies); i++) {
+		if (copies[i] == hook)
+			return;
+		if (copies[i] == NULL && free_slot == ARRAY_SIZE(copies))
+			free_slot = i;
+	}
+	/* a slot per kind of node */
+	assert(free_slot < ARRAY_SIZE(copies));
+	copies[free_slot] = hook;
+	io_copies = copies_any;
+}
+
+void
+io_copies_del(ssize_t (*hook)(int, const struct io_req *))
+{
+	size_t i;
+	bool any = false;
+
+	for (i = 0; i < ARRAY_SIZE(copies); i++) {
+		if (copies[i] == hook)
+			copies[i] = NULL;
+		any |= copies[i] != NULL;
+	}
+	if (!any)
+		io_copies = NULL;
+}
 
 /* The request through io_copies, else on fd itself. */
 static ssize_t

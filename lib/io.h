@@ -48,6 +48,12 @@ struct io_req {
  */
 #define IO_NOT_COPIES	(-2)
 extern ssize_t	(*io_copies)(int fd, const struct io_req *r);
+/*
+ * Register (or drop) one kind of such node's hook: io_copies then asks
+ * each registered hook in turn until one owns the fd.
+ */
+void	io_copies_add(ssize_t (*hook)(int fd, const struct io_req *r));
+void	io_copies_del(ssize_t (*hook)(int fd, const struct io_req *r));
 /* The request on fd itself, no hook asked: bytes read (IO_READ), 0 or -1 (errno). */
 ssize_t	io_do(int fd, const struct io_req *r);
 /* Write all of iov at off. 0 or -1 (errno). */

@@ -185,6 +185,17 @@ broken_pipe(const struct proc *p)
 	return WIFSIGNALED(p->status) && WTERMSIG(p->status) == SIGPIPE;
 }
 
+/* Whether a line of s starts with our "PROG: " (len: strlen(PROG)). */
+static bool
+ours(const char *s, size_t len)
+{
+	for (; s != NULL; s = strchr(s, '\n'), s = s ? s + 1 : NULL)
+		if (strncmp(s, prog_name(), len) == 0 &&
+		    strncmp(s + len, ": ", 2) == 0)
+			return true;
+	return false;
+}
+
 /* The stage's own message as ours: trailing newlines and its "PROG: " go. */
 static int
 take_message(const struct proc *p)
@@ -195,6 +206,13 @@ take_message(const struct proc *p)
 	n = strlen(s);
 	while (n > 0 && s[n - 1] == '\n')
 		s[--n] = '\0';
+	if (*s != '\0' && !ours(s, len) && WIFEXITED(p->status) &&
+	    WEXITSTATUS(p->status) == 1) {
+		/* not our words (qemu's own, as blkverify's): as they are */
+		err_verbatim(s);
+		free(msg);
+		return -1;
+	}
 	if (strncmp(s, prog_name(), len) == 0 && strncmp(s + len, ": ", 2) == 0)
 		s += len + 2;
 	if (*s != '\0')

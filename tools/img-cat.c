@@ -290,6 +290,11 @@ convert_error(struct img *img)
 			any = true;
 			s = MAX(p, a);
 			e = MIN(MIN(p + conv.piece, end), b);
+			/* a node that compares reads names the whole piece */
+			if (io_copies != NULL) {
+				s = p;
+				e = MIN(p + conv.piece, end);
+			}
 			if (img_read(img, s, (size_t)(e - s), buf) < 0)
 				die("error while reading at byte %" PRIu64 ": %s",
 				    p, strerror(err_errno() ? err_errno() : EIO));
@@ -402,6 +407,9 @@ cat_range(struct img *img, struct out *o, uint64_t off, uint64_t len)
 			return -1;
 		if (salvage && img_status_salvage(img, off, len, &e) == 1)
 			warn_errno("block status at offset ", off);
+		/* where reads are compared, zeroes are read too */
+		if (e.zero && img_reads_checked(img))
+			e.zero = false;
 		if (data > 0 && e.zero) {
 			if (copy(img, o, off - data, data) < 0)
 				return -1;
@@ -664,6 +672,8 @@ parse_args(int argc, char *argv[], struct cat_args *a)
 		case OPT_AS_CONVERT:
 			conv.on = true;
 			conv.piece = size_arg("piece size", optarg);
+			/* qemu-img convert reads data extents only */
+			a->flags |= IMG_DATA_READS;
 			break;
 		case OPT_LONG:
 		case OPT_SHORT:

@@ -371,11 +371,13 @@ walk_common(struct cmp *c, struct rec *r)
 	} else if (((st[0] & st[1]) & BS_ZERO) || (!a1 && !a2)) {
 		r->kind = R_SKIP;
 	} else {
-		/* what reads as zero by the map needs no read */
+		/*
+		 * qemu reads each allocated side, zero or not (a blkverify
+		 * node compares what it reads); unallocated reads as zero
+		 */
 		r->kind = R_READ;
 		r->len = MIN(r->len, CHUNK_MAX);
-		r->need = (a1 && !(st[0] & BS_ZERO) ? 1 : 0) |
-		    (a2 && !(st[1] & BS_ZERO) ? 2 : 0);
+		r->need = (a1 ? 1 : 0) | (a2 ? 2 : 0);
 	}
 }
 
@@ -485,9 +487,12 @@ helper_start(struct cmp *c)
 	int go[2], done[2];
 
 	c->helper = -1;
-	/* injected errors (blkdebug) follow one process's sequence of reads */
+	/*
+	 * injected errors (blkdebug) follow one process's sequence of reads;
+	 * a blkverify node's mismatch ends the process that reads it
+	 */
 	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || io_fault != NULL ||
-	    pipe(go) < 0)
+	    io_copies != NULL || pipe(go) < 0)
 		return;
 	if (pipe(done) < 0) {
 		close(go[0]);
@@ -533,6 +538,9 @@ add_jobs(struct cmp *c, struct rec *r, int side, uint64_t *total)
 	r->job[side] = sh->njobs;
 	for (; off < end; off += n, r->njob[side]++) {
 		n = MIN(end - off, ROUND_DOWN(off, JOB_BYTES) + JOB_BYTES - off);
+		/* a node that compares reads names them: qemu's whole chunk */
+		if (io_copies != NULL)
+			n = end - off;
 		assert(sh->njobs < JOBS_MAX);
 		j = &sh->jobs[sh->njobs++];
 		j->off = off;

@@ -1231,6 +1231,9 @@ create_target(struct conv *c)
 	if (img_create_opts(c->out_fmt) == NULL)
 		die("Format driver '%s' does not support image creation",
 		    c->out_fmt);
+	if (img_node_protocol(c->dst) != NULL)
+		die("Protocol driver '%s' does not support image creation",
+		    img_node_protocol(c->dst));
 	driver_opts(c, &c->o, &o);
 	backing_opts(c, &o);
 	check_bitmaps(c);
@@ -1276,7 +1279,8 @@ check_target(struct conv *c)
 	check_backing(c);
 	check_bitmaps(c);
 	check_not_source(c);
-	/* the writer's open warns of a probed raw child (a quorum's), once */
+	/* img-write's open warns of a probed image (a quorum's raw child,
+	 * a blkverify test image), once */
 	if ((img = open_target(c, IMG_RDWR | IMG_NO_PROBE_WARN)) == NULL)
 		die("%s", err_msg());
 	target_can(c, img);

@@ -147,12 +147,16 @@ io_error(void)
  * Copy [start, end) of in to out at 0.  Blocks of bs bytes read and write
  * the same bytes as larger sequential runs, so this moves IO_BUFSIZE at a
  * time; every byte is written, zeroes included, so the output is allocated
- * as qemu-img dd's is.
+ * as qemu-img dd's is.  Where requests are watched (blkdebug's rules,
+ * blkverify's messages name them), a block is one read, as in qemu.
  */
 static int
-copy(struct img *in, struct img *out, uint64_t start, uint64_t end)
+copy(struct img *in, struct img *out, uint64_t start, uint64_t end,
+    uint64_t bs)
 {
-	size_t n, bufsize = (size_t)MIN((uint64_t)IO_BUFSIZE, end - start);
+	uint64_t step = io_fault != NULL || io_copies != NULL ? bs : IO_BUFSIZE;
+	size_t n, bufsize = (size_t)MIN(MIN((uint64_t)IO_BUFSIZE, step),
+	    end - start);
 	uint8_t *buf = io_alloc(bufsize ? bufsize : IO_ALIGN);
 	uint64_t pos;
 
@@ -202,6 +206,9 @@ dd(const struct dd *d)
 		die("Unknown protocol 'json'");
 	if (img_create_opts(d->out_fmt) == NULL)
 		die("Format driver '%s' does not support image creation", d->out_fmt);
+	if (img_node_protocol(d->out) != NULL)
+		die("Protocol driver '%s' does not support image creation",
+		    img_node_protocol(d->out));
 	skip_ok = dd_range(d, in->size, &end, &start);
 	outsize = ROUND_UP(end - start, DD_SECTOR);
 	existed = stat(d->out, &st) == 0;
@@ -220,7 +227,7 @@ dd(const struct dd *d)
 	if (!skip_ok)
 		warn_msg("%s: cannot skip to specified offset", d->in);
 	/* no flush of its own: qemu-img's comes when the images close */
-	r = copy(in, out, start, end);
+	r = copy(in, out, start, end, (uint64_t)d->bs);
 	img_close(in);
 	img_close_report(out, warn_line, NULL);
 	if (r < 0 && !existed)
