@@ -607,9 +607,8 @@ static struct img *
 open_quorum_child(const struct opt_list *o, int i, int flags)
 {
 	struct opt_list in = { 0, NULL };
-	struct chain c = { .n = 0 };
 	char *pre = xasprintf("children.%d.", i);
-	const char *file, *fmt, *ref;
+	const char *ref;
 	const struct jnode *prev;
 	struct img *kid = NULL;
 	size_t j, plen = strlen(pre);
@@ -622,15 +621,13 @@ open_quorum_child(const struct opt_list *o, int i, int flags)
 			opt_list_set(&in, o->v[j].key + plen, o->v[j].val);
 	if (ref != NULL) {
 		err_set(0, "Cannot find device='%s' nor node-name='%s'", ref, ref);
-	} else if (opts_target(&in, &file, &fmt) == 0) {
+	} else {
 		/* the child's own json: member types its options */
 		prev = blkdbg_json;
 		pre[plen - 1] = '\0';
 		blkdbg_json = prev != NULL ? blkdbg_json_member(pre) : NULL;
-		kid = open_one(file, fmt, flags, &c, &in);
+		kid = img_open_child(NULL, &in, flags);
 		blkdbg_json = prev;
-		if (kid != NULL)
-			probe_warning(kid, kid->filename, flags);
 	}
 	opt_list_free(&in);
 	free(pre);
