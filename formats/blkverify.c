@@ -420,12 +420,6 @@ node_write(struct img *img, uint64_t off, size_t len, const void *buf)
 	return 0;
 }
 
-static int
-node_flush(struct img *img)
-{
-	return fmt_sync(img);
-}
-
 /*
  * qemu's block status of a filter without its own: data with an offset
  * in the node, which qemu-img map shows as the raw file's (its filtered
@@ -469,7 +463,7 @@ const struct fmt_ops blkverify_ops = {
 	.open		= node_open,
 	.read		= node_read,
 	.write		= node_write,
-	.flush		= node_flush,
+	.flush		= fmt_sync,
 	.block_status	= node_status,
 	.info		= node_info,
 	.actual_size	= node_actual_size,
